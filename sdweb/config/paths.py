@@ -1,0 +1,117 @@
+"""The data-dir layout (A1111's folders) resolved once from the flags into one frozen DataPaths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_data_dir() -> Path:
+    """The checkout root when running from a clone (as A1111 does), else the current folder."""
+    if (CHECKOUT_ROOT / "models").is_dir() and (CHECKOUT_ROOT / "sdweb").is_dir():
+        return CHECKOUT_ROOT
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    data_dir: Path
+    models_dir: Path
+    checkpoints: Path
+    extra_checkpoint_dir: Path | None
+    vae: Path
+    extra_vae_dir: Path | None
+    lora: Path
+    lycoris: Path
+    embeddings: Path
+    hypernetworks: Path
+    esrgan: Path
+    realesrgan: Path
+    swinir: Path
+    dat: Path
+    scunet: Path
+    bsrgan: Path
+    ldsr: Path
+    gfpgan: Path
+    codeformer: Path
+    controlnet: Path
+    extra_controlnet_dir: Path | None
+    blip: Path
+    vae_approx: Path
+    vae_taesd: Path
+    outputs: Path
+    extensions: Path
+    config_file: Path
+    ui_config_file: Path
+    styles_files: tuple[Path, ...]
+    params_file: Path
+    cache_dir: Path
+    log_dir: Path
+    tmp_dir: Path
+
+    def model_folders(self) -> tuple[Path, ...]:
+        """Every folder the app creates at start so users see where to put files."""
+        return (self.checkpoints, self.vae, self.lora, self.embeddings, self.esrgan, self.realesrgan,
+                self.swinir, self.gfpgan, self.codeformer, self.controlnet, self.outputs, self.extensions)
+
+    def ensure_folders(self) -> None:
+        for folder in self.model_folders():
+            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.cache_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _or(value: str | None, fallback: Path) -> Path:
+    return Path(value).expanduser().resolve() if value else fallback
+
+
+def resolve_paths(options: object) -> DataPaths:
+    """Build DataPaths from LaunchOptions (anything with A1111's flag attribute names)."""
+
+    def flag(name: str) -> str | None:
+        return getattr(options, name, None)
+
+    data = _or(flag("data_dir"), default_data_dir().resolve())
+    models = _or(flag("models_dir"), data / "models")
+    styles = tuple(Path(p).expanduser() for p in (flag("styles_file") or ())) or (data / "styles.csv",)
+    return DataPaths(
+        data_dir=data,
+        models_dir=models,
+        checkpoints=models / "Stable-diffusion",
+        extra_checkpoint_dir=_opt_path(flag("ckpt_dir")),
+        vae=models / "VAE",
+        extra_vae_dir=_opt_path(flag("vae_dir")),
+        lora=_or(flag("lora_dir"), models / "Lora"),
+        lycoris=_or(flag("lyco_dir_backcompat"), models / "LyCORIS"),
+        embeddings=_or(flag("embeddings_dir"), data / "embeddings"),
+        hypernetworks=_or(flag("hypernetwork_dir"), models / "hypernetworks"),
+        esrgan=_or(flag("esrgan_models_path"), models / "ESRGAN"),
+        realesrgan=_or(flag("realesrgan_models_path"), models / "RealESRGAN"),
+        swinir=_or(flag("swinir_models_path"), models / "SwinIR"),
+        dat=_or(flag("dat_models_path"), models / "DAT"),
+        scunet=_or(flag("scunet_models_path"), models / "ScuNET"),
+        bsrgan=_or(flag("bsrgan_models_path"), models / "BSRGAN"),
+        ldsr=_or(flag("ldsr_models_path"), models / "LDSR"),
+        gfpgan=_or(flag("gfpgan_models_path"), models / "GFPGAN"),
+        codeformer=_or(flag("codeformer_models_path"), models / "Codeformer"),
+        controlnet=models / "ControlNet",
+        extra_controlnet_dir=_opt_path(flag("controlnet_dir")),
+        blip=_or(flag("clip_models_path"), models / "BLIP"),
+        vae_approx=models / "VAE-approx",
+        vae_taesd=models / "VAE-taesd",
+        outputs=data / "outputs",
+        extensions=data / "extensions",
+        config_file=_or(flag("ui_settings_file"), data / "config.json"),
+        ui_config_file=_or(flag("ui_config_file"), data / "ui-config.json"),
+        styles_files=styles,
+        params_file=data / "params.txt",
+        cache_dir=data / "cache",
+        log_dir=data / "log",
+        tmp_dir=data / "tmp",
+    )

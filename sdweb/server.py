@@ -1,0 +1,96 @@
+"""Build AppState once, mount API routes, then Gradio at "/", and serve with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from sdweb import __version__
+from sdweb.config.environment import apply_app_environment
+from sdweb.state import AppState, build_app_state
+
+log = logging.getLogger("sdweb")
+
+RESTART_MARKER = Path("tmp") / "restart"
+
+
+def bind_host(options: object) -> str:
+    """--server-name, else 0.0.0.0 with --listen, else loopback only."""
+    if getattr(options, "server_name", None):
+        return options.server_name
+    return "0.0.0.0" if getattr(options, "listen", False) else "127.0.0.1"
+
+
+def pick_port(host: str, requested: int | None, nowebui: bool) -> int:
+    """The requested port, or the first free one from 7860 (7861 API-only) upward, as Gradio does."""
+    if requested:
+        return requested
+    start = 7861 if nowebui else 7860
+    for port in range(start, start + 100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host if host != "0.0.0.0" else "", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"No free port between {start} and {start + 99}; pass --port.")
+
+
+def parse_credentials(text: str | None) -> list[tuple[str, str]]:
+    """'u:p,u2:p2' -> [(u, p), (u2, p2)] (split on ',' then the first ':', as A1111)."""
+    pairs = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if item and ":" in item:
+            user, password = item.split(":", 1)
+            pairs.append((user, password))
+    return pairs
+
+
+def gradio_credentials(options: object) -> list[tuple[str, str]]:
+    pairs = parse_credentials(getattr(options, "gradio_auth", None))
+    auth_path = getattr(options, "gradio_auth_path", None)
+    if auth_path:
+        for line in Path(auth_path).read_text(encoding="utf-8").splitlines():
+            pairs.extend(parse_credentials(line))
+    return pairs
+
+
+def create_app(state: AppState) -> FastAPI:
+    app = FastAPI(title="sdweb", version=__version__, docs_url="/docs", redoc_url="/redoc")
+
+    @app.get("/internal/ping", include_in_schema=False)
+    def ping() -> dict:
+        return {}
+
+    # API routes are registered here, before Gradio is mounted at "/" (a mount at "/" swallows later routes).
+    if not getattr(state.options, "nowebui", False):
+        from sdweb.ui.app import mount_ui
+
+        app = mount_ui(app, state, auth=gradio_credentials(state.options) or None)
+    return app
+
+
+def run_server(options: object) -> int:
+    import uvicorn
+
+    logging.basicConfig(level=(getattr(options, "loglevel", None) or "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = build_app_state(options)
+    apply_app_environment(state.paths.tmp_dir)
+    if getattr(options, "share", False) or getattr(options, "ngrok", None):
+        log.warning("--share / --ngrok tunnels are not supported (sdweb stays offline); serving locally only.")
+    host = bind_host(options)
+    port = pick_port(host, getattr(options, "port", None), getattr(options, "nowebui", False))
+    app = create_app(state)
+    log.info("sdweb %s: checkpoint %r; open http://%s:%d", __version__, state.selected_checkpoint,
+             "127.0.0.1" if host == "0.0.0.0" else host, port)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_keep_alive=getattr(options, "timeout_keep_alive", 30),
+                            ssl_keyfile=getattr(options, "tls_keyfile", None),
+                            ssl_certfile=getattr(options, "tls_certfile", None))
+    uvicorn.Server(config).run()
+    return 0
