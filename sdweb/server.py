@@ -86,7 +86,8 @@ def run_server(options: object) -> int:
     host = bind_host(options)
     port = pick_port(host, getattr(options, "port", None), getattr(options, "nowebui", False))
     app = create_app(state)
-    log.info("sdweb %s: checkpoint %r; open http://%s:%d", __version__, state.selected_checkpoint,
+    selected = state.selected_checkpoint()
+    log.info("sdweb %s: checkpoint %r; open http://%s:%d", __version__, selected.title if selected else None,
              "127.0.0.1" if host == "0.0.0.0" else host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_keep_alive=getattr(options, "timeout_keep_alive", 30),

@@ -6,22 +6,25 @@ import gradio as gr
 from fastapi import FastAPI
 
 from sdweb import __version__
-from sdweb.state import AppState, refresh_checkpoint_list
+from sdweb.state import AppState
 
 
 def build_blocks(state: AppState) -> gr.Blocks:
+    selected = state.selected_checkpoint()
     with gr.Blocks(title="sdweb", analytics_enabled=False) as blocks:
         with gr.Row():
-            checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=state.checkpoint_titles,
-                                     value=state.selected_checkpoint, elem_id="sd_model_checkpoint",
+            checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint",
+                                     choices=state.registry.checkpoint_titles(),
+                                     value=selected.title if selected else None, elem_id="sd_model_checkpoint",
                                      scale=4)
             refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
         gr.Markdown(f"sdweb {__version__}: the generation tabs arrive with the generation service.",
                     elem_id="sdweb_status")
 
         def on_refresh() -> gr.Dropdown:
-            refresh_checkpoint_list(state)
-            return gr.Dropdown(choices=state.checkpoint_titles, value=state.selected_checkpoint)
+            state.registry.refresh_checkpoints()
+            current = state.selected_checkpoint()
+            return gr.Dropdown(choices=state.registry.checkpoint_titles(), value=current.title if current else None)
 
         refresh.click(on_refresh, outputs=checkpoint, api_visibility="private")
     return blocks

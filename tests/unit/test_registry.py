@@ -1,0 +1,122 @@
+import hashlib
+import json
+import os
+
+import pytest
+
+from sdweb.cli import parse_options
+from sdweb.config.paths import resolve_paths
+from sdweb.models.hashing import HashCache, addnet_hash_safetensors, legacy_model_hash, sha256_file
+from sdweb.models.registry import ModelRegistry
+
+
+def _write(path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    models = tmp_path / "models" / "Stable-diffusion"
+    _write(models / "a.safetensors", os.urandom(1_200_000))
+    _write(models / "sub" / "b.ckpt", os.urandom(5000))
+    _write(models / "a.vae.safetensors", b"vae")  # a VAE beside a checkpoint is not a checkpoint
+    _write(models / "notes.txt", b"x")
+    diffusers_dir = models / "my-diffusers"
+    _write(diffusers_dir / "model_index.json", b"{}")
+    _write(diffusers_dir / "unet" / "diffusion_pytorch_model.safetensors", b"x")
+    return tmp_path
+
+
+def _registry(data_dir, *argv):
+    options = parse_options(["--data-dir", str(data_dir), *argv], {})
+    registry = ModelRegistry(resolve_paths(options), no_hashing=options.no_hashing, extra_checkpoint=options.ckpt)
+    registry.refresh_all()
+    registry.wait_for_hashes()
+    return registry
+
+
+def test_hash_formats_match_a1111_definitions(tmp_path):
+    data = os.urandom(1_200_000)
+    path = _write(tmp_path / "x.bin", data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert legacy_model_hash(path) == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+    assert legacy_model_hash(tmp_path / "missing") == "NOFILE"
+    header = json.dumps({"__metadata__": {"ss_output_name": "x"}}).encode()
+    safetensors = _write(tmp_path / "l.safetensors", len(header).to_bytes(8, "little") + header + b"TENSORDATA")
+    assert addnet_hash_safetensors(safetensors) == hashlib.sha256(b"TENSORDATA").hexdigest()
+
+
+def test_titles_names_and_aliases(data_dir):
+    registry = _registry(data_dir)
+    by_name = {entry.name: entry for entry in registry.checkpoints}
+    assert set(by_name) == {"a.safetensors", "sub/b.ckpt", "my-diffusers"}
+    a = by_name["a.safetensors"]
+    full = sha256_file(a.path)
+    assert a.title == f"a.safetensors [{full[:10]}]"
+    assert a.short_title == f"a [{full[:10]}]"
+    assert by_name["sub/b.ckpt"].model_name == "sub_b"
+    assert by_name["my-diffusers"].title == "my-diffusers"
+    for alias in (a.title, "a.safetensors", "a", full, full[:10], a.legacy_hash, f"a.safetensors [{a.legacy_hash}]",
+                  f"a [{full[:10]}]", "a.safetensors [0000000000]"):
+        assert registry.find_checkpoint(alias) == a, alias
+    assert registry.find_checkpoint("b").name == "sub/b.ckpt"
+    assert registry.find_checkpoint("nothing-like-it") is None
+
+
+def test_no_hashing_keeps_titles_bare(data_dir):
+    registry = _registry(data_dir, "--no-hashing")
+    assert sorted(registry.checkpoint_titles()) == ["a.safetensors", "my-diffusers", "sub/b.ckpt"]
+
+
+def test_rescan_reads_no_file_content(data_dir):
+    first = _registry(data_dir)
+    assert first.cache.files_read > 0
+    second = _registry(data_dir)
+    assert second.cache.files_read == 0
+    assert sorted(second.checkpoint_titles()) == sorted(first.checkpoint_titles())
+
+
+def test_changed_file_is_rehashed(data_dir):
+    first = _registry(data_dir)
+    path = data_dir / "models" / "Stable-diffusion" / "a.safetensors"
+    before = first.find_checkpoint("a").title
+    _write(path, os.urandom(1_200_001))
+    second = _registry(data_dir)
+    assert second.cache.files_read > 0
+    assert second.find_checkpoint("a").title != before
+
+
+def test_ckpt_dir_and_ckpt_flag(data_dir, tmp_path):
+    extra = _write(tmp_path / "elsewhere" / "c.safetensors", b"c" * 100)
+    other = _write(tmp_path / "more" / "d.safetensors", b"d" * 100)
+    registry = _registry(data_dir, "--ckpt-dir", str(tmp_path / "more"), "--ckpt", str(extra))
+    names = {entry.name for entry in registry.checkpoints}
+    assert {"c.safetensors", "d.safetensors"} <= names
+    assert registry.find_checkpoint("d").path == other
+
+
+def test_vae_lora_embedding_lists(data_dir):
+    _write(data_dir / "models" / "VAE" / "vae-ft-mse.safetensors", b"v")
+    header = json.dumps({"__metadata__": {"ss_output_name": "cool_style"}}).encode()
+    _write(data_dir / "models" / "Lora" / "style" / "my_lora.safetensors",
+           len(header).to_bytes(8, "little") + header)
+    _write(data_dir / "models" / "LyCORIS" / "lyco.safetensors", b"\x00" * 8)
+    _write(data_dir / "embeddings" / "bad-hands.pt", b"e")
+    _write(data_dir / "embeddings" / "bad-hands.preview.png", b"p")
+    registry = _registry(data_dir)
+    assert [v.name for v in registry.vaes] == ["a.vae.safetensors", "vae-ft-mse.safetensors"]
+    assert {x.name for x in registry.loras} == {"my_lora", "lyco"}
+    assert registry.find_lora("cool_style").name == "my_lora"
+    assert [e.name for e in registry.embeddings] == ["bad-hands"]
+    a = registry.find_checkpoint("a")
+    assert registry.vae_near_checkpoint(a).name == "a.vae.safetensors"
+
+
+def test_hash_cache_survives_a_broken_cache_file(tmp_path):
+    cache_file = _write(tmp_path / "hashes.json", b"{not json")
+    path = _write(tmp_path / "f.bin", b"abc")
+    cache = HashCache(cache_file)
+    assert cache.get(path, "sha256") == hashlib.sha256(b"abc").hexdigest()
+    assert HashCache(cache_file).cached(path, "sha256") == hashlib.sha256(b"abc").hexdigest()
