@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from sdweb import __version__
+from sdweb.api.auth import parse_credentials
 from sdweb.config.environment import apply_app_environment
 from sdweb.state import AppState, build_app_state
 
@@ -39,24 +40,13 @@ def pick_port(host: str, requested: int | None, nowebui: bool) -> int:
     raise OSError(f"No free port between {start} and {start + 99}; pass --port.")
 
 
-def parse_credentials(text: str | None) -> list[tuple[str, str]]:
-    """'u:p,u2:p2' -> [(u, p), (u2, p2)] (split on ',' then the first ':', as A1111)."""
-    pairs = []
-    for item in (text or "").split(","):
-        item = item.strip()
-        if item and ":" in item:
-            user, password = item.split(":", 1)
-            pairs.append((user, password))
-    return pairs
-
-
 def gradio_credentials(options: object) -> list[tuple[str, str]]:
     pairs = parse_credentials(getattr(options, "gradio_auth", None))
     auth_path = getattr(options, "gradio_auth_path", None)
     if auth_path:
         for line in Path(auth_path).read_text(encoding="utf-8").splitlines():
-            pairs.extend(parse_credentials(line))
-    return pairs
+            pairs.update(parse_credentials(line))
+    return list(pairs.items())
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -66,7 +56,11 @@ def create_app(state: AppState) -> FastAPI:
     def ping() -> dict:
         return {}
 
-    # API routes are registered here, before Gradio is mounted at "/" (a mount at "/" swallows later routes).
+    # API routes first: a Gradio mount at "/" swallows every route registered after it.
+    if getattr(state.options, "api", False) or getattr(state.options, "nowebui", False):
+        from sdweb.api.a1111.app import mount_api
+
+        mount_api(app, state)
     if not getattr(state.options, "nowebui", False):
         from sdweb.ui.app import mount_ui
 

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "extensions": SERVICES,
     "testing": SERVICES,
     "builtin_extensions": {"extensions"},
-    "api": SERVICES | {"api", "state"},
+    "api": SERVICES | {"api", "state", "cli"},
     "ui": SERVICES | {"ui", "state"},
 }
 TOP_LEVEL = {"cli", "server", "state", "__main__", "__init__", "bench"}
