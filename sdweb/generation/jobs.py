@@ -1,0 +1,258 @@
+"""One job queue for the UI and the API: FIFO, progress events, interrupt and skip, nothing lost.
+
+The queue, the scheduling decision and the bookkeeping stay in the main process. What a worker needs is
+plain data: a job (kind + request) in, a result and progress events out. The default pool runs jobs in
+one in-process thread per device; another pool (e.g. one actor per GPU) can plug in behind `WorkerPool`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, INTERRUPTED = "queued", "running", "done", "failed", "interrupted"
+FINISHED_KEPT = 256
+
+
+class JobInterrupted(Exception):
+    """Raised inside a runner when the user pressed Interrupt."""
+
+
+def new_task_id(kind: str) -> str:
+    """A1111's shape: task(txt2img-ABC1234)."""
+    suffix = "".join(random.choices(string.ascii_uppercase + string.digits, k=7))
+    return f"task({kind}-{suffix})"
+
+
+@dataclass
+class JobProgress:
+    """What /progress and the UI show. Updated by the worker, read by anyone."""
+
+    job_no: int = 0
+    job_count: int = 1
+    sampling_step: int = 0
+    sampling_steps: int = 0
+    textinfo: str = ""
+    preview: Any = None  # a PIL image or None
+    preview_id: int = 0
+    started_at: float | None = None
+
+    def fraction(self) -> float:
+        """A1111's progress formula, capped at 1."""
+        if self.job_count <= 0:
+            return 0.0
+        done = self.job_no / self.job_count
+        if self.sampling_steps > 0:
+            done += self.sampling_step / self.sampling_steps / self.job_count
+        return min(done, 1.0)
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    request: Any
+    created_at: float = field(default_factory=time.time)
+    status: str = QUEUED
+    result: Any = None
+    error: BaseException | None = None
+    progress: JobProgress = field(default_factory=JobProgress)
+    interrupted: threading.Event = field(default_factory=threading.Event)
+    skipped: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    finished_at: float | None = None
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job ends; return its result or raise its error."""
+        if not self.finished.wait(timeout):
+            raise TimeoutError(f"{self.id} did not finish within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class JobContext:
+    """Handed to the runner: report progress, check interrupt / skip."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def set_job_count(self, count: int) -> None:
+        self.job.progress.job_count = max(1, count)
+
+    def start_batch(self, job_no: int, steps: int, textinfo: str = "") -> None:
+        progress = self.job.progress
+        progress.job_no, progress.sampling_step, progress.sampling_steps = job_no, 0, steps
+        progress.textinfo = textinfo
+        self.job.skipped.clear()
+
+    def report_step(self, step: int, preview: Any = None) -> None:
+        progress = self.job.progress
+        progress.sampling_step = step
+        if preview is not None:
+            progress.preview = preview
+            progress.preview_id += 1
+        if self.job.interrupted.is_set():
+            raise JobInterrupted(self.job.id)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.job.interrupted.is_set()
+
+    @property
+    def skipped(self) -> bool:
+        return self.job.skipped.is_set()
+
+
+Runner = Callable[[Job, JobContext], Any]
+
+
+class WorkerPool(Protocol):
+    """Where jobs run. The queue calls `start(take_next)`; workers call take_next() to get their next job."""
+
+    def start(self, take_next: Callable[[], Job | None], run: Callable[[Job], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class ThreadPool:
+    """The default pool: one worker thread per device, in this process."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._threads: list[threading.Thread] = []
+
+    def start(self, take_next: Callable[[], Job | None], run: Callable[[Job], None]) -> None:
+        def loop() -> None:
+            while (job := take_next()) is not None:
+                run(job)
+
+        for index in range(self.workers):
+            thread = threading.Thread(target=loop, name=f"sdweb-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+class JobQueue:
+    """FIFO queue shared by UI and API. Submit returns at once; `Job.wait()` gives the result."""
+
+    def __init__(self, runner: Runner, pool: WorkerPool | None = None) -> None:
+        self._runner = runner
+        self._pool = pool or ThreadPool()
+        self._condition = threading.Condition()
+        self._pending: list[Job] = []
+        self._running: dict[str, Job] = {}
+        self._finished: OrderedDict[str, Job] = OrderedDict()
+        self._closed = False
+        self._pool.start(self._take_next, self._run)
+
+    def submit(self, kind: str, request: Any, task_id: str | None = None) -> Job:
+        job = Job(id=task_id or new_task_id(kind), kind=kind, request=request)
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("the job queue is shut down")
+            self._pending.append(job)
+            self._condition.notify()
+        return job
+
+    def run(self, kind: str, request: Any, timeout: float | None = None) -> Any:
+        """Submit and wait: what a synchronous API route does."""
+        return self.submit(kind, request).wait(timeout)
+
+    def _take_next(self) -> Job | None:
+        with self._condition:
+            while not self._pending and not self._closed:
+                self._condition.wait()
+            if not self._pending:
+                return None
+            job = self._pending.pop(0)
+            job.status = RUNNING
+            job.progress.started_at = time.time()
+            self._running[job.id] = job
+            return job
+
+    def _run(self, job: Job) -> None:
+        try:
+            job.result = self._runner(job, JobContext(job))
+            job.status = DONE
+        except JobInterrupted:
+            job.status = INTERRUPTED
+            job.error = JobInterrupted(f"{job.id} was interrupted")
+        except BaseException as error:  # the worker must survive anything a job raises
+            job.status, job.error = FAILED, error
+            if not getattr(error, "message", None):  # UserErrors are expected; anything else is logged in full
+                log.exception("Job %s failed", job.id)
+        finally:
+            job.finished_at = time.time()
+            with self._condition:
+                self._running.pop(job.id, None)
+                self._finished[job.id] = job
+                while len(self._finished) > FINISHED_KEPT:
+                    self._finished.popitem(last=False)
+            job.finished.set()
+
+    # -- queries and controls ----------------------------------------------------------------------------
+    def current(self) -> Job | None:
+        with self._condition:
+            return next(iter(self._running.values()), None)
+
+    def pending(self) -> list[Job]:
+        with self._condition:
+            return list(self._pending)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._condition:
+            for job in (*self._pending, *self._running.values()):
+                if job.id == job_id:
+                    return job
+            return self._finished.get(job_id)
+
+    def position(self, job_id: str) -> int | None:
+        """0-based place among waiting jobs; None when not waiting."""
+        with self._condition:
+            return next((i for i, job in enumerate(self._pending) if job.id == job_id), None)
+
+    def interrupt(self, job_id: str | None = None) -> bool:
+        """Interrupt the given job (running or waiting), else the running one."""
+        with self._condition:
+            if job_id is not None:
+                for index, job in enumerate(self._pending):
+                    if job.id == job_id:
+                        del self._pending[index]
+                        self._cancel_waiting(job)
+                        return True
+            targets = [j for j in self._running.values() if job_id is None or j.id == job_id]
+        for job in targets:
+            job.interrupted.set()
+        return bool(targets)
+
+    def _cancel_waiting(self, job: Job) -> None:
+        job.status, job.error = INTERRUPTED, JobInterrupted(f"{job.id} was cancelled before it started")
+        job.finished_at = time.time()
+        self._finished[job.id] = job
+        job.finished.set()
+
+    def skip(self) -> bool:
+        running = self.current()
+        if running is not None:
+            running.skipped.set()
+        return running is not None
+
+    def shutdown(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        self._pool.stop()
