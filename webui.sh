@@ -74,7 +74,7 @@ if has_flag --exit; then
     exit 0
 fi
 
-export SD_WEBUI_RESTART="$script_dir/tmp/restart"
+export SD_WEBUI_RESTART="${SD_WEBUI_RESTART:-$script_dir/tmp/restart}"
 while true; do
     rm -f "$SD_WEBUI_RESTART"
     "$python" -m sdweb "$@"

@@ -1,0 +1,89 @@
+"""webui.sh end to end: root refusal, COMMANDLINE_ARGS honoured, the restart loop."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="webui.sh is for Linux/macOS")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _launcher_env(tmp_path, commandline_args: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CI")}
+    env.update({
+        "VENV_DIR": "-",  # use the interpreter running the tests
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "COMMANDLINE_ARGS": commandline_args,
+        "SD_WEBUI_RESTART": str(tmp_path / "restart-marker"),
+        "TORCH_COMMAND": "definitely-not-run",
+    })
+    return env
+
+
+def _get_json(url: str, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root check only triggers as root")
+def test_refuses_root_without_f(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / "webui.sh"), "--exit"], env=_launcher_env(tmp_path, ""),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "must not be launched as root" in result.stdout
+
+
+def test_commandline_args_and_restart_loop(tmp_path):
+    port = _free_port()
+    data_dir = tmp_path / "data"
+    args = f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install"
+    process = subprocess.Popen(["bash", str(ROOT / "webui.sh"), "-f"], env=_launcher_env(tmp_path, args),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        flags = _get_json(f"http://127.0.0.1:{port}/sdapi/v1/cmd-flags")
+        assert flags["port"] == port and flags["api"] is True and flags["data_dir"] == str(data_dir)
+        assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
+        # "Apply and restart": the marker file, then the app exits; the launcher starts it again.
+        (tmp_path / "restart-marker").write_text("")
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "the launcher should run the app as a child process"
+        for child in children:
+            os.kill(int(child), signal.SIGINT)
+        time.sleep(1)
+        assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
+        assert process.poll() is None
+        assert not (tmp_path / "restart-marker").exists()
+    finally:
+        _stop(process)
+    output = process.stdout.read().decode()
+    assert "Restarting sdweb" in output
