@@ -50,3 +50,12 @@ def test_resize_seed_from_keeps_the_centre():
 def test_same_seed_same_noise_and_different_seed_differs():
     assert torch.equal(image_noise(SHAPE, 9, 0, 0.0, None, "cpu"), image_noise(SHAPE, 9, 0, 0.0, None, "cpu"))
     assert not torch.equal(image_noise(SHAPE, 9, 0, 0.0, None, "cpu"), image_noise(SHAPE, 10, 0, 0.0, None, "cpu"))
+
+
+def test_latent_preview_shape_and_range():
+    from sdweb.generation.previews import latent_preview
+
+    latents = torch.randn(2, 4, 8, 6)
+    image = latent_preview(latents, is_sdxl=False, index=1)
+    assert image.size == (48, 64) and image.mode == "RGB"
+    assert latent_preview(latents, is_sdxl=True).size == (48, 64)
