@@ -158,7 +158,10 @@ def _half(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def checkpoint_content(pipe: diffusers.DiffusionPipeline, kind: str, seed: int) -> TinyFile:
     """An A1111 single file (fp16, LDM keys) of a pipeline built by build_tiny_pipeline(kind, seed)."""
     tensors = _half(pipeline_to_ldm(pipe, kind))
-    return TinyFile(tensors, {"format": "pt", "sdweb.tiny": f"{kind} seed={seed}"}, {"state_dict": tensors})
+    metadata = {"format": "pt", "sdweb.tiny": f"{kind} seed={seed}"}
+    if pipe.scheduler.config.get("prediction_type") == "v_prediction":
+        metadata["modelspec.prediction_type"] = "v"  # as Stability's ModelSpec files say it
+    return TinyFile(tensors, metadata, {"state_dict": tensors})
 
 
 def _vae_file(seed: int) -> TinyFile:
