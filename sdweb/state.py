@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sdweb.config.paths import DataPaths, resolve_paths
 from sdweb.config.settings import Settings, frozen_keys_from_flags
+from sdweb.core.errors import UserError
+from sdweb.generation.jobs import Job, JobContext, JobQueue
+from sdweb.generation.service import GenerationService, SaveOptions
+from sdweb.models.manager import ModelManager
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
+from sdweb.runtime.policy import RuntimePlan, plan_runtime, probe_hardware
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """What goes through the queue: plain data (a typed request and how to save)."""
+
+    request: Any  # Txt2ImgRequest | Img2ImgRequest
+    save: SaveOptions
 
 
 @dataclass
@@ -18,6 +32,10 @@ class AppState:
     paths: DataPaths
     settings: Settings
     registry: ModelRegistry
+    plan: RuntimePlan
+    manager: ModelManager
+    service: GenerationService
+    queue: JobQueue
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
         """The checkpoint named by --ckpt or the sd_model_checkpoint setting, else the first one."""
@@ -29,6 +47,19 @@ class AppState:
         checkpoints = self.registry.checkpoints
         return checkpoints[0] if checkpoints else None
 
+    def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
+        return self.queue.submit(kind, GenerationJob(request, save), task_id)
+
+
+def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
+    """The queue's runner: dispatch a job to the service by kind."""
+    payload: GenerationJob = job.request
+    if job.kind == "txt2img":
+        return service.txt2img(payload.request, context, payload.save)
+    if job.kind == "img2img":
+        return service.img2img(payload.request, context, payload.save)
+    raise UserError(f"Unknown job kind {job.kind!r}.")
+
 
 def build_app_state(options: object) -> AppState:
     paths = resolve_paths(options)
@@ -37,4 +68,11 @@ def build_app_state(options: object) -> AppState:
     registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
                              extra_checkpoint=getattr(options, "ckpt", None))
     registry.refresh_all()
-    return AppState(options=options, paths=paths, settings=settings, registry=registry)
+    plan = plan_runtime(options, probe_hardware())
+    log.info("Runtime: %s", plan.describe())
+    manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
+                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)))
+    service = GenerationService(manager, settings, paths, plan, options)
+    queue = JobQueue(lambda job, context: run_job(service, job, context))
+    return AppState(options=options, paths=paths, settings=settings, registry=registry, plan=plan,
+                    manager=manager, service=service, queue=queue)

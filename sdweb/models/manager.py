@@ -32,6 +32,7 @@ class LoadedModel:
     prediction_type: str
     base_pipeline: Any
     load_seconds: float
+    scheduler_config: dict = field(default_factory=dict)  # the checkpoint's own, before any sampler swap
     _by_mode: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,6 +135,7 @@ class ModelManager:
             prediction_type=result.prediction_type,
             base_pipeline=result.pipeline,
             load_seconds=seconds,
+            scheduler_config=dict(result.pipeline.scheduler.config),
         )
 
     def _evict_oldest(self) -> None:

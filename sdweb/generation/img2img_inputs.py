@@ -1,0 +1,148 @@
+"""Pipeline inputs for txt2img noise, img2img init images, and inpainting masks (a1111.md §12)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from sdweb.core.requests import GenerationRequest, Img2ImgRequest
+from sdweb.models.manager import LoadedModel
+
+
+@dataclass
+class Img2ImgInputs:
+    call_kwargs: dict[str, Any]
+    finish: Callable[[list[Image.Image]], list[Image.Image]] = lambda images: images
+    notes: list[str] = field(default_factory=list)
+
+
+def resize_image(mode: int, image: Image.Image, width: int, height: int) -> Image.Image:
+    """A1111's resize modes: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent (here: just resize)."""
+    lanczos = Image.Resampling.LANCZOS
+    if mode in (0, 3) or image.size == (width, height):
+        return image.resize((width, height), lanczos)
+    ratio, src_ratio = width / height, image.width / image.height
+    if mode == 1:
+        scale_w = width if ratio > src_ratio else image.width * height // image.height
+        scale_h = height if ratio <= src_ratio else image.height * width // image.width
+        resized = image.resize((scale_w, scale_h), lanczos)
+        canvas = Image.new("RGB", (width, height))
+        canvas.paste(resized, (width // 2 - scale_w // 2, height // 2 - scale_h // 2))
+        return canvas
+    return _resize_and_fill(image, width, height, ratio, src_ratio)
+
+
+def _resize_and_fill(image: Image.Image, width: int, height: int, ratio: float, src_ratio: float) -> Image.Image:
+    lanczos = Image.Resampling.LANCZOS
+    scale_w = width if ratio < src_ratio else image.width * height // image.height
+    scale_h = height if ratio >= src_ratio else image.height * width // image.width
+    resized = image.resize((scale_w, scale_h), lanczos)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(resized, (width // 2 - scale_w // 2, height // 2 - scale_h // 2))
+    if ratio < src_ratio:  # bands above and below: stretch the outermost rows
+        fill = height // 2 - scale_h // 2
+        if fill > 0:
+            canvas.paste(resized.resize((width, fill), box=(0, 0, width, 0)), (0, 0))
+            canvas.paste(resized.resize((width, fill), box=(0, resized.height, width, resized.height)),
+                         (0, fill + scale_h))
+    elif ratio > src_ratio:  # bands left and right: stretch the outermost columns
+        fill = width // 2 - scale_w // 2
+        if fill > 0:
+            canvas.paste(resized.resize((fill, height), box=(0, 0, 0, height)), (0, 0))
+            canvas.paste(resized.resize((fill, height), box=(resized.width, 0, resized.width, height)),
+                         (fill + scale_w, 0))
+    return canvas
+
+
+def binary_mask(mask: Image.Image, invert: bool, round_mask: bool) -> Image.Image:
+    """White = inpaint. An RGBA mask with transparency uses its alpha channel."""
+    if mask.mode in ("RGBA", "LA") and mask.getextrema()[-1][0] < 255:
+        gray = mask.getchannel("A")
+    else:
+        gray = mask.convert("L")
+    if round_mask:
+        gray = gray.point(lambda value: 255 if value > 128 else 0)
+    if invert:
+        gray = Image.eval(gray, lambda value: 255 - value)
+    return gray
+
+
+def blur_mask(mask: Image.Image, blur_x: int, blur_y: int) -> Image.Image:
+    if blur_x <= 0 and blur_y <= 0:
+        return mask
+    return mask.filter(ImageFilter.GaussianBlur(radius=(max(blur_x, 0), max(blur_y, 0))))
+
+
+def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """'fill': masked pixels replaced by a heavy blur of their surroundings."""
+    blurred = image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 8))
+    return Image.composite(blurred, image, mask)
+
+
+def _grey_txt2img_inputs(request: GenerationRequest, noise: torch.Tensor) -> Img2ImgInputs:
+    grey = Image.new("RGB", (request.width, request.height), (128, 128, 128))
+    white = Image.new("L", (request.width, request.height), 255)
+    return Img2ImgInputs({"image": grey, "mask_image": white, "strength": 1.0, "latents": noise,
+                          "width": request.width, "height": request.height})
+
+
+def _init_images(request: Img2ImgRequest, count: int) -> list[Image.Image]:
+    sources = request.init_images if len(request.init_images) > 1 else request.init_images * count
+    return [resize_image(request.resize_mode, _flatten(image), request.width, request.height)
+            for image in sources[:count]]
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGBA", "LA", "P"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
+def _inpaint_inputs(request: Img2ImgRequest, images: list[Image.Image], noise: torch.Tensor) -> Img2ImgInputs:
+    mask = binary_mask(request.mask, bool(request.inpainting_mask_invert), request.mask_round)
+    mask = resize_image(request.resize_mode if request.resize_mode != 1 else 1, mask.convert("RGB"),
+                        request.width, request.height).convert("L")
+    blurred = blur_mask(mask, request.mask_blur_x, request.mask_blur_y)
+    notes = []
+    if request.inpainting_fill == 0:
+        images = [fill_masked(image, blurred) for image in images]
+    elif request.inpainting_fill in (2, 3):
+        notes.append("Masked content 'latent noise'/'latent nothing' is not supported yet: used 'original'.")
+    kwargs: dict[str, Any] = {"image": images, "mask_image": blurred, "strength": request.denoising_strength,
+                              "width": request.width, "height": request.height}
+    if request.denoising_strength >= 1.0:
+        kwargs["latents"] = noise
+    if request.inpaint_full_res and np.asarray(mask).any():
+        kwargs["padding_mask_crop"] = request.inpaint_full_res_padding
+    originals = images
+
+    def overlay(results: list[Image.Image]) -> list[Image.Image]:
+        if "padding_mask_crop" in kwargs:
+            return results
+        return [Image.composite(result, original.resize(result.size), blurred.resize(result.size))
+                for result, original in zip(results, originals, strict=False)]
+
+    return Img2ImgInputs(kwargs, overlay, notes)
+
+
+def prepare_img2img_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel,
+                           noise: torch.Tensor, settings: Mapping[str, Any]) -> Img2ImgInputs:
+    if mode == "txt2img":
+        if model.family.is_inpaint:
+            return _grey_txt2img_inputs(request, noise)
+        return Img2ImgInputs({"latents": noise, "width": request.width, "height": request.height})
+    assert isinstance(request, Img2ImgRequest)
+    images = _init_images(request, noise.shape[0])
+    if pipe_mode == "inpaint":
+        return _inpaint_inputs(request, images, noise)
+    if model.family.is_inpaint:  # plain img2img on an inpainting model: nothing masked out
+        white = Image.new("L", (request.width, request.height), 255)
+        return Img2ImgInputs({"image": images, "mask_image": white, "strength": request.denoising_strength,
+                              "width": request.width, "height": request.height})
+    return Img2ImgInputs({"image": images, "strength": request.denoising_strength})

@@ -1,0 +1,153 @@
+"""Run one batch of a job through the model's diffusers pipeline, with our noise, conditioning and sampler."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from sdweb.core.errors import UserError
+from sdweb.core.requests import GenerationRequest, Img2ImgRequest
+from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
+from sdweb.generation.jobs import JobContext
+from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
+from sdweb.generation.sampling import (
+    BatchStopped,
+    StepSwaps,
+    callback_tensor_names,
+    decode_latents,
+    has_nan_start,
+    make_step_callback,
+)
+from sdweb.generation.seeds import batch_noise, step_generators
+from sdweb.generation.tiling import seamless_tiling
+from sdweb.models.manager import LoadedModel
+from sdweb.prompts.conditioning import Conditioning
+from sdweb.runtime.policy import RuntimePlan
+from sdweb.samplers.build import build_scheduler
+
+NAN_MESSAGE = ("A tensor with NaNs was produced in Unet. This could be either because there's not enough "
+               "precision to represent the picture, or because your video card does not support half type.")
+
+
+@dataclass
+class BatchOutcome:
+    images: list[Image.Image] = field(default_factory=list)
+    stopped: str | None = None  # "interrupted" / "skipped"
+    notes: list[str] = field(default_factory=list)
+
+
+def _pipeline_mode(mode: str, request: GenerationRequest, model: LoadedModel) -> str:
+    if mode == "img2img" and isinstance(request, Img2ImgRequest) and request.mask is not None:
+        return "inpaint"
+    return mode
+
+
+def _cfg_tensors(pair: tuple[Conditioning, Conditioning], batch: int, cfg: bool, is_sdxl: bool
+                 ) -> dict[str, torch.Tensor]:
+    """What the pipeline holds inside its loop (uncond first, then cond) for a mid-run swap."""
+    cond, uncond = pair
+    embeds = cond.embeds.expand(batch, -1, -1)
+    if cfg:
+        embeds = torch.cat([uncond.embeds.expand(batch, -1, -1), embeds])
+    tensors = {"prompt_embeds": embeds}
+    if is_sdxl and cond.pooled is not None:
+        pooled = cond.pooled.expand(batch, -1)
+        tensors["add_text_embeds"] = torch.cat([uncond.pooled.expand(batch, -1), pooled]) if cfg else pooled
+    return tensors
+
+
+def _prompt_kwargs(pair: tuple[Conditioning, Conditioning], batch: int, is_sdxl: bool) -> dict[str, Any]:
+    cond, uncond = pair
+    kwargs: dict[str, Any] = {"prompt_embeds": cond.embeds.expand(batch, -1, -1),
+                              "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1)}
+    if is_sdxl:
+        kwargs["pooled_prompt_embeds"] = cond.pooled.expand(batch, -1)
+        kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.expand(batch, -1)
+    return kwargs
+
+
+def _noise_device(plan: RuntimePlan, settings: Mapping[str, Any]) -> str:
+    if settings.get("randn_source") == "GPU" and plan.device.startswith("cuda"):
+        return plan.device
+    return "cpu"
+
+
+def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt,
+              resolution: Any, seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
+              plan: RuntimePlan, context: JobContext | None) -> BatchOutcome:
+    pipe_mode = _pipeline_mode(mode, request, model)
+    pipe = model.pipeline(pipe_mode)
+    batch = len(seeds)
+    built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
+                            steps=request.steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
+    pipe.scheduler = built.scheduler
+    with torch.no_grad():
+        conditioning = plan_conditioning(model, pipe, prepared, request.steps, settings,
+                                         second_order=resolution.sampler.second_order)
+    use_cfg = request.cfg_scale > 1.0
+    swaps = StepSwaps({step: _cfg_tensors(pair, batch, use_cfg, model.is_sdxl)
+                       for step, pair in conditioning.changes.items()})
+    last_latents: list[torch.Tensor] = []
+    callback = make_step_callback(context, total_steps=request.steps,
+                                  preview_every=_preview_period(settings), is_sdxl=model.is_sdxl, swaps=swaps,
+                                  on_latents=lambda latents: _keep(last_latents, latents))
+    kwargs: dict[str, Any] = {
+        **_prompt_kwargs(conditioning.first, batch, model.is_sdxl),
+        "guidance_scale": request.cfg_scale,
+        "generator": step_generators(seeds, int(settings.get("eta_noise_seed_delta", 0))),
+        "output_type": "latent",
+        "callback_on_step_end": callback,
+        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, swaps),
+        **built.call_kwargs,
+    }
+    if "timesteps" not in kwargs and "sigmas" not in kwargs:
+        kwargs["num_inference_steps"] = request.steps
+    inputs = _image_inputs(mode, pipe_mode, request, model, pipe, seeds, subseeds, settings, plan)
+    kwargs.update(inputs.call_kwargs)
+    if model.is_sdxl:
+        kwargs["crops_coords_top_left"] = (int(settings.get("sdxl_crop_top", 0)),
+                                           int(settings.get("sdxl_crop_left", 0)))
+    outcome = BatchOutcome(notes=list(built.notes))
+    with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context():
+        try:
+            latents = pipe(**kwargs).images
+        except BatchStopped as stop:
+            outcome.stopped = stop.reason
+            latents = last_latents[0] if last_latents else None
+        if latents is None:
+            return outcome
+        if plan.nan_check and has_nan_start(latents):
+            raise UserError(NAN_MESSAGE, code="nan_output",
+                            hint="Try 'Upcast cross attention layer to float32' or --no-half; "
+                                 "--disable-nan-check disables this check.")
+        images = decode_latents(pipe, latents)
+    outcome.images = inputs.finish(images)
+    return outcome
+
+
+def _keep(store: list[torch.Tensor], latents: torch.Tensor) -> None:
+    store[:] = [latents]
+
+
+def _preview_period(settings: Mapping[str, Any]) -> int:
+    if not settings.get("live_previews_enable", True):
+        return 0
+    return max(0, int(settings.get("show_progress_every_n_steps", 10)))
+
+
+def _image_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel, pipe: Any,
+                  seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
+                  plan: RuntimePlan) -> Img2ImgInputs:
+    """Noise for txt2img; init image, mask and strength for img2img / inpaint (and txt2img on an inpainting
+    model, which A1111 runs with an all-white mask over a grey image)."""
+    shape = (model.family.latent_channels, request.height // 8, request.width // 8)
+    resize_from = None
+    if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
+        resize_from = (request.seed_resize_from_w, request.seed_resize_from_h)
+    noise = batch_noise(shape, seeds, subseeds, request.subseed_strength, resize_from,
+                        _noise_device(plan, settings), str(settings.get("randn_source", "CPU")))
+    return prepare_img2img_inputs(mode, pipe_mode, request, model, noise, settings)

@@ -1,0 +1,133 @@
+"""Infotext parameters and saved files of a job (A1111's names, order, folders and counters).
+
+Saves to one folder are serialised so two images never pick the same counter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from sdweb.config.paths import DataPaths
+from sdweb.core.requests import GenerationRequest, Img2ImgRequest
+from sdweb.generation.prompting import PreparedPrompt
+from sdweb.infotext import format_infotext, order_params
+from sdweb.models.manager import LoadedModel
+from sdweb.outputs.filenames import FilenameContext, build_grid_path, build_image_path
+from sdweb.outputs.grid import make_grid
+from sdweb.outputs.save import save_image, write_params_txt, write_sidecar_txt
+from sdweb.samplers.resolve import scheduler_for_infotext
+
+_SAVE_LOCK = threading.Lock()
+
+
+def infotext_params(request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt, resolution: Any,
+                    seed: int, subseed: int, settings: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """One image's parameter line, in A1111's order (None values are left out)."""
+    clip_skip = int(settings.get("CLIP_stop_at_last_layers", 1))
+    params: dict[str, Any] = {
+        "Steps": request.steps,
+        "Sampler": resolution.sampler.name,
+        "Schedule type": scheduler_for_infotext(resolution.sampler, resolution.scheduler),
+        "CFG scale": request.cfg_scale,
+        "Seed": seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": model.entry.shorthash if settings.get("add_model_hash_to_info", True) else None,
+        "Model": model.entry.name_for_extra if settings.get("add_model_name_to_info", True) else None,
+        "Variation seed": subseed if request.subseed_strength > 0 else None,
+        "Variation seed strength": request.subseed_strength if request.subseed_strength > 0 else None,
+        "Seed resize from": f"{request.seed_resize_from_w}x{request.seed_resize_from_h}"
+        if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0 else None,
+        "Denoising strength": request.denoising_strength if isinstance(request, Img2ImgRequest) else None,
+        "Clip skip": clip_skip if clip_skip > 1 else None,
+        "ENSD": int(settings["eta_noise_seed_delta"]) if settings.get("eta_noise_seed_delta") and
+        resolution.sampler.uses_ensd else None,
+        "RNG": settings.get("randn_source") if settings.get("randn_source", "GPU") != "GPU" else None,
+        "Tiling": True if request.tiling else None,
+    }
+    if isinstance(request, Img2ImgRequest) and request.mask is not None:
+        params["Mask blur"] = request.mask_blur_x
+        if request.inpainting_mask_invert:
+            params["Mask mode"] = "Inpaint not masked"
+        if request.inpaint_full_res:
+            params["Inpaint area"] = "Only masked"
+            params["Masked area padding"] = request.inpaint_full_res_padding
+    params.update(prepared.extra_params)
+    if settings.get("add_version_to_infotext", True):
+        params["Version"] = f"sdweb-v{version}"
+    return order_params({k: v for k, v in params.items() if v is not None})
+
+
+class OutputWriter:
+    def __init__(self, paths: DataPaths, settings: Mapping[str, Any], options: object, mode: str,
+                 job_time: datetime) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.options = options
+        self.mode = mode
+        self.job_time = job_time
+
+    def format(self, prompt: str, negative: str, params: Mapping[str, Any]) -> str:
+        return format_infotext(prompt, negative, params)
+
+    def _outdir(self, kind: str) -> Path:
+        override = self.settings.get("outdir_samples" if kind == "images" else "outdir_grids") or ""
+        folder = override or self.settings.get(f"outdir_{self.mode}_{'samples' if kind == 'images' else 'grids'}")
+        path = Path(str(folder or f"outputs/{self.mode}-{kind}"))
+        return path if path.is_absolute() else self.paths.data_dir / path
+
+    def _context(self, request: GenerationRequest, model: LoadedModel | None, prompt: str, seed: int,
+                 batch_index: int = 0) -> FilenameContext:
+        return FilenameContext(
+            seed=seed, steps=request.steps, cfg_scale=request.cfg_scale, width=request.width,
+            height=request.height, sampler=request.sampler_name, scheduler=request.scheduler,
+            model_hash=model.entry.shorthash if model else None,
+            model_name=model.entry.model_name if model else None, prompt=prompt, main_prompt=request.prompt,
+            negative_prompt=request.negative_prompt, styles=tuple(request.styles), job_timestamp=self.job_time,
+            batch_number=batch_index + 1, batch_size=request.batch_size, n_iter=request.n_iter,
+            clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
+            denoising=getattr(request, "denoising_strength", None))
+
+    def _save(self, image: Image.Image, path_of: Any, infotext: str, fmt_key: str) -> Path:
+        with _SAVE_LOCK:
+            path = path_of()
+            saved = save_image(image, path, infotext if self.settings.get("enable_pnginfo", True) else None,
+                               path.suffix.lstrip(".") or str(self.settings.get(fmt_key, "png")),
+                               jpeg_quality=int(self.settings.get("jpeg_quality", 80)),
+                               webp_lossless=bool(self.settings.get("webp_lossless", False)))
+        if self.settings.get("save_txt"):
+            write_sidecar_txt(saved, infotext)
+        return saved
+
+    def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest, model: LoadedModel,
+                    prepared: PreparedPrompt, seed: int, batch_index: int, index: int) -> Path:
+        context = self._context(request, model, prepared.prompt, seed, batch_index)
+        limit = int(getattr(self.options, "filenames_max_length", 128) or 128)
+        unix = bool(getattr(self.options, "unix_filenames_sanitization", False))
+
+        def path_of() -> Path:
+            return build_image_path(self._outdir("images"), context, self.settings, max_length=limit,
+                                    unix_sanitization=unix)
+
+        return self._save(image, path_of, infotext, "samples_format")
+
+    def make_grid(self, images: list[Image.Image], batch_size: int) -> Image.Image:
+        return make_grid(images, n_rows=int(self.settings.get("n_rows", -1)), batch_size=batch_size,
+                         prevent_empty_spots=bool(self.settings.get("grid_prevent_empty_spots", False)))
+
+    def save_grid(self, grid: Image.Image, infotext: str, request: GenerationRequest, seed: int) -> Path:
+        context = self._context(request, None, request.prompt, seed)
+
+        def path_of() -> Path:
+            return build_grid_path(self._outdir("grids"), context, self.settings)
+
+        return self._save(grid, path_of, infotext, "grid_format")
+
+    def write_params(self, infotext: str) -> None:
+        if not getattr(self.options, "no_prompt_history", False):
+            write_params_txt(self.paths.params_file, infotext)
