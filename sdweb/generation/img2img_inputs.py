@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
@@ -104,27 +103,81 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _inpaint_inputs(request: Img2ImgRequest, images: list[Image.Image], noise: torch.Tensor) -> Img2ImgInputs:
-    mask = binary_mask(request.mask, bool(request.inpainting_mask_invert), request.mask_round)
-    mask = resize_image(request.resize_mode if request.resize_mode != 1 else 1, mask.convert("RGB"),
-                        request.width, request.height).convert("L")
+def expand_to_aspect(box: tuple[int, int, int, int], width: int, height: int, image_size: tuple[int, int]
+                     ) -> tuple[int, int, int, int]:
+    """Grow a crop box to the aspect ratio of the processing size, staying inside the image (A1111's rule)."""
+    x1, y1, x2, y2 = box
+    image_w, image_h = image_size
+    if (x2 - x1) / (y2 - y1) > width / height:
+        diff = int((x2 - x1) / (width / height) - (y2 - y1))
+        y1, y2 = _shift_inside(y1 - diff // 2, y2 + diff - diff // 2, image_h)
+    else:
+        diff = int((y2 - y1) * (width / height) - (x2 - x1))
+        x1, x2 = _shift_inside(x1 - diff // 2, x2 + diff - diff // 2, image_w)
+    return x1, y1, x2, y2
+
+
+def _shift_inside(low: int, high: int, limit: int) -> tuple[int, int]:
+    if high >= limit:
+        low, high = low - (high - limit), limit
+    if low < 0:
+        high, low = min(high - low, limit), 0
+    return low, high
+
+
+def _only_masked_inputs(request: Img2ImgRequest, mask: Image.Image, count: int, noise: torch.Tensor,
+                        notes: list[str]) -> Img2ImgInputs:
+    """Crop around the mask (plus padding), inpaint the crop at full resolution, paste it back."""
+    original = _flatten(request.init_images[0])
+    mask = mask.resize(original.size)
+    x1, y1, x2, y2 = mask.getbbox()
+    pad = request.inpaint_full_res_padding
+    box = (max(x1 - pad, 0), max(y1 - pad, 0), min(x2 + pad, original.width), min(y2 + pad, original.height))
+    box = expand_to_aspect(box, request.width, request.height, original.size)
     blurred = blur_mask(mask, request.mask_blur_x, request.mask_blur_y)
+    crop = original.crop(box).resize((request.width, request.height), Image.Resampling.LANCZOS)
+    crop_mask = blurred.crop(box).resize((request.width, request.height), Image.Resampling.LANCZOS)
+    if request.inpainting_fill == 0:
+        crop = fill_masked(crop, crop_mask)
+    kwargs: dict[str, Any] = {"image": [crop] * count, "mask_image": crop_mask,
+                              "strength": request.denoising_strength, "width": request.width,
+                              "height": request.height}
+    if request.denoising_strength >= 1.0:
+        kwargs["latents"] = noise
+    paste_mask = blurred.crop(box)
+
+    def paste_back(results: list[Image.Image]) -> list[Image.Image]:
+        pasted = []
+        for result in results:
+            canvas = original.copy()
+            canvas.paste(result.resize(paste_mask.size, Image.Resampling.LANCZOS), box[:2], paste_mask)
+            pasted.append(canvas)
+        return pasted
+
+    return Img2ImgInputs(kwargs, paste_back, notes)
+
+
+def _inpaint_inputs(request: Img2ImgRequest, count: int, noise: torch.Tensor) -> Img2ImgInputs:
+    mask = binary_mask(request.mask, bool(request.inpainting_mask_invert), request.mask_round)
     notes = []
+    if request.inpainting_fill in (2, 3):
+        notes.append("Masked content 'latent noise'/'latent nothing' is not supported yet: used 'original'.")
+    if request.inpaint_full_res and mask.getbbox() is not None:
+        if len(request.init_images) == 1:
+            return _only_masked_inputs(request, mask, count, noise, notes)
+        notes.append("'Only masked' needs a single init image; inpainted the whole picture.")
+    images = _init_images(request, count)
+    mask = resize_image(request.resize_mode, mask.convert("RGB"), request.width, request.height).convert("L")
+    blurred = blur_mask(mask, request.mask_blur_x, request.mask_blur_y)
     if request.inpainting_fill == 0:
         images = [fill_masked(image, blurred) for image in images]
-    elif request.inpainting_fill in (2, 3):
-        notes.append("Masked content 'latent noise'/'latent nothing' is not supported yet: used 'original'.")
     kwargs: dict[str, Any] = {"image": images, "mask_image": blurred, "strength": request.denoising_strength,
                               "width": request.width, "height": request.height}
     if request.denoising_strength >= 1.0:
         kwargs["latents"] = noise
-    if request.inpaint_full_res and np.asarray(mask).any():
-        kwargs["padding_mask_crop"] = request.inpaint_full_res_padding
-    originals = images
+    originals = _init_images(request, count)
 
     def overlay(results: list[Image.Image]) -> list[Image.Image]:
-        if "padding_mask_crop" in kwargs:
-            return results
         return [Image.composite(result, original.resize(result.size), blurred.resize(result.size))
                 for result, original in zip(results, originals, strict=False)]
 
@@ -138,9 +191,9 @@ def prepare_img2img_inputs(mode: str, pipe_mode: str, request: GenerationRequest
             return _grey_txt2img_inputs(request, noise)
         return Img2ImgInputs({"latents": noise, "width": request.width, "height": request.height})
     assert isinstance(request, Img2ImgRequest)
-    images = _init_images(request, noise.shape[0])
     if pipe_mode == "inpaint":
-        return _inpaint_inputs(request, images, noise)
+        return _inpaint_inputs(request, noise.shape[0], noise)
+    images = _init_images(request, noise.shape[0])
     if model.family.is_inpaint:  # plain img2img on an inpainting model: nothing masked out
         white = Image.new("L", (request.width, request.height), 255)
         return Img2ImgInputs({"image": images, "mask_image": white, "strength": request.denoising_strength,

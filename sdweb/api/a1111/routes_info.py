@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
 
 from sdweb.cli import options_as_dict
 from sdweb.core.errors import NotFoundError
+from sdweb.runtime.memory import memory_stats
 from sdweb.state import AppState
 
 SECRET_FLAGS = ("gradio_auth", "api_auth", "ngrok", "ngrok_options", "tls_keyfile", "gradio_auth_path")
@@ -76,3 +78,66 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
     @router.post("/refresh-embeddings")
     def refresh_embeddings() -> None:
         state.registry.refresh_embeddings()
+
+
+def add_system_routes(router: APIRouter, state: AppState) -> None:
+    """Lists and controls that exist in every A1111 install; empty where the feature is not there yet."""
+
+    @router.get("/memory")
+    def memory() -> dict[str, Any]:
+        return memory_stats(state.plan.device)
+
+    @router.get("/upscalers")
+    def upscalers() -> list[dict[str, Any]]:
+        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": scale}
+                for name, scale in (("None", None), ("Lanczos", 4), ("Nearest", 4))]
+
+    @router.get("/face-restorers")
+    def face_restorers() -> list[dict[str, Any]]:
+        return []
+
+    @router.get("/realesrgan-models")
+    def realesrgan_models() -> list[dict[str, Any]]:
+        return []
+
+    @router.get("/scripts")
+    def scripts() -> dict[str, list[str]]:
+        return {"txt2img": [], "img2img": []}
+
+    @router.get("/script-info")
+    def script_info() -> list[dict[str, Any]]:
+        return []
+
+    @router.get("/extensions")
+    def extensions() -> list[dict[str, Any]]:
+        return []
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint() -> dict[str, Any]:
+        state.manager.unload_all()
+        return {}
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint() -> dict[str, Any]:
+        state.manager.get(state.settings.get("sd_model_checkpoint") or None,
+                          limit=int(state.settings.get("sd_checkpoints_limit", 1)))
+        return {}
+
+
+NOT_YET = {
+    "/extra-single-image": "Extras (upscaling, face restoration)",
+    "/extra-batch-images": "Extras (upscaling, face restoration)",
+    "/interrogate": "CLIP interrogation",
+}
+
+
+def add_unavailable_routes(router: APIRouter) -> None:
+    """Routes A1111 clients call whose feature is not built yet: a clear 501, never a fake success."""
+    for path, feature in NOT_YET.items():
+        def unavailable(feature: str = feature) -> JSONResponse:
+            return JSONResponse({"error": "NotImplemented", "detail": f"{feature} is not available in this "
+                                 "version of sdweb.", "body": "", "errors": f"{feature} is not implemented"},
+                                status_code=501)
+
+        router.add_api_route(path, unavailable, methods=["POST"], include_in_schema=True,
+                             responses={501: {"description": f"{feature} is not available yet"}})
