@@ -168,9 +168,11 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
     ),
     SamplerInfo(
         # A1111 defaults: uni_pc_variant bh1, uni_pc_order 3, skip type time_uniform, lower order final.
+        # A1111's UniPC stops at the last timestep, never at sigma 0; with bh1 a final sigma of 0 gives
+        # NaN in diffusers (log-SNR goes to infinity), so end at sigma_min.
         "UniPC", ("unipc",), "UniPCMultistepScheduler",
         {"solver_type": "bh1", "solver_order": 3, "predict_x0": True, "lower_order_final": True,
-         "timestep_spacing": "linspace", "final_sigmas_type": "zero"},
+         "timestep_spacing": "linspace", "final_sigmas_type": "sigma_min"},
         is_timestep_sampler=True,
     ),
     SamplerInfo(
