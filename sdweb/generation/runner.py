@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from sdweb.core.errors import UserError
-from sdweb.core.requests import GenerationRequest, Img2ImgRequest
+from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.generation.hires import second_pass
 from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
@@ -120,6 +121,13 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
             latents = last_latents[0] if last_latents else None
         if latents is None:
             return outcome
+        if _wants_hires(request) and outcome.stopped is None:
+            try:
+                latents = second_pass(request, model, prepared, seeds, latents, settings, context,
+                                      lambda step_latents: _keep(last_latents, step_latents))
+            except BatchStopped as stop:
+                outcome.stopped = stop.reason
+                latents = last_latents[0]
         if plan.nan_check and has_nan_start(latents):
             raise UserError(NAN_MESSAGE, code="nan_output",
                             hint="Try 'Upcast cross attention layer to float32' or --no-half; "
@@ -127,6 +135,10 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         images = decode_latents(pipe, latents)
     outcome.images = inputs.finish(images)
     return outcome
+
+
+def _wants_hires(request: GenerationRequest) -> bool:
+    return isinstance(request, Txt2ImgRequest) and request.enable_hr
 
 
 def _keep(store: list[torch.Tensor], latents: torch.Tensor) -> None:

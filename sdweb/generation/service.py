@@ -18,6 +18,7 @@ from sdweb.config.paths import DataPaths
 from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.generation.hires import check_upscaler
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, prepare_prompt
 from sdweb.generation.runner import BatchOutcome, run_batch
@@ -89,20 +90,23 @@ class GenerationService:
         if mode == "txt2img" and model.family.txt2img_pipeline is None:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
                             code="unsupported_mode", hint="Use it as a refiner, or choose another checkpoint.")
-        if isinstance(request, Txt2ImgRequest) and request.enable_hr:
-            raise UserError("Hires fix is not available yet in this version of sdweb.", code="not_implemented",
-                            hint="Generate at the final size, or upscale in Extras.")
+        hires = isinstance(request, Txt2ImgRequest) and request.enable_hr
+        if hires:
+            check_upscaler(request.hr_upscaler)
+            if model.family.is_inpaint:
+                raise UserError("Hires fix with an inpainting checkpoint is not supported.", code="unsupported_mode")
         prepared = prepare_prompt(request, model, settings)
         seeds = plan_seeds(request.seed, request.subseed, request.subseed_strength, request.total_images)
         writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now())
         result = GenerationResult()
-        job_count = request.n_iter
+        passes = 2 if hires else 1  # A1111 counts each hires pass as a job
         if context is not None:
-            context.set_job_count(job_count)
+            context.set_job_count(request.n_iter * passes)
         for batch_index in range(request.n_iter):
             batch_seeds, batch_subseeds = seeds.for_batch(batch_index, request.batch_size)
             if context is not None:
-                context.start_batch(batch_index, request.steps, f"Batch {batch_index + 1} of {request.n_iter}")
+                context.start_batch(batch_index * passes, request.steps,
+                                    f"Batch {batch_index + 1} of {request.n_iter}")
             outcome = run_batch(mode, request, model, prepared, resolution, batch_seeds, batch_subseeds,
                                 settings, self.plan, context)
             self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,

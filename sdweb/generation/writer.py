@@ -14,7 +14,8 @@ from typing import Any
 from PIL import Image
 
 from sdweb.config.paths import DataPaths
-from sdweb.core.requests import GenerationRequest, Img2ImgRequest
+from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.generation.hires import hires_infotext
 from sdweb.generation.prompting import PreparedPrompt
 from sdweb.infotext import format_infotext, order_params
 from sdweb.models.manager import LoadedModel
@@ -50,6 +51,8 @@ def infotext_params(request: GenerationRequest, model: LoadedModel, prepared: Pr
         "RNG": settings.get("randn_source") if settings.get("randn_source", "GPU") != "GPU" else None,
         "Tiling": True if request.tiling else None,
     }
+    if isinstance(request, Txt2ImgRequest) and request.enable_hr:
+        params.update(hires_infotext(request))
     if isinstance(request, Img2ImgRequest) and request.mask is not None:
         params["Mask blur"] = request.mask_blur_x
         if request.inpainting_mask_invert:

@@ -121,3 +121,24 @@ def test_twenty_jobs_from_four_threads_finish_in_order_and_are_saved_once(state)
     assert len(saved) == 20 and len(set(saved)) == 20
     for result, path in zip(results, saved, strict=True):
         assert Image.open(path).info["parameters"] == result.infotexts[0]
+
+
+@pytest.mark.parametrize(("upscaler", "extra", "size"), [
+    ("Latent", {"hr_scale": 1.5}, (96, 96)),
+    ("Lanczos", {"hr_resize_x": 128, "hr_resize_y": 64}, (128, 64)),
+])
+def test_hires_fix_gives_the_requested_size(state, upscaler, extra, size):
+    request = Txt2ImgRequest(prompt="a cat", seed=8, enable_hr=True, hr_upscaler=upscaler, hr_second_pass_steps=2,
+                             denoising_strength=0.5, **SMALL, **extra)
+    result = state.service.txt2img(request, None, NO_SAVE)
+    assert result.images[0].size == size
+    infotext = result.infotexts[0]
+    assert "Size: 64x64" in infotext and "Denoising strength: 0.5" in infotext
+    assert f"Hires upscaler: {upscaler}" in infotext and "Hires steps: 2" in infotext
+
+
+def test_unknown_hires_upscaler_is_a_user_error(state):
+    from sdweb.core.errors import UserError
+
+    with pytest.raises(UserError, match="4x-Nope"):
+        state.service.txt2img(Txt2ImgRequest(enable_hr=True, hr_upscaler="4x-Nope", **SMALL), None, NO_SAVE)
