@@ -25,6 +25,7 @@ from sdweb.generation.runner import BatchOutcome, run_batch
 from sdweb.generation.seeds import plan_seeds
 from sdweb.generation.writer import OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
+from sdweb.runtime.memory import free_memory, is_out_of_memory
 from sdweb.runtime.policy import RuntimePlan
 from sdweb.samplers.resolve import resolve_sampler, scheduler_for_infotext
 
@@ -107,8 +108,8 @@ class GenerationService:
             if context is not None:
                 context.start_batch(batch_index * passes, request.steps,
                                     f"Batch {batch_index + 1} of {request.n_iter}")
-            outcome = run_batch(mode, request, model, prepared, resolution, batch_seeds, batch_subseeds,
-                                settings, self.plan, context)
+            outcome = self._run_batch_guarded(mode, request, model, prepared, resolution, batch_seeds,
+                                              batch_subseeds, settings, context)
             self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,
                           settings, writer, save, batch_index)
             if outcome.stopped == "interrupted":
@@ -118,6 +119,24 @@ class GenerationService:
         result.seconds = time.perf_counter() - started
         result.info = processed_info(result, request, model, prepared, resolution, seeds.subseed_strength, settings)
         return result
+
+    def _run_batch_guarded(self, mode: str, request: GenerationRequest, model: LoadedModel,
+                           prepared: PreparedPrompt, resolution: Any, seeds: list[int], subseeds: list[int],
+                           settings: Mapping[str, Any], context: JobContext | None) -> BatchOutcome:
+        """Out of memory becomes a clear UserError after the memory is freed; the server keeps serving."""
+        try:
+            return run_batch(mode, request, model, prepared, resolution, seeds, subseeds, settings, self.plan,
+                             context)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            free_memory(self.plan.device)
+            log.warning("Out of memory at %dx%d, batch %d: %s", request.width, request.height,
+                        request.batch_size, error)
+            raise UserError(f"Out of memory generating {request.batch_size} image(s) of "
+                            f"{request.width}x{request.height}.", code="out_of_memory",
+                            hint="Lower the batch size or the image size, or start with --medvram "
+                                 "(or --lowvram).") from error
 
     def _collect(self, result: GenerationResult, outcome: BatchOutcome, request: GenerationRequest,
                  model: LoadedModel, prepared: PreparedPrompt, resolution: Any, seeds: list[int],

@@ -142,3 +142,22 @@ def test_unknown_hires_upscaler_is_a_user_error(state):
 
     with pytest.raises(UserError, match="4x-Nope"):
         state.service.txt2img(Txt2ImgRequest(enable_hr=True, hr_upscaler="4x-Nope", **SMALL), None, NO_SAVE)
+
+
+def test_out_of_memory_is_a_clear_error_and_the_next_job_works(state, monkeypatch):
+    import torch
+
+    from sdweb.core.errors import UserError
+    from sdweb.generation import service as service_module
+
+    real_run_batch = service_module.run_batch
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(service_module, "run_batch", exhausted)
+    with pytest.raises(UserError, match="Out of memory") as error:
+        state.service.txt2img(Txt2ImgRequest(**SMALL), None, NO_SAVE)
+    assert "--medvram" in error.value.hint
+    monkeypatch.setattr(service_module, "run_batch", real_run_batch)
+    assert state.service.txt2img(Txt2ImgRequest(**SMALL), None, NO_SAVE).images
