@@ -1,0 +1,119 @@
+"""Real A1111 clients against a real sdweb server on 127.0.0.1: webuiapi, a course-style requests script,
+and sd-parsers reading the PNGs we return."""
+
+import base64
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+webuiapi = pytest.importorskip("webuiapi")
+
+SMALL = {"width": 64, "height": 64, "steps": 2}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    port = _free_port()
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio")}
+    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--data-dir", str(data), "--port",
+                                str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            requests.get(f"{base}/internal/ping", timeout=2)
+            break
+        except requests.ConnectionError:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.5)
+    yield base, port, data
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def test_course_style_script(server, tmp_path):
+    base, _, _ = server
+    payload = {"prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "seed": 42, **SMALL}
+    response = requests.post(f"{base}/sdapi/v1/txt2img", json=payload, timeout=300)
+    response.raise_for_status()
+    image = Image.open(io.BytesIO(base64.b64decode(response.json()["images"][0])))
+    image.save(tmp_path / "output.png")
+    assert Image.open(tmp_path / "output.png").size == (64, 64)
+
+
+def test_webuiapi_txt2img_img2img_pnginfo_options(server):
+    _, port, _ = server
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler a", steps=2)
+    result = api.txt2img(prompt="a cat", negative_prompt="ugly", seed=5, width=64, height=64)
+    assert result.image.size == (64, 64) and result.info["seed"] == 5
+    assert "Negative prompt: ugly" in result.image.info["parameters"]
+    mask = Image.new("RGB", (64, 64), "black")
+    mask.paste((255, 255, 255), (16, 16, 48, 48))
+    inpainted = api.img2img(images=[result.image], mask_image=mask, prompt="a dog", width=64, height=64,
+                            denoising_strength=0.6, steps=2)
+    assert inpainted.image.size == (64, 64)
+    info = api.png_info(result.image)
+    assert info.info.startswith("a cat\nNegative prompt: ugly")
+    names = [m["title"] for m in api.get_sd_models()]
+    api.util_set_model(names[0])
+    assert api.get_options()["sd_model_checkpoint"] == names[0]
+    api.set_options({"CLIP_stop_at_last_layers": 2})
+    assert api.get_options()["CLIP_stop_at_last_layers"] == 2
+    api.set_options({"CLIP_stop_at_last_layers": 1})
+    assert "Euler a" in api.util_get_sampler_names()
+    assert [s["name"] for s in api.get_schedulers()][0] == "automatic"
+
+
+def test_webuiapi_progress_and_interrupt(server):
+    _, port, _ = server
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler", steps=150)
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("r", api.txt2img(prompt="x", width=64, height=64,
+                                                                                  n_iter=4)))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        progress = api.get_progress()
+        if progress["state"]["sampling_step"] > 0:
+            break
+        time.sleep(0.05)
+    assert progress["state"]["job_count"] == 4 and progress["progress"] > 0
+    api.interrupt()
+    thread.join(120)
+    assert len(outcome["r"].images) == 1
+    assert api.get_progress()["state"]["job_count"] == 0
+
+
+def test_sd_parsers_reads_our_png(server):
+    sd_parsers = pytest.importorskip("sd_parsers")
+    base, _, _ = server
+    payload = {"prompt": "a red fox", "negative_prompt": "text", "seed": 77, "cfg_scale": 6.5,
+               "sampler_name": "DPM++ 2M", **SMALL}
+    body = requests.post(f"{base}/sdapi/v1/txt2img", json=payload, timeout=300).json()
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    info = sd_parsers.ParserManager().parse(image)
+    assert info is not None
+    assert [p.value for p in info.prompts] == ["a red fox"]
+    assert [p.value for p in info.negative_prompts] == ["text"]
+    sampler = info.samplers[0]
+    assert sampler.name == "DPM++ 2M"
+    assert sampler.parameters["seed"] == "77" or sampler.parameters["seed"] == 77
+    assert str(sampler.parameters["steps"]) == "2" and str(sampler.parameters["cfg_scale"]) == "6.5"
