@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from sdweb import __version__
 from sdweb.api.auth import parse_credentials
@@ -49,8 +51,37 @@ def gradio_credentials(options: object) -> list[tuple[str, str]]:
     return list(pairs.items())
 
 
-def create_app(state: AppState) -> FastAPI:
+class ServerControl:
+    """Lets /server-stop and /server-restart end uvicorn cleanly; restart leaves the launcher's marker file."""
+
+    def __init__(self) -> None:
+        self.server: object | None = None
+
+    @property
+    def restartable(self) -> bool:
+        return bool(os.environ.get("SD_WEBUI_RESTART"))
+
+    def stop(self, restart: bool = False) -> None:
+        if restart:
+            marker = Path(os.environ["SD_WEBUI_RESTART"])
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("restart\n")
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+def add_cors(app: FastAPI, options: object) -> None:
+    origins = getattr(options, "cors_allow_origins", None)
+    regex = getattr(options, "cors_allow_origins_regex", None)
+    if origins or regex:
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in (origins or "").split(",") if o],
+                           allow_origin_regex=regex, allow_credentials=True, allow_methods=["*"],
+                           allow_headers=["*"])
+
+
+def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI:
     app = FastAPI(title="sdweb", version=__version__, docs_url="/docs", redoc_url="/redoc")
+    add_cors(app, state.options)
 
     @app.get("/internal/ping", include_in_schema=False)
     def ping() -> dict:
@@ -60,7 +91,7 @@ def create_app(state: AppState) -> FastAPI:
     if getattr(state.options, "api", False) or getattr(state.options, "nowebui", False):
         from sdweb.api.a1111.app import mount_api
 
-        mount_api(app, state)
+        mount_api(app, state, control or ServerControl())
     if not getattr(state.options, "nowebui", False):
         from sdweb.ui.app import mount_ui
 
@@ -79,13 +110,18 @@ def run_server(options: object) -> int:
         log.warning("--share / --ngrok tunnels are not supported (sdweb stays offline); serving locally only.")
     host = bind_host(options)
     port = pick_port(host, getattr(options, "port", None), getattr(options, "nowebui", False))
-    app = create_app(state)
+    control = ServerControl()
+    app = create_app(state, control)
     selected = state.selected_checkpoint()
     log.info("sdweb %s: checkpoint %r; open http://%s:%d", __version__, selected.title if selected else None,
              "127.0.0.1" if host == "0.0.0.0" else host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_keep_alive=getattr(options, "timeout_keep_alive", 30),
                             ssl_keyfile=getattr(options, "tls_keyfile", None),
-                            ssl_certfile=getattr(options, "tls_certfile", None))
-    uvicorn.Server(config).run()
+                            ssl_certfile=getattr(options, "tls_certfile", None),
+                            root_path=f"/{options.subpath.strip('/')}" if getattr(options, "subpath", None) else "")
+    server = uvicorn.Server(config)
+    control.server = server
+    server.run()
+    state.queue.shutdown()
     return 0

@@ -78,3 +78,16 @@ def test_model_lists(tmp_path):
     assert client.post("/sdapi/v1/refresh-vae").status_code == 200
     assert client.get("/sdapi/v1/sd-vae").json()[0]["model_name"] == "v.safetensors"
     assert client.get("/sdapi/v1/hypernetworks").json() == []
+
+
+def test_cors_flags_and_server_routes_need_their_flag(tmp_path):
+    from sdweb.server import create_app
+
+    state = build_app_state(parse_options(["--data-dir", str(tmp_path), "--api", "--nowebui",
+                                           "--cors-allow-origins", "http://krita.local"], {}))
+    client = TestClient(create_app(state))
+    response = client.get("/sdapi/v1/options", headers={"Origin": "http://krita.local"})
+    assert response.headers["access-control-allow-origin"] == "http://krita.local"
+    other = client.get("/sdapi/v1/options", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    assert client.post("/sdapi/v1/server-kill").status_code == 404

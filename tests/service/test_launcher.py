@@ -66,7 +66,7 @@ def test_refuses_root_without_f(tmp_path):
 def test_commandline_args_and_restart_loop(tmp_path):
     port = _free_port()
     data_dir = tmp_path / "data"
-    args = f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install"
+    args = f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install --api-server-stop"
     process = subprocess.Popen(["bash", str(ROOT / "webui.sh"), "-f"], env=_launcher_env(tmp_path, args),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -83,7 +83,14 @@ def test_commandline_args_and_restart_loop(tmp_path):
         assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
         assert process.poll() is None
         assert not (tmp_path / "restart-marker").exists()
+        # The API's restart route does the same, cleanly.
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/sdapi/v1/server-restart", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        time.sleep(1)
+        assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
+        assert process.poll() is None
     finally:
         _stop(process)
     output = process.stdout.read().decode()
-    assert "Restarting sdweb" in output
+    assert output.count("Restarting sdweb") == 2
