@@ -20,7 +20,7 @@ from sdweb.generation.seeds import step_generators
 from sdweb.models.manager import LoadedModel
 from sdweb.prompts.parser import parse_extra_networks
 from sdweb.samplers.build import build_scheduler
-from sdweb.samplers.resolve import resolve_sampler
+from sdweb.samplers.resolve import require_available, resolve_sampler
 
 # name -> (interpolate mode, antialias)
 LATENT_MODES = {
@@ -83,6 +83,7 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
     schedule_steps = max(hr_steps, int(hr_steps / max(request.denoising_strength, 1e-3)))
     resolution = resolve_sampler(request.hr_sampler_name or request.sampler_name,
                                  request.hr_scheduler or request.scheduler, strict=True)
+    require_available(resolution.sampler)
     built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
                             steps=schedule_steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
     pipe.scheduler = built.scheduler

@@ -27,7 +27,7 @@ from sdweb.generation.writer import OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
 from sdweb.runtime.memory import free_memory, is_out_of_memory
 from sdweb.runtime.policy import RuntimePlan
-from sdweb.samplers.resolve import resolve_sampler, scheduler_for_infotext
+from sdweb.samplers.resolve import require_available, resolve_sampler, scheduler_for_infotext
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class GenerationService:
         started = time.perf_counter()
         settings = self.effective_settings(request)
         resolution = resolve_sampler(request.sampler_name, request.scheduler, strict=True)
+        require_available(resolution.sampler)
         model = self._model(settings)
         if mode == "txt2img" and model.family.txt2img_pipeline is None:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
