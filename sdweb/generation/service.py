@@ -44,6 +44,7 @@ class GenerationResult:
     grid: Image.Image | None = None
     interrupted: bool = False
     info: dict[str, Any] = field(default_factory=dict)  # A1111's Processed.js() keys
+    notes: list[str] = field(default_factory=list)  # where we differ from what was asked (approximations)
     seconds: float = 0.0
 
 
@@ -113,6 +114,10 @@ class GenerationService:
                                               batch_subseeds, settings, context)
             self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,
                           settings, writer, save, batch_index)
+            for note in [*prepared.notes, *outcome.notes]:
+                if note not in result.notes:
+                    result.notes.append(note)
+                    log.info("Note: %s", note)
             if outcome.stopped == "interrupted":
                 result.interrupted = True
                 break
