@@ -35,7 +35,8 @@ def test_image_alone_equals_image_in_a_batch(state):
     batch = state.service.txt2img(Txt2ImgRequest(prompt="a cat", seed=100, batch_size=4, **SMALL), None, NO_SAVE)
     alone = state.service.txt2img(Txt2ImgRequest(prompt="a cat", seed=103, **SMALL), None, NO_SAVE)
     assert batch.seeds == [100, 101, 102, 103]
-    assert np.array_equal(_pixels(batch.images[3]), _pixels(alone.images[0]))
+    # CPU kernels may round a batched convolution differently from a single one: one level at most.
+    assert np.abs(_pixels(batch.images[3]) - _pixels(alone.images[0])).max() <= 1
     assert not np.array_equal(_pixels(batch.images[0]), _pixels(batch.images[1]))
 
 

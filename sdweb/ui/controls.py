@@ -1,0 +1,106 @@
+"""Generation controls shared by txt2img and img2img; each builder returns `{request field name: component}`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from sdweb.samplers.resolve import sampler_names, scheduler_labels
+from sdweb.ui.common import OutputPanel
+
+DEFAULT_SAMPLER = "DPM++ 2M"
+DEFAULT_SCHEDULER = "Automatic"
+
+
+def sampler_controls(tab: str) -> dict[str, Any]:
+    with gr.Row():
+        sampler = gr.Dropdown(label="Sampling method", choices=sampler_names(), value=DEFAULT_SAMPLER,
+                              elem_id=f"{tab}_sampling")
+        scheduler = gr.Dropdown(label="Schedule type", choices=scheduler_labels(), value=DEFAULT_SCHEDULER,
+                                elem_id=f"{tab}_scheduler")
+    steps = gr.Slider(label="Sampling steps", minimum=1, maximum=150, step=1, value=20, elem_id=f"{tab}_steps")
+    return {"sampler_name": sampler, "scheduler": scheduler, "steps": steps}
+
+
+def size_controls(tab: str) -> dict[str, Any]:
+    """Width / height with the ⇅ swap button, batch count and batch size."""
+    with gr.Row():
+        with gr.Column(scale=4, min_width=160):
+            width = gr.Slider(label="Width", minimum=64, maximum=2048, step=8, value=512, elem_id=f"{tab}_width")
+            height = gr.Slider(label="Height", minimum=64, maximum=2048, step=8, value=512,
+                               elem_id=f"{tab}_height")
+        swap = gr.Button("⇅", size="sm", min_width=40, scale=0, elem_id=f"{tab}_res_switch_btn")
+        with gr.Column(scale=3, min_width=160):
+            n_iter = gr.Slider(label="Batch count", minimum=1, maximum=100, step=1, value=1,
+                               elem_id=f"{tab}_batch_count")
+            batch_size = gr.Slider(label="Batch size", minimum=1, maximum=8, step=1, value=1,
+                                   elem_id=f"{tab}_batch_size")
+    swap.click(swap_values, inputs=[width, height], outputs=[width, height], queue=False, api_visibility="private")
+    return {"width": width, "height": height, "n_iter": n_iter, "batch_size": batch_size}
+
+
+def swap_values(first: float, second: float) -> tuple[float, float]:
+    return second, first
+
+
+def cfg_control(tab: str) -> dict[str, Any]:
+    cfg = gr.Slider(label="CFG Scale", minimum=1, maximum=30, step=0.5, value=7.0, elem_id=f"{tab}_cfg_scale")
+    return {"cfg_scale": cfg}
+
+
+@dataclass
+class SeedControls:
+    seed: gr.Number
+    random_seed: gr.Button
+    reuse_seed: gr.Button
+    subseed: gr.Number
+    random_subseed: gr.Button
+    reuse_subseed: gr.Button
+    subseed_strength: gr.Slider
+    seed_resize_from_w: gr.Slider
+    seed_resize_from_h: gr.Slider
+
+    def fields(self) -> dict[str, Any]:
+        return {"seed": self.seed, "subseed": self.subseed, "subseed_strength": self.subseed_strength,
+                "seed_resize_from_w": self.seed_resize_from_w, "seed_resize_from_h": self.seed_resize_from_h}
+
+
+def seed_controls(tab: str) -> SeedControls:
+    with gr.Row(elem_id=f"{tab}_seed_row"):
+        seed = gr.Number(label="Seed", value=-1, precision=0, scale=4, elem_id=f"{tab}_seed")
+        random_seed = gr.Button("🎲", size="sm", min_width=40, scale=0, elem_id=f"{tab}_random_seed")
+        reuse_seed = gr.Button("♻️", size="sm", min_width=40, scale=0, elem_id=f"{tab}_reuse_seed")
+    with gr.Accordion("Extra", open=False, elem_id=f"{tab}_subseed_show"):
+        with gr.Row():
+            subseed = gr.Number(label="Variation seed", value=-1, precision=0, scale=4, elem_id=f"{tab}_subseed")
+            random_subseed = gr.Button("🎲", size="sm", min_width=40, scale=0, elem_id=f"{tab}_random_subseed")
+            reuse_subseed = gr.Button("♻️", size="sm", min_width=40, scale=0, elem_id=f"{tab}_reuse_subseed")
+            subseed_strength = gr.Slider(label="Variation strength", minimum=0, maximum=1, step=0.01, value=0,
+                                         scale=4, elem_id=f"{tab}_subseed_strength")
+        with gr.Row():
+            resize_w = gr.Slider(label="Resize seed from width", minimum=0, maximum=2048, step=8, value=0,
+                                 elem_id=f"{tab}_seed_resize_from_w")
+            resize_h = gr.Slider(label="Resize seed from height", minimum=0, maximum=2048, step=8, value=0,
+                                 elem_id=f"{tab}_seed_resize_from_h")
+    for button, target in ((random_seed, seed), (random_subseed, subseed)):
+        button.click(lambda: -1, inputs=None, outputs=target, queue=False, api_visibility="private")
+    return SeedControls(seed, random_seed, reuse_seed, subseed, random_subseed, reuse_subseed, subseed_strength,
+                        resize_w, resize_h)
+
+
+def reused_seed(seeds: list[Any] | None, selected: int | None, which: int) -> int:
+    """The seed (which=0) or variation seed (which=1) of the selected result image; -1 when there is none."""
+    if not seeds:
+        return -1
+    index = selected if isinstance(selected, int) and 0 <= selected < len(seeds) else 0
+    return int(seeds[index][which])
+
+
+def wire_seed_reuse(seeds: SeedControls, panel: OutputPanel) -> None:
+    seeds.reuse_seed.click(lambda pairs, index: reused_seed(pairs, index, 0), inputs=[panel.seeds, panel.selected],
+                           outputs=seeds.seed, queue=False, api_visibility="private")
+    seeds.reuse_subseed.click(lambda pairs, index: reused_seed(pairs, index, 1),
+                              inputs=[panel.seeds, panel.selected], outputs=seeds.subseed, queue=False,
+                              api_visibility="private")

@@ -1,0 +1,161 @@
+"""Send to txt2img / img2img / inpaint: an image and its pasted generation parameters, mapped by field name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from sdweb.config.settings import Settings
+from sdweb.infotext import infotext_to_request_fields, parse_infotext
+from sdweb.outputs.save import read_infotext
+from sdweb.ui.common import OutputPanel
+from sdweb.ui.tabs.img2img import (
+    INPAINT_AREAS,
+    INPAINT_MODES,
+    MASK_MODES,
+    MASKED_CONTENT,
+    RESIZE_MODES,
+    Img2ImgTab,
+)
+from sdweb.ui.tabs.png_info import PngInfoTab
+from sdweb.ui.tabs.txt2img import Txt2ImgTab
+
+# Radios that take an index in the request show a label in the UI.
+INDEX_CHOICES: dict[str, tuple[str, ...]] = {
+    "resize_mode": RESIZE_MODES, "inpainting_mask_invert": MASK_MODES, "inpainting_fill": MASKED_CONTENT,
+    "inpaint_full_res": INPAINT_AREAS,
+}
+SEED_FIELDS = ("seed", "subseed")
+SIZE_FIELDS = ("width", "height")
+
+
+def fields_from_infotext(text: str | None, mode: str, send_seed: bool = True,
+                         send_size: bool = True) -> dict[str, Any]:
+    """Request field values pasted from an infotext (settings `send_seed` / `send_size` respected)."""
+    if not text or not text.strip():
+        return {}
+    fields, _overrides = infotext_to_request_fields(parse_infotext(text), mode=mode)
+    for name in (() if send_seed else SEED_FIELDS) + (() if send_size else SIZE_FIELDS):
+        fields.pop(name, None)
+    if "mask_blur_x" in fields:
+        fields["mask_blur"] = fields["mask_blur_x"]
+    return fields
+
+
+def ui_value(name: str, value: Any) -> Any:
+    """A request value as its control shows it (index radios by label, 'unset' resize sliders as 0)."""
+    if name in INDEX_CHOICES:
+        choices = INDEX_CHOICES[name]
+        index = int(value)
+        return choices[index] if 0 <= index < len(choices) else None
+    if name in ("seed_resize_from_w", "seed_resize_from_h") and isinstance(value, int) and value < 0:
+        return 0
+    return value
+
+
+def _accepts(component: Any, value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(component, gr.Dropdown):
+        return value in [choice[1] if isinstance(choice, tuple) else choice for choice in component.choices]
+    return True
+
+
+def field_updates(components: Mapping[str, Any], values: Mapping[str, Any]) -> dict[Any, Any]:
+    """`{component: value}` for each pasted field the tab has (a value its control cannot take is skipped)."""
+    updates: dict[Any, Any] = {}
+    for name, value in values.items():
+        component = components.get(name)
+        shown = ui_value(name, value) if component is not None else None
+        if component is not None and _accepts(component, shown):
+            updates[component] = shown
+    return updates
+
+
+def selected_image(gallery: list[Any] | None, index: int | None) -> Image.Image | None:
+    """The selected gallery image (the first one when nothing is selected)."""
+    if not gallery:
+        return None
+    chosen = gallery[index] if isinstance(index, int) and 0 <= index < len(gallery) else gallery[0]
+    image = chosen[0] if isinstance(chosen, tuple | list) else chosen
+    return image if isinstance(image, Image.Image) else None
+
+
+@dataclass
+class Tabs:
+    main: gr.Tabs
+    txt2img: Txt2ImgTab
+    img2img: Img2ImgTab
+    png_info: PngInfoTab
+
+
+def _send_flags(settings: Settings) -> tuple[bool, bool]:
+    return bool(settings.get("send_seed", True)), bool(settings.get("send_size", True))
+
+
+def _to_img2img(tabs: Tabs, settings: Settings, mode: str) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
+    """A handler (image, infotext) -> updates that fill the img2img tab in `mode` and switch to it."""
+    target = tabs.img2img
+    image_component = target.images["inpaint" if mode == "inpaint" else "init_img"]
+    outputs = [tabs.main, target.tabs, target.images["mode"], target.inpaint_group, image_component,
+               *target.fields.values()]
+
+    def send(image: Image.Image | None, infotext: str | None) -> dict[Any, Any]:
+        if image is None:
+            raise gr.Error("There is no image to send.")
+        send_seed, send_size = _send_flags(settings)
+        updates = field_updates(target.fields, fields_from_infotext(infotext, "img2img", send_seed, send_size))
+        updates.update({tabs.main: gr.Tabs(selected="img2img"), target.tabs: gr.Tabs(selected=mode),
+                        target.images["mode"]: mode,
+                        target.inpaint_group: gr.Group(visible=mode in INPAINT_MODES), image_component: image})
+        return updates
+
+    return send, outputs
+
+
+def _to_txt2img(tabs: Tabs, settings: Settings) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
+    fields = tabs.txt2img.fields
+
+    def send(infotext: str | None) -> dict[Any, Any]:
+        if not infotext:
+            raise gr.Error("This image has no generation parameters to send.")
+        send_seed, send_size = _send_flags(settings)
+        updates = field_updates(fields, fields_from_infotext(infotext, "txt2img", send_seed, send_size))
+        updates[tabs.main] = gr.Tabs(selected="txt2img")
+        return updates
+
+    return send, [tabs.main, *fields.values()]
+
+
+def _gallery_sender(send: Callable[..., dict[Any, Any]]) -> Callable[..., dict[Any, Any]]:
+    def from_gallery(gallery: list[Any] | None, index: int | None, infotexts: list[str] | None) -> dict[Any, Any]:
+        image = selected_image(gallery, index)
+        texts = infotexts or []
+        chosen = index if isinstance(index, int) and 0 <= index < len(texts) else 0
+        infotext = texts[chosen] if texts else (read_infotext(image)[0] if image is not None else None)
+        return send(image, infotext)
+
+    return from_gallery
+
+
+def _wire_panel(panel: OutputPanel, to_img2img: tuple, to_inpaint: tuple) -> None:
+    for button, (send, outputs) in ((panel.send_img2img, to_img2img), (panel.send_inpaint, to_inpaint)):
+        button.click(_gallery_sender(send), inputs=[panel.gallery, panel.selected, panel.infotexts],
+                     outputs=outputs, api_visibility="private")
+
+
+def wire_send_buttons(tabs: Tabs, settings: Settings) -> None:
+    to_img2img = _to_img2img(tabs, settings, "img2img")
+    to_inpaint = _to_img2img(tabs, settings, "inpaint")
+    for panel in (tabs.txt2img.panel, tabs.img2img.panel):
+        _wire_panel(panel, to_img2img, to_inpaint)
+    info = tabs.png_info
+    send_txt2img, txt2img_outputs = _to_txt2img(tabs, settings)
+    info.send_txt2img.click(send_txt2img, inputs=info.parameters, outputs=txt2img_outputs,
+                            api_visibility="private")
+    for button, (send, outputs) in ((info.send_img2img, to_img2img), (info.send_inpaint, to_inpaint)):
+        button.click(send, inputs=[info.image, info.parameters], outputs=outputs, api_visibility="private")

@@ -1,0 +1,91 @@
+"""The txt2img tab: prompt row, generation controls (left), gallery and info (right)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from sdweb.core.requests import Txt2ImgRequest
+from sdweb.generation.hires import LATENT_MODES, PIXEL_RESAMPLERS
+from sdweb.state import AppState
+from sdweb.ui.common import (
+    OutputPanel,
+    PromptRow,
+    build_output_panel,
+    build_prompt_row,
+    collect_fields,
+    make_request,
+    run_generation,
+    wire_stop_buttons,
+)
+from sdweb.ui.controls import cfg_control, sampler_controls, seed_controls, size_controls, wire_seed_reuse
+
+TAB = "txt2img"
+GENERATE_CONCURRENCY = 16  # handlers only poll the job queue; the queue runs one job at a time
+
+
+@dataclass
+class Txt2ImgTab:
+    fields: dict[str, Any]  # request field name -> component
+    row: PromptRow
+    panel: OutputPanel
+
+
+def hires_upscalers() -> list[str]:
+    return [*LATENT_MODES, *PIXEL_RESAMPLERS]
+
+
+def hires_controls() -> dict[str, Any]:
+    with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr"):
+        enable_hr = gr.Checkbox(label="Enable Hires. fix", value=False, elem_id=f"{TAB}_enable_hr")
+        with gr.Row():
+            upscaler = gr.Dropdown(label="Upscaler", choices=hires_upscalers(), value="Latent",
+                                   elem_id=f"{TAB}_hr_upscaler")
+            hr_steps = gr.Slider(label="Hires steps", minimum=0, maximum=150, step=1, value=0,
+                                 elem_id=f"{TAB}_hires_steps")
+            denoising = gr.Slider(label="Denoising strength", minimum=0, maximum=1, step=0.01, value=0.7,
+                                  elem_id=f"{TAB}_denoising_strength")
+        with gr.Row():
+            scale = gr.Slider(label="Upscale by", minimum=1, maximum=4, step=0.05, value=2.0,
+                              elem_id=f"{TAB}_hr_scale")
+            resize_x = gr.Slider(label="Resize width to", minimum=0, maximum=2048, step=8, value=0,
+                                 elem_id=f"{TAB}_hr_resize_x")
+            resize_y = gr.Slider(label="Resize height to", minimum=0, maximum=2048, step=8, value=0,
+                                 elem_id=f"{TAB}_hr_resize_y")
+    return {"enable_hr": enable_hr, "hr_upscaler": upscaler, "hr_second_pass_steps": hr_steps,
+            "denoising_strength": denoising, "hr_scale": scale, "hr_resize_x": resize_x, "hr_resize_y": resize_y}
+
+
+def txt2img_request(values: Mapping[str, Any]) -> Txt2ImgRequest:
+    """`{field name: value}` -> the typed request (gr.Error naming the field when a value is bad)."""
+    return make_request(Txt2ImgRequest, values)
+
+
+def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
+    row = build_prompt_row(TAB)
+    with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
+        with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
+            fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt}
+            fields.update(sampler_controls(TAB))
+            fields.update(hires_controls())
+            fields.update(size_controls(TAB))
+            fields.update(cfg_control(TAB))
+            seeds = seed_controls(TAB)
+            fields.update(seeds.fields())
+            fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
+        with gr.Column(scale=1, elem_id=f"{TAB}_results"):
+            panel = build_output_panel(TAB)
+    wire_seed_reuse(seeds, panel)
+    wire_stop_buttons(state, row, panel)
+
+    def generate(values: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
+        request = txt2img_request(collect_fields(fields, values))
+        yield from run_generation(state, "txt2img", request, panel)
+
+    row.generate.click(generate, inputs=set(fields.values()), outputs=panel.result_outputs(),
+                       show_progress="minimal", show_progress_on=[panel.status], api_name="txt2img",
+                       concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
+    return Txt2ImgTab(fields=fields, row=row, panel=panel)

@@ -1,0 +1,194 @@
+"""The real page in headless Chromium against the real server on the demo model: txt2img, PNG Info, inpaint.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright Python package; never `playwright install`.
+Screenshots go to tests/ui/artifacts/ (ignored by git).
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+GENERATION_TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+expect = sync_api.expect
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"server did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    data, log = root / "data", root / "server.log"
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"),
+           "TMPDIR": str(root), "HF_HUB_OFFLINE": "1"}
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "sdweb", "--data-dir", str(data), "--port", str(port),
+                                    "--api"], env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_serving(url, process, log)
+        yield url, data
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        print(f"--- server log (tail) ---\n{log.read_text(errors='replace')[-3000:]}")  # shown when a test fails
+
+
+@pytest.fixture(scope="module")
+def outside_requests() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(server, outside_requests):
+    url, _ = server
+    outside = outside_requests
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("request", lambda request: None if urlparse(request.url).hostname in LOCAL_HOSTS
+                else outside.append(request.url))
+        page.set_default_timeout(20_000)
+        page.goto(url)
+        expect(page.locator("#txt2img_prompt textarea")).to_be_visible(timeout=30_000)  # hydrated
+        yield page
+        browser.close()
+
+
+def _set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(value)
+    box.press("Enter")
+
+
+def _wait_for_info(page, tab: str, pattern: str) -> str:
+    """The tab's generation info once it matches; fails at once with the message of an error toast."""
+    info = page.locator(f"#{tab}_info textarea")
+    toast = page.get_by_test_id("toast-body")
+    deadline = time.monotonic() + GENERATION_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        value = info.input_value()
+        if re.search(pattern, value, re.S):
+            return value
+        if toast.count() and toast.first.is_visible():
+            pytest.fail(f"the page showed an error: {toast.first.inner_text()}")
+        page.wait_for_timeout(250)
+    pytest.fail(f"no generation info matching {pattern!r} after {GENERATION_TIMEOUT_MS} ms")
+
+
+def _upload_to_editor(page, elem_id: str, path: Path) -> None:
+    """Upload into an ImageEditor; retried, because the WebGL editor can drop a file sent while it starts."""
+    editor = page.locator(f"#{elem_id}")
+    placeholder = editor.get_by_text("Upload an image")
+    expect(placeholder).to_be_visible()
+    for _ in range(3):
+        editor.locator("input[type=file]").set_input_files(str(path))
+        try:
+            expect(placeholder).to_be_hidden(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    pytest.fail(f"the image was not taken by #{elem_id}")
+
+
+@pytest.fixture(scope="module")
+def txt2img_png(page, server):
+    """Generate once in the txt2img tab; the saved PNG is used by the later tests."""
+    _, data = server
+    page.locator("#txt2img_prompt textarea").fill("a (red:1.2) cat on a mat")
+    page.locator("#txt2img_neg_prompt textarea").fill("blurry, lowres")
+    for elem_id, value in (("txt2img_width", "64"), ("txt2img_height", "64"), ("txt2img_steps", "2")):
+        _set_number(page, elem_id, value)
+    page.locator("#txt2img_generate").click()
+    _wait_for_info(page, "txt2img", r"Steps: 2,")
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "txt2img.png"), full_page=True)
+    saved = sorted((data / "outputs" / "txt2img-images").rglob("*.png"))
+    return saved
+
+
+def test_txt2img_generates_saves_and_shows_infotext(page, txt2img_png, outside_requests):
+    info = page.locator("#txt2img_info textarea").input_value()
+    assert info.startswith("a (red:1.2) cat on a mat\nNegative prompt: blurry, lowres\n")
+    assert "Steps: 2," in info and "Size: 64x64" in info
+    assert len(txt2img_png) == 1
+    with Image.open(txt2img_png[0]) as image:
+        assert image.size == (64, 64) and image.info["parameters"] == info
+    assert page.locator("#txt2img_token_counter").inner_text().strip() == "6/75"
+    assert page.locator("#txt2img_progress").inner_text().startswith("Time taken")
+    assert outside_requests == [], "the page must not reach outside 127.0.0.1"
+
+
+def test_png_info_reads_the_saved_png_and_sends_it_to_txt2img(page, txt2img_png):
+    _set_number(page, "txt2img_steps", "30")  # the paste must overwrite it
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(txt2img_png[0]))
+    expect(page.locator("#pnginfo_generation_info textarea")).to_have_value(re.compile(r"Steps: 2,"))
+    assert "Negative prompt: blurry, lowres" in page.locator("#pnginfo_generation_info textarea").input_value()
+    page.locator("#pnginfo_send_txt2img").click()
+    expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("2")
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a (red:1.2) cat on a mat")
+
+
+def test_inpaint_with_a_painted_mask(page, server, tmp_path):
+    _, data = server
+    source = tmp_path / "source.png"
+    Image.new("RGB", (256, 256), (200, 120, 40)).save(source)
+    page.get_by_role("tab", name="img2img").first.click()
+    page.get_by_role("tab", name="Inpaint", exact=True).click()
+    _upload_to_editor(page, "img2maskimg", source)
+    page.wait_for_timeout(1000)  # the WebGL editor needs a moment before it takes strokes
+    box = page.locator("#img2maskimg canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # the image is centred in the canvas
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 30, y + 10)
+    page.mouse.move(x + 50, y + 30)
+    page.mouse.up()
+    for elem_id, value in (("img2img_width", "64"), ("img2img_height", "64"), ("img2img_steps", "2")):
+        _set_number(page, elem_id, value)
+    page.screenshot(path=str(ARTIFACTS / "inpaint_mask.png"), full_page=True)
+    page.locator("#img2img_generate").click()
+    _wait_for_info(page, "img2img", r"Steps: 2,.*Mask blur: 4")
+    expect(page.locator("#img2img_gallery img").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "inpaint.png"), full_page=True)
+    assert list((data / "outputs" / "img2img-images").rglob("*.png"))
