@@ -127,7 +127,7 @@ def build_blocks(state: AppState) -> gr.Blocks:
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png_info = build_png_info_tab()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                settings_tab = build_settings_tab(state.settings)
+                settings_tab = build_settings_tab(state.settings, bool(getattr(state.options, "hide_ui_dir_config", False)))
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 _placeholder("Installing and managing extensions from this page arrives in a later version of "
                              "sdweb.")

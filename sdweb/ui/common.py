@@ -125,7 +125,7 @@ class OutputPanel:
 
 
 def build_output_panel(tab: str) -> OutputPanel:
-    gallery = gr.Gallery(label="Output", show_label=False, format="png", columns=RESULT_GALLERY_COLUMNS,
+    gallery = gr.Gallery(label="Output", show_label=False, format="png", type="pil", columns=RESULT_GALLERY_COLUMNS,
                          height=520, object_fit="contain", interactive=False, elem_id=f"{tab}_gallery",
                          buttons=["download", "fullscreen"])
     with gr.Row():
@@ -169,35 +169,53 @@ def finished_status(result: GenerationResult) -> str:
     return " · ".join(parts)
 
 
-def run_generation(state: AppState, kind: str, request: Any, panel: OutputPanel) -> Iterator[dict[Any, Any]]:
-    """Submit through the job queue, stream progress and previews, then show the result (a generator)."""
-    try:
-        job = state.submit(kind, request, save_options(state))
-    except (UserError, RuntimeError) as error:
-        raise gr.Error(str(error)) from None
-    yield {panel.job_id: job.id, panel.status: "Queued…"}
+def follow_job(state: AppState, job: Any, panel: OutputPanel, label: str = "") -> Iterator[dict[Any, Any]]:
+    """Stream a submitted job's progress and previews; the generator's return value is its result.
+
+    Raises gr.Error for a failed job and JobInterrupted when it was interrupted before it produced anything."""
+    yield {panel.job_id: job.id, panel.status: f"{label}Queued…"}
     shown_preview = 0
     while not job.finished.wait(POLL_SECONDS):
-        update: dict[Any, Any] = {panel.status: progress_text(job.progress, state.queue.position(job.id),
-                                                              time.time())}
+        update: dict[Any, Any] = {panel.status: label + progress_text(job.progress, state.queue.position(job.id),
+                                                                      time.time())}
         preview = job.progress.preview
         if preview is not None and job.progress.preview_id != shown_preview:
             shown_preview = job.progress.preview_id
             update[panel.gallery] = [preview]
         yield update
     if isinstance(job.error, JobInterrupted):
-        yield {panel.status: "Interrupted.", panel.job_id: None}
-        return
+        raise job.error
     if job.error is not None:
         if not isinstance(job.error, UserError | ValidationError):
             log.error("Job %s failed: %s", job.id, job.error)
         yield {panel.status: "", panel.job_id: None}
         raise to_gr_error(job.error)
-    result: GenerationResult = job.result
+    return job.result
+
+
+def submit_job(state: AppState, kind: str, request: Any, save: SaveOptions | None = None) -> Any:
+    try:
+        return state.submit(kind, request, save or save_options(state))
+    except (UserError, RuntimeError) as error:
+        raise gr.Error(str(error)) from None
+
+
+def show_result(state: AppState, result: GenerationResult, panel: OutputPanel) -> dict[Any, Any]:
     images, infotexts, seeds = result_entries(result, bool(state.settings.get("return_grid", True)))
-    yield {panel.gallery: images, panel.info: infotexts[0] if infotexts else "",
-           panel.status: finished_status(result), panel.job_id: None, panel.infotexts: infotexts,
-           panel.seeds: seeds, panel.selected: 0}
+    return {panel.gallery: images, panel.info: infotexts[0] if infotexts else "",
+            panel.status: finished_status(result), panel.job_id: None, panel.infotexts: infotexts,
+            panel.seeds: seeds, panel.selected: 0}
+
+
+def run_generation(state: AppState, kind: str, request: Any, panel: OutputPanel) -> Iterator[dict[Any, Any]]:
+    """Submit through the job queue, stream progress and previews, then show the result (a generator)."""
+    job = submit_job(state, kind, request)
+    try:
+        result: GenerationResult = yield from follow_job(state, job, panel)
+    except JobInterrupted:
+        yield {panel.status: "Interrupted.", panel.job_id: None}
+        return
+    yield show_result(state, result, panel)
 
 
 # -- prompt row ------------------------------------------------------------------------------------------------

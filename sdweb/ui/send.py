@@ -82,6 +82,10 @@ def selected_image(gallery: list[Any] | None, index: int | None) -> Image.Image 
         return None
     chosen = gallery[index] if isinstance(index, int) and 0 <= index < len(gallery) else gallery[0]
     image = chosen[0] if isinstance(chosen, tuple | list) else chosen
+    if isinstance(image, str):  # a file path (Gradio's cache)
+        with Image.open(image) as opened:
+            opened.load()
+            return opened.copy()
     return image if isinstance(image, Image.Image) else None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import numpy as np
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,10 +88,24 @@ def page(server, outside_requests):
         page.on("request", lambda request: None if urlparse(request.url).hostname in LOCAL_HOSTS
                 else outside.append(request.url))
         page.set_default_timeout(20_000)
+        started = time.perf_counter()
         page.goto(url)
         expect(page.locator("#txt2img_prompt textarea")).to_be_visible(timeout=30_000)  # hydrated
+        expect(page.locator("#txt2img_generate")).to_be_enabled()
+        print(f"page ready (form usable) {time.perf_counter() - started:.2f} s after navigation")
         yield page
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_on_failure(request):
+    """A full-page screenshot in tests/ui/artifacts/ named after the failed test."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and "page" in request.fixturenames:
+        ARTIFACTS.mkdir(exist_ok=True)
+        request.getfixturevalue("page").screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"),
+                                                   full_page=True)
 
 
 def _set_number(page, elem_id: str, value: str) -> None:
@@ -172,7 +187,8 @@ def test_png_info_reads_the_saved_png_and_sends_it_to_txt2img(page, txt2img_png)
 def test_inpaint_with_a_painted_mask(page, server, tmp_path):
     _, data = server
     source = tmp_path / "source.png"
-    Image.new("RGB", (256, 256), (200, 120, 40)).save(source)
+    gradient = Image.linear_gradient("L").resize((256, 256))
+    Image.merge("RGB", (gradient, gradient.rotate(90), Image.new("L", (256, 256), 40))).save(source)
     page.get_by_role("tab", name="img2img").first.click()
     page.get_by_role("tab", name="Inpaint", exact=True).click()
     _upload_to_editor(page, "img2maskimg", source)
@@ -191,4 +207,61 @@ def test_inpaint_with_a_painted_mask(page, server, tmp_path):
     _wait_for_info(page, "img2img", r"Steps: 2,.*Mask blur: 4")
     expect(page.locator("#img2img_gallery img").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "inpaint.png"), full_page=True)
-    assert list((data / "outputs" / "img2img-images").rglob("*.png"))
+    saved = sorted((data / "outputs" / "img2img-images").rglob("*.png"))
+    assert saved
+    with Image.open(saved[-1]) as output, Image.open(source) as original:
+        result = np.asarray(output.convert("RGB"), dtype=np.int16)
+        expected = np.asarray(original.convert("RGB").resize(output.size, Image.Resampling.LANCZOS), dtype=np.int16)
+    changed = np.abs(result - expected).max(axis=2) > 8
+    assert changed.any(), "the painted area must change"
+    assert not changed[:20, :20].any(), "the corner far from the stroke must stay as it was"
+    assert changed.mean() < 0.5, "only the area around the stroke may change"
+
+
+def test_send_to_img2img_carries_image_and_prompt(page, txt2img_png):
+    page.get_by_role("tab", name="txt2img").first.click()
+    page.locator("#txt2img_prompt textarea").fill("a (red:1.2) cat on a mat")
+    page.locator("#txt2img_send_to_img2img").click()
+    expect(page.locator("#img2img_prompt textarea")).to_have_value("a (red:1.2) cat on a mat")
+    expect(page.locator("#img2img_image img")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "img2img.png"), full_page=True)
+
+
+def test_bad_width_shows_a_readable_error_and_the_next_generate_works(page):
+    page.get_by_role("tab", name="txt2img").first.click()
+    _set_number(page, "txt2img_width", "70")
+    page.locator("#txt2img_generate").click()
+    toast = page.get_by_test_id("toast-body").first
+    expect(toast).to_be_visible()
+    assert "width" in toast.inner_text() and "multiple of 8" in toast.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "bad_width.png"), full_page=True)
+    for close in page.locator("[data-testid=toast-close]").all():
+        close.click()
+    _set_number(page, "txt2img_width", "64")
+    _set_number(page, "txt2img_steps", "3")
+    page.locator("#txt2img_generate").click()
+    _wait_for_info(page, "txt2img", r"Steps: 3,")
+
+
+def test_interrupt_stops_a_long_job(page):
+    page.get_by_role("tab", name="txt2img").first.click()
+    for elem_id, value in (("txt2img_width", "64"), ("txt2img_height", "64"), ("txt2img_steps", "150"),
+                           ("txt2img_batch_count", "40")):
+        _set_number(page, elem_id, value)
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#txt2img_progress")).to_contain_text("Step", timeout=30_000)
+    started = time.monotonic()
+    page.locator("#txt2img_interrupt").click()
+    expect(page.locator("#txt2img_progress")).to_contain_text("Interrupted", timeout=30_000)
+    assert time.monotonic() - started < 30  # 40 x 150 steps would take minutes
+    _set_number(page, "txt2img_batch_count", "1")
+    _set_number(page, "txt2img_steps", "2")
+
+
+@pytest.mark.parametrize("tab", ["img2img", "PNG Info", "Settings", "Extensions", "Extras"])
+def test_tab_screenshots(page, tab):
+    """Each tab renders (screenshots to look at in tests/ui/artifacts/)."""
+    page.get_by_role("tab", name=tab, exact=True).first.click()
+    page.wait_for_timeout(300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"tab-{tab.replace(' ', '_')}.png"), full_page=True)

@@ -21,7 +21,7 @@ from sdweb.ui.common import (
 )
 from sdweb.ui.controls import reused_seed, swap_values
 from sdweb.ui.send import field_updates, fields_from_infotext, selected_image, ui_value
-from sdweb.ui.tabs.img2img import img2img_request, mask_from_editor
+from sdweb.ui.tabs.img2img_inputs import img2img_request, mask_from_editor
 from sdweb.ui.tabs.png_info import describe_image
 from sdweb.ui.tabs.settings import apply_settings, changed_settings, component_for
 from sdweb.ui.tabs.txt2img import hires_upscalers, txt2img_request

@@ -73,3 +73,18 @@ def test_quick_settings_are_validated_and_saved(state):
     with pytest.raises(gr.Error):
         save_setting(state, "CLIP_stop_at_last_layers", 40)
     save_setting(state, "CLIP_stop_at_last_layers", 1)
+
+
+def test_settings_tab_shows_every_editable_setting_by_section(state):
+    from sdweb.ui.tabs.settings import options_by_section, visible_options
+
+    config = build_blocks(state).get_config_file()
+    elem_ids = {component["props"].get("elem_id") for component in config["components"]}
+    shown = visible_options(hide_dirs=False)
+    assert len(shown) > 60
+    assert {f"setting_{option.key}" for option in shown} <= elem_ids
+    assert "settings_reload_ui" in elem_ids
+    sections = options_by_section(shown)
+    assert list(sections)[0] == shown[0].section and len(sections) == len(set(sections))
+    hidden = {option.key for option in shown} - {option.key for option in visible_options(hide_dirs=True)}
+    assert "samples_filename_pattern" in hidden

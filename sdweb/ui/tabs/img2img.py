@@ -1,16 +1,18 @@
-"""The img2img tab: sub-tabs img2img / Sketch / Inpaint / Inpaint upload, the same controls and output panel."""
+"""The img2img tab: sub-tabs img2img / Sketch / Inpaint / Inpaint sketch / Inpaint upload / Batch, the
+shared controls, the outpainting script and the output panel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-import numpy as np
-from PIL import Image
 
 from sdweb.core.requests import Img2ImgRequest
+from sdweb.generation.jobs import JobInterrupted
+from sdweb.generation.outpaint import DIRECTIONS
+from sdweb.generation.service import GenerationResult
 from sdweb.state import AppState
 from sdweb.ui.common import (
     OutputPanel,
@@ -18,22 +20,35 @@ from sdweb.ui.common import (
     build_output_panel,
     build_prompt_row,
     collect_fields,
+    follow_job,
     make_request,
     run_generation,
+    show_result,
+    submit_job,
     wire_stop_buttons,
 )
 from sdweb.ui.controls import cfg_control, sampler_controls, seed_controls, size_controls, wire_seed_reuse
+from sdweb.ui.tabs.img2img_inputs import (
+    INPAINT_MODES,
+    MODES,
+    OUTPAINT_TITLE,
+    SCRIPTS,
+    OutpaintSettings,
+    batch_items,
+    img2img_request,
+)
 from sdweb.ui.tabs.txt2img import GENERATE_CONCURRENCY
 
+__all__ = ["MODES", "INPAINT_MODES", "RESIZE_MODES", "MASK_MODES", "MASKED_CONTENT", "INPAINT_AREAS",
+           "Img2ImgTab", "build_img2img_tab"]
+
 TAB = "img2img"
-MODES = ("img2img", "sketch", "inpaint", "inpaint_upload")
-MODE_LABELS = {"img2img": "img2img", "sketch": "Sketch", "inpaint": "Inpaint", "inpaint_upload": "Inpaint upload"}
-INPAINT_MODES = ("inpaint", "inpaint_upload")
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 SKETCH_COLOURS = ["#000000", "#ffffff", "#ff0000", "#00a000", "#0000ff", "#ffff00"]
+EDITOR_HEIGHT = 420
 
 
 @dataclass
@@ -46,91 +61,44 @@ class Img2ImgTab:
     inpaint_group: gr.Group  # inpaint-only controls, shown in the inpaint modes
 
 
-# -- pure helpers (tested without a browser) -------------------------------------------------------------------
-def mask_from_editor(value: Mapping[str, Any] | None) -> Image.Image | None:
-    """The painted mask of an ImageMask value: white where any layer's alpha > 0, at the background's size."""
-    if not value:
-        return None
-    layers = [layer for layer in (value.get("layers") or []) if layer is not None]
-    background = value.get("background")
-    painted = None
-    for layer in layers:
-        alpha = np.asarray(layer.convert("RGBA"))[..., 3] > 0
-        painted = alpha if painted is None or painted.shape != alpha.shape else painted | alpha
-    if painted is None or not painted.any():
-        return None
-    mask = Image.fromarray(painted.astype(np.uint8) * 255, mode="L")
-    if background is not None and mask.size != background.size:
-        mask = mask.resize(background.size, Image.Resampling.NEAREST)
-    return mask
-
-
-def _rgb(image: Image.Image | None) -> Image.Image | None:
-    return None if image is None else image.convert("RGB")
-
-
-def images_for_mode(mode: str, images: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]:
-    """(init image, mask or None) from the active sub-tab; gr.Error when the user has not given enough."""
-    if mode == "sketch":
-        sketch = images.get("sketch") or {}
-        init = _rgb(sketch.get("composite") or sketch.get("background"))
-        if init is None:
-            raise gr.Error("Upload or draw an image in the Sketch tab first.")
-        return init, None
-    if mode == "inpaint":
-        editor = images.get("inpaint") or {}
-        init = _rgb(editor.get("background"))
-        if init is None:
-            raise gr.Error("Upload an image in the Inpaint tab first.")
-        mask = mask_from_editor(editor)
-        if mask is None:
-            raise gr.Error("Paint the area to change on the image in the Inpaint tab (the mask is empty).")
-        return init, mask
-    if mode == "inpaint_upload":
-        init, mask = _rgb(images.get("inpaint_base")), images.get("inpaint_mask")
-        if init is None or mask is None:
-            raise gr.Error("Inpaint upload needs both an image and a mask.")
-        return init, mask
-    init = _rgb(images.get("init_img"))
-    if init is None:
-        raise gr.Error("Upload an image in the img2img tab first.")
-    return init, None
-
-
-def img2img_request(values: Mapping[str, Any], mode: str, images: Mapping[str, Any]) -> Img2ImgRequest:
-    """`{field name: value}` + the active sub-tab's images -> the typed request."""
-    init, mask = images_for_mode(mode, images)
-    fields = dict(values)
-    blur = fields.pop("mask_blur", 4)
-    if mode not in INPAINT_MODES:
-        mask = None
-    fields.update({"init_images": [init], "mask": mask, "mask_blur_x": blur, "mask_blur_y": blur})
-    return make_request(Img2ImgRequest, fields)
-
-
 # -- layout ------------------------------------------------------------------------------------------------------
+def _editor(elem_id: str, label: str, colours: list[str], fixed: bool) -> gr.ImageEditor:
+    brush = gr.Brush(colors=colours, color_mode="fixed" if fixed else "defaults", default_size=24)
+    kind = gr.ImageMask if fixed else gr.ImageEditor
+    return kind(label=label, type="pil", format="png", height=EDITOR_HEIGHT, sources=["upload", "clipboard"],
+                layers=False, elem_id=elem_id, brush=brush)
+
+
 def _image_inputs() -> tuple[dict[str, Any], gr.Tabs, dict[str, gr.Tab]]:
+    sub_tabs: dict[str, gr.Tab] = {}
     with gr.Tabs(elem_id="mode_img2img") as tabs:
-        with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as tab_img:
+        with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as sub_tabs["img2img"]:
             init_img = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png",
-                                sources=["upload", "clipboard"], height=420, elem_id="img2img_image")
-        with gr.Tab("Sketch", id="sketch", elem_id="img2img_img2img_sketch_tab") as tab_sketch:
-            sketch = gr.ImageEditor(label="Image for img2img", type="pil", format="png", height=420,
-                                    sources=["upload", "clipboard"], layers=False, elem_id="img2img_sketch",
-                                    brush=gr.Brush(colors=SKETCH_COLOURS, color_mode="defaults"))
-        with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as tab_inpaint:
-            inpaint = gr.ImageMask(label="Image for inpainting with mask", type="pil", format="png", height=420,
-                                   sources=["upload", "clipboard"], layers=False, elem_id="img2maskimg",
-                                   brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=24))
-        with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tab_upload, \
-                gr.Row():
-                inpaint_base = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png",
-                                        sources=["upload", "clipboard"], elem_id="img_inpaint_base")
-                inpaint_mask = gr.Image(label="Mask", type="pil", image_mode="RGBA", format="png",
-                                        sources=["upload", "clipboard"], elem_id="img_inpaint_mask")
-    images = {"init_img": init_img, "sketch": sketch, "inpaint": inpaint, "inpaint_base": inpaint_base,
-              "inpaint_mask": inpaint_mask}
-    sub_tabs = {"img2img": tab_img, "sketch": tab_sketch, "inpaint": tab_inpaint, "inpaint_upload": tab_upload}
+                                sources=["upload", "clipboard"], height=EDITOR_HEIGHT, elem_id="img2img_image")
+        with gr.Tab("Sketch", id="sketch", elem_id="img2img_img2img_sketch_tab") as sub_tabs["sketch"]:
+            sketch = _editor("img2img_sketch", "Image for img2img", SKETCH_COLOURS, fixed=False)
+        with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as sub_tabs["inpaint"]:
+            inpaint = _editor("img2maskimg", "Image for inpainting with mask", ["#ffffff"], fixed=True)
+        with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as \
+                sub_tabs["inpaint_sketch"]:
+            inpaint_sketch = _editor("inpaint_sketch", "Color sketch inpainting", SKETCH_COLOURS, fixed=False)
+        with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as \
+                sub_tabs["inpaint_upload"], gr.Row():
+            inpaint_base = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png",
+                                    sources=["upload", "clipboard"], elem_id="img_inpaint_base")
+            inpaint_mask = gr.Image(label="Mask", type="pil", image_mode="RGBA", format="png",
+                                    sources=["upload", "clipboard"], elem_id="img_inpaint_mask")
+        with gr.Tab("Batch", id="batch", elem_id="img2img_batch_tab") as sub_tabs["batch"]:
+            gr.Markdown("Process every image of a folder on the server machine. Leave the output directory "
+                        "empty to save to the usual img2img output folder. A mask directory (optional) holds "
+                        "masks with the same file names: their images are inpainted.")
+            batch_input = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
+            batch_output = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
+            batch_masks = gr.Textbox(label="Inpaint batch mask directory (optional)",
+                                     elem_id="img2img_batch_inpaint_mask_dir")
+    images = {"init_img": init_img, "sketch": sketch, "inpaint": inpaint, "inpaint_sketch": inpaint_sketch,
+              "inpaint_base": inpaint_base, "inpaint_mask": inpaint_mask, "batch_input": batch_input,
+              "batch_output": batch_output, "batch_masks": batch_masks}
     return images, tabs, sub_tabs
 
 
@@ -159,6 +127,20 @@ def _inpaint_controls() -> tuple[dict[str, Any], gr.Group]:
     return fields, group
 
 
+def _script_controls() -> dict[str, Any]:
+    """The Script dropdown with A1111's "Poor man's outpainting" (the mask blur and masked content of the
+    inpaint controls apply to it)."""
+    script = gr.Dropdown(label="Script", choices=list(SCRIPTS), value="None", elem_id="img2img_script")
+    with gr.Group(visible=False, elem_id="img2img_outpaint_controls") as group:
+        pixels = gr.Slider(label="Pixels to expand", minimum=8, maximum=256, step=8, value=128,
+                           elem_id="img2img_outpaint_pixels")
+        directions = gr.CheckboxGroup(label="Outpainting direction", choices=list(DIRECTIONS),
+                                      value=list(DIRECTIONS), elem_id="img2img_outpaint_directions")
+    script.change(lambda name: gr.Group(visible=name == OUTPAINT_TITLE), inputs=script, outputs=group,
+                  queue=False, api_visibility="private")
+    return {"script": script, "outpaint_pixels": pixels, "outpaint_directions": directions}
+
+
 def mode_switcher(mode: str):
     """A handler that records the chosen sub-tab and shows the inpaint controls in the inpaint modes."""
 
@@ -166,6 +148,35 @@ def mode_switcher(mode: str):
         return mode, gr.Group(visible=mode in INPAINT_MODES)
 
     return switch
+
+
+# -- handlers ------------------------------------------------------------------------------------------------------
+def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, Any], panel: OutputPanel
+                     ) -> Iterator[dict[Any, Any]]:
+    """One job per image of the input folder, run in order; the results are shown together."""
+    items = batch_items(images.get("batch_input") or "", images.get("batch_masks") or "")
+    output_dir = (images.get("batch_output") or "").strip()
+    fields = dict(values)
+    blur = int(fields.pop("mask_blur", 4) or 0)
+    if output_dir:
+        fields["override_settings"] = {"outdir_samples": output_dir}
+    combined = GenerationResult()
+    for number, item in enumerate(items, start=1):
+        request = make_request(Img2ImgRequest, {**fields, "init_images": [item.image], "mask": item.mask,
+                                                "mask_blur_x": blur, "mask_blur_y": blur})
+        job = submit_job(state, "img2img", request)
+        try:
+            result = yield from follow_job(state, job, panel, label=f"Image {number}/{len(items)} · ")
+        except JobInterrupted:
+            combined.interrupted = True
+            break
+        for name in ("images", "infotexts", "seeds", "subseeds", "saved_paths"):
+            getattr(combined, name).extend(getattr(result, name))
+        combined.seconds += result.seconds
+        if result.interrupted:
+            combined.interrupted = True
+            break
+    yield show_result(state, combined, panel)
 
 
 def build_img2img_tab(state: AppState) -> Img2ImgTab:
@@ -184,6 +195,7 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
             seeds = seed_controls(TAB)
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
+            script = _script_controls()
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
             panel = build_output_panel(TAB)
     images["mode"] = mode
@@ -195,11 +207,18 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
 
     def generate(values: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
         image_values = collect_fields(images, values)
-        request = img2img_request(collect_fields(fields, values), image_values.get("mode") or "img2img",
-                                  image_values)
+        script_values = collect_fields(script, values)
+        chosen = image_values.get("mode") or "img2img"
+        if chosen == "batch":
+            yield from run_batch_folder(state, collect_fields(fields, values), image_values, panel)
+            return
+        outpaint = OutpaintSettings(pixels=int(script_values.get("outpaint_pixels") or 128),
+                                    directions=tuple(script_values.get("outpaint_directions") or ()))
+        request = img2img_request(collect_fields(fields, values), chosen, image_values,
+                                  script_values.get("script") or "None", outpaint)
         yield from run_generation(state, "img2img", request, panel)
 
-    row.generate.click(generate, inputs=set(fields.values()) | set(images.values()),
+    row.generate.click(generate, inputs=set(fields.values()) | set(images.values()) | set(script.values()),
                        outputs=panel.result_outputs(), show_progress="minimal", show_progress_on=[panel.status],
                        api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
     return Img2ImgTab(fields=fields, images=images, row=row, panel=panel, tabs=tabs, inpaint_group=inpaint_group)

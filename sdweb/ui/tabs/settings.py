@@ -1,4 +1,4 @@
-"""The Settings tab: a form generated from the settings table for a curated list of keys."""
+"""The Settings tab: a form generated from the settings table, one sub-tab per section, "Reload UI"."""
 
 from __future__ import annotations
 
@@ -8,23 +8,24 @@ from typing import Any
 
 import gradio as gr
 
-from sdweb.config.options import OPTIONS_BY_KEY, OptionInfo
+from sdweb.config.options import OPTIONS, OPTIONS_BY_KEY, OptionInfo
 from sdweb.config.settings import Settings
 from sdweb.core.errors import SettingsError
 
-CURATED_KEYS: tuple[str, ...] = (
-    # Saving images
-    "samples_save", "samples_format", "samples_filename_pattern", "save_to_dirs", "grid_save", "grid_format",
-    "jpeg_quality", "save_txt", "enable_pnginfo", "save_incomplete_images",
-    # Stable Diffusion
-    "sd_checkpoints_limit", "CLIP_stop_at_last_layers", "emphasis", "comma_padding_backtrack", "randn_source",
-    # Sampler parameters
-    "eta_noise_seed_delta", "eta_ancestral", "eta_ddim",
-    # Live previews and user interface
-    "live_previews_enable", "show_progress_every_n_steps", "return_grid",
-    # Infotext
-    "send_seed", "send_size", "add_model_hash_to_info", "add_model_name_to_info",
-)
+SHOWN_KINDS = ("bool", "int", "float", "str", "choice")  # list/dict settings are edited in config.json
+
+
+def visible_options(hide_dirs: bool) -> list[OptionInfo]:
+    """Every setting the form can edit, in the table's order; folder settings hidden by --hide-ui-dir-config."""
+    return [option for option in OPTIONS if option.kind in SHOWN_KINDS and not (hide_dirs and option.restricted)]
+
+
+def options_by_section(options: list[OptionInfo]) -> dict[str, list[OptionInfo]]:
+    """Sections in order of first appearance, each with its settings."""
+    sections: dict[str, list[OptionInfo]] = {}
+    for option in options:
+        sections.setdefault(option.section, []).append(option)
+    return sections
 
 
 @dataclass
@@ -74,20 +75,22 @@ def apply_settings(settings: Settings, values: Mapping[str, Any]) -> tuple[str, 
     return f"{len(changed)} setting{'s' if len(changed) != 1 else ''} changed: {', '.join(changed)}.", True
 
 
-def build_settings_tab(settings: Settings) -> SettingsTab:
+RELOAD_JS = "() => { window.location.reload(); }"
+
+
+def build_settings_tab(settings: Settings, hide_dirs: bool = False) -> SettingsTab:
     current = settings.as_dict()
     components: dict[str, Any] = {}
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", scale=0, min_width=200)
+        reload = gr.Button("Reload UI", elem_id="settings_reload_ui", scale=0, min_width=120)
         result = gr.Markdown("", elem_id="settings_result")
-    section = None
-    with gr.Column(variant="panel"):
-        for key in CURATED_KEYS:
-            option = OPTIONS_BY_KEY[key]
-            if option.section != section:
-                section = option.section
-                gr.Markdown(f"### {section}")
-            components[key] = component_for(option, current.get(key, option.default))
+    with gr.Tabs(elem_id="settings_sections"):
+        for section, options in options_by_section(visible_options(hide_dirs)).items():
+            with gr.Tab(section, elem_id=f"settings_section_{section.lower().replace(' ', '_').replace('/', '_')}"):
+                for option in options:
+                    components[option.key] = component_for(option, current.get(option.key, option.default))
+    reload.click(None, js=RELOAD_JS, api_visibility="private")
 
     def on_apply(values: dict[Any, Any]) -> dict[Any, Any]:
         by_key = {key: values[component] for key, component in components.items()}

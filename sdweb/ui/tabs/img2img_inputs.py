@@ -1,0 +1,165 @@
+"""Pure helpers of the img2img tab: the active sub-tab's images and mask, outpainting, batch folders.
+
+Tested without a browser; gr.Error carries the message the user reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sdweb.core.requests import Img2ImgRequest
+from sdweb.generation.outpaint import SCRIPT_TITLE as OUTPAINT_TITLE
+from sdweb.generation.outpaint import outpaint_canvas
+from sdweb.ui.common import make_request
+
+MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
+INPAINT_MODES = ("inpaint", "inpaint_sketch", "inpaint_upload")
+SCRIPTS = ("None", OUTPAINT_TITLE)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def painted_area(layers: list[Any], size: tuple[int, int] | None) -> np.ndarray | None:
+    """True where any editor layer has paint (alpha > 0), at `size`; None when nothing is painted."""
+    painted = None
+    for layer in layers:
+        if layer is None:
+            continue
+        alpha = np.asarray(layer.convert("RGBA"))[..., 3] > 0
+        painted = alpha if painted is None or painted.shape != alpha.shape else painted | alpha
+    if painted is None or not painted.any():
+        return None
+    if size is not None and (painted.shape[1], painted.shape[0]) != size:
+        resized = Image.fromarray(painted.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
+        painted = np.asarray(resized) > 0
+    return painted
+
+
+def mask_from_editor(value: Mapping[str, Any] | None) -> Image.Image | None:
+    """The painted mask of an ImageMask/ImageEditor value: white where paint is, at the background's size."""
+    if not value:
+        return None
+    background = value.get("background")
+    painted = painted_area(list(value.get("layers") or []), background.size if background is not None else None)
+    if painted is None:
+        return None
+    return Image.fromarray(painted.astype(np.uint8) * 255, mode="L")
+
+
+def _rgb(image: Image.Image | None) -> Image.Image | None:
+    return None if image is None else image.convert("RGB")
+
+
+def _editor_images(value: Mapping[str, Any] | None, tab: str, composite: bool) -> tuple[Image.Image, Any]:
+    editor = value or {}
+    init = _rgb(editor.get("composite") if composite else editor.get("background")) or _rgb(editor.get("background"))
+    if init is None:
+        raise gr.Error(f"Upload an image in the {tab} tab first.")
+    return init, mask_from_editor(editor)
+
+
+def images_for_mode(mode: str, images: Mapping[str, Any]) -> tuple[Image.Image, Image.Image | None]:
+    """(init image, mask or None) from the active sub-tab; gr.Error when the user has not given enough."""
+    if mode == "sketch":
+        init, _ = _editor_images(images.get("sketch"), "Sketch", composite=True)
+        return init, None
+    if mode in ("inpaint", "inpaint_sketch"):
+        tab = "Inpaint" if mode == "inpaint" else "Inpaint sketch"
+        # Inpaint sketch: the coloured strokes are both new content (composite) and the mask.
+        init, mask = _editor_images(images.get(mode), tab, composite=mode == "inpaint_sketch")
+        if mask is None:
+            raise gr.Error(f"Paint the area to change on the image in the {tab} tab (the mask is empty).")
+        return init, mask
+    if mode == "inpaint_upload":
+        init, mask = _rgb(images.get("inpaint_base")), images.get("inpaint_mask")
+        if init is None or mask is None:
+            raise gr.Error("Inpaint upload needs both an image and a mask.")
+        return init, mask
+    init = _rgb(images.get("init_img"))
+    if init is None:
+        raise gr.Error("Upload an image in the img2img tab first.")
+    return init, None
+
+
+def upload_mask(mask: Image.Image) -> Image.Image:
+    """An uploaded mask as "L": white = change. A transparent PNG counts by alpha, else by brightness."""
+    if mask.mode in ("RGBA", "LA") and np.asarray(mask.getchannel("A")).min() < 255:
+        return mask.getchannel("A")
+    return mask.convert("L")
+
+
+@dataclass(frozen=True)
+class OutpaintSettings:
+    pixels: int = 128
+    directions: tuple[str, ...] = ("left", "right", "up", "down")
+
+
+def img2img_request(values: Mapping[str, Any], mode: str, images: Mapping[str, Any],
+                    script: str = "None", outpaint: OutpaintSettings | None = None) -> Img2ImgRequest:
+    """`{field name: value}` + the active sub-tab's images (+ the chosen script) -> the typed request."""
+    init, mask = images_for_mode(mode, images)
+    fields = dict(values)
+    blur = int(fields.pop("mask_blur", 4) or 0)
+    if mode not in INPAINT_MODES:
+        mask = None
+    elif mode == "inpaint_upload" and mask is not None:
+        mask = upload_mask(mask)
+    if script == OUTPAINT_TITLE:
+        settings = outpaint or OutpaintSettings()
+        try:
+            canvas = outpaint_canvas(init, int(settings.pixels), list(settings.directions), blur)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        init, mask = canvas.image, canvas.mask
+        fields.update({"width": canvas.image.width, "height": canvas.image.height, "inpaint_full_res": False})
+    elif script not in SCRIPTS:
+        raise gr.Error(f"Unknown script {script!r}; choose one of: {', '.join(SCRIPTS)}.")
+    fields.update({"init_images": [init], "mask": mask, "mask_blur_x": blur, "mask_blur_y": blur})
+    return make_request(Img2ImgRequest, fields)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    source: Path
+    image: Image.Image
+    mask: Image.Image | None
+
+
+def batch_items(input_dir: str, mask_dir: str = "") -> list[BatchItem]:
+    """The images of a batch input folder (sorted by name), each with the same-stem mask from `mask_dir`."""
+    folder = Path((input_dir or "").strip()).expanduser()
+    if not str(input_dir or "").strip() or not folder.is_dir():
+        raise gr.Error(f"Batch input directory {input_dir!r} does not exist; type the path of a folder of images.")
+    masks_folder = Path(mask_dir.strip()).expanduser() if mask_dir and mask_dir.strip() else None
+    if masks_folder is not None and not masks_folder.is_dir():
+        raise gr.Error(f"Batch mask directory {mask_dir!r} does not exist; leave it empty for plain img2img.")
+    items = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        image = _open(path)
+        if image is None:
+            continue
+        mask = None
+        if masks_folder is not None:
+            candidates = [m for m in masks_folder.iterdir() if m.stem == path.stem and m.suffix.lower() in
+                          IMAGE_SUFFIXES]
+            mask = _open(candidates[0]) if candidates else None
+        items.append(BatchItem(source=path, image=image.convert("RGB"), mask=upload_mask(mask) if mask else None))
+    if not items:
+        raise gr.Error(f"No images (.png, .jpg, .webp, .bmp) found in {folder}.")
+    return items
+
+
+def _open(path: Path) -> Image.Image | None:
+    """A readable image, or None (an unreadable file is skipped, never touched)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
