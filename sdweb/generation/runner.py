@@ -15,6 +15,7 @@ from sdweb.generation.hires import second_pass
 from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
+from sdweb.generation.refiner import refine
 from sdweb.generation.sampling import (
     BatchStopped,
     StepSwaps,
@@ -79,7 +80,8 @@ def _noise_device(plan: RuntimePlan, settings: Mapping[str, Any]) -> str:
 
 def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt,
               resolution: Any, seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
-              plan: RuntimePlan, context: JobContext | None) -> BatchOutcome:
+              plan: RuntimePlan, context: JobContext | None,
+              refiner: tuple[LoadedModel, float] | None = None) -> BatchOutcome:
     pipe_mode = _pipeline_mode(mode, request, model)
     pipe = model.pipeline(pipe_mode)
     batch = len(seeds)
@@ -112,6 +114,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     if model.is_sdxl:
         kwargs["crops_coords_top_left"] = (int(settings.get("sdxl_crop_top", 0)),
                                            int(settings.get("sdxl_crop_left", 0)))
+    if refiner is not None:
+        kwargs["denoising_end"] = refiner[1]
     outcome = BatchOutcome(notes=list(built.notes))
     with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context():
         try:
@@ -121,6 +125,14 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
             latents = last_latents[0] if last_latents else None
         if latents is None:
             return outcome
+        if refiner is not None and outcome.stopped is None:
+            try:
+                latents = refine(request, refiner[0], prepared, resolution, seeds, latents, refiner[1], settings,
+                                 context, lambda step_latents: _keep(last_latents, step_latents))
+            except BatchStopped as stop:
+                outcome.stopped = stop.reason
+                latents = last_latents[0]
+            pipe = refiner[0].pipeline("img2img")  # decode with the refiner's VAE
         if _wants_hires(request) and outcome.stopped is None:
             try:
                 latents = second_pass(request, model, prepared, seeds, latents, settings, context,

@@ -21,6 +21,7 @@ from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgReques
 from sdweb.generation.hires import check_upscaler
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, prepare_prompt
+from sdweb.generation.refiner import check_refiner_pair, refiner_infotext, refiner_switch
 from sdweb.generation.runner import BatchOutcome, run_batch
 from sdweb.generation.seeds import plan_seeds
 from sdweb.generation.writer import OutputWriter, infotext_params
@@ -99,6 +100,7 @@ class GenerationService:
             if model.family.is_inpaint:
                 raise UserError("Hires fix with an inpainting checkpoint is not supported.", code="unsupported_mode")
         prepared = prepare_prompt(request, model, settings)
+        refiner = self._refiner(request, model, settings, prepared)
         seeds = plan_seeds(request.seed, request.subseed, request.subseed_strength, request.total_images)
         writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now())
         result = GenerationResult()
@@ -111,7 +113,7 @@ class GenerationService:
                 context.start_batch(batch_index * passes, request.steps,
                                     f"Batch {batch_index + 1} of {request.n_iter}")
             outcome = self._run_batch_guarded(mode, request, model, prepared, resolution, batch_seeds,
-                                              batch_subseeds, settings, context)
+                                              batch_subseeds, settings, context, refiner)
             self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,
                           settings, writer, save, batch_index)
             for note in [*prepared.notes, *outcome.notes]:
@@ -126,13 +128,27 @@ class GenerationService:
         result.info = processed_info(result, request, model, prepared, resolution, seeds.subseed_strength, settings)
         return result
 
+    def _refiner(self, request: GenerationRequest, model: LoadedModel, settings: Mapping[str, Any],
+                 prepared: PreparedPrompt) -> tuple[LoadedModel, float] | None:
+        """The loaded refiner and its switch point (kept in memory beside the base), or None."""
+        switch_at = refiner_switch(request)
+        if switch_at is None:
+            return None
+        limit = max(2, int(settings.get("sd_checkpoints_limit", 1)))
+        refiner = self.manager.get(request.refiner_checkpoint, limit=limit,
+                                   prediction_overrides=settings.get("sd_model_prediction_types") or {})
+        check_refiner_pair(model, refiner)
+        prepared.extra_params.update(refiner_infotext(refiner, switch_at))
+        return refiner, switch_at
+
     def _run_batch_guarded(self, mode: str, request: GenerationRequest, model: LoadedModel,
                            prepared: PreparedPrompt, resolution: Any, seeds: list[int], subseeds: list[int],
-                           settings: Mapping[str, Any], context: JobContext | None) -> BatchOutcome:
+                           settings: Mapping[str, Any], context: JobContext | None,
+                           refiner: tuple[LoadedModel, float] | None = None) -> BatchOutcome:
         """Out of memory becomes a clear UserError after the memory is freed; the server keeps serving."""
         try:
             return run_batch(mode, request, model, prepared, resolution, seeds, subseeds, settings, self.plan,
-                             context)
+                             context, refiner=refiner)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

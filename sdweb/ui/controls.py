@@ -104,3 +104,13 @@ def wire_seed_reuse(seeds: SeedControls, panel: OutputPanel) -> None:
     seeds.reuse_subseed.click(lambda pairs, index: reused_seed(pairs, index, 1),
                               inputs=[panel.seeds, panel.selected], outputs=seeds.subseed, queue=False,
                               api_visibility="private")
+
+
+def refiner_controls(tab: str, checkpoint_titles: list[str]) -> dict[str, Any]:
+    """A1111's Refiner accordion: the checkpoint that finishes the schedule and where it takes over."""
+    with gr.Accordion("Refiner", open=False, elem_id=f"{tab}_refiner"), gr.Row():
+        checkpoint = gr.Dropdown(label="Checkpoint", choices=["None", *checkpoint_titles], value="None",
+                                 elem_id=f"{tab}_refiner_checkpoint", scale=3)
+        switch_at = gr.Slider(label="Switch at", minimum=0.01, maximum=1.0, step=0.01, value=0.8,
+                              elem_id=f"{tab}_refiner_switch_at", scale=2)
+    return {"refiner_checkpoint": checkpoint, "refiner_switch_at": switch_at}

@@ -27,7 +27,14 @@ from sdweb.ui.common import (
     submit_job,
     wire_stop_buttons,
 )
-from sdweb.ui.controls import cfg_control, sampler_controls, seed_controls, size_controls, wire_seed_reuse
+from sdweb.ui.controls import (
+    cfg_control,
+    refiner_controls,
+    sampler_controls,
+    seed_controls,
+    size_controls,
+    wire_seed_reuse,
+)
 from sdweb.ui.tabs.img2img_inputs import (
     INPAINT_MODES,
     MODES,
@@ -195,6 +202,7 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
             seeds = seed_controls(TAB)
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
+            fields.update(refiner_controls(TAB, state.registry.checkpoint_titles()))
             script = _script_controls()
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
             panel = build_output_panel(TAB)

@@ -21,7 +21,14 @@ from sdweb.ui.common import (
     run_generation,
     wire_stop_buttons,
 )
-from sdweb.ui.controls import cfg_control, sampler_controls, seed_controls, size_controls, wire_seed_reuse
+from sdweb.ui.controls import (
+    cfg_control,
+    refiner_controls,
+    sampler_controls,
+    seed_controls,
+    size_controls,
+    wire_seed_reuse,
+)
 
 TAB = "txt2img"
 GENERATE_CONCURRENCY = 16  # handlers only poll the job queue; the queue runs one job at a time
@@ -76,6 +83,7 @@ def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
             seeds = seed_controls(TAB)
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
+            fields.update(refiner_controls(TAB, state.registry.checkpoint_titles()))
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
             panel = build_output_panel(TAB)
     wire_seed_reuse(seeds, panel)
