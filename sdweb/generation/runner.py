@@ -11,7 +11,9 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.generation.control import with_controlnets
 from sdweb.generation.hires import second_pass
+from sdweb.generation.hooks import NO_HOOKS, JobHooks, Processing, SamplingCall, StepInfo
 from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
@@ -81,7 +83,9 @@ def _noise_device(plan: RuntimePlan, settings: Mapping[str, Any]) -> str:
 def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt,
               resolution: Any, seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
               plan: RuntimePlan, context: JobContext | None,
-              refiner: tuple[LoadedModel, float] | None = None) -> BatchOutcome:
+              extras: BatchExtras | None = None) -> BatchOutcome:
+    extras = extras or BatchExtras()
+    refiner = extras.refiner
     pipe_mode = _pipeline_mode(mode, request, model)
     pipe = model.pipeline(pipe_mode)
     batch = len(seeds)
@@ -97,7 +101,7 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     last_latents: list[torch.Tensor] = []
     callback = make_step_callback(context, total_steps=request.steps,
                                   preview_every=_preview_period(settings), is_sdxl=model.is_sdxl, swaps=swaps,
-                                  on_latents=lambda latents: _keep(last_latents, latents))
+                                  on_latents=_step_watcher(extras, request.steps, last_latents))
     kwargs: dict[str, Any] = {
         **_prompt_kwargs(conditioning.first, batch, model.is_sdxl),
         "guidance_scale": request.cfg_scale,
@@ -111,6 +115,13 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         kwargs["num_inference_steps"] = request.steps
     inputs = _image_inputs(mode, pipe_mode, request, model, pipe, seeds, subseeds, settings, plan)
     kwargs.update(inputs.call_kwargs)
+    call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
+                        batch_size=batch, steps=request.steps, init_images=_as_list(kwargs.get("image")),
+                        mask=kwargs.get("mask_image"))
+    if extras.p is not None:
+        extras.hooks.before_sampling(extras.p, call)
+    if call.controlnets:
+        pipe = with_controlnets(pipe, pipe_mode, model.family.base, call.controlnets, kwargs, built.notes)
     if model.is_sdxl:
         kwargs["crops_coords_top_left"] = (int(settings.get("sdxl_crop_top", 0)),
                                            int(settings.get("sdxl_crop_left", 0)))
@@ -147,6 +158,34 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         images = decode_latents(pipe, latents)
     outcome.images = inputs.finish(images)
     return outcome
+
+
+@dataclass
+class BatchExtras:
+    """What a batch needs beyond the request: the refiner, and the job's script hooks."""
+
+    refiner: tuple[LoadedModel, float] | None = None
+    hooks: JobHooks = NO_HOOKS
+    p: Processing | None = None
+
+
+def _as_list(images: Any) -> list[Image.Image]:
+    if images is None:
+        return []
+    return list(images) if isinstance(images, list | tuple) else [images]
+
+
+def _step_watcher(extras: BatchExtras, total: int, store: list[torch.Tensor]) -> Any:
+    """Keeps the last latents (for interrupt) and tells the scripts' on_step hook."""
+    counter = [0]
+
+    def watch(latents: torch.Tensor) -> None:
+        _keep(store, latents)
+        counter[0] += 1
+        if extras.p is not None:
+            extras.hooks.on_step(extras.p, StepInfo(step=counter[0], total=total, latents=latents))
+
+    return watch
 
 
 def _wants_hires(request: GenerationRequest) -> bool:

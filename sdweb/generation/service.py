@@ -19,10 +19,11 @@ from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.generation.hires import check_upscaler
+from sdweb.generation.hooks import NO_HOOKS, HookProvider, Processing
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, prepare_prompt
 from sdweb.generation.refiner import check_refiner_pair, refiner_infotext, refiner_switch
-from sdweb.generation.runner import BatchOutcome, run_batch
+from sdweb.generation.runner import BatchExtras, BatchOutcome, run_batch
 from sdweb.generation.seeds import plan_seeds
 from sdweb.generation.writer import OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
@@ -63,6 +64,7 @@ class GenerationService:
         self.paths = paths
         self.plan = plan
         self.options = options
+        self.scripts: HookProvider | None = None  # the extension layer's scripts, set once at start
 
     def effective_settings(self, request: GenerationRequest) -> dict[str, Any]:
         """Settings for this job: the user's, with the request's override_settings merged (never written)."""
@@ -87,6 +89,10 @@ class GenerationService:
     def _generate(self, mode: str, request: GenerationRequest, context: JobContext | None,
                   save: SaveOptions) -> GenerationResult:
         started = time.perf_counter()
+        hooks = self.scripts.bind(mode, request) if self.scripts is not None else NO_HOOKS
+        p = Processing(mode, request)
+        hooks.before_process(p)
+        request = p.request
         settings = self.effective_settings(request)
         resolution = resolve_sampler(request.sampler_name, request.scheduler, strict=True)
         require_available(resolution.sampler)
@@ -94,13 +100,16 @@ class GenerationService:
         if mode == "txt2img" and model.family.txt2img_pipeline is None:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
                             code="unsupported_mode", hint="Use it as a refiner, or choose another checkpoint.")
+        p.model = model
+        hooks.process(p)
+        request = p.request
         hires = isinstance(request, Txt2ImgRequest) and request.enable_hr
         if hires:
             check_upscaler(request.hr_upscaler)
             if model.family.is_inpaint:
                 raise UserError("Hires fix with an inpainting checkpoint is not supported.", code="unsupported_mode")
         prepared = prepare_prompt(request, model, settings)
-        refiner = self._refiner(request, model, settings, prepared)
+        extras = BatchExtras(refiner=self._refiner(request, model, settings, prepared), hooks=hooks, p=p)
         seeds = plan_seeds(request.seed, request.subseed, request.subseed_strength, request.total_images)
         writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now())
         result = GenerationResult()
@@ -112,11 +121,16 @@ class GenerationService:
             if context is not None:
                 context.start_batch(batch_index * passes, request.steps,
                                     f"Batch {batch_index + 1} of {request.n_iter}")
+            p.batch_number, p.seeds, p.subseeds = batch_index, batch_seeds, batch_subseeds
+            p.prompts = [prepared.prompt] * len(batch_seeds)
+            hooks.process_batch(p)
             outcome = self._run_batch_guarded(mode, request, model, prepared, resolution, batch_seeds,
-                                              batch_subseeds, settings, context, refiner)
+                                              batch_subseeds, settings, context, extras)
+            outcome.images = [hooks.postprocess_image(p, image) for image in outcome.images]
+            prepared.extra_params.update(p.extra_generation_params)
             self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,
                           settings, writer, save, batch_index)
-            for note in [*prepared.notes, *outcome.notes]:
+            for note in [*prepared.notes, *outcome.notes, *p.notes]:
                 if note not in result.notes:
                     result.notes.append(note)
                     log.info("Note: %s", note)
@@ -124,8 +138,10 @@ class GenerationService:
                 result.interrupted = True
                 break
         self._finish(result, request, writer, save, settings)
+        result.images.extend(hooks.extra_images(p))
         result.seconds = time.perf_counter() - started
         result.info = processed_info(result, request, model, prepared, resolution, seeds.subseed_strength, settings)
+        hooks.postprocess(p, result)
         return result
 
     def _refiner(self, request: GenerationRequest, model: LoadedModel, settings: Mapping[str, Any],
@@ -144,11 +160,11 @@ class GenerationService:
     def _run_batch_guarded(self, mode: str, request: GenerationRequest, model: LoadedModel,
                            prepared: PreparedPrompt, resolution: Any, seeds: list[int], subseeds: list[int],
                            settings: Mapping[str, Any], context: JobContext | None,
-                           refiner: tuple[LoadedModel, float] | None = None) -> BatchOutcome:
+                           extras: BatchExtras | None = None) -> BatchOutcome:
         """Out of memory becomes a clear UserError after the memory is freed; the server keeps serving."""
         try:
             return run_batch(mode, request, model, prepared, resolution, seeds, subseeds, settings, self.plan,
-                             context, refiner=refiner)
+                             context, extras=extras)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
