@@ -27,7 +27,7 @@ from typing import Any
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.families import FAMILIES, UNET_PREFIX, VAE_PREFIX, Family
 
-__all__ = ["Shapes", "detect_family", "guess_kind", "infer_architecture"]
+__all__ = ["Shapes", "detect_family", "guess_kind", "infer_architecture", "vae_config_from_ldm_shapes"]
 
 Shapes = Mapping[str, tuple[int, ...]]
 Overrides = dict[str, dict[str, Any]]
@@ -320,24 +320,29 @@ def _addition_embedding(shapes: Shapes, family: Family) -> dict[str, Any]:
 
 
 def _vae_config(shapes: Shapes) -> dict[str, Any]:
-    prefix = VAE_PREFIX + "encoder.down."
-    levels = _count(shapes, prefix)
+    return vae_config_from_ldm_shapes(shapes, VAE_PREFIX)
+
+
+def vae_config_from_ldm_shapes(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    """AutoencoderKL config numbers of LDM-layout VAE weights under `prefix` ("" for a bare VAE file)."""
+    down = prefix + "encoder.down."
+    levels = _count(shapes, down)
     if not levels:
         raise InvalidModelFileError(
             "no VAE weights (first_stage_model.*); merge a VAE into it or use a complete checkpoint."
         )
-    widths = [_need(shapes, f"{prefix}{i}.block.0.conv2.weight")[0] for i in range(levels)]
-    latent = _need(shapes, VAE_PREFIX + "decoder.conv_in.weight")[1]
+    widths = [_need(shapes, f"{down}{i}.block.0.conv2.weight")[0] for i in range(levels)]
+    latent = _need(shapes, prefix + "decoder.conv_in.weight")[1]
     return {
         "block_out_channels": widths,
         "down_block_types": ["DownEncoderBlock2D"] * levels,
         "up_block_types": ["UpDecoderBlock2D"] * levels,
-        "layers_per_block": _count(shapes, f"{prefix}0.block."),
+        "layers_per_block": _count(shapes, f"{down}0.block."),
         "latent_channels": latent,
-        "in_channels": _need(shapes, VAE_PREFIX + "encoder.conv_in.weight")[1],
-        "out_channels": _need(shapes, VAE_PREFIX + "decoder.conv_out.weight")[0],
+        "in_channels": _need(shapes, prefix + "encoder.conv_in.weight")[1],
+        "out_channels": _need(shapes, prefix + "decoder.conv_out.weight")[0],
         "norm_num_groups": _norm_groups(widths),
-        "mid_block_add_attention": _has_prefix(shapes, VAE_PREFIX + "encoder.mid.attn_1."),
+        "mid_block_add_attention": _has_prefix(shapes, prefix + "encoder.mid.attn_1."),
     }
 
 

@@ -1,18 +1,28 @@
-"""Freeing memory, recognising out-of-memory errors, and A1111's /sdapi/v1/memory numbers.
+"""Freeing memory, recognising out-of-memory errors (and the one lower-memory retry), A1111's /sdapi/v1/memory.
 
 The device string always comes from the RuntimePlan; this module never decides which device exists.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import gc
 import logging
 import os
 import resource
 import sys
-from typing import Any
+from collections.abc import Iterator
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+    from sdweb.runtime.policy import RuntimePlan
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +34,10 @@ _OOM_MESSAGES = (
 
 
 def free_memory(plan_device: str) -> None:
-    """Collect garbage and return cached allocator blocks to the driver for the plan's device."""
+    """Collect garbage and return cached allocator blocks to the driver for the plan's device, and freed
+    heap pages to the OS (glibc keeps them otherwise, so RSS would grow with every model switch)."""
     gc.collect()
+    trim_heap()
     try:
         if plan_device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -34,6 +46,46 @@ def free_memory(plan_device: str) -> None:
             torch.mps.empty_cache()
     except Exception as error:  # freeing is best effort: an OOM handler must not raise a second error
         log.warning("could not empty the %s cache: %s", plan_device, error)
+
+
+def trim_heap() -> bool:
+    """glibc's malloc_trim(0): hand free heap memory back to the OS. False where there is no glibc."""
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))
+
+
+@functools.cache
+def _glibc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return None
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not known for known in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def oom_in_vae(error: BaseException) -> bool:
+    """Whether an out-of-memory error was raised inside a VAE (decode or encode), judged by its traceback:
+    diffusers keeps every autoencoder under diffusers/models/autoencoders/."""
+    for link in _chain(error):
+        frame = link.__traceback__
+        while frame is not None:
+            path = PurePath(frame.tb_frame.f_code.co_filename)
+            if "autoencoders" in path.parts or path.name.startswith("autoencoder"):
+                return True
+            frame = frame.tb_next
+    return False
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -106,3 +158,41 @@ def _cuda_stats(device: str) -> dict[str, Any]:
         "inactive": pair("inactive_split_bytes"),
         "events": {"retries": int(stats.get("num_alloc_retries", 0)), "oom": int(stats.get("num_ooms", 0))},
     }
+
+
+# ------------------------------------------------------------------------------- out of memory: one retry
+
+OOM_MODES = ("vae_tiling", "model_offload")  # lower-memory modes, in the order they are tried
+OOM_MODE_LABELS = {"vae_tiling": "VAE tiling", "model_offload": "model CPU offload"}
+
+
+def oom_fallback_modes(plan: RuntimePlan, *, is_sdxl: bool, in_vae: bool, vae_tiling_on: bool) -> tuple[str, ...]:
+    """The lower-memory modes worth one retry after an out-of-memory error; () when none would help.
+
+    An OOM in the VAE (decode/encode) is retried with VAE tiling. One in the UNet or text encoder is retried
+    with model CPU offload (CUDA only, where no offload is in use; VAE tiling with it)."""
+    if in_vae:
+        return () if vae_tiling_on else ("vae_tiling",)
+    if plan.device.startswith("cuda") and plan.offload_for(is_sdxl) == "none":
+        return ("model_offload",) if vae_tiling_on else ("vae_tiling", "model_offload")
+    return ()
+
+
+@contextlib.contextmanager
+def lower_memory_modes(pipe: DiffusionPipeline, plan: RuntimePlan, modes: tuple[str, ...]) -> Iterator[None]:
+    """Run with these OOM_MODES on, then restore the plan's own placement (the modes are for one retry)."""
+    unknown = set(modes) - set(OOM_MODES)
+    if unknown:
+        raise ValueError(f"unknown low-memory mode(s) {sorted(unknown)}; known: {', '.join(OOM_MODES)}")
+    if "vae_tiling" in modes:
+        pipe.vae.enable_tiling()
+    if "model_offload" in modes:
+        pipe.enable_model_cpu_offload(device=plan.device)
+    try:
+        yield
+    finally:
+        if "model_offload" in modes:
+            pipe.remove_all_hooks()
+            pipe.to(plan.device)
+        if "vae_tiling" in modes:
+            pipe.vae.disable_tiling()

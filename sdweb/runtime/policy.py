@@ -514,12 +514,58 @@ def _apply_attention(pipe: DiffusionPipeline, plan: RuntimePlan) -> None:
     if plan.attention == "sliced":
         pipe.enable_attention_slicing()
         return
+    for module in pipe.components.values():
+        _set_module_attention(module, plan)
+
+
+def _set_module_attention(module: object, plan: RuntimePlan) -> None:
+    if not isinstance(module, torch.nn.Module) or not hasattr(module, "set_attn_processor"):
+        return
+    if plan.attention == "xformers":
+        module.enable_xformers_memory_efficient_attention()
+        return
+    if plan.attention == "sliced":
+        if hasattr(module, "set_attention_slice"):
+            module.set_attention_slice("auto")
+        return
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    processor_class = AttnProcessor if plan.attention == "none" else AttnProcessor2_0
-    for module in pipe.components.values():
-        if isinstance(module, torch.nn.Module) and hasattr(module, "set_attn_processor"):
-            module.set_attn_processor(processor_class())
+    module.set_attn_processor(AttnProcessor() if plan.attention == "none" else AttnProcessor2_0())
+
+
+def apply_plan_to_vae(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdxl: bool, force_fp32: bool = False) -> None:
+    """Give the VAE just put into a loaded pipeline (an external VAE, or the checkpoint's own restored) what
+    apply_plan_to_pipeline gave the original: dtype, attention, slicing and placement. force_fp32: the model's
+    VAE was upcast after a NaN decode (A1111 keeps it in fp32 for the session)."""
+    vae = pipe.vae
+    force_upcast = bool(getattr(vae.config, "force_upcast", False))
+    vae.to(dtype=torch.float32 if force_fp32 else plan.vae_dtype_for(is_sdxl, force_upcast))
+    _set_module_attention(vae, plan)
+    if plan.vae_slicing:
+        vae.enable_slicing()
+    else:
+        vae.disable_slicing()
+    offload = plan.offload_for(is_sdxl)
+    if offload == "none" or not plan.device.startswith("cuda"):
+        vae.to(plan.device)
+    else:  # the offload hooks are per component: install them again, now with this VAE
+        pipe.remove_all_hooks()
+        _place(pipe, plan, offload)
+
+
+def park_module(module: torch.nn.Module, plan: RuntimePlan) -> None:
+    """Move a component that is kept but not in use (the checkpoint's own VAE while an external one decodes)
+    off the accelerator; apply_plan_to_vae brings it back."""
+    if plan.device != "cpu" and plan.offload == "none":
+        module.to("cpu")
+
+
+def upcast_vae(pipe: DiffusionPipeline) -> bool:
+    """After a NaN decode: the VAE in fp32 (A1111's auto_vae_precision). False when it already is."""
+    if pipe.vae.dtype == torch.float32:
+        return False
+    pipe.vae.to(dtype=torch.float32)
+    return True
 
 
 def _place(pipe: DiffusionPipeline, plan: RuntimePlan, offload: str) -> None:

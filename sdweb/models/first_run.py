@@ -1,0 +1,168 @@
+"""First run with no checkpoint: download the standard SD 1.5 file as A1111 does (a1111.md §2.4), in the
+background, never blocking the page.
+
+Only when models/Stable-diffusion (and --ckpt-dir) holds no checkpoint, no --ckpt is given and
+--no-download-sd-model is not set. The file goes to `<name>.partial` beside its final place with a progress
+bar; a later start resumes it (HTTP Range); the sha256 is checked and the file renamed into place atomically,
+then the registry is rescanned so it becomes the default checkpoint. Offline, a short timeout ends the try
+with one log line, and the built-in demo model stays in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdweb.models.registry import ModelRegistry
+
+__all__ = ["DEFAULT_MODEL", "DownloadError", "ModelDownload", "download_model", "start_first_run_download"]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+USER_AGENT = "sdweb (first-run model download)"
+
+
+@dataclass(frozen=True)
+class ModelDownload:
+    url_path: str  # below the endpoint (HF_ENDPOINT, default https://huggingface.co)
+    file_name: str
+    sha256: str
+
+    def url(self, endpoint: str | None = None) -> str:
+        if self.url_path.startswith(("http://", "https://")):
+            return self.url_path
+        base = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        return f"{base}/{self.url_path}"
+
+
+# A1111 dev: the runwayml repo was removed, stable-diffusion-v1-5/stable-diffusion-v1-5 holds the same file.
+DEFAULT_MODEL = ModelDownload(
+    url_path="stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/v1-5-pruned-emaonly.safetensors",
+    file_name="v1-5-pruned-emaonly.safetensors",
+    sha256="6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa",
+)
+
+
+class DownloadError(OSError):
+    """The download failed (unreachable, interrupted, wrong checksum); the message says why in one line."""
+
+
+def _hash_existing(path: Path) -> tuple[Any, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest, size
+
+
+def _progress_bar(total: int | None, done: int, label: str):  # noqa: ANN202 (a tqdm bar or None)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with huggingface_hub; without it the log lines suffice
+        return None
+    return tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc=label)
+
+
+def _open(url: str, start: int, timeout: float):  # noqa: ANN202 (an http.client response)
+    headers = {"User-Agent": USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and start:  # nothing left after `start`: the partial file may be complete
+            return None
+        raise DownloadError(f"HTTP {error.code} {error.reason} from {url}") from error
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DownloadError(f"cannot reach {url}: {reason}") from error
+
+
+def download_model(spec: ModelDownload, folder: Path, *, endpoint: str | None = None, timeout: float = 10.0,
+                   progress: bool = True) -> Path:
+    """Download `spec` into `folder` (resuming `<name>.partial`), check its sha256, rename it into place.
+    `timeout` bounds the connection and every read. Raises DownloadError."""
+    folder = Path(folder)
+    final = folder / spec.file_name
+    if final.is_file():
+        return final
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{spec.file_name}.partial"
+    url = spec.url(endpoint)
+    digest, done = _hash_existing(partial) if partial.is_file() else (hashlib.sha256(), 0)
+    response = _open(url, done, timeout)
+    if response is not None:
+        with response:
+            if done and response.status != 206:  # the server ignored Range: start again
+                digest, done = hashlib.sha256(), 0
+            length = response.headers.get("Content-Length")
+            total = done + int(length) if length and length.isdigit() else None
+            log.info("Downloading %s from %s (%s)", spec.file_name, url,
+                     f"{total / 1e9:.2f} GB" if total else "size unknown")
+            bar = _progress_bar(total, done, spec.file_name) if progress else None
+            try:
+                with partial.open("ab" if done else "wb") as out:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        done += len(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+                    out.flush()
+                    os.fsync(out.fileno())
+            except OSError as error:  # timeouts and resets: the partial file stays for the next start
+                raise DownloadError(f"download of {spec.file_name} interrupted after {done} bytes: {error}") from error
+            finally:
+                if bar is not None:
+                    bar.close()
+            if total is not None and done < total:
+                raise DownloadError(f"download of {spec.file_name} ended after {done} of {total} bytes")
+    if digest.hexdigest() != spec.sha256:
+        partial.unlink(missing_ok=True)  # our own temporary file, never a user's
+        raise DownloadError(f"{spec.file_name}: sha256 {digest.hexdigest()[:12]}... does not match the expected "
+                            f"{spec.sha256[:12]}...; the partial download was removed")
+    os.replace(partial, final)
+    log.info("Downloaded %s (%d bytes, sha256 verified)", final.name, done)
+    return final
+
+
+def needs_first_run_download(registry: ModelRegistry, options: object) -> bool:
+    if getattr(options, "no_download_sd_model", False) or getattr(options, "ckpt", None):
+        return False
+    return all(entry.is_demo for entry in registry.checkpoints)
+
+
+def start_first_run_download(registry: ModelRegistry, options: object, spec: ModelDownload = DEFAULT_MODEL,
+                             *, endpoint: str | None = None, timeout: float = 10.0) -> threading.Thread | None:
+    """Start the first-run download in a daemon thread when it applies (see the module doc); None otherwise."""
+    if not needs_first_run_download(registry, options):
+        return None
+    folder = registry.paths.checkpoints
+
+    def run() -> None:
+        try:
+            path = download_model(spec, folder, endpoint=endpoint, timeout=timeout)
+        except DownloadError as error:
+            log.warning("No checkpoint found and the default model could not be downloaded (%s); using the "
+                        "built-in demo model. Put a checkpoint in %s, or pass --no-download-sd-model.",
+                        error, folder)
+            return
+        except Exception:  # a bug must not kill the server: log it, the demo model stays
+            log.exception("The first-run model download failed")
+            return
+        registry.refresh_checkpoints()
+        log.info("%s is now the default checkpoint.", path.name)
+
+    thread = threading.Thread(target=run, name="sdweb-first-run-download", daemon=True)
+    thread.start()
+    return thread

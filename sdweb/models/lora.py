@@ -1,0 +1,287 @@
+"""LoRAs from `<lora:name:te[:unet]>` tags, applied through diffusers' peft integration (DESIGN rule 9).
+
+Per loaded model a `LoraCache` keeps the adapters already injected (`load_lora_weights(state_dict,
+adapter_name=...)`), so a LoRA used again is not read again; a job activates exactly the LoRAs it names
+with `set_adapters(names, [{"unet": w_unet, "text_encoder": w_te, ...}])` (diffusers supports a weight per
+component, so A1111's separate TE and UNet multipliers are exact), and after the job `disable_lora()`
+makes every LoRA layer compute its base layer alone: the next job without tags is bit-identical to no LoRA.
+
+Names resolve as A1111: file stem, then alias (`ss_output_name`). An unknown name is skipped with a note
+("Lora not found: x"), as A1111 warns and generates anyway. A LoRA for another family, or one that matches
+no layer of the model, is a UserError that names the file. Infotext: `Lora hashes: "name: <12 hex>"`
+(the addnet hash, or `sshs_model_hash` from the file's metadata).
+
+Not supported: LyCORIS LoHa/LoKr/IA3/OFT files (diffusers cannot load them; refused clearly) and `dyn`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import re
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdweb.core.errors import InvalidModelFileError
+from sdweb.models.families import Family
+from sdweb.models.loader import read_metadata, read_state_dict
+from sdweb.models.registry import ModelRegistry, NamedModelFile
+from sdweb.prompts.parser import LoraCall
+
+__all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_module_count"]
+
+log = logging.getLogger(__name__)
+
+ADAPTERS_KEPT = 8  # LoRAs kept injected per loaded model (inactive ones beyond this are deleted, oldest first)
+_BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+_DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
+_LYCORIS = re.compile(r"\.(hada_w1_a|lokr_w1|lokr_w1_a|oft_blocks|oft_diag|diff|on_input)$")
+_NOT_NAME_CHARS = re.compile(r"[^0-9A-Za-z_]")
+
+
+@dataclass
+class LoadedAdapter:
+    adapter: str  # the peft adapter name
+    file: NamedModelFile
+    stamp: tuple[int, int]  # (mtime_ns, size) when loaded
+    shorthash: str | None
+    components: tuple[str, ...]  # pipeline components holding its layers: "unet", "text_encoder", ...
+    layers: int  # LoRA layers injected
+    expected: int  # layers the file has weights for
+
+
+@dataclass
+class AppliedLoras:
+    hashes: dict[str, str] = field(default_factory=dict)  # the name as written (no ':' or ',') -> 12 hex
+    notes: list[str] = field(default_factory=list)
+    active: list[str] = field(default_factory=list)  # file names
+
+
+def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None:
+    """The model base a LoRA was trained for ("sd1", "sd2", "sdxl"), from kohya/ModelSpec metadata or the
+    key names; None when nothing tells (then only loading can)."""
+    version = metadata.get("ss_base_model_version", "").lower()
+    architecture = metadata.get("modelspec.architecture", "").lower()
+    if version.startswith("sdxl") or architecture.startswith("stable-diffusion-xl"):
+        return "sdxl"
+    if version.startswith("sd_v2") or architecture.startswith("stable-diffusion-v2"):
+        return "sd2"
+    if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
+        return "sd1"
+    if metadata.get("ss_v2", "").lower() == "true":
+        return "sd2"
+    if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for key in keys):
+        return "sdxl"
+    return None
+
+
+def lora_module_count(keys: Sequence[str]) -> int:
+    """How many model layers the file has LoRA weights for."""
+    return sum(1 for key in keys if key.endswith(_DOWN_SUFFIXES))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _adapter_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{_NOT_NAME_CHARS.sub('_', path.stem)[:40]}_{digest}"
+
+
+def _lora_layers(pipe: Any, adapter: str) -> dict[str, int]:
+    from peft.tuners.lora import LoraLayer
+
+    counts = {}
+    for component in getattr(pipe, "_lora_loadable_modules", ()):
+        module = getattr(pipe, component, None)
+        if isinstance(module, torch.nn.Module):
+            found = sum(1 for m in module.modules() if isinstance(m, LoraLayer) and adapter in m.lora_A)
+            if found:
+                counts[component] = found
+    return counts
+
+
+def _adapters_present(pipe: Any) -> set[str]:
+    return {name for names in pipe.get_list_adapters().values() for name in names}
+
+
+class LoraCache:
+    """The LoRA adapters injected into one loaded model's pipeline, least recently used first."""
+
+    def __init__(self, keep: int = ADAPTERS_KEPT) -> None:
+        self.keep = keep
+        self.adapters: OrderedDict[Path, LoadedAdapter] = OrderedDict()
+        self.enabled = False
+
+    # -- one job --------------------------------------------------------------------------------------
+    def apply(self, pipe: Any, family: Family, registry: ModelRegistry, calls: Sequence[LoraCall], *,
+              allow_unsafe_pickle: bool = False) -> AppliedLoras:
+        """Make exactly the LoRAs of `calls` active with their weights (none: all off)."""
+        applied = AppliedLoras()
+        wanted: OrderedDict[Path, tuple[LoadedAdapter, float, float, str]] = OrderedDict()
+        for call in calls:
+            file = registry.find_lora(call.name)
+            if file is None:
+                registry.refresh_loras()  # a file added since the last scan
+                file = registry.find_lora(call.name)
+            if file is None:
+                applied.notes.append(_not_found_note(call.name, registry))
+                continue
+            if call.dyn_dim is not None:
+                applied.notes.append(f"Lora {call.name}: dyn={call.dyn_dim} ignored (only full rank is applied).")
+            loaded = self._ensure_loaded(pipe, family, file, registry, allow_unsafe_pickle)
+            if loaded.layers < loaded.expected:
+                applied.notes.append(f"Lora {call.name}: only {loaded.layers} of its {loaded.expected} layers "
+                                     f"match this model; the rest is ignored.")
+            te, unet = call.te_weight, call.unet_weight
+            if file.path in wanted:  # the same LoRA twice: A1111 applies it twice
+                _, te0, unet0, _ = wanted[file.path]
+                te, unet = te + te0, unet + unet0
+            wanted[file.path] = (loaded, te, unet, call.name)
+            if loaded.shorthash:
+                applied.hashes[call.name.translate(str.maketrans("", "", ":,"))] = loaded.shorthash
+        self._activate(pipe, list(wanted.values()))
+        applied.active = [loaded.file.name for loaded, _, _, _ in wanted.values()]
+        self._trim(pipe, set(wanted))
+        return applied
+
+    def deactivate(self, pipe: Any) -> None:
+        """Every LoRA layer computes its base layer alone (the adapters stay loaded for the next job)."""
+        if self.enabled and pipe is not None:
+            pipe.disable_lora()
+        self.enabled = False
+
+    def unload_all(self, pipe: Any) -> None:
+        """Remove every adapter: the modules are the original ones again."""
+        if self.adapters and pipe is not None:
+            pipe.unload_lora_weights()
+        self.adapters.clear()
+        self.enabled = False
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _activate(self, pipe: Any, wanted: list[tuple[LoadedAdapter, float, float, str]]) -> None:
+        if not wanted:
+            self.deactivate(pipe)
+            return
+        names = [loaded.adapter for loaded, _, _, _ in wanted]
+        weights = [{component: te if component.startswith("text_encoder") else unet
+                    for component in loaded.components} for loaded, te, unet, _ in wanted]
+        pipe.enable_lora()
+        pipe.set_adapters(names, adapter_weights=weights)
+        self.enabled = True
+        for loaded, _, _, _ in wanted:
+            self.adapters.move_to_end(loaded.file.path)
+
+    def _trim(self, pipe: Any, active: set[Path]) -> None:
+        idle = [path for path in self.adapters if path not in active]
+        while len(self.adapters) > max(self.keep, len(active)) and idle:
+            self._delete(pipe, idle.pop(0))
+
+    def _delete(self, pipe: Any, path: Path) -> None:
+        loaded = self.adapters.pop(path)
+        _discard(pipe, loaded.adapter)
+
+    def _ensure_loaded(self, pipe: Any, family: Family, file: NamedModelFile, registry: ModelRegistry,
+                       allow_unsafe_pickle: bool) -> LoadedAdapter:
+        current = self.adapters.get(file.path)
+        if current is not None and current.stamp == _stamp(file.path):
+            return current
+        if current is not None:  # the file changed on disk since it was loaded
+            self._delete(pipe, file.path)
+        loaded = _load_adapter(pipe, family, file, registry, allow_unsafe_pickle)
+        self.adapters[file.path] = loaded
+        return loaded
+
+
+def _not_found_note(name: str, registry: ModelRegistry) -> str:
+    names = [x.name for x in registry.loras] + [x.alias for x in registry.loras if x.alias]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f"Lora not found: {name}" + (f" (did you mean {', '.join(close)}?)" if close else "") + "."
+
+
+def _mismatch(file: NamedModelFile, made_for: str, model_label: str) -> InvalidModelFileError:
+    return InvalidModelFileError(
+        f"{file.path.name} is a LoRA for {_BASE_LABELS.get(made_for, made_for)}; the loaded checkpoint is {model_label}.",
+        code="lora_family_mismatch",
+        hint=f"Use a LoRA made for {model_label}, or switch to a {_BASE_LABELS.get(made_for, made_for)} checkpoint.")
+
+
+def _read_lora(file: NamedModelFile, allow_unsafe_pickle: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    metadata = read_metadata(file.path)
+    tensors = read_state_dict(file.path, allow_unsafe_pickle=allow_unsafe_pickle)
+    if any(_LYCORIS.search(key) for key in tensors):
+        raise InvalidModelFileError(
+            f"{file.path.name} is a LyCORIS network (LoHa, LoKr, OFT, ...), which sdweb cannot apply yet.",
+            code="lora_unsupported", hint="Use a plain LoRA (LoCon/LoRA) file.")
+    if lora_module_count(list(tensors)) == 0:
+        raise InvalidModelFileError(f"{file.path.name} has no LoRA weights (lora_down/lora_up or lora_A/lora_B).",
+                                    code="not_a_lora", hint="Put only LoRA files in models/Lora.")
+    return tensors, metadata
+
+
+def _lora_hash(file: NamedModelFile, metadata: Mapping[str, str], registry: ModelRegistry) -> str | None:
+    if metadata.get("sshs_model_hash"):
+        return metadata["sshs_model_hash"][:12]
+    if registry.no_hashing:
+        return None
+    kind = "addnet" if file.path.suffix.lower() == ".safetensors" else "sha256"
+    return registry.cache.get(file.path, kind)[:12]
+
+
+def _load_adapter(pipe: Any, family: Family, file: NamedModelFile, registry: ModelRegistry,
+                  allow_unsafe_pickle: bool) -> LoadedAdapter:
+    model_label = family.label
+    tensors, metadata = _read_lora(file, allow_unsafe_pickle)
+    made_for = lora_base_of(list(tensors), metadata)
+    if made_for is not None and made_for != family.base:
+        raise _mismatch(file, made_for, model_label)
+    expected = lora_module_count(list(tensors))
+    adapter = _adapter_name(file.path)
+    stamp = _stamp(file.path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")  # a failed load
+            pipe.load_lora_weights(dict(tensors), adapter_name=adapter)
+    except (MemoryError, torch.OutOfMemoryError):
+        _discard(pipe, adapter)
+        raise
+    except Exception as exc:  # diffusers/peft raise RuntimeError (shapes), ValueError, their own types
+        _discard(pipe, adapter)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])
+        detail = next((line.strip() for line in first if "size mismatch" in line), first[0])[:240]
+        raise InvalidModelFileError(
+            f"{file.path.name} does not fit the loaded checkpoint ({model_label}): {detail}",
+            code="lora_family_mismatch",
+            hint="The LoRA was probably made for another model family (SD 1.x, SD 2.x, SDXL).") from exc
+    counts = _lora_layers(pipe, adapter)
+    got = sum(counts.values())
+    if got == 0:
+        _discard(pipe, adapter)
+        raise InvalidModelFileError(f"{file.path.name} matches no layer of the loaded checkpoint ({model_label}).",
+                                    code="lora_family_mismatch",
+                                    hint="The LoRA was probably made for another model family.")
+    if got < expected:
+        log.warning("%s: only %d of %d LoRA layers matched %s", file.path.name, got, expected, model_label)
+    log.info("LoRA %s loaded as adapter %s: %s", file.path.name, adapter, counts)
+    return LoadedAdapter(adapter, file, stamp, _lora_hash(file, metadata, registry), tuple(counts), got, expected)
+
+
+def _discard(pipe: Any, adapter: str) -> None:
+    """Remove an adapter, or what a failed load may have injected."""
+    try:
+        if adapter in _adapters_present(pipe):
+            with warnings.catch_warnings():  # "Adapter x was active which is now deleted": it was switched off
+                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+                pipe.delete_adapters([adapter])
+    except Exception as error:  # cleanup after a failure must not hide the first error
+        log.warning("could not remove the half-loaded adapter %s: %s", adapter, error)

@@ -1,0 +1,73 @@
+"""Checkpoint switching through the service: outputs identical to a fresh load, LRU limit, memory released."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from sdweb.cli import parse_options
+from sdweb.core.requests import Txt2ImgRequest
+from sdweb.generation.service import SaveOptions
+from sdweb.state import build_app_state
+from sdweb.testing.tiny import write_tiny
+
+NO_SAVE = SaveOptions(save_samples=False, save_grid=False)
+SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    checkpoints = root / "models" / "Stable-diffusion"
+    write_tiny("sd1", checkpoints / "a-sd1.safetensors", seed=1)
+    write_tiny("sdxl", checkpoints / "b-sdxl.safetensors", seed=1)
+    write_tiny("sd1", checkpoints / "c-sd1.safetensors", seed=2)
+    write_tiny("lora", root / "models" / "Lora" / "tiny-lora.safetensors", seed=1)
+    return root
+
+
+@pytest.fixture
+def state(data):
+    app_state = build_app_state(parse_options(["--data-dir", str(data), "--no-hashing"], {}))
+    yield app_state
+    app_state.queue.shutdown()
+
+
+def _image(state, checkpoint: str, limit: int, prompt: str = "a cat") -> np.ndarray:
+    request = Txt2ImgRequest(prompt=prompt, override_settings={"sd_model_checkpoint": checkpoint,
+                                                               "sd_checkpoints_limit": limit}, **SMALL)
+    return np.asarray(state.service.txt2img(request, None, NO_SAVE).images[0], dtype=np.int16)
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_switching_sd1_sdxl_sd1_keeps_outputs_identical_to_a_fresh_load(state, limit):
+    fresh_sd1 = _image(state, "a-sd1", limit)
+    fresh_sdxl = _image(state, "b-sdxl", limit)
+    assert state.manager.loaded_titles()[-1] == "b-sdxl.safetensors"
+    assert np.array_equal(_image(state, "a-sd1", limit), fresh_sd1)
+    assert np.array_equal(_image(state, "b-sdxl", limit), fresh_sdxl)
+    assert len(state.manager.loaded_titles()) == min(limit, 2)
+
+
+def test_a_lora_does_not_follow_the_model_across_switches(state):
+    base = _image(state, "a-sd1", 1)
+    with_lora = _image(state, "a-sd1", 1, "a cat <lora:tiny-lora:1>")
+    assert not np.array_equal(with_lora, base)
+    _image(state, "b-sdxl", 1)
+    assert np.array_equal(_image(state, "a-sd1", 1), base)
+
+
+def test_lru_keeps_the_limit_and_releases_evicted_weights(state):
+    first = state.manager.get("a-sd1", limit=2)
+    unet = weakref.ref(first.base_pipeline.unet)
+    state.manager.get("b-sdxl", limit=2)
+    assert state.manager.get("a-sd1", limit=2) is first  # cached: no reload
+    state.manager.get("c-sd1", limit=2)  # evicts b (a was used more recently)
+    assert state.manager.loaded_titles() == ["a-sd1.safetensors", "c-sd1.safetensors"]
+    state.manager.get("b-sdxl", limit=2)  # evicts a
+    del first
+    gc.collect()
+    assert unet() is None, "the evicted model's UNet is still referenced"
