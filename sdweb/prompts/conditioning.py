@@ -8,7 +8,8 @@ two chunks), each chunk is encoded as BOS + 75 + EOS, the emphasis weights multi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,13 +128,20 @@ def token_count(text: str, tokenizer: Any) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class EncoderSlot:
-    """One text encoder of a model and how A1111 reads it."""
+    """One text encoder of a model and how A1111 reads it.
+
+    Textual-inversion embeddings: ``embedding_sequences`` maps a name's token ids to placeholder ids beyond
+    the vocabulary, ``embedding_vectors`` gives each placeholder its vector (see prompts/embeddings.py).
+    """
 
     tokenizer: Any
     encoder: Any
     pad_id: int
     layer: str  # "last" (final hidden state, normed), "penultimate" (hidden_states[-2], no norm), "skip"
     embedding_sequences: Mapping[tuple[int, ...], list[int]] = field(default_factory=dict)
+    embedding_vectors: Mapping[int, torch.Tensor] = field(default_factory=dict)  # placeholder id -> (width,)
+    embedding_names: Mapping[int, str] = field(default_factory=dict)  # placeholder id -> embedding name
+    ti_key: str = ""  # which part of an SDXL embedding this encoder takes: "clip_l" / "clip_g"
 
 
 @dataclass
@@ -151,8 +159,35 @@ def _final_norm(encoder: Any) -> Any:
     return getattr(encoder, "text_model", encoder).final_layer_norm
 
 
+@contextmanager
+def _embedding_vectors_in(slot: EncoderSlot, ids: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Token ids the encoder can take, with the placeholder positions' vectors put in place.
+
+    Placeholders become id 0 for the lookup; a forward hook on the token-embedding layer (a PyTorch hook,
+    removed afterwards) then writes the embedding's vectors at those positions, as A1111 does at that layer.
+    Everything after the lookup (position embeddings, layers, pooling at the EOS token) runs unchanged.
+    """
+    placeholders = ids >= slot.encoder.get_input_embeddings().num_embeddings if slot.embedding_vectors else None
+    if placeholders is None or not bool(placeholders.any()):
+        yield ids
+        return
+    vectors = torch.stack([slot.embedding_vectors[int(token)] for token in ids[placeholders]])
+
+    def put_vectors(module: Any, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        output[placeholders] = vectors.to(output.device, output.dtype)
+        return output
+
+    handle = slot.encoder.get_input_embeddings().register_forward_hook(put_vectors)
+    try:
+        yield ids.masked_fill(placeholders, 0)
+    finally:
+        handle.remove()
+
+
 def _encode_ids(slot: EncoderSlot, ids: torch.Tensor, clip_skip: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    output = slot.encoder(ids, output_hidden_states=True)
+    with _embedding_vectors_in(slot, ids) as encoder_ids:
+        output = slot.encoder(encoder_ids, output_hidden_states=True)
     pooled = getattr(output, "text_embeds", None)
     if slot.layer == "penultimate":
         return output.hidden_states[-2], pooled
@@ -226,13 +261,24 @@ def encoder_slots(pipeline: Any, base: str, pad_ids: Sequence[int],
                   embedding_sequences: Sequence[Mapping[tuple[int, ...], list[int]]] = ()) -> list[EncoderSlot]:
     """The encoders of a pipeline as A1111 reads them: SD1 honours clip skip, SD2's (already truncated)
     OpenCLIP uses its normed last state, SDXL uses both encoders' penultimate states."""
-    pairs = [(getattr(pipeline, "tokenizer", None), getattr(pipeline, "text_encoder", None)),
-             (getattr(pipeline, "tokenizer_2", None), getattr(pipeline, "text_encoder_2", None))]
-    present = [(tok, enc) for tok, enc in pairs if tok is not None and enc is not None]
+    pairs = [(getattr(pipeline, "tokenizer", None), getattr(pipeline, "text_encoder", None), "clip_l"),
+             (getattr(pipeline, "tokenizer_2", None), getattr(pipeline, "text_encoder_2", None), "clip_g")]
+    present = [(tok, enc, key) for tok, enc, key in pairs if tok is not None and enc is not None]
     layer = {"sd1": "skip", "sd2": "last"}.get(base, "penultimate")
     slots = []
-    for index, (tokenizer, encoder) in enumerate(present):
+    for index, (tokenizer, encoder, key) in enumerate(present):
         sequences = embedding_sequences[index] if index < len(embedding_sequences) else {}
         pad_id = pad_ids[index] if index < len(pad_ids) else EOS_ID
-        slots.append(EncoderSlot(tokenizer, encoder, pad_id, layer, sequences))
+        slots.append(EncoderSlot(tokenizer, encoder, pad_id, layer, sequences, ti_key=key if base == "sdxl" else ""))
     return slots
+
+
+def used_embeddings(slot: EncoderSlot, text: str, *, emphasis: str = "Original",
+                    comma_backtrack: int = 20) -> list[str]:
+    """Names of the embeddings the text uses (in order of first use), for the TI hashes infotext."""
+    if not slot.embedding_names:
+        return []
+    chunks = tokenize_to_chunks(text, slot.tokenizer, emphasis=emphasis, comma_backtrack=comma_backtrack,
+                                embedding_sequences=slot.embedding_sequences)
+    names = (slot.embedding_names.get(token) for chunk in chunks for token in chunk.tokens)
+    return list(dict.fromkeys(name for name in names if name is not None))

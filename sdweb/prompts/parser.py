@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "BREAK",
+    "MAX_WEIGHT",
     "ExtraNetworkCall",
     "LoraCall",
+    "clamp_weight",
     "lora_calls",
     "parse_extra_networks",
     "parse_prompt_attention",
@@ -36,6 +38,16 @@ BREAK: tuple[str, float] = ("BREAK", -1.0)
 
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
+# A1111 lets weights overflow (e.g. 8000 nested "(" or a 400-digit weight) into inf, and inf * 0 into NaN,
+# which ruins the image. Weights are kept within +-MAX_WEIGHT instead; nothing realistic comes near it.
+MAX_WEIGHT = 1e4
+
+
+def clamp_weight(weight: float) -> float:
+    """``weight`` limited to +-MAX_WEIGHT (NaN becomes 1.0, i.e. no emphasis)."""
+    if math.isnan(weight):
+        return 1.0
+    return max(-MAX_WEIGHT, min(MAX_WEIGHT, weight))
 
 # Token alternatives, tried in order at each position. The weight alternative only accepts
 # numbers float() can read; A1111 accepts any run of digits and dots there and then fails on
@@ -44,13 +56,14 @@ _ATTENTION_TOKEN = re.compile(
     r"""
     (?P<escape>\\[()\[\]\\]?)
     | (?P<open>[(\[])
-    | :\s*(?P<weight>[+-]?(?:\d+\.?\d*|\.\d+))\s*\)
+    | (?P<weighted>:\s*(?P<weight>[+-]?(?:\d+\.?\d*|\.\d+))\s*\))
     | (?P<close>[)\]])
     | (?P<text>[^\\()\[\]:]+ | :)
     """,
     re.VERBOSE,
 )
-_BREAK_SPLIT = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK_WORD = re.compile(r"\bBREAK\b")
+_EMPHASIS_CHARS = re.compile(r"[\\()\[\]]")
 
 
 def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
@@ -59,55 +72,94 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
     ``BREAK`` becomes the item ``("BREAK", -1.0)``. Like A1111, a BREAK inside brackets has
     its -1 multiplied too (so ``(a BREAK b)`` yields ``("BREAK", -1.1)``, which is then just
     text). Adjacent runs with equal weights are merged; empty input gives ``[("", 1.0)]``.
+    Weights are multiplied in A1111's order (innermost bracket first), so they are bit-identical.
     """
-    res: list[list] = []
+    has_break = "BREAK" in text
+    if not has_break and _EMPHASIS_CHARS.search(text) is None:
+        return [(text, 1.0)]
+    texts: list[str] = []
+    weights: list[float] = []
+    add_text, add_weight = texts.append, weights.append
     round_starts: list[int] = []
     square_starts: list[int] = []
-
-    def multiply_from(start: int, multiplier: float) -> None:
-        for item in res[start:]:
-            item[1] *= multiplier
-
-    for match in _ATTENTION_TOKEN.finditer(text):
-        kind = match.lastgroup
-        token = match.group(0)
-        if kind == "escape":
-            res.append([token[1:], 1.0])
-        elif kind == "open":
-            (round_starts if token == "(" else square_starts).append(len(res))
-        elif kind == "weight" and round_starts:
-            multiply_from(round_starts.pop(), float(match.group("weight")))
-        elif token == ")" and round_starts:
-            multiply_from(round_starts.pop(), ROUND_MULTIPLIER)
-        elif token == "]" and square_starts:
-            multiply_from(square_starts.pop(), SQUARE_MULTIPLIER)
+    # findall gives one tuple per token with exactly one non-empty group (faster than match objects)
+    for escape, opener, weighted, weight, closer, plain in _ATTENTION_TOKEN.findall(text):
+        if plain:
+            if has_break and "BREAK" in plain:
+                _append_text_with_breaks(texts, weights, plain)
+            else:
+                add_text(plain)
+                add_weight(1.0)
+        elif opener:
+            (round_starts if opener == "(" else square_starts).append(len(texts))
+        elif weight:
+            if round_starts:
+                value = float(weight)
+                _multiply_from(weights, round_starts.pop(), value if -MAX_WEIGHT <= value <= MAX_WEIGHT
+                               else clamp_weight(value))
+            else:  # ":1.5)" without an open "(" is text, as in A1111
+                texts.append(weighted)
+                weights.append(1.0)
+        elif closer:
+            starts = round_starts if closer == ")" else square_starts
+            if starts:
+                _multiply_from(weights, starts.pop(), ROUND_MULTIPLIER if closer == ")" else SQUARE_MULTIPLIER)
+            else:
+                texts.append(closer)
+                weights.append(1.0)
         else:
-            _append_text_with_breaks(res, token)
-
+            texts.append(escape[1:])
+            weights.append(1.0)
     for start in round_starts:
-        multiply_from(start, ROUND_MULTIPLIER)
+        _multiply_from(weights, start, ROUND_MULTIPLIER)
     for start in square_starts:
-        multiply_from(start, SQUARE_MULTIPLIER)
-    if not res:
+        _multiply_from(weights, start, SQUARE_MULTIPLIER)
+    if not texts:
         return [("", 1.0)]
-    return _merge_equal_weights(res)
+    return _merge_equal_weights(texts, weights)
 
 
-def _append_text_with_breaks(res: list[list], text: str) -> None:
-    for index, part in enumerate(_BREAK_SPLIT.split(text)):
+def _multiply_from(weights: list[float], start: int, multiplier: float) -> None:
+    """Multiply every weight from ``start`` on (``multiplier`` is finite, so the products are never NaN)."""
+    if start == len(weights) - 1:  # the usual "(word:1.2)": one run
+        weight = weights[start] * multiplier
+        weights[start] = MAX_WEIGHT if weight > MAX_WEIGHT else -MAX_WEIGHT if weight < -MAX_WEIGHT else weight
+        return
+    tail = [weight * multiplier for weight in weights[start:]]
+    if tail and (max(tail) > MAX_WEIGHT or min(tail) < -MAX_WEIGHT):
+        tail = [MAX_WEIGHT if w > MAX_WEIGHT else -MAX_WEIGHT if w < -MAX_WEIGHT else w for w in tail]
+    weights[start:] = tail
+
+
+def _split_on_break(text: str) -> list[str]:
+    """``re.split(r"\\s*\\bBREAK\\b\\s*", text)`` (A1111's split), in linear time: that regex is quadratic
+    on long runs of whitespace, this finds the words and strips the whitespace around each."""
+    if "BREAK" not in text:
+        return [text]
+    parts: list[str] = []
+    start = 0
+    for match in _BREAK_WORD.finditer(text):
+        parts.append(text[start:match.start()].rstrip() if not parts else text[start:match.start()].strip())
+        start = match.end()
+    if not parts:
+        return [text]
+    parts.append(text[start:].lstrip())
+    return parts
+
+
+def _append_text_with_breaks(texts: list[str], weights: list[float], text: str) -> None:
+    for index, part in enumerate(_split_on_break(text)):
         if index > 0:
-            res.append(list(BREAK))
-        res.append([part, 1.0])
+            texts.append(BREAK[0])
+            weights.append(BREAK[1])
+        texts.append(part)
+        weights.append(1.0)
 
 
-def _merge_equal_weights(res: list[list]) -> list[tuple[str, float]]:
-    merged: list[tuple[str, float]] = []
-    for text, weight in res:
-        if merged and merged[-1][1] == weight:
-            merged[-1] = (merged[-1][0] + text, merged[-1][1])
-        else:
-            merged.append((text, weight))
-    return merged
+def _merge_equal_weights(texts: list[str], weights: list[float]) -> list[tuple[str, float]]:
+    cuts = [index for index in range(1, len(weights)) if weights[index] != weights[index - 1]]
+    bounds = [0, *cuts, len(weights)]
+    return [("".join(texts[start:stop]), weights[start]) for start, stop in zip(bounds, bounds[1:], strict=False)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,6 +177,8 @@ def _merge_equal_weights(res: list[list]) -> list[tuple[str, float]]:
 
 _NUMBER = re.compile(r"\s*([+-]?(?:[0-9]+[eE][+-]?[0-9]+|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+))\s*")
 _STRUCTURAL = "[]():|"
+# Every [from:to:when] ends with ":" NUMBER "]" written out in the text; this finds a superset of those.
+_MAYBE_EDITING = re.compile(r":\s*[+-]?[0-9.][0-9.eE+-]*\s*\]")
 _CLOSER_OF = {"[": "]", "(": ")"}
 
 
@@ -152,30 +206,32 @@ class _Frame:
     separators: list[str]
 
 
+_SCHEDULE_UNIT = re.compile(r"\\[^\n]|\\|[\[\]():|]|[^\\\[\]():|]+")
+
+
 def _schedule_units(prompt: str) -> list[str]:
     """Split into structural characters and text runs (escapes kept with their backslash)."""
-    units: list[str] = []
-    text: list[str] = []
-    i = 0
-    while i < len(prompt):
-        char = prompt[i]
-        if char == "\\":
-            if i + 1 >= len(prompt) or prompt[i + 1] == "\n":
-                raise _Unparseable
-            text.append(prompt[i : i + 2])
-            i += 2
-            continue
-        if char in _STRUCTURAL:
-            if text:
-                units.append("".join(text))
-                text = []
-            units.append(char)
-        else:
-            text.append(char)
-        i += 1
-    if text:
-        units.append("".join(text))
+    units = _SCHEDULE_UNIT.findall(prompt)
+    if "\\" in prompt and "\\" in units:  # a backslash at the end or before a newline escapes nothing
+        raise _Unparseable
     return units
+
+
+def _coalesce(nodes: list) -> list:
+    """Adjacent text nodes joined into one, so rendering a step walks few nodes."""
+    out: list = []
+    run: list[str] = []
+    for node in nodes:
+        if type(node) is str:
+            run.append(node)
+        else:
+            if run:
+                out.append("".join(run))
+                run = []
+            out.append(node)
+    if run:
+        out.append("".join(run))
+    return out
 
 
 def _flush_literal(frames: list[_Frame], top: list) -> None:
@@ -202,45 +258,48 @@ def _close_frame(frame: _Frame) -> list | None:
     if not seps:
         return ["[", *segs[0], "]"]
     if all(sep == "|" for sep in seps):
-        return [_Alternate(segs)]
+        return [_Alternate([_coalesce(option) for option in segs])]
     if len(seps) > 2 or "|" in seps or not all(isinstance(node, str) for node in segs[-1]):
         return None
     number = _NUMBER.fullmatch("".join(segs[-1]))
     if number is None:
         return None
-    before = segs[0] if len(seps) == 2 else None
-    return [_Scheduled(before, segs[-2], number.group(1))]
+    before = _coalesce(segs[0]) if len(seps) == 2 else None
+    return [_Scheduled(before, _coalesce(segs[-2]), number.group(1))]
 
 
 def _parse_schedule_tree(prompt: str) -> list:
     """Node list (str, _Scheduled, _Alternate); raises _Unparseable like lark's failure."""
     top: list = []
     frames: list[_Frame] = []
+    current = top  # the list text goes to: the innermost open segment, or the top level
     for unit in _schedule_units(prompt):
-        if unit in _CLOSER_OF:
-            frames.append(_Frame(unit, [[]], []))
+        if len(unit) > 1 or unit not in _STRUCTURAL:
+            current.append(unit)
+        elif unit in _CLOSER_OF:
+            frame = _Frame(unit, [[]], [])
+            frames.append(frame)
+            current = frame.segments[-1]
         elif unit in ("]", ")"):
-            nodes = None
-            if frames and _CLOSER_OF[frames[-1].opener] == unit:
-                nodes = _close_frame(frames[-1])
+            nodes = _close_frame(frames[-1]) if frames and _CLOSER_OF[frames[-1].opener] == unit else None
             if nodes is None:
                 _flush_literal(frames, top)
                 top.append(unit)
+                current = top
                 continue
             frames.pop()
-            (frames[-1].segments[-1] if frames else top).extend(nodes)
-        elif unit in (":", "|"):
-            if frames:
-                frames[-1].separators.append(unit)
-                frames[-1].segments.append([])
-            elif unit == "|":
-                raise _Unparseable
-            else:
-                top.append(unit)
+            current = frames[-1].segments[-1] if frames else top
+            current.extend(nodes)
+        elif frames:
+            frames[-1].separators.append(unit)
+            current = []
+            frames[-1].segments.append(current)
+        elif unit == "|":
+            raise _Unparseable
         else:
-            (frames[-1].segments[-1] if frames else top).append(unit)
+            top.append(unit)
     _flush_literal(frames, top)
-    return top
+    return _coalesce(top)
 
 
 def _walk(nodes: list) -> Iterable[_Scheduled | _Alternate]:
@@ -276,16 +335,18 @@ def _render(nodes: list, step: int) -> str:
     out: list[str] = []
     pending = [iter(nodes)]
     while pending:
-        node = next(pending[-1], None)
-        if node is None:
-            pending.pop()
-        elif isinstance(node, str):
-            out.append(node)
-        elif isinstance(node, _Scheduled):
-            chosen = (node.before or []) if step <= node.when else node.after
+        for node in pending[-1]:
+            if type(node) is str:
+                out.append(node)
+                continue
+            if type(node) is _Scheduled:
+                chosen = (node.before or []) if step <= node.when else node.after
+            else:
+                chosen = node.options[(step - 1) % len(node.options)]
             pending.append(iter(chosen))
+            break
         else:
-            pending.append(iter(node.options[(step - 1) % len(node.options)]))
+            pending.pop()
     return "".join(out)
 
 
@@ -300,19 +361,33 @@ def prompt_schedules(
     """
     hires = None if hires_steps is None or use_old_scheduling else (steps, 1.0)
     total = steps if hires is None else hires_steps
+    if "[" not in prompt or ("|" not in prompt and _MAYBE_EDITING.search(prompt) is None):
+        return [(total, prompt)]  # no editing or alternation can be in it: the text is used as written
     try:
         tree = _parse_schedule_tree(prompt)
     except _Unparseable:
         return [(total, prompt)]
     ends = {total}
-    for node in _walk(tree):
+    nodes = list(_walk(tree))
+    for node in nodes:
         if isinstance(node, _Scheduled):
             node.when = _when_step(node.number, total, hires, use_old_scheduling)
             if node.when >= 1:
                 ends.add(node.when)
         else:
             ends.update(range(1, total + 1))
-    return [(end, _render(tree, end)) for end in sorted(ends)]
+    lengths = [len(node.options) for node in nodes if isinstance(node, _Alternate)]
+    if not lengths:
+        return [(end, _render(tree, end)) for end in sorted(ends)]
+    whens = [node.when for node in nodes if isinstance(node, _Scheduled)]
+    rendered: dict[tuple, str] = {}  # alternation repeats: render each combination of choices once
+    schedule = []
+    for end in sorted(ends):
+        choice = (*[end <= when for when in whens], *[(end - 1) % length for length in lengths])
+        if choice not in rendered:
+            rendered[choice] = _render(tree, end)
+        schedule.append((end, rendered[choice]))
+    return schedule
 
 
 def prompt_schedules_batch(
@@ -331,20 +406,25 @@ def prompt_schedules_batch(
 # ---------------------------------------------------------------------------------------------
 
 _AND = re.compile(r"\bAND\b")
-_SUBPROMPT_WEIGHT = re.compile(r"^((?:\s|.)*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
+_SUBPROMPT_NUMBER = re.compile(r"[-+]?(?:\d+\.?|\d*\.\d+)")
 
 
 def split_composable(prompt: str) -> list[tuple[str, float]]:
     """Split on the word ``AND``; each part may end with ``:weight`` (default 1.0).
 
-    Trailing whitespace of each part is dropped, leading whitespace kept (as A1111).
+    Same result as A1111's ``^((?:\\s|.)*?)(?:\\s*:\\s*(NUMBER))?\\s*$`` on each part: trailing whitespace
+    is dropped (also before the weight's colon), leading whitespace kept. That regex is quadratic on long
+    whitespace runs; this looks at the last colon instead, in linear time.
     """
-    result = []
-    for part in _AND.split(prompt):
-        match = _SUBPROMPT_WEIGHT.search(part)
-        text, weight = (match.group(1), match.group(2)) if match else (part, None)
-        result.append((text, _to_float(weight, 1.0)))
-    return result
+    return [_subprompt_weight(part) for part in _AND.split(prompt)]
+
+
+def _subprompt_weight(part: str) -> tuple[str, float]:
+    text = part.rstrip()
+    colon = text.rfind(":")
+    if colon >= 0 and _SUBPROMPT_NUMBER.fullmatch(text[colon + 1:].lstrip()):
+        return text[:colon].rstrip(), clamp_weight(_to_float(text[colon + 1:].lstrip(), 1.0))
+    return text, 1.0
 
 
 def _to_float(text: str | None, default: float) -> float:

@@ -1,0 +1,188 @@
+"""Which conditioning the sampler sees at each step (a1111.md §6.5, §6.6).
+
+The prompt is split on ``AND`` into weighted sub-prompts; each sub-prompt and the negative prompt follow
+their own prompt-editing schedule. Every distinct text is encoded once per job (``PromptEncoder`` keeps the
+cache in the job's PreparedPrompt); at each step the texts in use are padded with empty chunks to one chunk
+count, so cond and uncond (and all sub-prompts) go through the UNet in one batch (A1111's "pad conds").
+
+Step numbers: A1111 counts every model evaluation of a second-order sampler as a step (schedules run over
+2 x steps). Diffusers' second-order schedulers (``scheduler.order == 2``: Heun, DPM2, DPM++ SDE) also run
+one loop iteration per evaluation, so their iterations are A1111's steps; a first-order loop standing in for
+a second-order sampler (DPM++ 2S a) advances two A1111 steps per iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sdweb.prompts.conditioning import (
+    CHUNK_LENGTH,
+    Conditioning,
+    EncoderSlot,
+    chunk_count,
+    encode_prompt,
+    used_embeddings,
+)
+from sdweb.prompts.parser import prompt_schedules, split_composable
+
+Schedule = list[tuple[int, str]]
+
+
+class PromptEncoder:
+    """Encodes texts for one model and one job's settings, each distinct text once.
+
+    ``cache`` is the job's dict (shared by its batches and passes); keys include the encoders' identity and
+    the settings, so a refiner or another model never sees a wrong entry.
+    """
+
+    def __init__(self, slots: Sequence[EncoderSlot], cache: dict, *, clip_skip: int = 1,
+                 emphasis: str = "Original", comma_backtrack: int = 20) -> None:
+        self.slots = list(slots)
+        self.cache = cache
+        self.clip_skip = clip_skip
+        self.emphasis = emphasis
+        self.comma_backtrack = comma_backtrack
+        self._prefix = (tuple(id(slot.encoder) for slot in self.slots), clip_skip, emphasis, comma_backtrack)
+        self.used: list[str] = []  # embeddings used by the texts encoded through this encoder, in order
+
+    def encode(self, text: str) -> Conditioning:
+        """The text's own conditioning (as many chunks as it needs)."""
+        key = (*self._prefix, text)
+        cached = self.cache.get(key)
+        if cached is None:
+            chunks = chunk_count(self.slots, text, self.comma_backtrack, self.emphasis)
+            cached = (encode_prompt(self.slots, text, clip_skip=self.clip_skip, emphasis=self.emphasis,
+                                    comma_backtrack=self.comma_backtrack, min_chunks=chunks),
+                      used_embeddings(self.slots[0], text, emphasis=self.emphasis,
+                                      comma_backtrack=self.comma_backtrack) if self.slots else [])
+            self.cache[key] = cached
+        for name in cached[1]:
+            if name not in self.used:
+                self.used.append(name)
+        return cached[0]
+
+    def padded(self, text: str, chunks: int) -> Conditioning:
+        """The text's conditioning padded with empty chunks to ``chunks`` chunks (the pooled output comes from
+        the first chunk, so padding leaves it alone)."""
+        own = self.encode(text)
+        missing = chunks - chunks_of(own)
+        if missing <= 0:
+            return own
+        empty = self.encode("").embeds
+        return Conditioning(embeds=torch.cat([own.embeds, *[empty] * missing], dim=1), pooled=own.pooled)
+
+
+def chunks_of(conditioning: Conditioning) -> int:
+    return conditioning.embeds.shape[1] // (CHUNK_LENGTH + 2)
+
+
+@dataclass
+class StepConditioning:
+    """The conditioning in use from one step on: the negative prompt and each AND sub-prompt."""
+
+    uncond: Conditioning
+    conds: list[Conditioning]
+
+
+@dataclass
+class ConditioningPlan:
+    """``first``/``changes`` are what the pipeline itself is given (cond of the first sub-prompt, uncond);
+    with AND or a sub-prompt weight other than 1 (``composable``), ``steps`` holds every sub-prompt's
+    conditioning and a UNet hook (generation/composable.py) combines them."""
+
+    first: tuple[Conditioning, Conditioning]
+    changes: dict[int, tuple[Conditioning, Conditioning]]
+    weights: list[float] = field(default_factory=lambda: [1.0])
+    steps: dict[int, StepConditioning] = field(default_factory=dict)  # loop iteration -> conditioning from it on
+
+    @property
+    def composable(self) -> bool:
+        return self.weights != [1.0]
+
+
+def loop_iteration(schedule_step: int, second_order: bool, loop_order: int) -> int:
+    """The pipeline loop iteration at which A1111's step ``schedule_step`` (0-based) runs."""
+    if second_order and loop_order < 2:
+        return schedule_step // 2
+    return schedule_step
+
+
+def text_at(schedule: Schedule, step: int) -> str:
+    """A1111 uses an entry while the 0-based step index is <= its end step."""
+    for end, text in schedule:
+        if step <= end:
+            return text
+    return schedule[-1][1]
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    steps: int  # the pass's own step count (the hires steps for a hires pass)
+    second_order: bool = False  # A1111 counts two model evaluations per step
+    loop_order: int = 1  # the diffusers scheduler's `order`: 2 when each loop iteration is one evaluation
+    first_pass_steps: int | None = None  # set for a hires-fix pass: schedules use A1111 1.10's hires offsets
+    old_scheduling: bool = False  # setting `use_old_scheduling`
+
+
+def _schedules(texts: Sequence[str], options: ScheduleOptions) -> list[Schedule]:
+    multiplier = 2 if options.second_order else 1
+    if options.first_pass_steps is None:
+        return [prompt_schedules(text, options.steps * multiplier, use_old_scheduling=options.old_scheduling)
+                for text in texts]
+    return [prompt_schedules(text, options.first_pass_steps * multiplier, hires_steps=options.steps * multiplier,
+                             use_old_scheduling=options.old_scheduling) for text in texts]
+
+
+def build_plan(encoder: PromptEncoder, prompt: str, negative: str, options: ScheduleOptions) -> ConditioningPlan:
+    """Encode what each step needs, once per distinct set of texts, and record where it changes."""
+    subprompts = split_composable(prompt)
+    weights = [weight for _, weight in subprompts]
+    *cond_schedules, uncond_schedule = _schedules([text for text, _ in subprompts] + [negative], options)
+    states: dict[tuple[str, ...], StepConditioning] = {}
+
+    def state_at(step: int) -> StepConditioning:
+        texts = (text_at(uncond_schedule, step), *(text_at(s, step) for s in cond_schedules))
+        if texts not in states:
+            chunks = max(chunks_of(encoder.encode(text)) for text in texts)
+            uncond, *conds = (encoder.padded(text, chunks) for text in texts)
+            states[texts] = StepConditioning(uncond, conds)
+        return states[texts]
+
+    boundaries = sorted({end for schedule in (*cond_schedules, uncond_schedule) for end, _ in schedule[:-1]})
+    steps = {0: state_at(0)}
+    for boundary in boundaries:
+        first_step = boundary + 1  # the next text starts after its predecessor's end step
+        iteration = loop_iteration(first_step, options.second_order, options.loop_order)
+        if iteration > 0:
+            steps[iteration] = state_at(first_step)
+    pairs = {step: (state.conds[0], state.uncond) for step, state in steps.items()}
+    plan = ConditioningPlan(first=pairs[0], changes={}, weights=weights)
+    if plan.composable:
+        plan.steps = steps
+    else:
+        plan.changes = {step: pair for step, pair in pairs.items() if step > 0}
+    return plan
+
+
+def step_tensors(pair: tuple[Conditioning, Conditioning], batch: int, cfg: bool,
+                 is_sdxl: bool) -> dict[str, torch.Tensor]:
+    """What the pipeline holds inside its loop (uncond first, then cond) for a mid-run swap."""
+    cond, uncond = pair
+    embeds = cond.embeds.expand(batch, -1, -1)
+    if cfg:
+        embeds = torch.cat([uncond.embeds.expand(batch, -1, -1), embeds])
+    tensors = {"prompt_embeds": embeds}
+    if is_sdxl and cond.pooled is not None:
+        pooled = cond.pooled.expand(batch, -1)
+        tensors["add_text_embeds"] = torch.cat([uncond.pooled.expand(batch, -1), pooled]) if cfg else pooled
+    return tensors
+
+
+def swap_tensors(plan: ConditioningPlan, batch: int, cfg: bool, is_sdxl: bool) -> dict[int, dict[str, Any]]:
+    """{loop iteration: tensors} for StepSwaps (empty for composable plans: their hook follows the steps)."""
+    return {step: step_tensors(pair, batch, cfg, is_sdxl) for step, pair in plan.changes.items()}
+
