@@ -25,7 +25,7 @@ trap 'rm -f "$constraints"' EXIT
 "$python" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$constraints"
 "$python" -m pip install --quiet --constraint "$constraints" -e ".[dev]"
 # spandrel declares torchvision, which has no working CPU build here: install it without dependencies.
-"$python" -m pip install --quiet --no-deps "spandrel==0.4.2" "einops>=0.8"
+"$python" -m pip install --quiet --no-deps "spandrel==0.4.2" "spandrel-extra-arches==0.2.0" "einops>=0.8"
 
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export GRADIO_TEMP_DIR="${GRADIO_TEMP_DIR:-$(mktemp -d)}"

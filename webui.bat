@@ -47,7 +47,7 @@ if %ERRORLEVEL% neq 0 (
     echo Installing sdweb and its requirements
     "%PYTHON%" -m pip install --constraint "%TEMP%\sdweb-torch-pin.txt" -e .
     if !ERRORLEVEL! neq 0 goto :end
-    "%PYTHON%" -m pip install --no-deps "spandrel==0.4.2" "einops>=0.8"
+    "%PYTHON%" -m pip install --no-deps "spandrel==0.4.2" "spandrel-extra-arches==0.2.0" "einops>=0.8"
 )
 
 :launch

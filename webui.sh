@@ -63,7 +63,7 @@ if ! has_flag --skip-prepare-environment && ! has_flag --skip-install; then
         printf "Installing sdweb and its requirements\n"
         "$python" -m pip install --constraint "$constraints" -e . || { rm -f "$constraints"; exit 1; }
         # spandrel (upscalers) declares torchvision; it works without it, so never let pip resolve that.
-        "$python" -m pip install --no-deps "spandrel==0.4.2" "einops>=0.8" || { rm -f "$constraints"; exit 1; }
+        "$python" -m pip install --no-deps "spandrel==0.4.2" "spandrel-extra-arches==0.2.0" "einops>=0.8" || { rm -f "$constraints"; exit 1; }
         rm -f "$constraints"
         echo "$wanted" > "$stamp"
     fi
