@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from sdweb.api.a1111.images import decode_image
 from sdweb.api.a1111.schemas import GenerationWire, Img2ImgWire, Txt2ImgWire
+from sdweb.api.a1111.seams import ScriptSelection
 from sdweb.core.errors import NotFoundError
 from sdweb.core.requests import Img2ImgRequest, Txt2ImgRequest
 from sdweb.infotext import infotext_to_request_fields, parse_infotext
@@ -17,7 +18,7 @@ from sdweb.samplers.resolve import resolve_sampler
 COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_w",
                  "seed_resize_from_h", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
                  "s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise", "refiner_checkpoint",
-                 "refiner_switch_at", "disable_extra_networks", "script_name", "script_args", "alwayson_scripts")
+                 "refiner_switch_at", "disable_extra_networks")
 HIRES_FIELDS = ("enable_hr", "hr_scale", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
                 "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt")
 IMG2IMG_FIELDS = ("resize_mode", "image_cfg_scale", "mask_blur_x", "mask_blur_y", "mask_round",
@@ -45,16 +46,19 @@ def apply_infotext(wire: GenerationWire, mode: str) -> GenerationWire:
     return wire.model_copy(update=updates)
 
 
-def _common(wire: GenerationWire, settings: Mapping[str, Any]) -> dict[str, Any]:
+def _common(wire: GenerationWire, settings: Mapping[str, Any], scripts: ScriptSelection,
+            overrides: Mapping[str, Any]) -> dict[str, Any]:
     resolution = resolve_sampler(wire.sampler_name, wire.scheduler, wire.sampler_index, strict=True)
     values = {name: getattr(wire, name) for name in COMMON_FIELDS}
     values.update(
+        script_name=scripts.script_name, script_args=scripts.script_args,
+        alwayson_scripts=scripts.alwayson_scripts,
         sampler_name=resolution.sampler.name,
         scheduler=resolution.scheduler.label,
         styles=list(wire.styles or []),
         restore_faces=bool(settings.get("face_restoration")) if wire.restore_faces is None else wire.restore_faces,
         tiling=bool(settings.get("tiling")) if wire.tiling is None else wire.tiling,
-        override_settings=dict(wire.override_settings or {}),
+        override_settings=dict(overrides),
         do_not_save_samples=wire.do_not_save_samples or not wire.save_images,
         do_not_save_grid=wire.do_not_save_grid or not wire.save_images,
     )
@@ -70,9 +74,10 @@ def _build(model: type, values: dict[str, Any]) -> Any:
                                                     include_input=False)]) from error
 
 
-def txt2img_request(wire: Txt2ImgWire, settings: Mapping[str, Any]) -> Txt2ImgRequest:
-    wire = apply_infotext(wire, "txt2img")
-    values = _common(wire, settings)
+def txt2img_request(wire: Txt2ImgWire, settings: Mapping[str, Any], scripts: ScriptSelection,
+                    overrides: Mapping[str, Any]) -> Txt2ImgRequest:
+    """The typed request for a wire request whose `infotext` was already applied (see apply_infotext)."""
+    values = _common(wire, settings, scripts, overrides)
     values.update({name: getattr(wire, name) for name in HIRES_FIELDS})
     values["hr_upscaler"] = wire.hr_upscaler or "Latent"
     values["denoising_strength"] = 0.7 if wire.denoising_strength is None else wire.denoising_strength
@@ -82,12 +87,12 @@ def txt2img_request(wire: Txt2ImgWire, settings: Mapping[str, Any]) -> Txt2ImgRe
     return _build(Txt2ImgRequest, {k: v for k, v in values.items() if v is not None})
 
 
-def img2img_request(wire: Img2ImgWire, settings: Mapping[str, Any]) -> Img2ImgRequest:
-    wire = apply_infotext(wire, "img2img")
+def img2img_request(wire: Img2ImgWire, settings: Mapping[str, Any], scripts: ScriptSelection,
+                    overrides: Mapping[str, Any]) -> Img2ImgRequest:
     if not wire.init_images:
         raise NotFoundError("Init image not found", code="init_image_not_found",
                         hint="img2img needs init_images: a list of base64 images.")
-    values = _common(wire, settings)
+    values = _common(wire, settings, scripts, overrides)
     values.update({name: getattr(wire, name) for name in IMG2IMG_FIELDS})
     values["init_images"] = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(wire.init_images)]
     values["mask"] = decode_image(wire.mask, "mask") if wire.mask else None

@@ -2,142 +2,160 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
+from fastapi.concurrency import run_in_threadpool
 
+from sdweb.api.a1111.catalog import embeddings_listing
+from sdweb.api.a1111.schemas_info import (
+    EmbeddingsResponse,
+    ExtensionItem,
+    HypernetworkItem,
+    LoraItem,
+    PromptStyleItem,
+    ScriptInfoItem,
+    ScriptsList,
+    SDModelItem,
+    SDVaeItem,
+)
+from sdweb.api.a1111.seams import ApiBackends
 from sdweb.cli import options_as_dict
 from sdweb.core.errors import NotFoundError
+from sdweb.generation.service import SaveOptions
+from sdweb.models.registry import CheckpointEntry, read_safetensors_metadata
 from sdweb.runtime.memory import memory_stats
 from sdweb.state import AppState
 
 SECRET_FLAGS = ("gradio_auth", "api_auth", "ngrok", "ngrok_options", "tls_keyfile", "gradio_auth_path")
+# Extension flags are listed too; any whose name says it holds a secret is hidden as well.
+_SECRET_NAME = re.compile(r"(auth|token|passw|secret|api_?key|credential)", re.IGNORECASE)
 
 
 def redacted_flags(options: object) -> dict[str, Any]:
     """Every flag as /cmd-flags shows it, with passwords and tokens hidden."""
     values = options_as_dict(options)
-    for key in SECRET_FLAGS:
-        if values.get(key):
+    for key in values:
+        if values[key] and (key in SECRET_FLAGS or _SECRET_NAME.search(key)):
             values[key] = "<hidden>"
     return values
 
 
+def _model_item(entry: CheckpointEntry) -> dict[str, Any]:
+    return {"title": entry.title, "model_name": entry.model_name, "hash": entry.shorthash, "sha256": entry.sha256,
+            "filename": str(entry.path), "config": None}
+
+
+def _lora_metadata(path: Any) -> dict[str, Any]:
+    return read_safetensors_metadata(path) if str(path).endswith(".safetensors") else {}
+
+
+def _current_checkpoint(state: AppState) -> CheckpointEntry | None:
+    loaded = state.manager.loaded_titles()
+    entry = state.registry.find_checkpoint(loaded[-1]) if loaded else None
+    return entry or state.selected_checkpoint()
+
+
 def add_info_routes(router: APIRouter, state: AppState) -> None:
-    @router.get("/cmd-flags")
+    @router.get("/cmd-flags", response_model=dict[str, Any])
     def cmd_flags() -> dict[str, Any]:
         return redacted_flags(state.options)
 
-    @router.get("/options")
+    @router.get("/options", response_model=dict[str, Any])
     def get_options() -> dict[str, Any]:
         return state.settings.as_dict()
 
-    @router.post("/options")
+    @router.post("/options", response_model=None)
     def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008 (FastAPI idiom)
+        """Validated all or nothing (422 naming the key); `restrict_api` keys are ignored, as in A1111."""
         wanted = changes.get("sd_model_checkpoint")
-        if wanted:
+        if wanted is not None:
             entry = state.registry.find_checkpoint(str(wanted))
             if entry is None:
-                raise NotFoundError(f"Checkpoint {wanted!r} not found.",
+                raise NotFoundError(f"Checkpoint {wanted!r} not found.", code="checkpoint_not_found",
                                     hint="GET /sdapi/v1/sd-models lists the titles you can use.")
             changes = {**changes, "sd_model_checkpoint": entry.title}
         state.settings.update(changes, from_api=True)
         return None
 
-    @router.get("/sd-models")
+    @router.get("/sd-models", response_model=list[SDModelItem])
     def sd_models() -> list[dict[str, Any]]:
-        return [{"title": e.title, "model_name": e.model_name, "hash": e.shorthash, "sha256": e.sha256,
-                 "filename": str(e.path), "config": None} for e in state.registry.checkpoints]
+        return [_model_item(entry) for entry in state.registry.checkpoints]
 
-    @router.get("/sd-vae")
+    @router.get("/sd-vae", response_model=list[SDVaeItem])
     def sd_vae() -> list[dict[str, str]]:
         return [{"model_name": v.name, "filename": str(v.path)} for v in state.registry.vaes]
 
-    @router.get("/loras")
+    @router.get("/loras", response_model=list[LoraItem])
     def loras() -> list[dict[str, Any]]:
-        return [{"name": x.name, "alias": x.alias or x.name, "path": str(x.path), "metadata": {}}
+        return [{"name": x.name, "alias": x.alias or x.name, "path": str(x.path), "metadata": _lora_metadata(x.path)}
                 for x in state.registry.loras]
 
-    @router.get("/hypernetworks")
-    def hypernetworks() -> list[dict[str, str]]:
-        return []
+    @router.get("/embeddings", response_model=EmbeddingsResponse)
+    def embeddings() -> dict[str, Any]:
+        return embeddings_listing(state.service.embeddings, state.registry.embeddings, _current_checkpoint(state))
 
-    @router.post("/refresh-checkpoints")
+    @router.get("/hypernetworks", response_model=list[HypernetworkItem])
+    def hypernetworks() -> list[dict[str, str]]:
+        return []  # hypernetworks are not supported (A1111 lists the files of models/hypernetworks)
+
+    @router.get("/prompt-styles", response_model=list[PromptStyleItem])
+    def prompt_styles() -> list[dict[str, str]]:
+        return [{"name": style.name, "prompt": style.prompt, "negative_prompt": style.negative_prompt}
+                for style in state.service.styles.all()]
+
+    @router.post("/refresh-checkpoints", response_model=None)
     def refresh_checkpoints() -> None:
         state.registry.refresh_checkpoints()
 
-    @router.post("/refresh-vae")
+    @router.post("/refresh-vae", response_model=None)
     def refresh_vae() -> None:
         state.registry.refresh_vaes()
 
-    @router.post("/refresh-loras")
+    @router.post("/refresh-loras", response_model=None)
     def refresh_loras() -> None:
         state.registry.refresh_loras()
 
-    @router.post("/refresh-embeddings")
+    @router.post("/refresh-embeddings", response_model=None)
     def refresh_embeddings() -> None:
         state.registry.refresh_embeddings()
 
 
-def add_system_routes(router: APIRouter, state: AppState) -> None:
-    """Lists and controls that exist in every A1111 install; empty where the feature is not there yet."""
+def add_system_routes(router: APIRouter, state: AppState, backends: ApiBackends) -> None:
+    """Memory, scripts, extensions, and loading/unloading the model (through the job queue, so a running
+    job never loses its model)."""
 
-    @router.get("/memory")
+    @router.get("/memory", response_model=dict[str, Any])
     def memory() -> dict[str, Any]:
         return memory_stats(state.plan.device)
 
-    @router.get("/upscalers")
-    def upscalers() -> list[dict[str, Any]]:
-        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": scale}
-                for name, scale in (("None", None), ("Lanczos", 4), ("Nearest", 4))]
-
-    @router.get("/face-restorers")
-    def face_restorers() -> list[dict[str, Any]]:
-        return []
-
-    @router.get("/realesrgan-models")
-    def realesrgan_models() -> list[dict[str, Any]]:
-        return []
-
-    @router.get("/scripts")
+    @router.get("/scripts", response_model=ScriptsList)
     def scripts() -> dict[str, list[str]]:
-        return {"txt2img": [], "img2img": []}
+        return {mode: [s.name.lower() for s in backends.scripts.scripts(mode)] for mode in ("txt2img", "img2img")}
 
-    @router.get("/script-info")
+    @router.get("/script-info", response_model=list[ScriptInfoItem])
     def script_info() -> list[dict[str, Any]]:
-        return []
+        seen: dict[tuple[str, bool], dict[str, Any]] = {}
+        for mode in ("txt2img", "img2img"):
+            for s in backends.scripts.scripts(mode):
+                seen.setdefault((s.name, mode == "img2img"), {
+                    "name": s.name.lower(), "is_alwayson": s.is_alwayson, "is_img2img": mode == "img2img",
+                    "args": [dict(arg) for arg in s.args]})
+        return list(seen.values())
 
-    @router.get("/extensions")
+    @router.get("/extensions", response_model=list[ExtensionItem])
     def extensions() -> list[dict[str, Any]]:
-        return []
+        return backends.extensions.extensions()
 
-    @router.post("/unload-checkpoint")
-    def unload_checkpoint() -> dict[str, Any]:
-        state.manager.unload_all()
+    @router.post("/unload-checkpoint", response_model=dict[str, Any])
+    async def unload_checkpoint() -> dict[str, Any]:
+        job = state.submit("unload-checkpoint", None, SaveOptions(save_samples=False, save_grid=False))
+        await run_in_threadpool(job.wait)
         return {}
 
-    @router.post("/reload-checkpoint")
-    def reload_checkpoint() -> dict[str, Any]:
-        state.manager.get(state.settings.get("sd_model_checkpoint") or None,
-                          limit=int(state.settings.get("sd_checkpoints_limit", 1)))
+    @router.post("/reload-checkpoint", response_model=dict[str, Any])
+    async def reload_checkpoint() -> dict[str, Any]:
+        job = state.submit("reload-checkpoint", None, SaveOptions(save_samples=False, save_grid=False))
+        await run_in_threadpool(job.wait)
         return {}
-
-
-NOT_YET = {
-    "/extra-single-image": "Extras (upscaling, face restoration)",
-    "/extra-batch-images": "Extras (upscaling, face restoration)",
-    "/interrogate": "CLIP interrogation",
-}
-
-
-def add_unavailable_routes(router: APIRouter) -> None:
-    """Routes A1111 clients call whose feature is not built yet: a clear 501, never a fake success."""
-    for path, feature in NOT_YET.items():
-        def unavailable(feature: str = feature) -> JSONResponse:
-            return JSONResponse({"error": "NotImplemented", "detail": f"{feature} is not available in this "
-                                 "version of sdweb.", "body": "", "errors": f"{feature} is not implemented"},
-                                status_code=501)
-
-        router.add_api_route(path, unavailable, methods=["POST"], include_in_schema=True,
-                             responses={501: {"description": f"{feature} is not available yet"}})
