@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from sdweb import __version__
-from sdweb.api.auth import parse_credentials
+from sdweb.api.auth import install_api_auth, parse_credentials
 from sdweb.config.environment import apply_app_environment
+from sdweb.models.first_run import start_first_run_download
 from sdweb.state import AppState, build_app_state
 
 log = logging.getLogger("sdweb")
@@ -79,9 +80,21 @@ def add_cors(app: FastAPI, options: object) -> None:
                            allow_headers=["*"])
 
 
+def start_extensions(app: FastAPI, state: AppState) -> None:
+    """Extensions' on_app_started callbacks (their routes, before Gradio takes "/"); a failure is logged."""
+    if state.extensions is None:
+        return
+    for callback in state.extensions.callbacks.app_started:
+        try:
+            callback(app)
+        except Exception:
+            log.exception("An extension's app-started callback failed")
+
+
 def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI:
     app = FastAPI(title="sdweb", version=__version__, docs_url="/docs", redoc_url="/redoc")
-    add_cors(app, state.options)
+    # API credentials guard every non-UI route, also ones extensions add later (and without --api).
+    install_api_auth(app, state.options)
 
     @app.get("/internal/ping", include_in_schema=False)
     def ping() -> dict:
@@ -92,6 +105,8 @@ def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI
         from sdweb.api.a1111.app import mount_api
 
         mount_api(app, state, control or ServerControl())
+    start_extensions(app, state)
+    add_cors(app, state.options)  # added last, so it is outermost: a 401 still carries the CORS headers
     if not getattr(state.options, "nowebui", False):
         from sdweb.ui.app import mount_ui
 
@@ -106,6 +121,7 @@ def run_server(options: object) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = build_app_state(options)
     apply_app_environment(state.paths.tmp_dir)
+    start_first_run_download(state.registry, options)  # background: no checkpoint yet -> A1111's SD 1.5
     if getattr(options, "share", False) or getattr(options, "ngrok", None):
         log.warning("--share / --ngrok tunnels are not supported (sdweb stays offline); serving locally only.")
     host = bind_host(options)

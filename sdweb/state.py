@@ -9,6 +9,7 @@ from typing import Any
 from sdweb.config.paths import DataPaths, resolve_paths
 from sdweb.config.settings import Settings, frozen_keys_from_flags
 from sdweb.core.errors import UserError
+from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
 from sdweb.generation.service import GenerationService, SaveOptions
 from sdweb.models.manager import ModelManager
@@ -36,6 +37,7 @@ class AppState:
     manager: ModelManager
     service: GenerationService
     queue: JobQueue
+    extensions: ExtensionSet | None = None
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
         """The checkpoint named by --ckpt or the sd_model_checkpoint setting, else the first one."""
@@ -58,6 +60,15 @@ def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
         return service.txt2img(payload.request, context, payload.save)
     if job.kind == "img2img":
         return service.img2img(payload.request, context, payload.save)
+    if job.kind == "unload-checkpoint":  # queued like a job, so a running job never loses its model
+        service.manager.unload_all()
+        return None
+    if job.kind == "reload-checkpoint":
+        settings = service.settings.as_dict()
+        service.manager.get(settings.get("sd_model_checkpoint") or None,
+                            limit=int(settings.get("sd_checkpoints_limit", 1)),
+                            prediction_overrides=settings.get("sd_model_prediction_types") or {})
+        return None
     raise UserError(f"Unknown job kind {job.kind!r}.")
 
 
@@ -71,8 +82,14 @@ def build_app_state(options: object) -> AppState:
     plan = plan_runtime(options, probe_hardware())
     log.info("Runtime: %s", plan.describe())
     manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
-                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)))
+                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
+                           vae_path=getattr(options, "vae_path", None))
     service = GenerationService(manager, settings, paths, plan, options)
     queue = JobQueue(lambda job, context: run_job(service, job, context))
+    extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all)
+    for warning in settings.register_options(extensions.option_infos()):
+        log.warning("Extension setting: %s", warning)
+    service.scripts = extensions.runner
+    manager.on_loaded.extend(extensions.callbacks.model_loaded)
     return AppState(options=options, paths=paths, settings=settings, registry=registry, plan=plan,
-                    manager=manager, service=service, queue=queue)
+                    manager=manager, service=service, queue=queue, extensions=extensions)

@@ -211,6 +211,13 @@ OPTIONS: tuple[OptionInfo, ...] = (
 OPTIONS_BY_KEY: dict[str, OptionInfo] = {option.key: option for option in OPTIONS}
 
 
+def make_option(key: str, default: Any, section: str, label: str, kind: str | None = None, *,
+                choices: tuple[str, ...] = (), minimum: float | None = None,
+                maximum: float | None = None) -> OptionInfo:
+    """An OptionInfo for a setting defined outside this table (extensions); kind from the default if None."""
+    return _o(key, default, section, label, kind, choices=choices, minimum=minimum, maximum=maximum)
+
+
 def defaults() -> dict[str, Any]:
     """A fresh dict of every known key's default (lists and dicts copied)."""
     return {option.key: _copy(option.default) for option in OPTIONS}

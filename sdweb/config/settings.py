@@ -78,8 +78,35 @@ class Settings:
         self._lock = threading.RLock()
         self._values: dict[str, Any] = defaults()
         self._frozen = frozenset(frozen_keys)
+        self._extra: dict[str, OptionInfo] = {}  # settings added by extensions
         if values:
             self._values.update(values)
+
+    def option(self, key: str) -> OptionInfo | None:
+        return OPTIONS_BY_KEY.get(key) or self._extra.get(key)
+
+    def extra_options(self) -> list[OptionInfo]:
+        return list(self._extra.values())
+
+    def register_options(self, options: Iterable[OptionInfo]) -> list[str]:
+        """Add extensions' settings: the default where nothing is stored, else the stored value if valid.
+        Returns warnings (a key that clashes with a built-in one is refused)."""
+        warnings = []
+        with self._lock:
+            for option in options:
+                if option.key in OPTIONS_BY_KEY:
+                    warnings.append(f"Setting '{option.key}' is built in; an extension cannot redefine it.")
+                    continue
+                self._extra[option.key] = option
+                if option.key not in self._values:
+                    self._values[option.key] = option.default
+                    continue
+                try:
+                    self._values[option.key] = validate_value(option, self._values[option.key])
+                except SettingsError as error:
+                    warnings.append(f"{error.message} Using the default {option.default!r}.")
+                    self._values[option.key] = option.default
+        return warnings
 
     @classmethod
     def load(cls, path: Path, frozen_keys: Iterable[str] = ()) -> Settings:
@@ -114,7 +141,7 @@ class Settings:
         """Check every change (all or nothing) and return them in stored types; raises SettingsError."""
         checked: dict[str, Any] = {}
         for key, value in changes.items():
-            option = OPTIONS_BY_KEY.get(key)
+            option = self.option(key)
             if option is not None and from_api and option.restrict_api:
                 continue
             if key in self._frozen:

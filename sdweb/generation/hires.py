@@ -13,11 +13,14 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import Txt2ImgRequest
+from sdweb.generation.composable import composable_guidance
+from sdweb.generation.conditioning_plan import swap_tensors
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepSwaps, callback_tensor_names, decode_latents, make_step_callback
 from sdweb.generation.seeds import step_generators
 from sdweb.models.manager import LoadedModel
+from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.prompts.parser import parse_extra_networks
 from sdweb.samplers.build import build_scheduler
 from sdweb.samplers.resolve import require_available, resolve_sampler
@@ -37,11 +40,15 @@ def hires_size(request: Txt2ImgRequest) -> tuple[int, int]:
     return width - width % 8, height - height % 8
 
 
-def check_upscaler(name: str) -> None:
-    if name not in LATENT_MODES and name not in PIXEL_RESAMPLERS:
-        valid = ", ".join([*LATENT_MODES, *PIXEL_RESAMPLERS])
-        raise UserError(f"Hires upscaler {name!r} not found.", code="upscaler_not_found",
-                        hint=f"Use one of: {valid}. Model upscalers (ESRGAN, ...) arrive with the Extras feature.")
+def check_upscaler(name: str, upscalers: UpscalerRegistry | None = None) -> None:
+    """A latent mode, a resampler, or a model upscaler of the registry; else UserError listing them."""
+    if name in LATENT_MODES or name in PIXEL_RESAMPLERS:
+        return
+    if upscalers is not None:
+        upscalers.find(name)  # NotFoundError (a UserError) naming it and listing the upscalers
+        return
+    valid = ", ".join([*LATENT_MODES, *PIXEL_RESAMPLERS])
+    raise UserError(f"Hires upscaler {name!r} not found.", code="upscaler_not_found", hint=f"Use one of: {valid}.")
 
 
 def _cover_then_crop(latents: torch.Tensor, width: int, height: int, mode: str, antialias: bool) -> torch.Tensor:
@@ -56,13 +63,17 @@ def _cover_then_crop(latents: torch.Tensor, width: int, height: int, mode: str, 
     return scaled[:, :, top:top + target_h, left:left + target_w]
 
 
-def upscale_first_pass(request: Txt2ImgRequest, pipe: Any, latents: torch.Tensor) -> Any:
-    """The second pass's input: upscaled latents, or upscaled images for pixel upscalers."""
+def upscale_first_pass(request: Txt2ImgRequest, pipe: Any, latents: torch.Tensor,
+                       settings: Mapping[str, Any] | None = None, upscalers: UpscalerRegistry | None = None) -> Any:
+    """The second pass's input: upscaled latents, or upscaled images for pixel upscalers (a model upscaler
+    runs at its native scale, then the result is Lanczos-resized to the exact size)."""
     width, height = hires_size(request)
     if request.hr_upscaler in LATENT_MODES:
         mode, antialias = LATENT_MODES[request.hr_upscaler]
         return _cover_then_crop(latents, width, height, mode, antialias)
     images = decode_latents(pipe, latents)
+    if request.hr_upscaler not in PIXEL_RESAMPLERS and upscalers is not None:
+        return [upscalers.upscale_to(image, request.hr_upscaler, width, height, settings or {}) for image in images]
     resample = PIXEL_RESAMPLERS[request.hr_upscaler]
     return [image.resize((width, height), resample) for image in images]
 
@@ -76,7 +87,7 @@ def _hires_prompt(prepared: PreparedPrompt, request: Txt2ImgRequest) -> Prepared
 
 def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedPrompt, seeds: list[int],
                 first_latents: torch.Tensor, settings: Mapping[str, Any], context: JobContext | None,
-                keep_latents: Any) -> torch.Tensor:
+                keep_latents: Any, upscalers: UpscalerRegistry | None = None) -> torch.Tensor:
     pipe = model.pipeline("img2img")
     hr_steps = request.hr_second_pass_steps or request.steps
     # diffusers runs int(steps * strength) of a `steps` schedule: ask for hr_steps / denoise to run hr_steps
@@ -88,11 +99,13 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
                             steps=schedule_steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
     pipe.scheduler = built.scheduler
     with torch.no_grad():
-        conditioning = plan_conditioning(model, pipe, _hires_prompt(prepared, request), hr_steps, settings)
+        conditioning = plan_conditioning(model, pipe, _hires_prompt(prepared, request), hr_steps, settings,
+                                         second_order=resolution.sampler.second_order, first_pass_steps=request.steps)
     cond, uncond = conditioning.first
     batch = len(seeds)
+    swaps = StepSwaps(swap_tensors(conditioning, batch, request.cfg_scale > 1.0, model.is_sdxl))
     kwargs: dict[str, Any] = {
-        "image": upscale_first_pass(request, pipe, first_latents),
+        "image": upscale_first_pass(request, pipe, first_latents, settings, upscalers),
         "strength": request.denoising_strength,
         "prompt_embeds": cond.embeds.expand(batch, -1, -1),
         "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1),
@@ -100,9 +113,9 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
         "generator": step_generators(seeds, 0),
         "output_type": "latent",
         "callback_on_step_end": make_step_callback(context, total_steps=hr_steps, preview_every=0,
-                                                   is_sdxl=model.is_sdxl, swaps=StepSwaps(),
+                                                   is_sdxl=model.is_sdxl, swaps=swaps,
                                                    on_latents=keep_latents),
-        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, StepSwaps()),
+        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, swaps),
         **built.call_kwargs,
     }
     if "timesteps" not in kwargs and "sigmas" not in kwargs:
@@ -112,7 +125,8 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
         kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.expand(batch, -1)
     if context is not None:
         context.start_batch(context.job.progress.job_no + 1, hr_steps, "Hires fix")
-    return pipe(**kwargs).images
+    with composable_guidance(pipe, conditioning, swaps):
+        return pipe(**kwargs).images
 
 
 def hires_infotext(request: Txt2ImgRequest) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from PIL import Image
 from sdweb.core.requests import GenerationRequest
 
 _OWN_ATTRIBUTES = {"mode", "request", "extra_generation_params", "model", "notes", "batch_number",
-                   "prompts", "seeds", "subseeds", "state"}
+                   "prompts", "seeds", "subseeds", "state", "process_images"}
 
 
 class Processing:
@@ -36,6 +36,7 @@ class Processing:
         object.__setattr__(self, "seeds", [])
         object.__setattr__(self, "subseeds", [])
         object.__setattr__(self, "state", {})  # free space for scripts, per job
+        object.__setattr__(self, "process_images", None)  # set by the service: run the (changed) job
 
     @property
     def is_img2img(self) -> bool:
@@ -79,6 +80,8 @@ class SamplingCall:
     batch_size: int
     steps: int
     is_hires_pass: bool = False
+    device: str = "cpu"  # where the UNet runs: ControlNets go there too, in `dtype`
+    dtype: Any = None
     init_images: list[Image.Image] = field(default_factory=list)  # img2img / inpaint input (resized)
     mask: Image.Image | None = None
     controlnets: list[ControlUnit] = field(default_factory=list)
@@ -119,6 +122,16 @@ class JobHooks:
 
     def postprocess(self, p: Processing, result: Any) -> None:
         """After everything (the GenerationResult): edit infotexts, append images."""
+
+    def before_image_saved(self, p: Processing, image: Image.Image, infotext: str) -> tuple[Image.Image, str]:
+        return image, infotext
+
+    def image_saved(self, p: Processing, image: Image.Image, infotext: str, path: Any) -> None:
+        """After an image file was written."""
+
+    def run_selected(self, p: Processing) -> Any:
+        """A selected script that does the whole job returns its result here (it calls p.process_images())."""
+        return None
 
 
 NO_HOOKS = JobHooks()

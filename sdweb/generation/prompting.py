@@ -3,20 +3,20 @@ styles -> extra-network tags -> AND -> prompt editing schedule -> emphasis/chunk
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sdweb.core.requests import GenerationRequest
+from sdweb.generation.conditioning_plan import ConditioningPlan, PromptEncoder, ScheduleOptions, build_plan
 from sdweb.models.manager import LoadedModel
-from sdweb.prompts.conditioning import Conditioning, EncoderSlot, encode_pair, encoder_slots
-from sdweb.prompts.parser import (
-    LoraCall,
-    lora_calls,
-    parse_extra_networks,
-    prompt_schedules,
-    split_composable,
-)
+from sdweb.prompts.conditioning import EncoderSlot, encoder_slots
+from sdweb.prompts.embeddings import TextualInversion, bind_embeddings
+from sdweb.prompts.parser import LoraCall, lora_calls, parse_extra_networks
+from sdweb.prompts.styles import StyleDatabase
+
+__all__ = ["ConditioningPlan", "PreparedPrompt", "model_slots", "plan_conditioning", "prepare_prompt"]
 
 
 @dataclass
@@ -28,79 +28,81 @@ class PreparedPrompt:
     loras: list[LoraCall] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra_params: dict[str, Any] = field(default_factory=dict)
+    embeddings: list[TextualInversion] = field(default_factory=list)  # the embeddings folder, loaded
+    encoded: dict = field(default_factory=dict)  # the job's conditioning cache (see PromptEncoder)
 
 
-def _strip_and(text: str, notes: list[str]) -> str:
-    parts = split_composable(text)
-    if len(parts) <= 1:
-        return text
-    notes.append("Composable diffusion (AND) is not supported yet: the sub-prompts were joined.")
-    return ", ".join(part.strip() for part, _ in parts)
-
-
-def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Mapping[str, Any]) -> PreparedPrompt:
+def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Mapping[str, Any],
+                   styles: StyleDatabase | None = None,
+                   embeddings: Sequence[TextualInversion] = ()) -> PreparedPrompt:
     prompt, negative = request.prompt, request.negative_prompt
+    style_notes: list[str] = []
+    if request.styles and styles is not None:
+        prompt, negative, missing = styles.apply(prompt, negative, request.styles)
+        if missing:
+            style_notes.append(f"Styles not found and ignored: {', '.join(missing)}.")
     text, calls = parse_extra_networks(prompt)
     negative_text, negative_calls = parse_extra_networks(negative)
-    notes: list[str] = []
+    notes: list[str] = style_notes
     loras = [] if request.disable_extra_networks else lora_calls(calls)
     unsupported = sorted({call.kind for call in calls + negative_calls if call.kind not in ("lora", "lyco")})
     if unsupported:
         notes.append(f"Extra networks not supported and ignored: {', '.join(unsupported)}.")
-    prepared = PreparedPrompt(prompt=prompt, negative_prompt=negative, encode_text=_strip_and(text, notes),
-                              encode_negative=negative_text, loras=loras, notes=notes)
+    prepared = PreparedPrompt(prompt=prompt, negative_prompt=negative, encode_text=text,
+                              encode_negative=negative_text, loras=loras, notes=notes, embeddings=list(embeddings))
     emphasis = str(settings.get("emphasis", "Original"))
     if emphasis != "Original" and any(c in prompt + negative for c in "(["):
         prepared.extra_params["Emphasis"] = emphasis
     return prepared
 
 
-def model_slots(model: LoadedModel, pipeline: Any) -> list[EncoderSlot]:
-    return encoder_slots(pipeline, model.family.base, model.family.pad_token_ids)
+def model_slots(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt | None = None) -> list[EncoderSlot]:
+    """The pipeline's text encoders, knowing the job's textual-inversion embeddings (bound once per job)."""
+    slots = encoder_slots(pipeline, model.family.base, model.family.pad_token_ids)
+    if prepared is None or not prepared.embeddings:
+        return slots
+    key = ("embeddings", *(id(slot.encoder) for slot in slots))
+    bound = prepared.encoded.get(key)
+    if bound is None:
+        bound = prepared.encoded[key] = bind_embeddings(slots, prepared.embeddings)
+        _note_skipped(prepared, bound.skipped)
+    return bound.slots
 
 
-@dataclass
-class ConditioningPlan:
-    """The conditioning at step 0, and the changes prompt editing makes later (step -> cond, uncond)."""
-
-    first: tuple[Conditioning, Conditioning]
-    changes: dict[int, tuple[Conditioning, Conditioning]]
+def _note_skipped(prepared: PreparedPrompt, skipped: Mapping[str, str]) -> None:
+    """A1111 lists embeddings for another model as skipped; say so when the prompt names one."""
+    texts = f"{prepared.encode_text}\n{prepared.encode_negative}".lower()
+    for name, reason in skipped.items():
+        if re.search(rf"(?<![\w-]){re.escape(name.lower())}(?![\w-])", texts):
+            note = f"Textual inversion embedding {name!r} was skipped: {reason}."
+            if note not in prepared.notes:
+                prepared.notes.append(note)
 
 
 def plan_conditioning(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt, steps: int,
-                      settings: Mapping[str, Any], second_order: bool = False) -> ConditioningPlan:
-    """Encode each distinct prompt of the editing schedule once; record where it changes."""
-    schedule_steps = steps * 2 if second_order else steps
-    old = bool(settings.get("use_old_scheduling", False))
-    cond_schedule = prompt_schedules(prepared.encode_text, schedule_steps, use_old_scheduling=old)
-    uncond_schedule = prompt_schedules(prepared.encode_negative, schedule_steps, use_old_scheduling=old)
-    slots = model_slots(model, pipeline)
-    clip_skip = int(settings.get("CLIP_stop_at_last_layers", 1))
-    emphasis = str(settings.get("emphasis", "Original"))
-    backtrack = int(settings.get("comma_padding_backtrack", 20))
-    cache: dict[tuple[str, str], tuple[Conditioning, Conditioning]] = {}
-
-    def at(step: int) -> tuple[Conditioning, Conditioning]:
-        key = (_text_at(cond_schedule, step), _text_at(uncond_schedule, step))
-        if key not in cache:
-            cache[key] = encode_pair(slots, key[0], key[1], clip_skip=clip_skip, emphasis=emphasis,
-                                     comma_backtrack=backtrack)
-        return cache[key]
-
-    boundaries = sorted({end for end, _ in cond_schedule[:-1]} | {end for end, _ in uncond_schedule[:-1]})
-    changes = {}
-    for boundary in boundaries:
-        # A1111 uses a text while the 0-based step index is <= its end step, so the next text starts at end+1
-        first_step = boundary + 1
-        pipeline_step = first_step // 2 if second_order else first_step
-        if 0 < pipeline_step < steps:
-            changes[pipeline_step] = at(first_step)
-    return ConditioningPlan(first=at(0), changes=changes)
+                      settings: Mapping[str, Any], second_order: bool = False,
+                      first_pass_steps: int | None = None) -> ConditioningPlan:
+    """Encode each distinct text of the AND sub-prompts' and the negative prompt's editing schedules once per
+    job; record where they change. ``first_pass_steps`` marks a hires-fix pass of ``steps`` steps."""
+    encoder = PromptEncoder(model_slots(model, pipeline, prepared), prepared.encoded,
+                            clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)),
+                            emphasis=str(settings.get("emphasis", "Original")),
+                            comma_backtrack=int(settings.get("comma_padding_backtrack", 20)))
+    options = ScheduleOptions(steps=steps, second_order=second_order,
+                              loop_order=int(getattr(getattr(pipeline, "scheduler", None), "order", 1) or 1),
+                              first_pass_steps=first_pass_steps,
+                              old_scheduling=bool(settings.get("use_old_scheduling", False)))
+    plan = build_plan(encoder, prepared.encode_text, prepared.encode_negative, options)
+    if encoder.used and settings.get("textual_inversion_add_hashes_to_infotext", True):
+        _record_ti_hashes(prepared, encoder.used)
+    return plan
 
 
-def _text_at(schedule: list[tuple[int, str]], step: int) -> str:
-    for end, text in schedule:
-        if step <= end:
-            return text
-    return schedule[-1][1]
-
+def _record_ti_hashes(prepared: PreparedPrompt, used: Sequence[str]) -> None:
+    """Infotext ``TI hashes: "name: 12-hex sha256, ..."`` for the embeddings the job's prompts used."""
+    by_name = {embedding.name: embedding for embedding in prepared.embeddings}
+    listed = prepared.extra_params.get("TI hashes", "")
+    entries = [entry for entry in listed.split(", ") if entry]
+    known = {entry.split(": ")[0] for entry in entries}
+    entries += [f"{name}: {by_name[name].shorthash}" for name in used if name not in known and name in by_name]
+    prepared.extra_params["TI hashes"] = ", ".join(entries)

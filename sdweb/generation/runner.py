@@ -11,6 +11,7 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.generation.composable import composable_guidance
 from sdweb.generation.control import with_controlnets
 from sdweb.generation.hires import second_pass
 from sdweb.generation.hooks import NO_HOOKS, JobHooks, Processing, SamplingCall, StepInfo
@@ -22,13 +23,14 @@ from sdweb.generation.sampling import (
     BatchStopped,
     StepSwaps,
     callback_tensor_names,
-    decode_latents,
     has_nan_start,
     make_step_callback,
 )
 from sdweb.generation.seeds import batch_noise, step_generators
 from sdweb.generation.tiling import seamless_tiling
+from sdweb.generation.vae_decode import decode_checked
 from sdweb.models.manager import LoadedModel
+from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.prompts.conditioning import Conditioning
 from sdweb.runtime.policy import RuntimePlan
 from sdweb.samplers.build import build_scheduler
@@ -117,7 +119,7 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     kwargs.update(inputs.call_kwargs)
     call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
                         batch_size=batch, steps=request.steps, init_images=_as_list(kwargs.get("image")),
-                        mask=kwargs.get("mask_image"))
+                        mask=kwargs.get("mask_image"), device=str(pipe.unet.device), dtype=pipe.unet.dtype)
     if extras.p is not None:
         extras.hooks.before_sampling(extras.p, call)
     if call.controlnets:
@@ -130,7 +132,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     outcome = BatchOutcome(notes=list(built.notes))
     with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context():
         try:
-            latents = pipe(**kwargs).images
+            with composable_guidance(pipe, conditioning, swaps):
+                latents = pipe(**kwargs).images
         except BatchStopped as stop:
             outcome.stopped = stop.reason
             latents = last_latents[0] if last_latents else None
@@ -147,7 +150,7 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         if _wants_hires(request) and outcome.stopped is None:
             try:
                 latents = second_pass(request, model, prepared, seeds, latents, settings, context,
-                                      lambda step_latents: _keep(last_latents, step_latents))
+                                      lambda step_latents: _keep(last_latents, step_latents), extras.upscalers)
             except BatchStopped as stop:
                 outcome.stopped = stop.reason
                 latents = last_latents[0]
@@ -155,7 +158,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
             raise UserError(NAN_MESSAGE, code="nan_output",
                             hint="Try 'Upcast cross attention layer to float32' or --no-half; "
                                  "--disable-nan-check disables this check.")
-        images = decode_latents(pipe, latents)
+        images = decode_checked(pipe, latents, refiner[0] if refiner is not None else model, plan, settings,
+                                outcome.notes)
     outcome.images = inputs.finish(images)
     return outcome
 
@@ -167,6 +171,7 @@ class BatchExtras:
     refiner: tuple[LoadedModel, float] | None = None
     hooks: JobHooks = NO_HOOKS
     p: Processing | None = None
+    upscalers: UpscalerRegistry | None = None  # model upscalers for the hires fix
 
 
 def _as_list(images: Any) -> list[Image.Image]:

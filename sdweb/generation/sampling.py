@@ -30,6 +30,8 @@ class StepSwaps:
     """Conditioning to switch to after given steps (prompt editing): {step index: tensors by callback name}."""
 
     at_step: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    # told the index of the loop iteration about to run (the composable-diffusion hook follows the steps)
+    listeners: list[Callable[[int], None]] = field(default_factory=list)
 
     def names(self) -> set[str]:
         return {name for tensors in self.at_step.values() for name in tensors}
@@ -45,6 +47,8 @@ def make_step_callback(context: JobContext | None, *, total_steps: int, preview_
             on_latents(latents)
         for name, value in swaps.at_step.get(step + 1, {}).items():
             tensors[name] = value
+        for listener in swaps.listeners:
+            listener(step + 1)
         if context is None:
             return tensors
         preview = None

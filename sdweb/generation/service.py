@@ -19,15 +19,19 @@ from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.generation.hires import check_upscaler
-from sdweb.generation.hooks import NO_HOOKS, HookProvider, Processing
+from sdweb.generation.hooks import NO_HOOKS, HookProvider, JobHooks, Processing
 from sdweb.generation.jobs import JobContext
+from sdweb.generation.model_extras import apply_model_extras
+from sdweb.generation.oom import run_with_oom_retry
 from sdweb.generation.prompting import PreparedPrompt, prepare_prompt
 from sdweb.generation.refiner import check_refiner_pair, refiner_infotext, refiner_switch
 from sdweb.generation.runner import BatchExtras, BatchOutcome, run_batch
 from sdweb.generation.seeds import plan_seeds
 from sdweb.generation.writer import OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
-from sdweb.runtime.memory import free_memory, is_out_of_memory
+from sdweb.postprocess.service import PostprocessService
+from sdweb.prompts.embeddings import EmbeddingLibrary, TextualInversion
+from sdweb.prompts.styles import StyleDatabase
 from sdweb.runtime.policy import RuntimePlan
 from sdweb.samplers.resolve import require_available, resolve_sampler, scheduler_for_infotext
 
@@ -58,13 +62,18 @@ class SaveOptions:
 
 class GenerationService:
     def __init__(self, manager: ModelManager, settings: Settings, paths: DataPaths, plan: RuntimePlan,
-                 options: object) -> None:
+                 options: object, postprocess: PostprocessService | None = None) -> None:
         self.manager = manager
         self.settings = settings
         self.paths = paths
         self.plan = plan
         self.options = options
+        # upscalers (hires fix) and face restoration (restore_faces); AppState may share one with Extras
+        self.postprocess = postprocess or PostprocessService(paths, settings, plan)
         self.scripts: HookProvider | None = None  # the extension layer's scripts, set once at start
+        self.styles = StyleDatabase(paths.styles_files)  # styles.csv, re-read when the file changes
+        self.embeddings = EmbeddingLibrary()  # textual inversions from embeddings/, cached by path + mtime
+        self._embeddings_folder_stamp: int | None = None
 
     def effective_settings(self, request: GenerationRequest) -> dict[str, Any]:
         """Settings for this job: the user's, with the request's override_settings merged (never written)."""
@@ -72,6 +81,16 @@ class GenerationService:
         if request.override_settings:
             values.update(self.settings.validated(request.override_settings))
         return values
+
+    def _embeddings(self) -> list[TextualInversion]:
+        """The embeddings folder's files, loaded; rescanned when the folder changes (as A1111 does)."""
+        folder = self.paths.embeddings
+        stamp = folder.stat().st_mtime_ns if folder.is_dir() else None
+        if stamp != self._embeddings_folder_stamp:
+            self.manager.registry.refresh_embeddings()
+            self._embeddings_folder_stamp = stamp
+        files = [(item.name, item.path) for item in self.manager.registry.embeddings]
+        return self.embeddings.load(files).embeddings
 
     def _model(self, settings: Mapping[str, Any]) -> LoadedModel:
         return self.manager.get(settings.get("sd_model_checkpoint") or None,
@@ -91,6 +110,19 @@ class GenerationService:
         started = time.perf_counter()
         hooks = self.scripts.bind(mode, request) if self.scripts is not None else NO_HOOKS
         p = Processing(mode, request)
+        p.process_images = lambda: self._process(p, hooks, context, save, started)
+        try:
+            taken = hooks.run_selected(p)
+            if taken is not None:
+                return taken
+            return self._process(p, hooks, context, save, started)
+        finally:
+            if p.model is not None:  # LoRAs off again: the next job without tags is the base model
+                self.manager.deactivate_loras(p.model)
+
+    def _process(self, p: Processing, hooks: JobHooks, context: JobContext | None, save: SaveOptions,
+                 started: float) -> GenerationResult:
+        mode = p.mode
         hooks.before_process(p)
         request = p.request
         settings = self.effective_settings(request)
@@ -105,11 +137,15 @@ class GenerationService:
         request = p.request
         hires = isinstance(request, Txt2ImgRequest) and request.enable_hr
         if hires:
-            check_upscaler(request.hr_upscaler)
+            check_upscaler(request.hr_upscaler, self.postprocess.upscalers)
             if model.family.is_inpaint:
                 raise UserError("Hires fix with an inpainting checkpoint is not supported.", code="unsupported_mode")
-        prepared = prepare_prompt(request, model, settings)
-        extras = BatchExtras(refiner=self._refiner(request, model, settings, prepared), hooks=hooks, p=p)
+        if request.restore_faces:
+            self.postprocess.faces.require_model(str(settings.get("face_restoration_model") or "CodeFormer"))
+        prepared = prepare_prompt(request, model, settings, self.styles, self._embeddings())
+        apply_model_extras(self.manager, model, prepared, settings)
+        extras = BatchExtras(refiner=self._refiner(request, model, settings, prepared), hooks=hooks, p=p,
+                             upscalers=self.postprocess.upscalers)
         seeds = plan_seeds(request.seed, request.subseed, request.subseed_strength, request.total_images)
         writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now())
         result = GenerationResult()
@@ -126,10 +162,16 @@ class GenerationService:
             hooks.process_batch(p)
             outcome = self._run_batch_guarded(mode, request, model, prepared, resolution, batch_seeds,
                                               batch_subseeds, settings, context, extras)
+            if request.restore_faces:  # before the scripts' postprocess_image, as in A1111
+                restored = [self.postprocess.restore_faces_for_generation(image, settings)
+                            for image in outcome.images]
+                outcome.images = [image for image, _ in restored]
+                if restored:
+                    prepared.extra_params["Face restoration"] = restored[0][1]
             outcome.images = [hooks.postprocess_image(p, image) for image in outcome.images]
             prepared.extra_params.update(p.extra_generation_params)
             self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,
-                          settings, writer, save, batch_index)
+                          settings, writer, save, batch_index, extras)
             for note in [*prepared.notes, *outcome.notes, *p.notes]:
                 if note not in result.notes:
                     result.notes.append(note)
@@ -161,25 +203,16 @@ class GenerationService:
                            prepared: PreparedPrompt, resolution: Any, seeds: list[int], subseeds: list[int],
                            settings: Mapping[str, Any], context: JobContext | None,
                            extras: BatchExtras | None = None) -> BatchOutcome:
-        """Out of memory becomes a clear UserError after the memory is freed; the server keeps serving."""
-        try:
-            return run_batch(mode, request, model, prepared, resolution, seeds, subseeds, settings, self.plan,
-                             context, extras=extras)
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            free_memory(self.plan.device)
-            log.warning("Out of memory at %dx%d, batch %d: %s", request.width, request.height,
-                        request.batch_size, error)
-            raise UserError(f"Out of memory generating {request.batch_size} image(s) of "
-                            f"{request.width}x{request.height}.", code="out_of_memory",
-                            hint="Lower the batch size or the image size, or start with --medvram "
-                                 "(or --lowvram).") from error
+        """Out of memory: retried once in a lower-memory mode where one helps, else a clear UserError after the
+        memory is freed; the server keeps serving (generation/oom.py)."""
+        return run_with_oom_retry(lambda: run_batch(mode, request, model, prepared, resolution, seeds, subseeds,
+                                                    settings, self.plan, context, extras=extras),
+                                  request, model, self.plan)
 
     def _collect(self, result: GenerationResult, outcome: BatchOutcome, request: GenerationRequest,
                  model: LoadedModel, prepared: PreparedPrompt, resolution: Any, seeds: list[int],
                  subseeds: list[int], settings: Mapping[str, Any], writer: OutputWriter, save: SaveOptions,
-                 batch_index: int) -> None:
+                 batch_index: int, extras: BatchExtras) -> None:
         for index, image in enumerate(outcome.images):
             params = infotext_params(request, model, prepared, resolution, seeds[index], subseeds[index],
                                      settings, __version__)
@@ -187,8 +220,12 @@ class GenerationService:
             image.info["parameters"] = infotext
             keep = outcome.stopped is None or settings.get("save_incomplete_images")
             if save.save_samples and keep and not request.do_not_save_samples:
-                result.saved_paths.append(writer.save_sample(image, infotext, request, model, prepared,
-                                                             seeds[index], batch_index, index))
+                image, infotext = extras.hooks.before_image_saved(extras.p, image, infotext)
+                image.info["parameters"] = infotext
+                path = writer.save_sample(image, infotext, request, model, prepared, seeds[index], batch_index,
+                                          index)
+                result.saved_paths.append(path)
+                extras.hooks.image_saved(extras.p, image, infotext, path)
             result.images.append(image)
             result.infotexts.append(infotext)
             result.seeds.append(seeds[index])
@@ -221,8 +258,10 @@ def processed_info(result: GenerationResult, request: GenerationRequest, model: 
         "subseed_strength": subseed_strength, "width": request.width, "height": request.height,
         "sampler_name": resolution.sampler.name, "cfg_scale": request.cfg_scale, "steps": request.steps,
         "batch_size": request.batch_size, "restore_faces": request.restore_faces,
-        "face_restoration_model": None, "sd_model_name": model.entry.name_for_extra,
-        "sd_model_hash": model.entry.shorthash, "sd_vae_name": None, "sd_vae_hash": None,
+        "face_restoration_model": prepared.extra_params.get("Face restoration"),
+        "sd_model_name": model.entry.name_for_extra,
+        "sd_model_hash": model.entry.shorthash, "sd_vae_name": prepared.extra_params.get("VAE"),
+        "sd_vae_hash": prepared.extra_params.get("VAE hash"),
         "seed_resize_from_w": request.seed_resize_from_w, "seed_resize_from_h": request.seed_resize_from_h,
         "denoising_strength": getattr(request, "denoising_strength", None) if isinstance(request, Img2ImgRequest)
         else None,

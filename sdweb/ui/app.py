@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +13,13 @@ from sdweb import __version__
 from sdweb.core.errors import UserError
 from sdweb.state import AppState
 from sdweb.ui.send import Tabs, wire_send_buttons
+from sdweb.ui.tabs.extensions import build_extensions_tab
 from sdweb.ui.tabs.img2img import build_img2img_tab
 from sdweb.ui.tabs.png_info import build_png_info_tab
 from sdweb.ui.tabs.settings import SettingsTab, build_settings_tab, current_values
 from sdweb.ui.tabs.txt2img import build_txt2img_tab
 
+log = logging.getLogger(__name__)
 VAE_SPECIAL = ("Automatic", "None")
 
 CSS = """
@@ -113,6 +116,23 @@ def _placeholder(text: str) -> None:
     gr.Markdown(text)
 
 
+def _extension_tabs(state: AppState) -> None:
+    """Top-level tabs added by extensions (on_ui_tabs); one that fails is shown as an error tab."""
+    if state.extensions is None:
+        return
+    for callback in state.extensions.callbacks.ui_tabs:
+        try:
+            tabs = callback() or []
+        except Exception as error:
+            log.exception("An extension's UI tab failed to build")
+            with gr.Tab(f"⚠ {getattr(callback, '__module__', 'extension')}"):
+                gr.Markdown(f"This extension's tab failed to build: `{type(error).__name__}: {error}`")
+            continue
+        for blocks, title, elem_id in tabs:
+            with gr.Tab(title, elem_id=f"tab_{elem_id}"):
+                blocks.render()
+
+
 def build_blocks(state: AppState) -> gr.Blocks:
     with gr.Blocks(title="sdweb", analytics_enabled=False) as blocks:
         quick = build_quicksettings(state)
@@ -128,9 +148,9 @@ def build_blocks(state: AppState) -> gr.Blocks:
                 png_info = build_png_info_tab()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings_tab = build_settings_tab(state.settings, bool(getattr(state.options, "hide_ui_dir_config", False)))
+            _extension_tabs(state)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
-                _placeholder("Installing and managing extensions from this page arrives in a later version of "
-                             "sdweb.")
+                build_extensions_tab(state)
         gr.Markdown(f"sdweb {__version__} · [API docs](/docs)", elem_id="footer_version")
         wire_send_buttons(Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info), state.settings)
         _wire_page_load(blocks, state, quick, settings_tab)
@@ -152,5 +172,9 @@ def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, se
 def mount_ui(app: FastAPI, state: AppState, auth: list[tuple[str, str]] | None) -> FastAPI:
     blocks = build_blocks(state)
     blocks.queue(default_concurrency_limit=1, max_size=64)
-    return gr.mount_gradio_app(app, blocks, path="/", auth=auth, footer_links=["api", "settings"], css=CSS,
-                               js=JS)
+    extensions = state.extensions
+    css = CSS + (extensions.css() if extensions is not None else "")
+    script = (extensions.javascript() if extensions is not None else "").replace("</script>", "<\\/script>")
+    head = f"<script>\n{script}\n</script>" if script else None
+    return gr.mount_gradio_app(app, blocks, path="/", auth=auth, footer_links=["api", "settings"], css=css,
+                               js=JS, head=head)

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
 import numpy as np
+import pytest
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,18 +1,10 @@
 """img2img sub-tab inputs without a browser: inpaint sketch, uploaded masks, outpainting, batch folders."""
 
 import gradio as gr
-import numpy as np
 import pytest
 from PIL import Image
 
-from sdweb.ui.tabs.img2img_inputs import (
-    OUTPAINT_TITLE,
-    OutpaintSettings,
-    batch_items,
-    images_for_mode,
-    img2img_request,
-    upload_mask,
-)
+from sdweb.ui.tabs.img2img_inputs import batch_items, images_for_mode, upload_mask
 
 
 def _editor(colour=(255, 0, 0, 255)):
@@ -48,22 +40,6 @@ def test_uploaded_mask_by_alpha_or_brightness():
     assert upload_mask(transparent).getpixel((1, 1)) == 255 and upload_mask(transparent).getpixel((0, 0)) == 0
     grey = Image.new("RGB", (8, 8), (255, 255, 255))
     assert upload_mask(grey).mode == "L" and upload_mask(grey).getpixel((0, 0)) == 255
-
-
-def test_outpainting_request_grows_the_canvas_and_masks_the_new_area():
-    image = Image.new("RGB", (64, 64), (1, 2, 3))
-    request = img2img_request({"prompt": "x", "mask_blur": 4, "inpaint_full_res": 1}, "img2img",
-                              {"init_img": image}, OUTPAINT_TITLE, OutpaintSettings(64, ("right",)))
-    assert (request.width, request.height) == (128, 64)
-    assert request.init_images[0].size == (128, 64) and request.mask.size == (128, 64)
-    assert request.inpaint_full_res is False
-    mask = np.asarray(request.mask)
-    assert mask[:, 100].min() == 255 and mask[:, 10].max() == 0
-
-
-def test_unknown_script_is_refused():
-    with pytest.raises(gr.Error, match="Unknown script"):
-        img2img_request({}, "img2img", {"init_img": Image.new("RGB", (64, 64))}, "Loopback 3000")
 
 
 def test_batch_items_pair_masks_by_name_and_skip_unreadable_files(tmp_path):

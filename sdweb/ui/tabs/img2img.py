@@ -1,5 +1,5 @@
 """The img2img tab: sub-tabs img2img / Sketch / Inpaint / Inpaint sketch / Inpaint upload / Batch, the
-shared controls, the outpainting script and the output panel."""
+shared controls, the extension scripts (outpainting among them) and the output panel."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import gradio as gr
 
 from sdweb.core.requests import Img2ImgRequest
 from sdweb.generation.jobs import JobInterrupted
-from sdweb.generation.outpaint import DIRECTIONS
 from sdweb.generation.service import GenerationResult
 from sdweb.state import AppState
 from sdweb.ui.common import (
@@ -35,15 +34,8 @@ from sdweb.ui.controls import (
     size_controls,
     wire_seed_reuse,
 )
-from sdweb.ui.tabs.img2img_inputs import (
-    INPAINT_MODES,
-    MODES,
-    OUTPAINT_TITLE,
-    SCRIPTS,
-    OutpaintSettings,
-    batch_items,
-    img2img_request,
-)
+from sdweb.ui.scripts import build_script_inputs
+from sdweb.ui.tabs.img2img_inputs import INPAINT_MODES, MODES, batch_items, img2img_request
 from sdweb.ui.tabs.txt2img import GENERATE_CONCURRENCY
 
 __all__ = ["MODES", "INPAINT_MODES", "RESIZE_MODES", "MASK_MODES", "MASKED_CONTENT", "INPAINT_AREAS",
@@ -134,20 +126,6 @@ def _inpaint_controls() -> tuple[dict[str, Any], gr.Group]:
     return fields, group
 
 
-def _script_controls() -> dict[str, Any]:
-    """The Script dropdown with A1111's "Poor man's outpainting" (the mask blur and masked content of the
-    inpaint controls apply to it)."""
-    script = gr.Dropdown(label="Script", choices=list(SCRIPTS), value="None", elem_id="img2img_script")
-    with gr.Group(visible=False, elem_id="img2img_outpaint_controls") as group:
-        pixels = gr.Slider(label="Pixels to expand", minimum=8, maximum=256, step=8, value=128,
-                           elem_id="img2img_outpaint_pixels")
-        directions = gr.CheckboxGroup(label="Outpainting direction", choices=list(DIRECTIONS),
-                                      value=list(DIRECTIONS), elem_id="img2img_outpaint_directions")
-    script.change(lambda name: gr.Group(visible=name == OUTPAINT_TITLE), inputs=script, outputs=group,
-                  queue=False, api_visibility="private")
-    return {"script": script, "outpaint_pixels": pixels, "outpaint_directions": directions}
-
-
 def mode_switcher(mode: str):
     """A handler that records the chosen sub-tab and shows the inpaint controls in the inpaint modes."""
 
@@ -203,7 +181,7 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
             fields.update(refiner_controls(TAB, state.registry.checkpoint_titles()))
-            script = _script_controls()
+            scripts = build_script_inputs(state, True, TAB)
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
             panel = build_output_panel(TAB)
     images["mode"] = mode
@@ -215,18 +193,15 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
 
     def generate(values: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
         image_values = collect_fields(images, values)
-        script_values = collect_fields(script, values)
+        field_values = {**collect_fields(fields, values), **scripts.request_fields(values)}
         chosen = image_values.get("mode") or "img2img"
         if chosen == "batch":
-            yield from run_batch_folder(state, collect_fields(fields, values), image_values, panel)
+            yield from run_batch_folder(state, field_values, image_values, panel)
             return
-        outpaint = OutpaintSettings(pixels=int(script_values.get("outpaint_pixels") or 128),
-                                    directions=tuple(script_values.get("outpaint_directions") or ()))
-        request = img2img_request(collect_fields(fields, values), chosen, image_values,
-                                  script_values.get("script") or "None", outpaint)
+        request = img2img_request(field_values, chosen, image_values)
         yield from run_generation(state, "img2img", request, panel)
 
-    row.generate.click(generate, inputs=set(fields.values()) | set(images.values()) | set(script.values()),
+    row.generate.click(generate, inputs=set(fields.values()) | set(images.values()) | scripts.components(),
                        outputs=panel.result_outputs(), show_progress="minimal", show_progress_on=[panel.status],
                        api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
     return Img2ImgTab(fields=fields, images=images, row=row, panel=panel, tabs=tabs, inpaint_group=inpaint_group)

@@ -1,4 +1,4 @@
-"""Pure helpers of the img2img tab: the active sub-tab's images and mask, outpainting, batch folders.
+"""Pure helpers of the img2img tab: the active sub-tab's images and mask, batch folders.
 
 Tested without a browser; gr.Error carries the message the user reads.
 """
@@ -15,13 +15,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sdweb.core.requests import Img2ImgRequest
-from sdweb.generation.outpaint import SCRIPT_TITLE as OUTPAINT_TITLE
-from sdweb.generation.outpaint import outpaint_canvas
 from sdweb.ui.common import make_request
 
 MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 INPAINT_MODES = ("inpaint", "inpaint_sketch", "inpaint_upload")
-SCRIPTS = ("None", OUTPAINT_TITLE)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -94,15 +91,8 @@ def upload_mask(mask: Image.Image) -> Image.Image:
     return mask.convert("L")
 
 
-@dataclass(frozen=True)
-class OutpaintSettings:
-    pixels: int = 128
-    directions: tuple[str, ...] = ("left", "right", "up", "down")
-
-
-def img2img_request(values: Mapping[str, Any], mode: str, images: Mapping[str, Any],
-                    script: str = "None", outpaint: OutpaintSettings | None = None) -> Img2ImgRequest:
-    """`{field name: value}` + the active sub-tab's images (+ the chosen script) -> the typed request."""
+def img2img_request(values: Mapping[str, Any], mode: str, images: Mapping[str, Any]) -> Img2ImgRequest:
+    """`{field name: value}` + the active sub-tab's images -> the typed request."""
     init, mask = images_for_mode(mode, images)
     fields = dict(values)
     blur = int(fields.pop("mask_blur", 4) or 0)
@@ -110,16 +100,6 @@ def img2img_request(values: Mapping[str, Any], mode: str, images: Mapping[str, A
         mask = None
     elif mode == "inpaint_upload" and mask is not None:
         mask = upload_mask(mask)
-    if script == OUTPAINT_TITLE:
-        settings = outpaint or OutpaintSettings()
-        try:
-            canvas = outpaint_canvas(init, int(settings.pixels), list(settings.directions), blur)
-        except ValueError as error:
-            raise gr.Error(str(error)) from None
-        init, mask = canvas.image, canvas.mask
-        fields.update({"width": canvas.image.width, "height": canvas.image.height, "inpaint_full_res": False})
-    elif script not in SCRIPTS:
-        raise gr.Error(f"Unknown script {script!r}; choose one of: {', '.join(SCRIPTS)}.")
     fields.update({"init_images": [init], "mask": mask, "mask_blur_x": blur, "mask_blur_y": blur})
     return make_request(Img2ImgRequest, fields)
 

@@ -56,7 +56,9 @@ def changed_settings(values: Mapping[str, Any], current: Mapping[str, Any]) -> d
     changes: dict[str, Any] = {}
     for key, value in values.items():
         option = OPTIONS_BY_KEY.get(key)
-        if option is not None and option.kind == "int" and isinstance(value, float) and value.is_integer():
+        stored_int = isinstance(current.get(key), int) and not isinstance(current.get(key), bool)
+        if (option is not None and option.kind == "int" or option is None and stored_int) and \
+                isinstance(value, float) and value.is_integer():
             value = int(value)
         if value != current.get(key):
             changes[key] = value
@@ -86,7 +88,9 @@ def build_settings_tab(settings: Settings, hide_dirs: bool = False) -> SettingsT
         reload = gr.Button("Reload UI", elem_id="settings_reload_ui", scale=0, min_width=120)
         result = gr.Markdown("", elem_id="settings_result")
     with gr.Tabs(elem_id="settings_sections"):
-        for section, options in options_by_section(visible_options(hide_dirs)).items():
+        shown = visible_options(hide_dirs) + [option for option in settings.extra_options()
+                                              if option.kind in SHOWN_KINDS]
+        for section, options in options_by_section(shown).items():
             with gr.Tab(section, elem_id=f"settings_section_{section.lower().replace(' ', '_').replace('/', '_')}"):
                 for option in options:
                     components[option.key] = component_for(option, current.get(option.key, option.default))

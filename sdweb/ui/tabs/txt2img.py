@@ -29,6 +29,7 @@ from sdweb.ui.controls import (
     size_controls,
     wire_seed_reuse,
 )
+from sdweb.ui.scripts import build_script_inputs
 
 TAB = "txt2img"
 GENERATE_CONCURRENCY = 16  # handlers only poll the job queue; the queue runs one job at a time
@@ -84,16 +85,17 @@ def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
             fields.update(refiner_controls(TAB, state.registry.checkpoint_titles()))
+            scripts = build_script_inputs(state, False, TAB)
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
             panel = build_output_panel(TAB)
     wire_seed_reuse(seeds, panel)
     wire_stop_buttons(state, row, panel)
 
     def generate(values: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
-        request = txt2img_request(collect_fields(fields, values))
+        request = txt2img_request({**collect_fields(fields, values), **scripts.request_fields(values)})
         yield from run_generation(state, "txt2img", request, panel)
 
-    row.generate.click(generate, inputs=set(fields.values()), outputs=panel.result_outputs(),
+    row.generate.click(generate, inputs=set(fields.values()) | scripts.components(), outputs=panel.result_outputs(),
                        show_progress="minimal", show_progress_on=[panel.status], api_name="txt2img",
                        concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
     return Txt2ImgTab(fields=fields, row=row, panel=panel)

@@ -1,0 +1,519 @@
+"""Installing, listing, updating and removing extensions in extensions/ with the `git` command line.
+
+Every git call is a plain subprocess (argument list, never a shell) with a timeout, `GIT_TERMINAL_PROMPT=0`
+(never waits for a password) and `GIT_CEILING_DIRECTORIES` set to extensions/ (a folder without its own
+repository never reports the repository around it). A clone goes to a hidden temporary folder inside
+extensions/ and is renamed into place only when complete, so a partial clone never looks like an extension.
+Mutating actions are refused when the server is exposed (see `exposure_refusal`); the callers (UI tab, API)
+check that before calling in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdweb.config.paths import CHECKOUT_ROOT
+from sdweb.core.errors import NotFoundError, UserError
+from sdweb.extensions.giturl import (
+    folder_name_from_url,
+    normalize_git_url,
+    redact_text,
+    redact_url,
+    validate_folder_name,
+    validate_git_url,
+)
+from sdweb.extensions.metadata import ExtensionMetadata, read_metadata
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+GIT_INFO_TIMEOUT_S = 15.0
+FETCH_TIMEOUT_S = 120.0
+CLONE_TIMEOUT_S = 600.0
+INSTALL_TIMEOUT_S = 1800.0
+TEMP_PREFIXES = (".installing-", ".removing-")
+OUTPUT_TAIL_LINES = 20
+
+
+class ExtensionAccessError(UserError):
+    """Installing, updating or removing extensions is not allowed with these command-line flags."""
+
+    status_code = 403
+
+    def __init__(self, message: str, *, code: str = "extension_access_disabled", hint: str = "") -> None:
+        super().__init__(message, code=code, hint=hint)
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    remote: str | None  # origin's URL, credentials redacted
+    branch: str | None  # None when HEAD is detached
+    commit_hash: str | None  # None in a repository without commits
+    commit_date: int | None  # unix time of HEAD's commit (A1111's /sdapi/v1/extensions `commit_date`)
+
+    @property
+    def version(self) -> str:
+        return self.commit_hash[:8] if self.commit_hash else ""
+
+
+@dataclass(frozen=True)
+class InstalledExtension:
+    name: str  # folder name (what `disabled_extensions` lists)
+    path: Path
+    root: Path  # the extensions/ folder it was found in
+    git: GitInfo | None  # None: not a git checkout ("unknown" in the table)
+    metadata: ExtensionMetadata
+
+    @property
+    def remote(self) -> str | None:
+        return self.git.remote if self.git else None
+
+    @property
+    def version(self) -> str:
+        return self.git.version if self.git else "unknown"
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    name: str
+    path: Path
+    url: str  # redacted
+    git: GitInfo | None
+    requirements_rc: int | None  # None: not run (no requirements, or disabled)
+    install_script_rc: int | None  # None: no install.py, or disabled
+    warnings: tuple[str, ...] = ()
+    restart_required: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.warnings
+
+
+@dataclass(frozen=True)
+class UpdateStatus:
+    name: str
+    status: str  # "latest", "new commits", "ahead of remote", "diverged", "unknown (...)"
+    can_update: bool
+    behind: int | None = None  # commits upstream has that HEAD lacks
+    local_commit: str | None = None
+    remote_commit: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    name: str
+    old_commit: str | None
+    new_commit: str | None
+    output: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.old_commit != self.new_commit
+
+
+# -- access rule ----------------------------------------------------------------------------------------------
+def exposure_refusal(options: object) -> str | None:
+    """A1111's rule: with --listen, --share, --ngrok or --server-name, extension changes need
+    --enable-insecure-extension-access. Returns the message to show, or None when allowed."""
+    if getattr(options, "enable_insecure_extension_access", False):
+        return None
+    active = [flag for flag, attr in (("--listen", "listen"), ("--share", "share"), ("--ngrok", "ngrok"),
+                                      ("--server-name", "server_name")) if getattr(options, attr, None)]
+    if not active:
+        return None
+    flags = ", ".join(active)
+    return (f"Installing, updating and removing extensions is disabled because the server is reachable from "
+            f"other machines ({flags}): an extension runs code on this computer. Restart without {flags}, or "
+            f"add --enable-insecure-extension-access if you trust everyone who can reach this server.")
+
+
+def require_extension_access(options: object) -> None:
+    """Raise ExtensionAccessError (HTTP 403) when exposure_refusal refuses."""
+    refusal = exposure_refusal(options)
+    if refusal:
+        raise ExtensionAccessError("Extension access is disabled because of command-line flags.", hint=refusal)
+
+
+# -- subprocesses ---------------------------------------------------------------------------------------------
+def _git_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_CEILING_DIRECTORIES"] = str(Path(root).resolve())
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _git(git: str, path: Path, root: Path, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([git, "-C", str(path), *args], capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=timeout, env=_git_env(root), stdin=subprocess.DEVNULL,
+                              check=False)
+    except subprocess.TimeoutExpired as error:
+        raise UserError(f"git {args[0]} in {path.name} did not finish within {timeout:.0f} s.",
+                        code="git_timeout", hint="Check your connection and try again.") from error
+    except OSError as error:
+        raise UserError(f"Cannot run git ({git}): {error.strerror or error}.", code="git_missing",
+                        hint="Install git and make sure it is on PATH (or set the GIT variable).") from error
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        if os.name == "posix":
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+
+
+def _stream(command: Sequence[str], *, cwd: Path, env: dict[str, str], timeout: float, progress: Progress,
+            secrets: tuple[str, ...] = ()) -> tuple[int, list[str]]:
+    """Run `command`, passing each output line (stdout and stderr) to `progress` on this thread.
+    Returns (exit code, last lines); raises UserError when it runs past `timeout` (it is killed)."""
+    try:
+        process = subprocess.Popen(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                                   errors="replace", start_new_session=os.name == "posix")
+    except OSError as error:
+        raise UserError(f"Cannot run {Path(command[0]).name}: {error.strerror or error}.", code="command_missing",
+                        hint="Check that it is installed and on PATH.") from error
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        _kill(process)
+
+    timer = threading.Timer(timeout, on_timeout)
+    timer.daemon = True
+    timer.start()
+    tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
+    try:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = redact_text(raw.rstrip("\r\n"), secrets)
+            if line:
+                tail.append(line)
+                progress(line)
+        code = process.wait()
+    finally:
+        timer.cancel()
+        if process.poll() is None:
+            _kill(process)
+            process.wait()
+    if timed_out.is_set():
+        raise UserError(f"{Path(command[0]).name} did not finish within {timeout:.0f} s and was stopped.",
+                        code="command_timeout", hint="\n".join(tail))
+    return code, list(tail)
+
+
+# -- listing --------------------------------------------------------------------------------------------------
+def is_extension_folder(path: Path) -> bool:
+    """A folder in extensions/ that counts as an extension: a directory, not hidden (our temporary folders
+    are hidden), not `__pycache__`."""
+    return path.is_dir() and not path.name.startswith(".") and path.name != "__pycache__"
+
+
+def read_git_info(path: Path, *, root: Path | None = None, git: str = "git",
+                  timeout: float = GIT_INFO_TIMEOUT_S) -> GitInfo | None:
+    """Remote, branch, HEAD hash and date of the checkout at `path`; None when it is not one."""
+    path = Path(path)
+    if not (path / ".git").exists():
+        return None
+    root = Path(root) if root is not None else path.parent
+    try:
+        head = _git(git, path, root, ["log", "-1", "--format=%H %ct"], timeout)
+        branch = _git(git, path, root, ["rev-parse", "--abbrev-ref", "HEAD"], timeout)
+        remote = _git(git, path, root, ["config", "--get", "remote.origin.url"], timeout)
+    except UserError as error:
+        log.warning("git info for %s: %s", path.name, error.message)
+        return None
+    commit_hash, commit_date = None, None
+    if head.returncode == 0 and head.stdout.strip():
+        commit_hash, _, date = head.stdout.strip().partition(" ")
+        commit_date = int(date) if date.isdigit() else None
+    elif head.returncode != 0 and "does not have any commits" not in head.stderr:
+        log.warning("git info for %s: %s", path.name, head.stderr.strip().splitlines()[-1:] or "git failed")
+    name = branch.stdout.strip() if branch.returncode == 0 else ""
+    url = remote.stdout.strip() if remote.returncode == 0 else ""
+    return GitInfo(remote=redact_url(url) if url else None, branch=name if name and name != "HEAD" else None,
+                   commit_hash=commit_hash, commit_date=commit_date)
+
+
+def _installed(path: Path, root: Path, git: str, timeout: float) -> InstalledExtension:
+    return InstalledExtension(name=path.name, path=path, root=root,
+                              git=read_git_info(path, root=root, git=git, timeout=timeout),
+                              metadata=read_metadata(path))
+
+
+def list_installed(extensions_dir: Path, *, git: str = "git",
+                   timeout: float = GIT_INFO_TIMEOUT_S) -> list[InstalledExtension]:
+    """The extension folders in extensions/, sorted by name, with git info (None for non-git folders)."""
+    root = Path(extensions_dir)
+    if not root.is_dir():
+        return []
+    return [_installed(path, root, git, timeout) for path in sorted(root.iterdir(), key=lambda p: p.name)
+            if is_extension_folder(path)]
+
+
+def find_installed(extensions_dir: Path, name: str, *, git: str = "git",
+                   timeout: float = GIT_INFO_TIMEOUT_S) -> InstalledExtension:
+    """The installed extension in folder `name`; NotFoundError when there is none."""
+    validate_folder_name(name)
+    path = Path(extensions_dir) / name
+    if not is_extension_folder(path):
+        raise NotFoundError(f"No extension {name!r} in {extensions_dir}.",
+                            hint="See the Extensions tab (Installed) for the folder names.")
+    return _installed(path, Path(extensions_dir), git, timeout)
+
+
+def cleanup_leftovers(extensions_dir: Path) -> list[Path]:
+    """Remove temporary folders left by an interrupted install or removal. Call at start-up only (an
+    install running at the same time would lose its clone)."""
+    root = Path(extensions_dir)
+    removed = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if path.name.startswith(TEMP_PREFIXES) and path.is_dir() and not path.is_symlink():
+            _rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def _rmtree(path: Path) -> None:
+    def make_writable(function: Callable, failed: str, _info: object) -> None:
+        # git's object files are read-only; on Windows they cannot be deleted until made writable
+        with contextlib.suppress(OSError):
+            os.chmod(failed, stat.S_IWRITE)
+            function(failed)
+
+    shutil.rmtree(path, onerror=make_writable)
+
+
+# -- install --------------------------------------------------------------------------------------------------
+def _validate_branch(branch: str | None) -> str | None:
+    if branch is None or not branch.strip():
+        return None
+    name = branch.strip()
+    if name.startswith("-") or ".." in name or any(ch.isspace() or ord(ch) < 32 for ch in name):
+        raise UserError(f"Branch name {name!r} is not allowed.", code="invalid_branch",
+                        hint="Give a plain branch or tag name such as main, or leave it empty.")
+    return name
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _torch_constraint(folder: Path) -> list[str]:
+    """pip --constraint pinning the installed torch (an extension's requirements must never swap it)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return []
+    constraint = folder / ".sdweb-constraints.txt"
+    constraint.write_text(f"torch=={version}\n", encoding="utf-8")
+    return ["--constraint", str(constraint)]
+
+
+def install_requirements(folder: Path, *, python: str, progress: Progress,
+                         timeout: float = INSTALL_TIMEOUT_S) -> int | None:
+    """`python -m pip install -r requirements.txt` (torch pinned) when the file lists anything; the exit code,
+    or None when there was nothing to install. This reaches the network (PyPI)."""
+    folder = Path(folder)
+    if not _requirement_lines(folder / "requirements.txt"):
+        return None
+    progress(f"Installing requirements of {folder.name} with pip")
+    with tempfile.TemporaryDirectory(prefix="sdweb-pip-") as scratch:
+        command = [python, "-m", "pip", "install", "-r", "requirements.txt", *_torch_constraint(Path(scratch))]
+        code, _tail = _stream(command, cwd=folder, env=dict(os.environ), timeout=timeout, progress=progress)
+    return code
+
+
+def run_install_script(folder: Path, *, python: str, progress: Progress, webui_root: Path = CHECKOUT_ROOT,
+                       timeout: float = INSTALL_TIMEOUT_S) -> int | None:
+    """Run the extension's install.py as A1111 does (PYTHONPATH = the webui root); here also with the
+    extension folder as the working directory. The exit code, or None when there is no install.py."""
+    folder = Path(folder)
+    script = folder / "install.py"
+    if not script.is_file():
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(webui_root), env.get("PYTHONPATH", "")) if p)
+    progress(f"Running install.py of {folder.name}")
+    code, _tail = _stream([python, str(script)], cwd=folder, env=env, timeout=timeout, progress=progress)
+    return code
+
+
+def _refuse_duplicates(root: Path, name: str, url: str, git: str) -> None:
+    target = root / name
+    if target.exists() or target.is_symlink():
+        raise UserError(f"An extension folder {name!r} already exists in {root}.", code="extension_exists",
+                        hint="Remove it first, or choose another local directory name.")
+    key = normalize_git_url(url)
+    for installed in list_installed(root, git=git):
+        if installed.remote and normalize_git_url(installed.remote) == key:
+            raise UserError(f"This extension is already installed as {installed.name!r}.",
+                            code="extension_exists", hint="Update it from the Installed tab instead.")
+
+
+def _clone(url: str, branch: str | None, root: Path, name: str, git: str, progress: Progress,
+           timeout: float) -> Path:
+    """Clone into a hidden temporary folder in `root` and rename it to `root/name`; nothing is left on failure."""
+    temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES[0]}{name}-", dir=root))
+    try:
+        command = [git, "clone", "--depth", "1", "--recurse-submodules", "--shallow-submodules"]
+        command += ["--branch", branch] if branch else []
+        command += ["--", url, str(temp)]
+        progress(f"Cloning {redact_url(url)}" + (f" (branch {branch})" if branch else ""))
+        code, tail = _stream(command, cwd=root, env=_git_env(root), timeout=timeout, progress=progress,
+                             secrets=(url,))
+        if code != 0:
+            raise UserError(f"git clone of {redact_url(url)} failed (exit code {code}).", code="git_clone_failed",
+                            hint="\n".join(tail[-5:]) or "Check the URL and branch name.")
+        target = root / name
+        if target.exists() or target.is_symlink():
+            raise UserError(f"An extension folder {name!r} appeared while cloning.", code="extension_exists",
+                            hint="Remove it first, or choose another local directory name.")
+        os.rename(temp, target)
+        return target
+    except BaseException:
+        if temp.exists():
+            _rmtree(temp)
+        raise
+
+
+def install_from_url(url: str, branch: str | None = None, folder_name: str | None = None, *,
+                     extensions_dir: Path, run_install: bool, python: str, progress: Progress,
+                     requirements: bool = True, git: str = "git", webui_root: Path = CHECKOUT_ROOT,
+                     clone_timeout: float = CLONE_TIMEOUT_S,
+                     install_timeout: float = INSTALL_TIMEOUT_S) -> InstallResult:
+    """Clone an extension into extensions/ and run its installers. UserError for a bad URL or name, an
+    existing folder or URL, or a failed clone; an installer that fails keeps the extension and is reported
+    in `warnings`. With `run_install` False neither requirements.txt nor install.py runs; with `requirements`
+    False only requirements.txt (pip, which needs the network) is skipped."""
+    url = validate_git_url(url)
+    branch = _validate_branch(branch)
+    name = validate_folder_name(folder_name.strip()) if folder_name and folder_name.strip() \
+        else folder_name_from_url(url)
+    root = Path(extensions_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _refuse_duplicates(root, name, url, git)
+    target = _clone(url, branch, root, name, git, progress, clone_timeout)
+    log.info("installed extension %s from %s", name, redact_url(url))
+    warnings: list[str] = []
+    requirements_rc = script_rc = None
+    if run_install:
+        if requirements:
+            requirements_rc = install_requirements(target, python=python, progress=progress,
+                                                   timeout=install_timeout)
+            if requirements_rc:
+                warnings.append(f"pip install -r requirements.txt failed (exit code {requirements_rc}).")
+        script_rc = run_install_script(target, python=python, progress=progress, webui_root=webui_root,
+                                       timeout=install_timeout)
+        if script_rc:
+            warnings.append(f"install.py failed (exit code {script_rc}); the extension may not work.")
+    for warning in warnings:
+        progress(warning)
+    return InstallResult(name=name, path=target, url=redact_url(url), git=read_git_info(target, root=root, git=git),
+                         requirements_rc=requirements_rc, install_script_rc=script_rc, warnings=tuple(warnings))
+
+
+# -- updates and removal --------------------------------------------------------------------------------------
+def _rev(ext: InstalledExtension, git: str, rev: str) -> str | None:
+    done = _git(git, ext.path, ext.root, ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                GIT_INFO_TIMEOUT_S)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def check_for_updates(ext: InstalledExtension, *, git: str = "git",
+                      timeout: float = FETCH_TIMEOUT_S) -> UpdateStatus:
+    """`git fetch`, then compare HEAD with its upstream branch. Never raises for remote problems: the
+    status says "unknown (...)" instead."""
+    if ext.git is None:
+        return UpdateStatus(ext.name, "unknown (not a git repository)", can_update=False)
+    try:
+        fetched = _git(git, ext.path, ext.root, ["fetch", "--quiet"], timeout)
+    except UserError as error:
+        return UpdateStatus(ext.name, "unknown (remote error)", can_update=False, message=error.message)
+    if fetched.returncode != 0:
+        message = redact_text(fetched.stderr.strip(), (ext.git.remote or "",))
+        return UpdateStatus(ext.name, "unknown (remote error)", can_update=False, message=message)
+    local, upstream = _rev(ext, git, "HEAD"), _rev(ext, git, "@{upstream}")
+    if upstream is None:
+        return UpdateStatus(ext.name, "unknown (no upstream branch)", can_update=False, local_commit=local,
+                            message="HEAD is detached or its branch does not track a remote branch.")
+    if local == upstream:
+        return UpdateStatus(ext.name, "latest", False, 0, local, upstream)
+
+    def ancestor(older: str, newer: str) -> bool:
+        args = ["merge-base", "--is-ancestor", older, newer]
+        return _git(git, ext.path, ext.root, args, GIT_INFO_TIMEOUT_S).returncode == 0
+
+    if local is None or ancestor("HEAD", "@{upstream}"):
+        counted = _git(git, ext.path, ext.root, ["rev-list", "--count", "HEAD..@{upstream}"], GIT_INFO_TIMEOUT_S)
+        behind = int(counted.stdout.strip()) if counted.stdout.strip().isdigit() else None
+        return UpdateStatus(ext.name, "new commits", True, behind, local, upstream)
+    if ancestor("@{upstream}", "HEAD"):
+        return UpdateStatus(ext.name, "ahead of remote", False, 0, local, upstream,
+                            message="This checkout has commits the remote does not have.")
+    return UpdateStatus(ext.name, "diverged", False, None, local, upstream,
+                        message="Local and remote history differ; a fast-forward update is not possible.")
+
+
+def update(ext: InstalledExtension, *, git: str = "git", progress: Progress | None = None,
+           timeout: float = FETCH_TIMEOUT_S) -> UpdateResult:
+    """`git pull --ff-only` (never discards local changes or commits); UserError when that is impossible."""
+    if ext.git is None:
+        raise UserError(f"{ext.name} is not a git checkout, so it cannot be updated.", code="not_a_git_checkout",
+                        hint="Reinstall it from its URL to get updates.")
+    report = progress or (lambda _line: None)
+    old = _rev(ext, git, "HEAD")
+    code, tail = _stream([git, "-C", str(ext.path), "pull", "--ff-only"], cwd=ext.path, env=_git_env(ext.root),
+                         timeout=timeout, progress=report, secrets=(ext.git.remote or "",))
+    if code != 0:
+        raise UserError(f"Updating {ext.name} failed (git pull --ff-only, exit code {code}).",
+                        code="extension_update_failed",
+                        hint="\n".join(tail[-5:]) + "\nLocal changes or commits block a fast-forward: "
+                        "commit or remove them, or reinstall the extension.")
+    if (ext.path / ".gitmodules").is_file():
+        _stream([git, "-C", str(ext.path), "submodule", "update", "--init", "--recursive"], cwd=ext.path,
+                env=_git_env(ext.root), timeout=timeout, progress=report)
+    new = _rev(ext, git, "HEAD")
+    log.info("updated extension %s: %s -> %s", ext.name, (old or "?")[:8], (new or "?")[:8])
+    return UpdateResult(ext.name, old, new, tuple(tail))
+
+
+def remove(ext: InstalledExtension) -> Path:
+    """Delete the extension's folder, only when it is a real folder directly inside its extensions/ folder
+    (a symlink is refused: its target is not ours to delete). Returns the removed path."""
+    validate_folder_name(ext.path.name)
+    path, root = Path(ext.path), Path(ext.root).resolve()
+    if path.is_symlink():
+        raise UserError(f"{ext.name} is a link to {path.resolve()}, which is not deleted.",
+                        code="extension_is_link", hint=f"Remove the link {path} yourself if you want it gone.")
+    resolved = path.resolve()
+    if resolved.parent != root or not resolved.is_dir():
+        raise UserError(f"Refusing to remove {path}: it is not a folder directly inside {root}.",
+                        code="extension_outside_folder", hint="Only installed extensions can be removed here.")
+    doomed = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES[1]}{ext.name}-", dir=root))
+    os.replace(resolved, doomed / ext.name)  # gone from the list at once, even if the delete is slow
+    _rmtree(doomed)
+    log.info("removed extension %s", ext.name)
+    return resolved

@@ -1,0 +1,237 @@
+"""Extension discovery and loading: built-ins (sdweb/builtin_extensions/<name>/) then extensions/<name>/,
+enable/disable from config.json and flags, scripts/*.py imported, `setup(context)` called, JS and CSS
+collected. A failing extension is reported (log and Extensions tab) and skipped; it never stops the start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sdweb.config.options import OptionInfo, make_option
+from sdweb.extensions.api import Callbacks, ExtensionContext, OptionSpec, Script
+from sdweb.extensions.installer import cleanup_leftovers
+from sdweb.extensions.scripts import LoadedScript, ScriptRunner
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "builtin_extensions"
+INSTALL_TIMEOUT_S = 600
+
+
+@dataclass
+class Extension:
+    name: str
+    path: Path
+    builtin: bool
+    enabled: bool = True
+    loaded: bool = False
+    error: str | None = None  # why loading failed (shown in the Extensions tab)
+    scripts: list[str] = field(default_factory=list)  # titles
+    javascript: list[Path] = field(default_factory=list)
+    css: Path | None = None
+
+
+@dataclass
+class ExtensionSet:
+    extensions: list[Extension]
+    runner: ScriptRunner
+    callbacks: Callbacks
+    options: list[OptionSpec]
+
+    def javascript(self) -> str:
+        parts = []
+        for extension in self.extensions:
+            for path in extension.javascript if extension.loaded else []:
+                parts.append(f"// {extension.name}/{path.name}\n{_read(path)}")
+        return "\n".join(parts)
+
+    def css(self) -> str:
+        return "\n".join(_read(ext.css) for ext in self.extensions if ext.loaded and ext.css is not None)
+
+    def find(self, name: str) -> Extension | None:
+        return next((ext for ext in self.extensions if ext.name == name), None)
+
+    def option_infos(self) -> list[OptionInfo]:
+        return [make_option(spec.key, spec.default, spec.section, spec.label, spec.kind, choices=spec.choices,
+                            minimum=spec.minimum, maximum=spec.maximum) for spec in self.options]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        log.warning("Cannot read %s: %s", path, error)
+        return ""
+
+
+def discover(user_dir: Path) -> list[Extension]:
+    """Built-ins (packages), then the user's folders, each sorted by name; hidden folders skipped."""
+    found = [Extension(name=path.name, path=path, builtin=True) for path in sorted(BUILTIN_DIR.iterdir())
+             if path.is_dir() and (path / "__init__.py").exists() and not path.name.startswith(("_", "."))]
+    if user_dir.is_dir():
+        found += [Extension(name=path.name, path=path, builtin=False) for path in sorted(user_dir.iterdir())
+                  if path.is_dir() and not path.name.startswith(".")]
+    return found
+
+
+def apply_enabled(extensions: list[Extension], settings: Any, options: Any) -> None:
+    """A1111's rules: `disabled_extensions`, `disable_all_extensions` (none/extra/all) and the two flags."""
+    disabled = set(settings.get("disabled_extensions", []) or [])
+    mode = str(settings.get("disable_all_extensions", "none"))
+    if getattr(options, "disable_all_extensions", False):
+        mode = "all"
+    elif getattr(options, "disable_extra_extensions", False) and mode == "none":
+        mode = "extra"
+    for extension in extensions:
+        off_by_mode = mode == "all" or (mode == "extra" and not extension.builtin)
+        extension.enabled = not off_by_mode and extension.name not in disabled
+
+
+def _script_classes(module: ModuleType) -> list[type[Script]]:
+    """The module's own Script subclasses, in definition order (the order the page shows them)."""
+    return [obj for obj in vars(module).values()
+            if inspect.isclass(obj) and issubclass(obj, Script) and obj is not Script
+            and obj.__module__ == module.__name__]
+
+
+def _import_file(path: Path, unique: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent.parent)
+    sys.path.insert(0, folder)  # an extension may import its own modules (A1111 does the same)
+    try:
+        sys.modules[unique] = module
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(unique, None)
+        raise
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    return module
+
+
+def _modules(extension: Extension) -> list[ModuleType]:
+    if extension.builtin:
+        return [importlib.import_module(f"sdweb.builtin_extensions.{extension.name}")]
+    scripts = sorted((extension.path / "scripts").glob("*.py")) if (extension.path / "scripts").is_dir() else []
+    safe = "".join(char if char.isalnum() else "_" for char in extension.name)
+    return [_import_file(path, f"sdweb_extension_{safe}_{path.stem}") for path in scripts]
+
+
+def run_install_script(extension: Extension, cache_file: Path, python: str = sys.executable) -> None:
+    """Run install.py when it is new or changed since its last successful run (A1111 runs it every start)."""
+    install = extension.path / "install.py"
+    if extension.builtin or not install.is_file():
+        return
+    digest = hashlib.sha256(install.read_bytes()).hexdigest()
+    done = _read_json(cache_file)
+    if done.get(extension.name) == digest:
+        return
+    log.info("Running install.py of %s", extension.name)
+    completed = subprocess.run([python, str(install)], cwd=extension.path, capture_output=True, text=True,
+                               timeout=INSTALL_TIMEOUT_S, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"install.py failed ({completed.returncode}): {completed.stderr.strip()[-500:]}")
+    done[extension.name] = digest
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(done, indent=1), encoding="utf-8")
+
+
+def mark_install_script_done(name: str, folder: Path, cache_file: Path) -> None:
+    """Record that install.py ran (the installer ran it), so the next start does not run it again."""
+    install = folder / "install.py"
+    if not install.is_file():
+        return
+    done = _read_json(cache_file)
+    done[name] = hashlib.sha256(install.read_bytes()).hexdigest()
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps(done, indent=1), encoding="utf-8")
+
+
+def install_cache_file(paths: Any) -> Path:
+    return Path(paths.cache_dir) / "extensions-installed.json"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _needs_arguments(cls: type) -> bool:
+    """True when a Script class cannot be built with no arguments (setup() adds such scripts itself)."""
+    try:
+        parameters = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               for p in parameters)
+
+
+def _load_one(extension: Extension, context: ExtensionContext, scripts: list[LoadedScript]) -> None:
+    found: list[LoadedScript] = []
+    for module in _modules(extension):
+        setup = getattr(module, "setup", None)
+        if callable(setup):
+            setup(context)
+        found += [LoadedScript(script, extension.name) for script in context.take_added_scripts()]
+        found += [LoadedScript(cls(), extension.name) for cls in _script_classes(module)
+                  if not _needs_arguments(cls)]
+    for loaded in found:
+        extension.scripts.append(loaded.script.title())
+    scripts.extend(found)
+    if not extension.builtin:
+        folder = extension.path / "javascript"
+        extension.javascript = sorted(folder.glob("*.js")) if folder.is_dir() else []
+        css = extension.path / "style.css"
+        extension.css = css if css.is_file() else None
+    extension.loaded = True
+
+
+def load_extensions(paths: Any, settings: Any, options: Any,
+                    refresh_models: Callable[[], None] | None = None) -> ExtensionSet:
+    cleanup_leftovers(Path(paths.extensions))  # half-finished installs/removals of an earlier run
+    extensions = discover(Path(paths.extensions))
+    apply_enabled(extensions, settings, options)
+    callbacks, option_specs, scripts = Callbacks(), [], []
+    install_cache = install_cache_file(paths)
+    for extension in extensions:
+        if not extension.enabled:
+            continue
+        # a failing extension must not stop the others: what it registered so far is dropped with it
+        own_callbacks, own_options, own_scripts = Callbacks(), [], []
+        context = ExtensionContext(extension.name, extension.path, own_callbacks, own_options, paths, options,
+                                   settings, refresh_models)
+        try:
+            if not getattr(options, "skip_install", False):
+                run_install_script(extension, install_cache)
+            _load_one(extension, context, own_scripts)
+        except (Exception, SystemExit) as error:  # SystemExit: an extension calling exit() at import
+            extension.error = f"{type(error).__name__}: {error}"
+            extension.scripts.clear()
+            log.exception("Extension %s failed to load and is skipped", extension.name)
+            continue
+        for name in vars(callbacks):
+            getattr(callbacks, name).extend(getattr(own_callbacks, name))
+        option_specs.extend(own_options)
+        scripts.extend(own_scripts)
+    loaded = [ext.name for ext in extensions if ext.loaded]
+    log.info("Extensions loaded: %s", ", ".join(loaded) or "none")
+    return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs)
