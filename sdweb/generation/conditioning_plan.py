@@ -103,6 +103,22 @@ class ConditioningPlan:
     def composable(self) -> bool:
         return self.weights != [1.0]
 
+    def from_iteration(self, offset: int) -> ConditioningPlan:
+        """The plan as a pipeline call that starts at loop iteration `offset` sees it (the SDXL refiner
+        finishing the base's schedule): what is in effect there comes first, later changes shift down."""
+        if offset <= 0:
+            return self
+        first = self.first
+        for step in sorted(self.changes):
+            if step <= offset:
+                first = self.changes[step]
+        changes = {step - offset: pair for step, pair in self.changes.items() if step > offset}
+        steps = {}
+        if self.steps:
+            steps = {0: self.steps[max(step for step in self.steps if step <= offset)]}
+            steps.update({step - offset: state for step, state in self.steps.items() if step > offset})
+        return ConditioningPlan(first=first, changes=changes, weights=list(self.weights), steps=steps)
+
 
 def loop_iteration(schedule_step: int, second_order: bool, loop_order: int) -> int:
     """The pipeline loop iteration at which A1111's step ``schedule_step`` (0-based) runs."""

@@ -15,6 +15,7 @@ from sdweb.core.errors import UserError
 from sdweb.core.requests import Txt2ImgRequest
 from sdweb.generation.composable import composable_guidance
 from sdweb.generation.conditioning_plan import swap_tensors
+from sdweb.generation.img2img_steps import schedule_for
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepSwaps, callback_tensor_names, decode_latents, make_step_callback
@@ -90,8 +91,7 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
                 keep_latents: Any, upscalers: UpscalerRegistry | None = None) -> torch.Tensor:
     pipe = model.pipeline("img2img")
     hr_steps = request.hr_second_pass_steps or request.steps
-    # diffusers runs int(steps * strength) of a `steps` schedule: ask for hr_steps / denoise to run hr_steps
-    schedule_steps = max(hr_steps, int(hr_steps / max(request.denoising_strength, 1e-3)))
+    schedule_steps, strength = schedule_for(hr_steps, request.denoising_strength)
     resolution = resolve_sampler(request.hr_sampler_name or request.sampler_name,
                                  request.hr_scheduler or request.scheduler, strict=True)
     require_available(resolution.sampler)
@@ -106,7 +106,7 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
     swaps = StepSwaps(swap_tensors(conditioning, batch, request.cfg_scale > 1.0, model.is_sdxl))
     kwargs: dict[str, Any] = {
         "image": upscale_first_pass(request, pipe, first_latents, settings, upscalers),
-        "strength": request.denoising_strength,
+        "strength": strength,
         "prompt_embeds": cond.embeds.expand(batch, -1, -1),
         "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1),
         "guidance_scale": request.cfg_scale,

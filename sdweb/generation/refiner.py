@@ -14,6 +14,8 @@ import torch
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest
+from sdweb.generation.composable import composable_guidance
+from sdweb.generation.conditioning_plan import loop_iteration, swap_tensors
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepSwaps, callback_tensor_names, make_step_callback
@@ -63,11 +65,16 @@ def refine(request: GenerationRequest, refiner: LoadedModel, prepared: PreparedP
     built = build_scheduler(dict(refiner.scheduler_config), resolution.sampler, resolution.scheduler,
                             steps=request.steps, eta=request.eta, is_sdxl=True, seed=seeds[0])
     pipe.scheduler = built.scheduler
+    second_order = resolution.sampler.second_order
     with torch.no_grad():
-        conditioning = plan_conditioning(refiner, pipe, prepared, request.steps, settings)
+        conditioning = plan_conditioning(refiner, pipe, prepared, request.steps, settings, second_order=second_order)
+    base_steps = int(request.steps * switch_at)
+    # prompt editing and AND go on where the base stopped
+    conditioning = conditioning.from_iteration(loop_iteration(base_steps, second_order, pipe.scheduler.order or 1))
     cond, uncond = conditioning.first
     batch = len(seeds)
-    remaining = request.steps - int(request.steps * switch_at)
+    remaining = request.steps - base_steps
+    swaps = StepSwaps(swap_tensors(conditioning, batch, request.cfg_scale > 1.0, True))
     kwargs: dict[str, Any] = {
         "image": base_latents,
         "denoising_start": switch_at,
@@ -79,8 +86,8 @@ def refine(request: GenerationRequest, refiner: LoadedModel, prepared: PreparedP
         "generator": step_generators(seeds, int(settings.get("eta_noise_seed_delta", 0))),
         "output_type": "latent",
         "callback_on_step_end": make_step_callback(context, total_steps=remaining, preview_every=0, is_sdxl=True,
-                                                   swaps=StepSwaps(), on_latents=keep_latents),
-        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, StepSwaps()),
+                                                   swaps=swaps, on_latents=keep_latents),
+        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, swaps),
         **built.call_kwargs,
     }
     if "timesteps" not in kwargs and "sigmas" not in kwargs:
@@ -90,4 +97,5 @@ def refine(request: GenerationRequest, refiner: LoadedModel, prepared: PreparedP
         kwargs["negative_aesthetic_score"] = float(settings.get("sdxl_refiner_low_aesthetic_score", 2.5))
     if context is not None:
         context.start_batch(context.job.progress.job_no, remaining, "Refiner")
-    return pipe(**kwargs).images
+    with composable_guidance(pipe, conditioning, swaps):
+        return pipe(**kwargs).images

@@ -16,6 +16,7 @@ from sdweb.generation.control import with_controlnets
 from sdweb.generation.hires import second_pass
 from sdweb.generation.hooks import NO_HOOKS, JobHooks, Processing, SamplingCall, StepInfo
 from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
+from sdweb.generation.img2img_steps import img2img_schedule
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.refiner import refine
@@ -117,6 +118,16 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         kwargs["num_inference_steps"] = request.steps
     inputs = _image_inputs(mode, pipe_mode, request, model, pipe, seeds, subseeds, settings, plan)
     kwargs.update(inputs.call_kwargs)
+    if "strength" in kwargs:
+        schedule, kwargs["strength"] = img2img_schedule(request.steps, kwargs["strength"],
+                                                        bool(settings.get("img2img_fix_steps", False)))
+        if schedule != request.steps:
+            built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
+                                    steps=schedule, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
+            pipe.scheduler = built.scheduler
+            kwargs.update(built.call_kwargs)
+            if "timesteps" not in built.call_kwargs and "sigmas" not in built.call_kwargs:
+                kwargs["num_inference_steps"] = schedule
     call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
                         batch_size=batch, steps=request.steps, init_images=_as_list(kwargs.get("image")),
                         mask=kwargs.get("mask_image"), device=str(pipe.unet.device), dtype=pipe.unet.dtype)

@@ -57,3 +57,40 @@ def test_switch_at_one_or_no_refiner_is_the_plain_image(state):
 def test_refiner_on_an_sd1_base_is_a_clear_error(state):
     with pytest.raises(UserError, match="needs an SDXL base"):
         _run(state, model="tiny-sd1", refiner_checkpoint="refiner-xl", refiner_switch_at=0.5)
+
+
+
+def _refiner_plans(state, monkeypatch, **fields):
+    """The conditioning plans the refiner's pipeline call ran with (the tiny refiner barely reacts to its
+    prompt in pixels, so the plan itself is checked)."""
+    import sdweb.generation.refiner as refiner_module
+
+    seen = []
+    original = refiner_module.composable_guidance
+
+    def record(pipe, plan, swaps):
+        seen.append((plan, swaps))
+        return original(pipe, plan, swaps)
+
+    monkeypatch.setattr(refiner_module, "composable_guidance", record)
+    _run(state, refiner_checkpoint="refiner-xl", refiner_switch_at=0.5, **fields)
+    return seen
+
+
+def test_prompt_editing_after_the_switch_reaches_the_refiner(state, monkeypatch):
+    import torch
+
+    # 8 steps, the base runs 4; [a cat:a dog:0.3] changes at step 3 (in effect when the refiner starts),
+    # [a cat:a dog:0.7] at step 6 (two steps into the refiner)
+    (dog_plan, _), = _refiner_plans(state, monkeypatch, prompt="a dog", steps=8)
+    (early, _), = _refiner_plans(state, monkeypatch, prompt="[a cat:a dog:0.3]", steps=8)
+    assert torch.equal(early.first[0].embeds, dog_plan.first[0].embeds) and not early.changes
+    (late, swaps), = _refiner_plans(state, monkeypatch, prompt="[a cat:a dog:0.7]", steps=8)
+    assert not torch.equal(late.first[0].embeds, dog_plan.first[0].embeds)
+    assert list(late.changes) == [2] and list(swaps.at_step) == [2]
+    assert torch.equal(late.changes[2][0].embeds, dog_plan.first[0].embeds)
+
+
+def test_and_reaches_the_refiner(state, monkeypatch):
+    (plan, _), = _refiner_plans(state, monkeypatch, prompt="a cat AND a dog :0.5")
+    assert plan.composable and plan.weights == [1.0, 0.5] and len(plan.steps[0].conds) == 2
