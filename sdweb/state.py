@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sdweb.config.paths import DataPaths, resolve_paths
@@ -25,6 +26,26 @@ class GenerationJob:
 
     request: Any  # Txt2ImgRequest | Img2ImgRequest
     save: SaveOptions
+
+
+@dataclass(frozen=True)
+class ExtrasJob:
+    """An Extras run through the same queue as generation (one queue serializes the GPU work).
+
+    `inputs` are ExtrasInput (images with their file names); with `input_dir` set, that folder's images are
+    processed instead ("Batch from Directory", always saved). `save` false: nothing written (the API)."""
+
+    request: Any  # sdweb.postprocess.extras.ExtrasRequest
+    inputs: tuple[Any, ...] = ()
+    save: bool = False
+    output_dir: Path | None = None
+    input_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class InterrogateJob:
+    image: Any  # a PIL image
+    model: str = "clip"
 
 
 @dataclass
@@ -52,10 +73,34 @@ class AppState:
     def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
         return self.queue.submit(kind, GenerationJob(request, save), task_id)
 
+    def submit_extras(self, extras: ExtrasJob) -> Job:
+        return self.queue.submit("extras", extras)
+
+    def submit_interrogate(self, image: Any, model: str = "clip") -> Job:
+        return self.queue.submit("interrogate", InterrogateJob(image, model))
+
+
+def _run_extras(service: GenerationService, extras: ExtrasJob, context: JobContext) -> Any:
+    """Extras with progress per image (shown as steps) and Interrupt checked after each image."""
+    def progress(done: int, total: int) -> None:
+        context.job.progress.sampling_steps = total
+        context.report_step(done)  # raises JobInterrupted when the user interrupted
+
+    context.start_batch(0, max(1, len(extras.inputs)), "Extras")
+    postprocess = service.postprocess
+    if extras.input_dir is not None:
+        return postprocess.run_extras_folder(extras.request, extras.input_dir, extras.output_dir, progress=progress)
+    return postprocess.run_extras(extras.request, list(extras.inputs), save=extras.save,
+                                  output_dir=extras.output_dir, progress=progress)
+
 
 def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
     """The queue's runner: dispatch a job to the service by kind."""
     payload: GenerationJob = job.request
+    if job.kind == "extras":
+        return _run_extras(service, job.request, context)
+    if job.kind == "interrogate":
+        return service.postprocess.interrogate(job.request.image, job.request.model)
     if job.kind == "txt2img":
         return service.txt2img(payload.request, context, payload.save)
     if job.kind == "img2img":

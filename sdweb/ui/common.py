@@ -115,6 +115,7 @@ class OutputPanel:
     status: gr.Markdown
     send_img2img: gr.Button
     send_inpaint: gr.Button
+    send_extras: gr.Button
     job_id: gr.State  # the running job's id (Interrupt targets it)
     infotexts: gr.State  # one per gallery entry
     seeds: gr.State  # (seed, subseed) per gallery entry
@@ -131,11 +132,12 @@ def build_output_panel(tab: str) -> OutputPanel:
     with gr.Row():
         send_img2img = gr.Button("🖼️ Send to img2img", size="sm", elem_id=f"{tab}_send_to_img2img")
         send_inpaint = gr.Button("🎨 Send to inpaint", size="sm", elem_id=f"{tab}_send_to_inpaint")
+        send_extras = gr.Button("📐 Send to extras", size="sm", elem_id=f"{tab}_send_to_extras")
     status = gr.Markdown("", elem_id=f"{tab}_progress", elem_classes=["sdweb-status"])
     info = gr.Textbox(label="Generation info", lines=4, max_lines=12, interactive=False, buttons=["copy"],
                       elem_id=f"{tab}_info")
     panel = OutputPanel(gallery=gallery, info=info, status=status, send_img2img=send_img2img,
-                        send_inpaint=send_inpaint, job_id=gr.State(None), infotexts=gr.State([]),
+                        send_inpaint=send_inpaint, send_extras=send_extras, job_id=gr.State(None), infotexts=gr.State([]),
                         seeds=gr.State([]), selected=gr.State(0))
     gallery.select(_on_select, inputs=panel.infotexts, outputs=[panel.info, panel.selected],
                    api_visibility="private", queue=False)

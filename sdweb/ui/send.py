@@ -1,4 +1,5 @@
-"""Send to txt2img / img2img / inpaint: an image and its pasted generation parameters, mapped by field name."""
+"""Send to txt2img / img2img / inpaint / extras: an image and its pasted generation parameters, mapped by
+field name (extras takes the image only; its infotext travels in the image so the result keeps it)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sdweb.config.settings import Settings
 from sdweb.infotext import infotext_to_request_fields, parse_infotext
 from sdweb.outputs.save import read_infotext
 from sdweb.ui.common import OutputPanel
+from sdweb.ui.tabs.extras import ExtrasTab
 from sdweb.ui.tabs.img2img import (
     INPAINT_AREAS,
     INPAINT_MODES,
@@ -95,6 +97,7 @@ class Tabs:
     txt2img: Txt2ImgTab
     img2img: Img2ImgTab
     png_info: PngInfoTab
+    extras: ExtrasTab
 
 
 def _send_flags(settings: Settings) -> tuple[bool, bool]:
@@ -135,6 +138,29 @@ def _to_txt2img(tabs: Tabs, settings: Settings) -> tuple[Callable[..., dict[Any,
     return send, [tabs.main, *fields.values()]
 
 
+def with_infotext(image: Image.Image, infotext: str | None) -> Image.Image:
+    """The image carrying its generation parameters (so Extras keeps them in what it saves)."""
+    if not infotext or image.info.get("parameters") == infotext:
+        return image
+    copy = image.copy()
+    copy.info = {**image.info, "parameters": infotext}
+    return copy
+
+
+def _to_extras(tabs: Tabs) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
+    """A handler (image, infotext) -> updates that put the image in Extras' Single Image tab and switch to it."""
+    target = tabs.extras
+    outputs = [tabs.main, target.tabs, target.inputs["mode"], target.inputs["image"]]
+
+    def send(image: Image.Image | None, infotext: str | None) -> dict[Any, Any]:
+        if image is None:
+            raise gr.Error("There is no image to send.")
+        return {tabs.main: gr.Tabs(selected="extras"), target.tabs: gr.Tabs(selected="single_image"),
+                target.inputs["mode"]: "single_image", target.inputs["image"]: with_infotext(image, infotext)}
+
+    return send, outputs
+
+
 def _gallery_sender(send: Callable[..., dict[Any, Any]]) -> Callable[..., dict[Any, Any]]:
     def from_gallery(gallery: list[Any] | None, index: int | None, infotexts: list[str] | None) -> dict[Any, Any]:
         image = selected_image(gallery, index)
@@ -146,8 +172,9 @@ def _gallery_sender(send: Callable[..., dict[Any, Any]]) -> Callable[..., dict[A
     return from_gallery
 
 
-def _wire_panel(panel: OutputPanel, to_img2img: tuple, to_inpaint: tuple) -> None:
-    for button, (send, outputs) in ((panel.send_img2img, to_img2img), (panel.send_inpaint, to_inpaint)):
+def _wire_panel(panel: OutputPanel, to_img2img: tuple, to_inpaint: tuple, to_extras: tuple) -> None:
+    for button, (send, outputs) in ((panel.send_img2img, to_img2img), (panel.send_inpaint, to_inpaint),
+                                    (panel.send_extras, to_extras)):
         button.click(_gallery_sender(send), inputs=[panel.gallery, panel.selected, panel.infotexts],
                      outputs=outputs, api_visibility="private")
 
@@ -155,11 +182,13 @@ def _wire_panel(panel: OutputPanel, to_img2img: tuple, to_inpaint: tuple) -> Non
 def wire_send_buttons(tabs: Tabs, settings: Settings) -> None:
     to_img2img = _to_img2img(tabs, settings, "img2img")
     to_inpaint = _to_img2img(tabs, settings, "inpaint")
+    to_extras = _to_extras(tabs)
     for panel in (tabs.txt2img.panel, tabs.img2img.panel):
-        _wire_panel(panel, to_img2img, to_inpaint)
+        _wire_panel(panel, to_img2img, to_inpaint, to_extras)
     info = tabs.png_info
     send_txt2img, txt2img_outputs = _to_txt2img(tabs, settings)
     info.send_txt2img.click(send_txt2img, inputs=info.parameters, outputs=txt2img_outputs,
                             api_visibility="private")
-    for button, (send, outputs) in ((info.send_img2img, to_img2img), (info.send_inpaint, to_inpaint)):
+    for button, (send, outputs) in ((info.send_img2img, to_img2img), (info.send_inpaint, to_inpaint),
+                                    (info.send_extras, to_extras)):
         button.click(send, inputs=[info.image, info.parameters], outputs=outputs, api_visibility="private")

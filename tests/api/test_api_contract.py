@@ -28,8 +28,8 @@ GET_ROUTES = ["cmd-flags", "options", "samplers", "schedulers", "upscalers", "la
               "prompt-styles", "memory", "scripts", "script-info", "extensions", "progress"]
 POST_ROUTES = ["refresh-checkpoints", "refresh-vae", "refresh-loras", "refresh-embeddings", "interrupt", "skip",
                "unload-checkpoint", "reload-checkpoint"]
-NOT_BUILT = ["extra-single-image", "extra-batch-images", "interrogate", "create/embedding", "train/embedding",
-             "create/hypernetwork", "train/hypernetwork"]
+POSTPROCESS_ROUTES = ["extra-single-image", "extra-batch-images", "interrogate"]
+NOT_BUILT = ["create/embedding", "train/embedding", "create/hypernetwork", "train/hypernetwork"]
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,12 @@ def test_every_route_answers(api):
         assert response.status_code == 501, route
         body = response.json()
         assert body["error"] == "NotImplemented" and "not available" in body["detail"] and body["body"] == ""
+    for route in POSTPROCESS_ROUTES:  # wired on the real app: an empty body is the user's error, not a 501
+        response = client.post(f"/sdapi/v1/{route}", json={})
+        assert 400 <= response.status_code < 500 and response.status_code != 501, (route, response.text)
     assert client.post("/sdapi/v1/server-stop").status_code == 404, "needs --api-server-stop"
     paths = client.get("/openapi.json").json()["paths"]
-    assert {f"/sdapi/v1/{r}" for r in GET_ROUTES + POST_ROUTES + NOT_BUILT} <= set(paths)
+    assert {f"/sdapi/v1/{r}" for r in GET_ROUTES + POST_ROUTES + NOT_BUILT + POSTPROCESS_ROUTES} <= set(paths)
     assert client.get("/docs").status_code == 200
 
 
@@ -82,6 +85,39 @@ def test_list_shapes(api):
     assert set(client.get("/sdapi/v1/memory").json()) >= {"ram", "cuda"}
     flags = client.get("/sdapi/v1/cmd-flags").json()
     assert flags["nowebui"] is True and "webui_is_non_local" in flags
+
+
+def test_extras_on_the_real_app_upscale_2x_through_the_queue(api):
+    client, state, data = api
+    source = Image.linear_gradient("L").resize((40, 24)).convert("RGB")
+    response = client.post("/sdapi/v1/extra-single-image", json={
+        "image": "data:image/png;base64," + _b64(source), "upscaling_resize": 2, "upscaler_1": "Lanczos"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    result = _png(body["image"])
+    assert result.size == (80, 48)
+    assert "Postprocess upscale by: 2" in body["html_info"] and "Postprocess upscaler: Lanczos" in body["html_info"]
+    finished = [job for job in state.queue._finished.values() if job.kind == "extras"]
+    assert finished and finished[-1].status == "done", "extras run as a job of the shared queue"
+    assert not list((data / "outputs").rglob("extras-images/*")), "API extras are not saved (as in A1111)"
+    batch = client.post("/sdapi/v1/extra-batch-images", json={
+        "imageList": [{"data": _b64(source), "name": "a"}, {"data": _b64(source.resize((10, 10))), "name": "b"}],
+        "resize_mode": 1, "upscaling_resize_w": 30, "upscaling_resize_h": 20, "upscaler_1": "Nearest"})
+    assert [_png(image).size for image in batch.json()["images"]] == [(30, 20), (30, 20)]
+    upscalers = [item["name"] for item in client.get("/sdapi/v1/upscalers").json()]
+    assert upscalers[:3] == ["None", "Lanczos", "Nearest"]
+
+
+def test_extras_user_errors_are_4xx(api):
+    client, _, _ = api
+    image = _b64(Image.new("RGB", (16, 16)))
+    unknown = client.post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "No such model"})
+    assert unknown.status_code == 404 and "No such model" in unknown.json()["detail"]
+    assert "Lanczos" in unknown.json()["detail"] + unknown.json().get("hint", ""), "the error lists the upscalers"
+    missing = client.post("/sdapi/v1/interrogate", json={"image": image})
+    assert missing.status_code == 404 and "model" in missing.json()["detail"].lower()
+    assert client.post("/sdapi/v1/extra-single-image", json={"image": "nope"}).status_code == 400
+    assert client.get("/sdapi/v1/progress").status_code == 200, "the queue keeps serving"
 
 
 def test_progress_shape_when_idle(api):

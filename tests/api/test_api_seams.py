@@ -136,6 +136,18 @@ def test_postprocess_backend(seams):
     assert client.get("/sdapi/v1/realesrgan-models").json()[0]["scale"] == 4
 
 
+def test_without_a_postprocess_backend_extras_routes_are_501(seams):
+    _, state, _ = seams
+    app = FastAPI()
+    mount_api(app, state, backends=ApiBackends())
+    client = TestClient(app)
+    for route in ("extra-single-image", "extra-batch-images", "interrogate"):
+        response = client.post(f"/sdapi/v1/{route}", json={"image": _b64()})
+        assert response.status_code == 501 and "not available" in response.json()["detail"], route
+    assert [u["name"] for u in client.get("/sdapi/v1/upscalers").json()] == ["None", "Lanczos", "Nearest"]
+    assert client.get("/sdapi/v1/face-restorers").json() == []
+
+
 def test_info_still_a_json_string_with_scripts(seams):
     client, _, _ = seams
     body = client.post("/sdapi/v1/txt2img", json={"alwayson_scripts": {"ControlNet": {"args": []}}, **SMALL}).json()

@@ -153,5 +153,5 @@ def test_infotext_field_fills_unset_fields(api):
 
 def test_unavailable_features_say_so(api):
     client, _, _ = api
-    response = client.post("/sdapi/v1/extra-single-image", json={})
+    response = client.post("/sdapi/v1/train/embedding", json={})
     assert response.status_code == 501 and "not available" in response.json()["detail"]

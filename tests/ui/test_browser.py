@@ -1,4 +1,5 @@
-"""The real page in headless Chromium against the real server on the demo model: txt2img, PNG Info, inpaint.
+"""The real page in headless Chromium against the real server on the demo model: txt2img, PNG Info, inpaint,
+Extras.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright Python package; never `playwright install`.
 Screenshots go to tests/ui/artifacts/ (ignored by git).
@@ -225,6 +226,34 @@ def test_send_to_img2img_carries_image_and_prompt(page, txt2img_png):
     expect(page.locator("#img2img_prompt textarea")).to_have_value("a (red:1.2) cat on a mat")
     expect(page.locator("#img2img_image img")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "img2img.png"), full_page=True)
+
+
+def test_extras_upscales_2x_size_checked(page, server, txt2img_png):
+    _, data = server
+    page.get_by_role("tab", name="Extras", exact=True).first.click()
+    page.locator("#extras_image input[type=file]").set_input_files(str(txt2img_png[0]))
+    expect(page.locator("#extras_image img")).to_be_visible()
+    _set_number(page, "extras_upscaling_resize", "2")
+    page.locator("#extras_upscaler_1 input").click()
+    page.get_by_role("option", name="Lanczos", exact=True).click()
+    expect(page.locator("#extras_upscaler_1 input")).to_have_value("Lanczos")
+    page.locator("#extras_generate").click()
+    status, toast = page.locator("#extras_progress"), page.get_by_test_id("toast-body")
+    deadline = time.monotonic() + GENERATION_TIMEOUT_MS / 1000
+    while not status.inner_text().startswith("Time taken") and time.monotonic() < deadline:
+        if toast.count() and toast.first.is_visible():
+            pytest.fail(f"the page showed an error: {toast.first.inner_text()}")
+        page.wait_for_timeout(250)
+    expect(page.locator("#extras_gallery img").first).to_be_visible()
+    expect(page.locator("#html_info_extras")).to_contain_text("Postprocess upscaler: Lanczos")
+    expect(page.locator("#html_info_extras")).to_contain_text("Negative prompt: blurry, lowres")
+    page.screenshot(path=str(ARTIFACTS / "extras.png"), full_page=True)
+    saved = sorted((data / "outputs" / "extras-images").glob("*.png"))
+    assert len(saved) == 1
+    with Image.open(saved[0]) as result, Image.open(txt2img_png[0]) as source:
+        assert result.size == (source.width * 2, source.height * 2) == (128, 128)
+        assert result.info["parameters"] == source.info["parameters"], "the source infotext is kept"
+        assert "Postprocess upscale by: 2" in result.info["postprocessing"]
 
 
 def test_bad_width_shows_a_readable_error_and_the_next_generate_works(page):

@@ -1,20 +1,25 @@
-"""The API's default backends, built from AppState: the extension layer's scripts and installed extensions.
-
-Postprocessing (Extras, interrogate) is plugged in by passing an adapter (seams.PostprocessBackend, e.g.
-sdweb.postprocess.api_adapter.PostprocessApiAdapter) to default_backends; without one those routes are 501.
+"""The API's default backends, built from AppState: the extension layer's scripts and installed extensions,
+and postprocessing (Extras, interrogate) through sdweb.postprocess.api_adapter.PostprocessApiAdapter over the
+app's PostprocessService, its GPU work run as jobs of the shared queue. `mount_api` with an ApiBackends
+whose `postprocess` is None leaves those routes at 501 (the seam tests use that).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from sdweb.api.a1111.seams import ApiBackends, PostprocessBackend, ScriptDescription
 from sdweb.extensions.installer import list_installed
 from sdweb.extensions.loader import ExtensionSet
 from sdweb.extensions.scripts import ScriptRunner
-from sdweb.state import AppState
+from sdweb.postprocess.api_adapter import PostprocessApiAdapter
+from sdweb.postprocess.service import PostprocessService
+from sdweb.state import AppState, ExtrasJob
 
 
 class RunnerCatalog:
@@ -54,9 +59,36 @@ class InstalledExtensions:
         return listed
 
 
+class QueuedPostprocess:
+    """The PostprocessService methods the API adapter calls, with Extras and interrogation submitted to the
+    app's job queue (so they wait for a running generation instead of sharing the GPU with it)."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.service: PostprocessService = state.service.postprocess
+
+    def run_extras(self, request: Any, inputs: Sequence[Any], *, save: bool, output_dir: Path | None = None,
+                   settings: Mapping[str, Any] | None = None, progress: Any = None) -> Any:
+        return self.state.submit_extras(ExtrasJob(request, tuple(inputs), save, output_dir)).wait()
+
+    def interrogate(self, image: Image.Image, model: str = "clip", settings: Mapping[str, Any] | None = None) -> str:
+        return self.state.submit_interrogate(image, model).wait()
+
+    def upscaler_entries(self) -> list[Any]:
+        return self.service.upscaler_entries()
+
+    def realesrgan_entries(self) -> list[Any]:
+        return self.service.realesrgan_entries()
+
+    def face_restorers(self) -> list[Any]:
+        return self.service.face_restorers()
+
+
 def default_backends(state: AppState, postprocess: PostprocessBackend | None = None) -> ApiBackends:
-    """Scripts and extensions from state.extensions (when loaded), and `postprocess` when given, e.g.
-    `default_backends(state, PostprocessApiAdapter(state.service.postprocess))` in server.create_app."""
+    """Scripts and extensions from state.extensions (when loaded); `postprocess` defaults to the app's
+    PostprocessService behind the job queue."""
+    if postprocess is None:
+        postprocess = PostprocessApiAdapter(QueuedPostprocess(state))  # type: ignore[arg-type]
     backends = ApiBackends(postprocess=postprocess)
     if state.extensions is not None:
         backends = replace(backends, scripts=RunnerCatalog(state.extensions.runner),

@@ -3,11 +3,12 @@ shared controls, the extension scripts (outpainting among them) and the output p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from sdweb.core.requests import Img2ImgRequest
 from sdweb.generation.jobs import JobInterrupted
@@ -24,6 +25,7 @@ from sdweb.ui.common import (
     run_generation,
     show_result,
     submit_job,
+    to_gr_error,
     wire_stop_buttons,
 )
 from sdweb.ui.controls import (
@@ -58,6 +60,7 @@ class Img2ImgTab:
     panel: OutputPanel
     tabs: gr.Tabs  # the sub-tabs (ids: MODES)
     inpaint_group: gr.Group  # inpaint-only controls, shown in the inpaint modes
+    interrogate: gr.Button  # Interrogate CLIP: fills the prompt from the active sub-tab's image
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
@@ -164,12 +167,38 @@ def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, 
     yield show_result(state, combined, panel)
 
 
+def image_to_interrogate(mode: str, images: Mapping[str, Any]) -> Image.Image:
+    """The active sub-tab's picture (no mask needed); gr.Error when there is none."""
+    if mode in ("sketch", "inpaint", "inpaint_sketch"):
+        editor = images.get(mode) or {}
+        image = editor.get("composite") if editor.get("composite") is not None else editor.get("background")
+    elif mode == "inpaint_upload":
+        image = images.get("inpaint_base")
+    else:
+        image = images.get("init_img")
+    if image is None:
+        raise gr.Error("Interrogate CLIP: put an image in the img2img tab first.")
+    return image.convert("RGB")
+
+
+def interrogate_clip(state: AppState, mode: str, images: Mapping[str, Any]) -> str:
+    """A caption for the prompt box, run as a job of the shared queue; gr.Error says which models are missing."""
+    job = state.submit_interrogate(image_to_interrogate(mode, images), "clip")
+    try:
+        return job.wait()
+    except Exception as error:  # a UserError (no BLIP / CLIP model) reads as itself, anything else briefly
+        raise to_gr_error(error) from None
+
+
 def build_img2img_tab(state: AppState) -> Img2ImgTab:
     row = build_prompt_row(TAB)
     mode = gr.State("img2img")
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
             images, tabs, sub_tabs = _image_inputs()
+            with gr.Row():
+                interrogate = gr.Button("Interrogate CLIP", size="sm", elem_id="interrogate", scale=0,
+                                        min_width=160)
             fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt}
             fields.update(_img2img_controls())
             inpaint_fields, inpaint_group = _inpaint_controls()
@@ -204,4 +233,11 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
     row.generate.click(generate, inputs=set(fields.values()) | set(images.values()) | scripts.components(),
                        outputs=panel.result_outputs(), show_progress="minimal", show_progress_on=[panel.status],
                        api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
-    return Img2ImgTab(fields=fields, images=images, row=row, panel=panel, tabs=tabs, inpaint_group=inpaint_group)
+    def on_interrogate(values: dict[Any, Any]) -> str:
+        image_values = collect_fields(images, values)
+        return interrogate_clip(state, image_values.get("mode") or "img2img", image_values)
+
+    interrogate.click(on_interrogate, inputs=set(images.values()), outputs=row.prompt, api_visibility="private",
+                      concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
+    return Img2ImgTab(fields=fields, images=images, row=row, panel=panel, tabs=tabs, inpaint_group=inpaint_group,
+                      interrogate=interrogate)

@@ -20,6 +20,7 @@ class PngInfoTab:
     send_txt2img: gr.Button
     send_img2img: gr.Button
     send_inpaint: gr.Button
+    send_extras: gr.Button
 
 
 def describe_image(image: Image.Image | None) -> tuple[str, str]:
@@ -53,6 +54,7 @@ def build_png_info_tab() -> PngInfoTab:
                 send_txt2img = gr.Button("Send to txt2img", size="sm", elem_id="pnginfo_send_txt2img")
                 send_img2img = gr.Button("Send to img2img", size="sm", elem_id="pnginfo_send_img2img")
                 send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="pnginfo_send_inpaint")
+                send_extras = gr.Button("Send to extras", size="sm", elem_id="pnginfo_send_extras")
     image.change(describe_image, inputs=image, outputs=[parameters, items], api_visibility="private")
     return PngInfoTab(image=image, parameters=parameters, items=items, send_txt2img=send_txt2img,
-                      send_img2img=send_img2img, send_inpaint=send_inpaint)
+                      send_img2img=send_img2img, send_inpaint=send_inpaint, send_extras=send_extras)

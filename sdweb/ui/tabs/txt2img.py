@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,15 +42,16 @@ class Txt2ImgTab:
     panel: OutputPanel
 
 
-def hires_upscalers() -> list[str]:
-    return [*LATENT_MODES, *PIXEL_RESAMPLERS]
+def hires_upscalers(upscalers: Sequence[str] = tuple(PIXEL_RESAMPLERS)) -> list[str]:
+    """The latent modes, then the upscaler registry's names (None, Lanczos, Nearest, then the models)."""
+    return [*LATENT_MODES, *(name for name in upscalers if name not in LATENT_MODES)]
 
 
-def hires_controls() -> dict[str, Any]:
+def hires_controls(upscalers: Sequence[str] = tuple(PIXEL_RESAMPLERS)) -> dict[str, Any]:
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr"):
         enable_hr = gr.Checkbox(label="Enable Hires. fix", value=False, elem_id=f"{TAB}_enable_hr")
         with gr.Row():
-            upscaler = gr.Dropdown(label="Upscaler", choices=hires_upscalers(), value="Latent",
+            upscaler = gr.Dropdown(label="Upscaler", choices=hires_upscalers(upscalers), value="Latent",
                                    elem_id=f"{TAB}_hr_upscaler")
             hr_steps = gr.Slider(label="Hires steps", minimum=0, maximum=150, step=1, value=0,
                                  elem_id=f"{TAB}_hires_steps")
@@ -78,7 +79,7 @@ def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
             fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt}
             fields.update(sampler_controls(TAB))
-            fields.update(hires_controls())
+            fields.update(hires_controls(state.service.postprocess.upscalers.names()))
             fields.update(size_controls(TAB))
             fields.update(cfg_control(TAB))
             seeds = seed_controls(TAB)
