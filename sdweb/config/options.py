@@ -20,6 +20,7 @@ class OptionInfo:
     maximum: float | None = None
     restricted: bool = False  # folder/file-name settings locked by --hide-ui-dir-config
     restrict_api: bool = False  # never settable through POST /sdapi/v1/options
+    secret: bool = False  # a token or password: never returned by GET /sdapi/v1/options, a password box in the UI
 
 
 SAVING = "Saving images/grids"
@@ -44,10 +45,11 @@ _FORMATS = ("png", "jpg", "jpeg", "webp", "avif")
 
 def _o(key: str, default: Any, section: str, label: str, kind: str | None = None, *,
        choices: tuple[str, ...] = (), minimum: float | None = None, maximum: float | None = None,
-       restricted: bool = False, restrict_api: bool = False) -> OptionInfo:
+       restricted: bool = False, restrict_api: bool = False, secret: bool = False) -> OptionInfo:
     if kind is None:
         kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}[type(default)]
-    return OptionInfo(key, default, section, label, kind, choices, minimum, maximum, restricted, restrict_api)
+    return OptionInfo(key, default, section, label, kind, choices, minimum, maximum, restricted, restrict_api,
+                      secret)
 
 
 OPTIONS: tuple[OptionInfo, ...] = (
@@ -213,9 +215,9 @@ OPTIONS_BY_KEY: dict[str, OptionInfo] = {option.key: option for option in OPTION
 
 def make_option(key: str, default: Any, section: str, label: str, kind: str | None = None, *,
                 choices: tuple[str, ...] = (), minimum: float | None = None,
-                maximum: float | None = None) -> OptionInfo:
+                maximum: float | None = None, secret: bool = False) -> OptionInfo:
     """An OptionInfo for a setting defined outside this table (extensions); kind from the default if None."""
-    return _o(key, default, section, label, kind, choices=choices, minimum=minimum, maximum=maximum)
+    return _o(key, default, section, label, kind, choices=choices, minimum=minimum, maximum=maximum, secret=secret)
 
 
 def defaults() -> dict[str, Any]:

@@ -133,6 +133,7 @@ class OptionSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    secret: bool = False  # a token or password: a password box in Settings, never returned by the options API
 
 
 @dataclass

@@ -65,7 +65,8 @@ class ExtensionSet:
 
     def option_infos(self) -> list[OptionInfo]:
         return [make_option(spec.key, spec.default, spec.section, spec.label, spec.kind, choices=spec.choices,
-                            minimum=spec.minimum, maximum=spec.maximum) for spec in self.options]
+                            minimum=spec.minimum, maximum=spec.maximum, secret=spec.secret)
+                for spec in self.options]
 
 
 def _read(path: Path) -> str:

@@ -121,7 +121,16 @@ class ScriptHooks(JobHooks):
     def run_selected(self, p: Processing) -> Any:
         if self.selected is None:
             return None
-        return self.selected.script.run(p, *self.selected.args)
+        bound = self.selected
+        try:
+            return bound.script.run(p, *bound.args)
+        except UserError:
+            raise
+        except Exception as error:  # a broken script fails its job with its name, never as an anonymous 500
+            log.exception("Script %r (extension %s) failed in run", bound.title, bound.extension)
+            raise UserError(f"Script {bound.title!r} (extension {bound.extension}) failed: {type(error).__name__}: "
+                            f"{error}", code="script_failed",
+                            hint="The server log has the traceback; update or disable the extension.") from error
 
 
 def _call_callback(fn: Callable[[ImageSaveParams], None], params: ImageSaveParams, p: Processing) -> None:

@@ -14,6 +14,7 @@ from sdweb.core.errors import UserError
 from sdweb.state import AppState
 from sdweb.ui.send import Tabs, wire_send_buttons
 from sdweb.ui.tabs.extensions import build_extensions_tab
+from sdweb.ui.tabs.extras import build_extras_tab
 from sdweb.ui.tabs.img2img import build_img2img_tab
 from sdweb.ui.tabs.png_info import build_png_info_tab
 from sdweb.ui.tabs.settings import SettingsTab, build_settings_tab, current_values
@@ -25,9 +26,9 @@ VAE_SPECIAL = ("Automatic", "None")
 CSS = """
 .sdweb-tokens { text-align: right; font-size: 0.8em; opacity: 0.7; margin-bottom: -0.6em; }
 .sdweb-tokens > * { min-height: 0 !important; padding: 0 !important; }
-#txt2img_generate, #img2img_generate { min-height: 4.5em; font-size: 1.2em; }
+#txt2img_generate, #img2img_generate, #extras_generate { min-height: 4.5em; font-size: 1.2em; }
 .sdweb-status { min-height: 1.5em; font-size: 0.9em; }
-#quicksettings { align-items: end; }
+#quicksettings, #extras_upscaler_row { align-items: end; }
 """
 
 # Ctrl+Enter (Cmd+Enter) in a prompt box clicks that tab's Generate button, as in A1111.
@@ -112,28 +113,33 @@ def _saver(state: AppState, key: str):
     return save
 
 
-def _placeholder(text: str) -> None:
-    gr.Markdown(text)
-
-
-def _extension_tabs(state: AppState) -> None:
-    """Top-level tabs added by extensions (on_ui_tabs); one that fails is shown as an error tab."""
-    if state.extensions is None:
-        return
-    for callback in state.extensions.callbacks.ui_tabs:
+def _build_extension_tabs(state: AppState) -> list[tuple[Any, str, str] | str]:
+    """Build the top-level tabs extensions add (on_ui_tabs) before the page's Blocks is opened: a gr.Blocks
+    created inside another one pours its children into the enclosing layout. A failure becomes its message."""
+    built: list[tuple[Any, str, str] | str] = []
+    for callback in state.extensions.callbacks.ui_tabs if state.extensions is not None else []:
         try:
-            tabs = callback() or []
+            built.extend(callback() or [])
         except Exception as error:
             log.exception("An extension's UI tab failed to build")
-            with gr.Tab(f"⚠ {getattr(callback, '__module__', 'extension')}"):
-                gr.Markdown(f"This extension's tab failed to build: `{type(error).__name__}: {error}`")
+            built.append(f"{getattr(callback, '__module__', 'extension')}: `{type(error).__name__}: {error}`")
+    return built
+
+
+def _render_extension_tabs(built: list[tuple[Any, str, str] | str]) -> None:
+    """One tab per built extension tab; one that failed is shown as an error tab."""
+    for item in built:
+        if isinstance(item, str):
+            with gr.Tab(f"⚠ {item.split(':', 1)[0]}"):
+                gr.Markdown(f"This extension's tab failed to build: {item.split(':', 1)[1].strip()}")
             continue
-        for blocks, title, elem_id in tabs:
-            with gr.Tab(title, elem_id=f"tab_{elem_id}"):
-                blocks.render()
+        blocks, title, elem_id = item
+        with gr.Tab(title, elem_id=f"tab_{elem_id}"):
+            blocks.render()
 
 
 def build_blocks(state: AppState) -> gr.Blocks:
+    extension_tabs = _build_extension_tabs(state)
     with gr.Blocks(title="sdweb", analytics_enabled=False) as blocks:
         quick = build_quicksettings(state)
         with gr.Tabs(elem_id="tabs") as main:
@@ -142,17 +148,17 @@ def build_blocks(state: AppState) -> gr.Blocks:
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
                 img2img = build_img2img_tab(state)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
-                _placeholder("Extras (upscaling and face restoration of existing images) arrives in a later "
-                             "version of sdweb.")
+                extras = build_extras_tab(state)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png_info = build_png_info_tab()
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings_tab = build_settings_tab(state.settings, bool(getattr(state.options, "hide_ui_dir_config", False)))
-            _extension_tabs(state)
+            _render_extension_tabs(extension_tabs)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(state)
         gr.Markdown(f"sdweb {__version__} · [API docs](/docs)", elem_id="footer_version")
-        wire_send_buttons(Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info), state.settings)
+        wire_send_buttons(Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info, extras=extras),
+                          state.settings)
         _wire_page_load(blocks, state, quick, settings_tab)
     return blocks
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sdweb.api.a1111.backends import default_backends
 from sdweb.api.a1111.errors import install_error_handlers, install_request_log
 from sdweb.api.a1111.openapi import install_openapi
+from sdweb.api.a1111.routes_extensions import extension_router
 from sdweb.api.a1111.routes_generation import add_generation_routes
 from sdweb.api.a1111.routes_info import add_info_routes, add_system_routes
 from sdweb.api.a1111.routes_postprocess import add_postprocess_routes
@@ -28,7 +29,7 @@ class StopControl(Protocol):
 def mount_api(app: FastAPI, state: AppState, control: StopControl | None = None,
               backends: ApiBackends | None = None) -> None:
     """Add /sdapi/v1 to `app`. `backends` plugs in scripts, extensions and postprocessing (seams.py);
-    default: backends.default_backends(state) (the extension layer's scripts, no postprocessing)."""
+    default: backends.default_backends(state) (the extension layer's scripts, the app's postprocessing)."""
     backends = backends or default_backends(state)
     install_error_handlers(app)
     install_request_log(app, bool(getattr(state.options, "api_log", False)))
@@ -42,6 +43,7 @@ def mount_api(app: FastAPI, state: AppState, control: StopControl | None = None,
     if getattr(state.options, "api_server_stop", False) and control is not None:
         add_server_routes(router, control)
     app.include_router(router)
+    app.include_router(extension_router(state))  # /sdweb/v1/extensions: install, update, remove, list
 
 
 def add_server_routes(router: APIRouter, control: StopControl) -> None:

@@ -36,9 +36,9 @@ ALLOW_LOCAL_ENV = "SDWEB_DOWNLOADER_ALLOW_LOCAL"
 SECTION = "Model downloader"
 OPTIONS = (
     OptionSpec(key=HF_TOKEN_SETTING, default="", label="Hugging Face access token (for gated or private models)",
-               section=SECTION, kind="str"),
+               section=SECTION, kind="str", secret=True),
     OptionSpec(key=CIVITAI_TOKEN_SETTING, default="", label="CivitAI API key (for models that need a login)",
-               section=SECTION, kind="str"),
+               section=SECTION, kind="str", secret=True),
 )
 SECRET_SETTINGS = (HF_TOKEN_SETTING, CIVITAI_TOKEN_SETTING)
 

@@ -48,6 +48,8 @@ def component_for(option: OptionInfo, value: Any) -> Any:
             return gr.Slider(minimum=option.minimum, maximum=option.maximum, step=step, value=value, **common)
         return gr.Number(value=value, precision=0 if option.kind == "int" else None, minimum=option.minimum,
                          **common)
+    if option.secret:  # tokens and passwords: never shown in clear on the page
+        return gr.Textbox(value="" if value is None else str(value), lines=1, type="password", **common)
     return gr.Textbox(value="" if value is None else str(value), lines=1, **common)
 
 

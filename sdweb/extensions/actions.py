@@ -1,0 +1,100 @@
+"""What the Extensions tab and the extension API routes do: the installer's actions for one data folder,
+each behind A1111's access rule (refused with ExtensionAccessError, HTTP 403, on an exposed server).
+
+Both callers build an `ExtensionActions` from AppState with `for_state`, so the UI and the API install,
+update and remove in exactly the same way (same git, same Python, same install.py bookkeeping).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdweb.core.errors import NotFoundError
+from sdweb.extensions.installer import (
+    InstalledExtension,
+    InstallResult,
+    Progress,
+    UpdateResult,
+    UpdateStatus,
+    check_for_updates,
+    exposure_refusal,
+    find_installed,
+    install_from_url,
+    list_installed,
+    remove,
+    require_extension_access,
+    update,
+)
+from sdweb.extensions.loader import install_cache_file, mark_install_script_done
+
+
+def git_command() -> str:
+    """The git executable: $GIT (as A1111's launcher), else `git` on PATH."""
+    return os.environ.get("GIT", "git")
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ExtensionActions:
+    extensions_dir: Path
+    install_cache: Path  # where the loader records which install.py already ran
+    options: Any  # the frozen launch options (access rule, --skip-install)
+    git: str = "git"
+    python: str = sys.executable
+
+    @classmethod
+    def for_state(cls, state: Any) -> ExtensionActions:
+        return cls(Path(state.paths.extensions), install_cache_file(state.paths), state.options, git=git_command())
+
+    def refusal(self) -> str | None:
+        """Why changes are refused on this server, or None when they are allowed."""
+        return exposure_refusal(self.options)
+
+    def installed(self) -> list[InstalledExtension]:
+        return list_installed(self.extensions_dir, git=self.git)
+
+    def find(self, name: str) -> InstalledExtension:
+        return find_installed(self.extensions_dir, (name or "").strip(), git=self.git)
+
+    def install(self, url: str, branch: str | None = None, name: str | None = None,
+                progress: Progress = _quiet) -> InstallResult:
+        """Clone into extensions/ and run its install.py (unless --skip-install); a restart loads it."""
+        require_extension_access(self.options)
+        result = install_from_url(url, branch, name, extensions_dir=self.extensions_dir,
+                                  run_install=not getattr(self.options, "skip_install", False), python=self.python,
+                                  progress=progress, git=self.git)
+        if result.install_script_rc == 0:  # the next start need not run it again
+            mark_install_script_done(result.name, result.path, self.install_cache)
+        return result
+
+    def check_updates(self, names: Iterable[str] | None = None) -> list[UpdateStatus]:
+        """`git fetch` each extension (all when `names` is None) and compare with its upstream branch."""
+        require_extension_access(self.options)
+        extensions = self.installed()
+        if names is not None:
+            wanted = [name.strip() for name in names]
+            known = {ext.name: ext for ext in extensions}
+            missing = [name for name in wanted if name not in known]
+            if missing:
+                raise NotFoundError(f"No extension {missing[0]!r} in {self.extensions_dir}.",
+                                    hint="GET /sdweb/v1/extensions lists the installed folder names.")
+            extensions = [known[name] for name in wanted]
+        return [check_for_updates(ext, git=self.git) for ext in extensions]
+
+    def update(self, name: str, progress: Progress = _quiet) -> UpdateResult:
+        """Fast-forward one extension to its upstream branch (a restart loads the new code)."""
+        require_extension_access(self.options)
+        return update(self.find(name), git=self.git, progress=progress)
+
+    def remove(self, name: str) -> Path:
+        """Delete one extension's folder from extensions/ (built-ins are not there and cannot be removed)."""
+        require_extension_access(self.options)
+        return remove(self.find(name))
