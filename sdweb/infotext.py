@@ -137,7 +137,10 @@ SETTING_FOR_INFOTEXT_KEY: dict[str, tuple[str, type]] = {
 # (prompt, negative) -> (found style names, prompt without them, negative without them)
 StyleExtractor = Callable[[str, str], tuple[list[str], str, str]]
 
-_PARAM_RE = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# A1111's pattern with the key capped at 200 characters: unbounded, findall rescans the rest of a long run of
+# key characters from every position (quadratic: 16 KB of "xxx" took 1.5 s, a 10 MB PNG text chunk hours).
+_PARAM_RE = re.compile(r'\s*(\w[\w \-/]{1,199}):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+MAX_PARAMETER_LINE = 64 * 1024  # longer last lines are prompt text, not parameters (parsing stays under ~0.3 s)
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -198,7 +201,7 @@ def parse_infotext_parts(text: str) -> tuple[str, str, dict[str, str]]:
     A pair with an empty value is dropped (A1111 fails on it and skips it).
     """
     *lines, last_line = text.strip().split("\n")
-    if len(_PARAM_RE.findall(last_line)) < 3:
+    if len(last_line) > MAX_PARAMETER_LINE or len(_PARAM_RE.findall(last_line)) < 3:
         lines.append(last_line)
         last_line = ""
     prompt, negative, in_negative = "", "", False

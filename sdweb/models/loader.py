@@ -543,6 +543,17 @@ def _probe_sd2_prediction(
     return ("v_prediction" if _unet_predicts_v(unet) else "epsilon"), unet
 
 
+def check_checkpoint(path: str | os.PathLike[str], *, allow_unsafe_pickle: bool = False) -> Family:
+    """What load_checkpoint checks before it builds anything: the file exists, is not damaged (every tensor
+    lies inside it), loads safely and is a checkpoint of a known family. Cheap for .safetensors (header only).
+    InvalidModelFileError naming the file otherwise."""
+    path = Path(path)
+    shapes, _, _ = _read_file_info(path, allow_unsafe_pickle)
+    family = detect_family(shapes, path.name)
+    _inferred_architecture(path, shapes, family)
+    return family
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     *,

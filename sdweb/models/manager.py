@@ -16,7 +16,7 @@ from typing import Any
 
 from sdweb.core.errors import NotFoundError
 from sdweb.models.families import Family
-from sdweb.models.loader import load_checkpoint
+from sdweb.models.loader import check_checkpoint, load_checkpoint
 from sdweb.models.lora import AppliedLoras, LoraCache
 from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 from sdweb.models.vae import choose_vae, read_vae_file
@@ -145,6 +145,8 @@ class ModelManager:
             if loaded is not None:
                 self._loaded.move_to_end(entry.path)
                 return loaded
+            if len(self._loaded) >= max(1, limit):  # a damaged or wrong file must not cost the loaded model
+                check_checkpoint(entry.path, allow_unsafe_pickle=self.allow_unsafe_pickle)
             while len(self._loaded) >= max(1, limit):
                 self._evict_oldest()
             loaded = self._load(

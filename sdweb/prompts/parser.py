@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sdweb.core.errors import UserError
+
 __all__ = [
     "BREAK",
     "MAX_WEIGHT",
@@ -493,10 +495,17 @@ def lora_calls(calls: Iterable[ExtraNetworkCall]) -> list[LoraCall]:
     return [_lora_call(call) for call in calls if call.kind in LORA_KINDS]
 
 
+class LoraTagError(UserError, ValueError):
+    """A malformed ``<lora:...>`` tag: a clear 4xx naming the tag (a ValueError too, for pure-parser callers)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="invalid_lora_tag", hint="Write it as <lora:name:weight>, e.g. <lora:x:0.8>.")
+
+
 def _lora_call(call: ExtraNetworkCall) -> LoraCall:
     positional, named = call.positional, call.named
     if not positional or not positional[0]:
-        raise ValueError(f"{call.tag()}: missing network name")
+        raise LoraTagError(f"{call.tag()}: missing network name")
     te = _lora_number(call, "te weight", positional[1] if len(positional) > 1 else None, 1.0, float)
     te = _lora_number(call, "te weight", named.get("te"), te, float)
     unet = _lora_number(call, "unet weight", positional[2] if len(positional) > 2 else None, te, float)
@@ -513,4 +522,4 @@ def _lora_number(call: ExtraNetworkCall, what: str, text: str | None, default, c
         return convert(text)
     except ValueError:
         kind = "an integer" if convert is int else "a number"
-        raise ValueError(f"{call.tag()}: {what} {text!r} is not {kind}") from None
+        raise LoraTagError(f"{call.tag()}: {what} {text!r} is not {kind}") from None

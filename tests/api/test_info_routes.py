@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sdweb.api.a1111.app import mount_api
 from sdweb.cli import parse_options
 from sdweb.state import build_app_state
+from sdweb.testing.tiny import write_tiny
 
 
 def _client(tmp_path, *argv):
@@ -65,6 +66,8 @@ def test_options_round_trip_and_validation(tmp_path):
 
 
 def test_model_lists(tmp_path):
+    # a real (tiny) checkpoint: selecting one through POST /options checks the file, as A1111 loads it
+    write_tiny("sd1", tmp_path / "models" / "Stable-diffusion" / "model.safetensors", seed=1)
     client, state = _client(tmp_path)
     models = client.get("/sdapi/v1/sd-models").json()
     assert len(models) == 1

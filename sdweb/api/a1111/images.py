@@ -36,8 +36,10 @@ def decode_image(data: str, field: str) -> Image.Image:
         return image
     except UserError:
         raise
-    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            SyntaxError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UserError(f"{field}: the image claims more pixels than sdweb decodes ({error}).",
+                        code="image_too_large", hint="Send an image of at most 16384x16384 pixels.") from error
+    except (binascii.Error, OSError, ValueError, SyntaxError) as error:
         raise UserError(f"{field}: Invalid encoded image ({type(error).__name__}).", code="invalid_image",
                         hint="Send a base64-encoded PNG, JPEG or WebP, optionally with a data: prefix.") from error
 

@@ -28,6 +28,7 @@ from sdweb.api.a1111.schemas_info import (
     SchedulerItem,
 )
 from sdweb.api.a1111.seams import ApiBackends, select_scripts
+from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest
 from sdweb.generation.jobs import JobInterrupted
 from sdweb.generation.service import GenerationResult, SaveOptions
@@ -38,6 +39,7 @@ from sdweb.state import AppState
 
 LATENT_UPSCALE_MODES = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
                         "Latent (nearest)", "Latent (nearest-exact)")
+MAX_INFOTEXT_CHARS = 1 << 20  # png-info refuses more (a 10 MB text chunk is not generation info)
 MAX_WAITING_REQUESTS = 512  # each waits in its own thread, apart from the pool that runs the other routes
 
 
@@ -120,6 +122,9 @@ def add_generation_routes(router: APIRouter, state: AppState, backends: ApiBacke
     def png_info(wire: PNGInfoRequest) -> dict[str, Any]:
         image = decode_image(wire.image, "image")
         text, items = read_infotext(image)
+        if text is not None and len(text) > MAX_INFOTEXT_CHARS:
+            raise UserError(f"image: its parameters text has {len(text):,} characters; A1111 writes a few thousand.",
+                            code="infotext_too_large", hint="This is not generation info sdweb can read.")
         items = {key: value for key, value in items.items() if isinstance(value, str | int | float)}
         return {"info": text or "", "items": items, "parameters": parse_infotext(text) if text else {}}
 

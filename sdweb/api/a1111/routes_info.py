@@ -24,6 +24,7 @@ from sdweb.api.a1111.seams import ApiBackends
 from sdweb.cli import options_as_dict
 from sdweb.core.errors import NotFoundError
 from sdweb.generation.service import SaveOptions
+from sdweb.models.loader import check_checkpoint
 from sdweb.models.registry import CheckpointEntry, read_safetensors_metadata
 from sdweb.runtime.memory import memory_stats
 from sdweb.state import AppState
@@ -40,6 +41,21 @@ def redacted_flags(options: object) -> dict[str, Any]:
         if values[key] and (key in SECRET_FLAGS or _SECRET_NAME.search(key)):
             values[key] = "<hidden>"
     return values
+
+
+def is_secret_setting(settings: Any, key: str) -> bool:
+    """A token or password: flagged `secret`, or (a key no loaded code owns, e.g. a disabled extension's)
+    named like one."""
+    option = settings.option(key)
+    if option is not None:
+        return bool(getattr(option, "secret", False))
+    return bool(_SECRET_NAME.search(key))
+
+
+def public_settings(settings: Any) -> dict[str, Any]:
+    """Every setting GET /options returns: secrets are left out, so a client that posts the dict back
+    never overwrites them with a placeholder."""
+    return {key: value for key, value in settings.as_dict().items() if not is_secret_setting(settings, key)}
 
 
 def _model_item(entry: CheckpointEntry) -> dict[str, Any]:
@@ -64,7 +80,7 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
 
     @router.get("/options", response_model=dict[str, Any])
     def get_options() -> dict[str, Any]:
-        return state.settings.as_dict()
+        return public_settings(state.settings)
 
     @router.post("/options", response_model=None)
     def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008 (FastAPI idiom)
@@ -75,6 +91,8 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
             if entry is None:
                 raise NotFoundError(f"Checkpoint {wanted!r} not found.", code="checkpoint_not_found",
                                     hint="GET /sdapi/v1/sd-models lists the titles you can use.")
+            if entry.title != state.settings.get("sd_model_checkpoint"):  # as A1111 loads it: refuse a bad file
+                check_checkpoint(entry.path, allow_unsafe_pickle=state.manager.allow_unsafe_pickle)
             changes = {**changes, "sd_model_checkpoint": entry.title}
         state.settings.update(changes, from_api=True)
         return None
