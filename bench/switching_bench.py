@@ -2,77 +2,17 @@
 
     venv/bin/python bench/switching_bench.py [--switches 20] [--no-generate] [--out FILE]
 
-Three tiny checkpoints (SD 1.x, SD 2.x, SDXL) are switched round-robin through the generation service,
-once with sd_checkpoints_limit 3 (every switch after the first round is a cache hit) and once with limit 1
-(every switch unloads one model and loads the next from disk). After each switch one 1-step 64 px image is
-generated (unless --no-generate), so the RSS reflects a model in use. Goals: cached switch <= 1 s; RSS after
-the last switch within 5 % of the RSS after the first round (the one-time imports and caches are done).
+A thin wrapper over sdweb/bench/switching.py (also run by `python -m sdweb.bench --only switching`).
+Goals: cached switch <= 1 s; RSS after the last switch within 5 % of the RSS after the first round.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import tempfile
-import time
 from pathlib import Path
 
-from sdweb.cli import parse_options
-from sdweb.core.requests import Txt2ImgRequest
-from sdweb.generation.service import SaveOptions
-from sdweb.runtime.memory import process_rss_bytes
-from sdweb.state import build_app_state
-from sdweb.testing.tiny import write_tiny
-
-CHECKPOINTS = (("sd1", "tiny-sd1.safetensors"), ("sd2", "tiny-sd2.safetensors"), ("sdxl", "tiny-sdxl.safetensors"))
-NO_SAVE = SaveOptions(save_samples=False, save_grid=False)
-MIB = 1024 * 1024
-
-
-def run_phase(state, limit: int, switches: int, generate: bool) -> dict:
-    names = [name for _, name in CHECKPOINTS]
-    state.manager.unload_all()
-    rows = []
-    for index in range(switches):
-        name = names[index % len(names)]
-        started = time.perf_counter()
-        state.manager.get(name, limit=limit)
-        switch_seconds = time.perf_counter() - started
-        if generate:
-            request = Txt2ImgRequest(prompt="a cat", steps=1, width=64, height=64, sampler_name="Euler", seed=index,
-                                     override_settings={"sd_model_checkpoint": name, "sd_checkpoints_limit": limit})
-            state.service.txt2img(request, None, NO_SAVE)
-        rows.append({"switch": index + 1, "checkpoint": name, "seconds": switch_seconds,
-                     "rss_mib": process_rss_bytes() / MIB, "loaded": len(state.manager.loaded_titles())})
-    first_round = rows[len(names) - 1]["rss_mib"]
-    last = rows[-1]["rss_mib"]
-    later = [row["seconds"] for row in rows[len(names):]]
-    return {
-        "limit": limit,
-        "rows": rows,
-        "first_round_load_seconds": [row["seconds"] for row in rows[:len(names)]],
-        "later_switch_median_seconds": statistics.median(later),
-        "later_switch_max_seconds": max(later),
-        "rss_after_first_round_mib": first_round,
-        "rss_after_last_mib": last,
-        "rss_growth_percent": 100 * (last - first_round) / first_round,
-    }
-
-
-def print_phase(phase: dict) -> None:
-    kind = "cached (sd_checkpoints_limit 3)" if phase["limit"] > 1 else "cold (sd_checkpoints_limit 1)"
-    print(f"\n== {kind}")
-    print(f"{'switch':>6}  {'checkpoint':<22} {'switch s':>9} {'RSS MiB':>9} {'loaded':>6}")
-    for row in phase["rows"]:
-        print(f"{row['switch']:>6}  {row['checkpoint']:<22} {row['seconds']:>9.3f} {row['rss_mib']:>9.1f} "
-              f"{row['loaded']:>6}")
-    loads = ", ".join(f"{s:.2f}" for s in phase["first_round_load_seconds"])
-    print(f"first round (cold loads): {loads} s")
-    print(f"later switches: median {phase['later_switch_median_seconds']:.3f} s, "
-          f"max {phase['later_switch_max_seconds']:.3f} s")
-    print(f"RSS after first round {phase['rss_after_first_round_mib']:.1f} MiB, after last "
-          f"{phase['rss_after_last_mib']:.1f} MiB: {phase['rss_growth_percent']:+.1f} %")
+from sdweb.bench.switching import print_phase, switching_phases, verdict
 
 
 def main() -> int:
@@ -81,28 +21,15 @@ def main() -> int:
     parser.add_argument("--no-generate", action="store_true", help="only switch, generate nothing")
     parser.add_argument("--out", default="bench/results/switching.json")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data:
-        for kind, name in CHECKPOINTS:
-            write_tiny(kind, Path(data) / "models" / "Stable-diffusion" / name, seed=1)
-        state = build_app_state(parse_options(["--data-dir", data], {}))
-        state.settings.update({"live_previews_enable": False}, save=False)
-        try:
-            phases = [run_phase(state, limit, args.switches, not args.no_generate) for limit in (3, 1)]
-        finally:
-            state.queue.shutdown()
+    phases = switching_phases(args.switches, not args.no_generate)
     for phase in phases:
         print_phase(phase)
-    cached, cold = phases
-    verdict = {
-        "cached_switch_ok": cached["later_switch_max_seconds"] <= 1.0,
-        "rss_growth_ok": all(phase["rss_growth_percent"] <= 5.0 for phase in phases),
-        "cold_load_median_seconds": statistics.median(row["seconds"] for row in cold["rows"]),
-    }
-    print(f"\ncached switch <= 1 s: {verdict['cached_switch_ok']}; RSS growth <= 5 %: {verdict['rss_growth_ok']}; "
-          f"cold load median {verdict['cold_load_median_seconds']:.2f} s")
+    summary = verdict(phases)
+    print(f"\ncached switch <= 1 s: {summary['cached_switch_ok']}; RSS growth <= 5 %: {summary['rss_growth_ok']}; "
+          f"cold load median {summary['cold_load_median_seconds']:.2f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"phases": phases, "verdict": verdict}, indent=1) + "\n", encoding="utf-8")
+    out.write_text(json.dumps({"phases": phases, "verdict": summary}, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

@@ -1,0 +1,105 @@
+"""`python -m sdweb.bench`: section selection, the table, the JSON report; no real benchmark runs here."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from sdweb.bench import __main__ as bench_main
+from sdweb.bench import gpu
+from sdweb.bench.overhead import interleaved
+from sdweb.bench.report import SECTIONS, Row, SectionResult, build_report, format_table, parse_sections
+
+
+@pytest.mark.parametrize(("only", "expected"), [
+    (None, list(SECTIONS)),
+    ("", list(SECTIONS)),
+    ("gpu,overhead", ["overhead", "gpu"]),  # canonical order, whatever order was asked
+    (" Startup , switching,", ["startup", "switching"]),
+    ("gpu,gpu", ["gpu"]),
+])
+def test_parse_sections(only, expected):
+    assert parse_sections(only) == expected
+
+
+def test_unknown_section_is_refused():
+    with pytest.raises(ValueError, match="speed"):
+        parse_sections("overhead,speed")
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main.main(["--only", "speed"])
+    assert exit_info.value.code == 2
+
+
+def _sections():
+    overhead = SectionResult("overhead", [
+        Row("overhead", "tiny service vs bare", 1.01, "s", 1.0, "ratio <= 1.02", True),
+        Row("overhead", "full service vs bare", 2.2, "s", 2.0, "ratio <= 1.02", False, note="noisy"),
+        Row("overhead", "no reference", 0.5, "s"),
+    ], details={"raw": [1, 2]})
+    return [overhead, SectionResult("gpu", skipped="no CUDA device"),
+            SectionResult("startup", skipped="failed: OSError: boom\nTraceback line")]
+
+
+def test_table_has_values_ratios_verdicts_and_skips():
+    table = format_table(_sections())
+    lines = table.splitlines()
+    assert lines[0].split() == ["section", "metric", "ours", "reference", "ratio", "unit", "goal"]
+    tiny = next(line for line in lines if "tiny service" in line)
+    assert "1.010" in tiny and "1.000" in tiny and tiny.rstrip().endswith("met")
+    full = next(line for line in lines if "full service" in line)
+    assert "1.100" in full and full.rstrip().endswith("MISSED")
+    alone = next(line for line in lines if "no reference" in line)
+    assert alone.split()[-2:] == ["-", "s"]  # no reference, no ratio, no goal
+    assert "gpu  skipped: no CUDA device" in lines
+    assert "startup  skipped: failed: OSError: boom" in lines  # first line of the reason only
+    assert "Traceback line" not in table
+    assert "overhead/full service vs bare: noisy" in table
+
+
+def test_report_json_round_trips():
+    report = build_report(_sections(), ["--only", "overhead,gpu"], {"nproc": 2},
+                          when=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    again = json.loads(json.dumps(report))
+    assert again["date"] == "2026-01-02T03:04:05+00:00"
+    assert again["command"] == "python -m sdweb.bench --only overhead,gpu"
+    assert again["machine"] == {"nproc": 2}
+    assert list(again["sections"]) == ["overhead", "gpu", "startup"]
+    assert again["sections"]["gpu"] == {"skipped": "no CUDA device", "rows": [], "details": {}}
+    first = again["sections"]["overhead"]["rows"][0]
+    assert first["metric"] == "tiny service vs bare" and first["met"] is True
+    assert first["ratio"] == pytest.approx(1.01)
+    assert again["sections"]["overhead"]["rows"][2]["ratio"] is None
+
+
+def test_interleaved_rotates_the_order():
+    calls = []
+    variants = {name: (lambda name=name: calls.append(name)) for name in ("ours", "bare", "queue")}
+    ticks = iter(range(100))
+    times = interleaved(variants, 3, clocks={"wall": lambda: next(ticks)})
+    assert calls == ["ours", "bare", "queue", "bare", "queue", "ours", "queue", "ours", "bare"]
+    assert {name: len(values) for name, values in times["wall"].items()} == {"ours": 3, "bare": 3, "queue": 3}
+    assert all(value == 1 for values in times["wall"].values() for value in values)
+
+
+def test_a_failing_section_is_recorded_and_the_others_run():
+    def broken():
+        raise RuntimeError("no luck")
+
+    results = bench_main.run_sections(["overhead", "gpu"], {
+        "overhead": broken, "gpu": lambda: SectionResult("gpu", skipped="no CUDA device")})
+    assert [r.name for r in results] == ["overhead", "gpu"]
+    assert results[0].skipped == "failed: RuntimeError: no luck"
+    assert "RuntimeError" in results[0].details["error"]
+
+
+def test_gpu_section_skips_without_cuda(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(gpu, "cuda_reason", lambda: "no CUDA device")
+    out = tmp_path / "bench.json"
+    assert bench_main.main(["--only", "gpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gpu  skipped: no CUDA device" in printed
+    report = json.loads(out.read_text())
+    assert report["sections"]["gpu"]["skipped"] == "no CUDA device"
+    assert report["sections"]["gpu"]["details"] == {"skipped": "no CUDA device"}
+    assert report["machine"]["nproc"] >= 1
+    assert list(report["sections"]) == ["gpu"]
