@@ -58,7 +58,7 @@ def start_once(timeout: float = 180.0) -> dict[str, Any]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-m", "sdweb", "--data-dir", tmp, "--port", str(port), "--api"],
+        process = subprocess.Popen([sys.executable, "-m", "sdweb", "--no-download-sd-model", "--data-dir", tmp, "--port", str(port), "--api"],
                                    env=_env(Path(tmp)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         marks: dict[str, float | None] = {"runtime_log": None, "serving_log": None, "page": None, "api": None,

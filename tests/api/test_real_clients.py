@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -29,9 +30,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
+    from sdweb.testing.tiny import write_tiny
+
+    # the demo checkpoint is a tiny SD1: a tiny SD1 ControlNet fits it
+    write_tiny("controlnet", data / "models" / "ControlNet" / "control_tiny_canny.safetensors", seed=7)
     port = _free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio")}
-    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--data-dir", str(data), "--port",
+    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--no-download-sd-model", "--data-dir", str(data), "--port",
                                 str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -117,3 +122,29 @@ def test_sd_parsers_reads_our_png(server):
     assert sampler.name == "DPM++ 2M"
     assert sampler.parameters["seed"] == "77" or sampler.parameters["seed"] == 77
     assert str(sampler.parameters["steps"]) == "2" and str(sampler.parameters["cfg_scale"]) == "6.5"
+
+
+def test_webuiapi_extra_single_image(server):
+    _, port, _ = server
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port)
+    source = Image.new("RGB", (40, 24), (200, 30, 90))
+    result = api.extra_single_image(image=source, upscaler_1="Lanczos", upscaling_resize=2)
+    assert result.image.size == (80, 48)
+
+
+def test_webuiapi_controlnet_unit_end_to_end(server):
+    _, port, _ = server
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler", steps=3)
+    assert "control_tiny_canny" in " ".join(api.controlnet_model_list())
+    assert "canny" in api.controlnet_module_list()
+    square = Image.new("RGB", (64, 64), "black")
+    square.paste((255, 255, 255), (16, 16, 48, 48))
+    model = next(name for name in api.controlnet_model_list() if "control_tiny_canny" in name)
+    common = {"prompt": "a house", "seed": 9, "width": 64, "height": 64}
+    plain = api.txt2img(**common)
+    unit = webuiapi.ControlNetUnit(image=square, module="canny", model=model, weight=1.0)
+    controlled = api.txt2img(**common, controlnet_units=[unit])
+    assert controlled.image.size == (64, 64)
+    difference = abs(np.asarray(plain.image, dtype=np.int16) - np.asarray(controlled.image, dtype=np.int16))
+    assert difference.max() > 0
+    assert "ControlNet 0:" in controlled.info["infotexts"][0]

@@ -37,7 +37,7 @@ def server(tmp_path_factory):
                    check=True, capture_output=True, timeout=60)
     port = _free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio")}
-    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--data-dir", str(data), "--port",
+    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--no-download-sd-model", "--data-dir", str(data), "--port",
                                 str(port), "--api-auth", f"{USER}:{PASSWORD}", "--tls-keyfile", str(key),
                                 "--tls-certfile", str(cert)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True)

@@ -31,7 +31,7 @@ class ServerProcess:
         env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
                "HF_HUB_OFFLINE": "1"}
         self.log = (data / "server.log").open("ab")
-        self.process = subprocess.Popen([sys.executable, str(HERE / "probe_server.py"), "--nowebui", "--data-dir",
+        self.process = subprocess.Popen([sys.executable, str(HERE / "probe_server.py"), "--nowebui", "--no-download-sd-model", "--data-dir",
                                          str(data), "--port", str(self.port), *extra], env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
 

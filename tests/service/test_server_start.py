@@ -33,7 +33,7 @@ def _get(url: str, timeout: float = 120.0) -> bytes:
 def test_fresh_data_dir_serves_ui_and_api_on_the_demo_model(tmp_path):
     port = _free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
-    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--data-dir", str(tmp_path), "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "sdweb", "--no-download-sd-model", "--data-dir", str(tmp_path), "--port", str(port),
                                 "--api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:

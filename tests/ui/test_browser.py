@@ -61,7 +61,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"),
            "TMPDIR": str(root), "HF_HUB_OFFLINE": "1"}
     with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "sdweb", "--data-dir", str(data), "--port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "sdweb", "--no-download-sd-model", "--data-dir", str(data), "--port", str(port),
                                     "--api"], env=env, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
