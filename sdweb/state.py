@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sdweb.config.paths import DataPaths, resolve_paths
 from sdweb.config.settings import Settings, frozen_keys_from_flags
+from sdweb.core.atomic import remove_stale_temp_files
 from sdweb.core.errors import UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
@@ -120,6 +122,8 @@ def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
 def build_app_state(options: object) -> AppState:
     paths = resolve_paths(options)
     paths.ensure_folders()
+    threading.Thread(target=remove_stale_temp_files, args=(paths.outputs,), name="sdweb-tmp-cleanup",
+                     daemon=True).start()
     settings = Settings.load(paths.config_file, frozen_keys=frozen_keys_from_flags(options))
     registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
                              extra_checkpoint=getattr(options, "ckpt", None))

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -31,6 +33,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# what atomic_write_bytes leaves behind when killed mid-write: .<target name>.<mkstemp's 8 characters>.tmp
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str], older_than_s: float = 600.0) -> list[Path]:
+    """Delete the temp files of writers that were killed (older than `older_than_s`, so a writer still
+    running in another process keeps its file) anywhere under `folder`; returns what was removed."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    for path in Path(folder).rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if _TEMP_NAME.match(path.name) and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _fsync_folder(folder: Path) -> None:

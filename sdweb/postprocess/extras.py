@@ -116,7 +116,7 @@ def _size_plan(request: ExtrasRequest, width: int, height: int, info: dict[str, 
             return max(cover_w, target_w), max(cover_h, target_h), (target_w, target_h)
         return cover_w, cover_h, None
     scale = request.upscaling_resize
-    info["Postprocess upscale by"] = scale
+    info["Postprocess upscale by"] = int(scale) if float(scale).is_integer() else scale  # "2", as A1111 writes
     new_w, new_h = target_size(width, height, scale)
     limit = request.max_side_length
     if limit and max(new_w, new_h) > limit:

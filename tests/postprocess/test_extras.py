@@ -61,8 +61,8 @@ def test_scale_by_with_a_model_saves_with_the_source_infotext_kept(service: Post
     request = ExtrasRequest(upscaler_1="4x-Tiny", upscaling_resize=2)
     result = service.run_extras(request, [ExtrasInput(_source())], save=True)
     assert result.images[0].size == (80, 60)
-    assert result.infotexts == ["Postprocess upscale by: 2.0, Postprocess upscaler: 4x-Tiny"]
-    assert result.html_info == "<p>Postprocess upscale by: 2.0, Postprocess upscaler: 4x-Tiny</p>"
+    assert result.infotexts == ["Postprocess upscale by: 2, Postprocess upscaler: 4x-Tiny"]
+    assert result.html_info == "<p>Postprocess upscale by: 2, Postprocess upscaler: 4x-Tiny</p>"
     [path] = result.saved_paths
     assert path == service.paths.outputs / "extras-images" / "00000.png"
     saved = Image.open(path)
@@ -119,7 +119,7 @@ def test_face_restoration_order_and_infotext(service: PostprocessService, monkey
                           codeformer_weight=0.25, upscale_first=True)
     after = service.run_extras(later, [ExtrasInput(_source(40, 30))], save=False)
     assert calls == [("GFPGAN", (80, 60), 1.0, 0.5), ("CodeFormer", (80, 60), 0.5, 0.25)]
-    assert after.infotexts[0] == ("Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos, "
+    assert after.infotexts[0] == ("Postprocess upscale by: 2, Postprocess upscaler: Lanczos, "
                                   "GFPGAN visibility: 1.0, CodeFormer visibility: 0.5, CodeFormer weight: 0.25")
     calls.clear()
     before = service.run_extras(later.model_copy(update={"upscale_first": False}), [ExtrasInput(_source(40, 30))],
@@ -152,7 +152,7 @@ def test_jpeg_output_holds_source_infotext_and_postprocessing(service: Postproce
                                 settings=settings)
     assert result.saved_paths[0].suffix == ".jpg"
     text, _ = read_infotext(Image.open(result.saved_paths[0]))
-    assert text == f"{SOURCE_INFOTEXT}, Postprocess upscale by: 2.0, Postprocess upscaler: Lanczos"
+    assert text == f"{SOURCE_INFOTEXT}, Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
 
 
 def test_folder_in_and_out(service: PostprocessService, tmp_path: Path):

@@ -90,7 +90,7 @@ def test_single_image_2x_lanczos_doubles_the_size_and_keeps_the_infotext(state, 
         assert saved.size == (80, 60)
         infotext, items = read_infotext(saved)
         assert infotext == SOURCE_INFOTEXT
-        assert items["postprocessing"].startswith("Postprocess upscale by: 2")  # the service writes 2.0
+        assert items["postprocessing"].startswith("Postprocess upscale by: 2")  # as A1111 writes it
         assert items["postprocessing"].endswith(", Postprocess upscaler: Lanczos")
     assert not list(path.parent.glob("*.tmp*")), "saved atomically, no temp file left"
 

@@ -88,3 +88,19 @@ def test_settings_tab_shows_every_editable_setting_by_section(state):
     assert list(sections)[0] == shown[0].section and len(sections) == len(set(sections))
     hidden = {option.key for option in shown} - {option.key for option in visible_options(hide_dirs=True)}
     assert "samples_filename_pattern" in hidden
+
+
+def test_quick_checkpoint_refuses_a_damaged_file_and_keeps_the_setting(state):
+    broken = state.paths.checkpoints / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    try:
+        state.registry.refresh_checkpoints()
+        before = state.settings.get("sd_model_checkpoint")
+        title = state.registry.find_checkpoint("broken").title
+        with pytest.raises(gr.Error) as caught:
+            save_setting(state, "sd_model_checkpoint", title)
+        assert "broken.safetensors" in caught.value.message
+        assert state.settings.get("sd_model_checkpoint") == before
+    finally:
+        broken.unlink()
+        state.registry.refresh_checkpoints()

@@ -317,3 +317,23 @@ def test_saved_grid_round_trip(tmp_path):
     path = save_image(grid, Path(tmp_path) / "grid-0000.png", INFOTEXT, "png")
     with Image.open(path) as reopened:
         assert reopened.size == (128, 48) and read_infotext(reopened)[0] == INFOTEXT
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tmp_path):
+    import os
+    import time
+
+    from sdweb.core.atomic import remove_stale_temp_files
+
+    folder = tmp_path / "txt2img-images" / "2026-12-03"
+    folder.mkdir(parents=True)
+    stale = folder / ".00001-5.png.k3j_9xq2.tmp"
+    fresh = folder / ".00002-6.png.ab12cd34.tmp"
+    users = folder / ".notes.tmp"  # not the writer's pattern: never touched
+    for path in (stale, fresh, users):
+        path.write_bytes(b"partial")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(users, (old, old))
+    assert remove_stale_temp_files(tmp_path) == [stale]
+    assert not stale.exists() and fresh.exists() and users.exists()
