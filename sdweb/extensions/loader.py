@@ -196,7 +196,8 @@ def _load_one(extension: Extension, context: ExtensionContext, scripts: list[Loa
         found += [LoadedScript(cls(), extension.name) for cls in _script_classes(module)
                   if not _needs_arguments(cls)]
     for loaded in found:
-        extension.scripts.append(loaded.script.title())
+        if loaded.script.title() not in extension.scripts:  # one title may have a txt2img and an img2img script
+            extension.scripts.append(loaded.script.title())
     scripts.extend(found)
     if not extension.builtin:
         folder = extension.path / "javascript"
