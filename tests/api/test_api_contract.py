@@ -96,6 +96,7 @@ def test_extras_on_the_real_app_upscale_2x_through_the_queue(api):
     body = response.json()
     result = _png(body["image"])
     assert result.size == (80, 48)
+    assert result.info.get("postprocessing", "").startswith("Postprocess upscale by: 2")  # the PNG keeps it
     assert "Postprocess upscale by: 2" in body["html_info"] and "Postprocess upscaler: Lanczos" in body["html_info"]
     finished = [job for job in state.queue._finished.values() if job.kind == "extras"]
     assert finished and finished[-1].status == "done", "extras run as a job of the shared queue"

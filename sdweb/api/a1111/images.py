@@ -47,4 +47,8 @@ def decode_image(data: str, field: str) -> Image.Image:
 def encode_for_api(image: Image.Image, fmt: str = "png", jpeg_quality: int = 80) -> str:
     """Bare base64 of the image in the samples format, with the infotext in it (PNG text / EXIF)."""
     infotext = image.info.get("parameters") if isinstance(image.info.get("parameters"), str) else None
-    return base64.b64encode(encode_image(image, infotext, fmt, jpeg_quality=jpeg_quality)).decode("ascii")
+    # other text chunks the image carries (Extras' "postprocessing" / "extras") are kept, as A1111 does
+    extra = {key: value for key, value in image.info.items()
+             if key in ("postprocessing", "extras") and isinstance(value, str)}
+    return base64.b64encode(encode_image(image, infotext, fmt, jpeg_quality=jpeg_quality,
+                                         extra_text=extra or None)).decode("ascii")
