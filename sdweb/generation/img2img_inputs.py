@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
@@ -18,6 +19,29 @@ class Img2ImgInputs:
     call_kwargs: dict[str, Any]
     finish: Callable[[list[Image.Image]], list[Image.Image]] = lambda images: images
     notes: list[str] = field(default_factory=list)
+    # changes the encoded init latents before sampling (masked content "latent noise" / "latent nothing")
+    latent_fill: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def latent_fill(fill: int, mask: Image.Image, noise: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A1111's masked content 2 (latent noise: the seed's noise) and 3 (latent nothing: zeros) inside the mask,
+    which is taken at latent size and rounded to 0/1 as A1111 does; None for the pixel-space fills."""
+    if fill not in (2, 3):
+        return None
+    small = mask.convert("L").resize((noise.shape[-1], noise.shape[-2]), Image.Resampling.BILINEAR)
+    inside = torch.from_numpy(np.round(np.asarray(small, dtype=np.float32) / 255.0))[None, None]
+
+    def apply(latents: torch.Tensor) -> torch.Tensor:
+        where = inside.to(latents.device, latents.dtype)
+        kept = latents * (1 - where)
+        if fill == 3:
+            return kept
+        seeded = noise.to(latents.device, latents.dtype)
+        if seeded.shape[0] != latents.shape[0]:
+            seeded = seeded[:1].expand(latents.shape[0], -1, -1, -1)
+        return kept + seeded * where
+
+    return apply
 
 
 def resize_image(mode: int, image: Image.Image, width: int, height: int) -> Image.Image:
@@ -154,14 +178,12 @@ def _only_masked_inputs(request: Img2ImgRequest, mask: Image.Image, count: int, 
             pasted.append(canvas)
         return pasted
 
-    return Img2ImgInputs(kwargs, paste_back, notes)
+    return Img2ImgInputs(kwargs, paste_back, notes, latent_fill(request.inpainting_fill, crop_mask, noise))
 
 
 def _inpaint_inputs(request: Img2ImgRequest, count: int, noise: torch.Tensor) -> Img2ImgInputs:
     mask = binary_mask(request.mask, bool(request.inpainting_mask_invert), request.mask_round)
     notes = []
-    if request.inpainting_fill in (2, 3):
-        notes.append("Masked content 'latent noise'/'latent nothing' is not supported yet: used 'original'.")
     if request.inpaint_full_res and mask.getbbox() is not None:
         if len(request.init_images) == 1:
             return _only_masked_inputs(request, mask, count, noise, notes)
@@ -181,7 +203,7 @@ def _inpaint_inputs(request: Img2ImgRequest, count: int, noise: torch.Tensor) ->
         return [Image.composite(result, original.resize(result.size), blurred.resize(result.size))
                 for result, original in zip(results, originals, strict=False)]
 
-    return Img2ImgInputs(kwargs, overlay, notes)
+    return Img2ImgInputs(kwargs, overlay, notes, latent_fill(request.inpainting_fill, blurred, noise))
 
 
 def prepare_img2img_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel,

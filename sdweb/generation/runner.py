@@ -18,6 +18,7 @@ from sdweb.generation.hooks import NO_HOOKS, JobHooks, Processing, SamplingCall,
 from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
 from sdweb.generation.img2img_steps import img2img_schedule
 from sdweb.generation.jobs import JobContext
+from sdweb.generation.latent_fill import filled_init_latents
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.refiner import refine
 from sdweb.generation.sampling import (
@@ -143,7 +144,7 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     outcome = BatchOutcome(notes=list(built.notes))
     with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context():
         try:
-            with composable_guidance(pipe, conditioning, swaps):
+            with composable_guidance(pipe, conditioning, swaps), filled_init_latents(pipe, inputs.latent_fill):
                 latents = pipe(**kwargs).images
         except BatchStopped as stop:
             outcome.stopped = stop.reason

@@ -171,3 +171,36 @@ def test_out_of_memory_is_a_clear_error_and_the_next_job_works(state, monkeypatc
     assert "--medvram" in error.value.hint
     monkeypatch.setattr(service_module, "run_batch", real_run_batch)
     assert state.service.txt2img(Txt2ImgRequest(**SMALL), None, NO_SAVE).images
+
+
+def test_masked_content_latent_noise_and_latent_nothing(state):
+    init = Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    results = {}
+    for fill in (1, 2, 3):
+        request = Img2ImgRequest(init_images=[init], mask=mask, inpainting_fill=fill, mask_blur_x=0, mask_blur_y=0,
+                                 denoising_strength=0.6, seed=8, **SMALL)
+        result = state.service.img2img(request, None, NO_SAVE)
+        assert not any("not supported" in note for note in result.notes)
+        results[fill] = _pixels(result.images[0])
+    for fill in (2, 3):
+        assert np.array_equal(results[fill][:12], results[1][:12]), "outside the mask the picture is kept"
+        assert np.abs(results[fill][20:44, 20:44] - results[1][20:44, 20:44]).mean() > 1
+    assert np.abs(results[2][20:44, 20:44] - results[3][20:44, 20:44]).mean() > 1
+
+
+def test_latent_fill_replaces_only_inside_the_mask():
+    import torch
+
+    from sdweb.generation.img2img_inputs import latent_fill
+
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))  # left half at latent size: columns 0-3 of 8
+    noise = torch.randn(1, 4, 8, 8)
+    latents = torch.full((2, 4, 8, 8), 3.0)
+    assert latent_fill(1, mask, noise) is None and latent_fill(0, mask, noise) is None
+    nothing = latent_fill(3, mask, noise)(latents)
+    assert torch.all(nothing[..., :4] == 0) and torch.all(nothing[..., 4:] == 3)
+    noisy = latent_fill(2, mask, noise)(latents)
+    assert torch.equal(noisy[1, :, :, :4], noise[0, :, :, :4]) and torch.all(noisy[..., 4:] == 3)
