@@ -98,6 +98,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--device-id", DEVICE, "str", help="use cuda:N"),
     Flag("--use-ipex", DEVICE, "bool", help="Intel XPU"),
     Flag("--opt-channelslast", DEVICE, "bool", help="channels_last memory format"),
+    Flag("--compile", DEVICE, "bool",
+         help="sdweb: torch.compile the UNet and VAE decoder (first image of each size compiles, then faster; "
+              "falls back to eager if compiling fails)"),
+    Flag("--opt-fused-qkv", DEVICE, "bool",
+         help="sdweb: fuse the UNet's q/k/v attention projections (undone while a LoRA is loaded)"),
     Flag("--disable-nan-check", DEVICE, "bool", help="skip NaN checks of UNet/VAE output"),
     Flag("--disable-model-loading-ram-optimization", DEVICE, "bool", help="disable the RAM-saving load path"),
     # Models and paths

@@ -1,10 +1,11 @@
 """`python -m sdweb.bench`: the performance benchmarks in one command; prints a table and writes JSON.
 
-    python -m sdweb.bench [--only overhead,startup,switching,gpu] [--repeats 5] [--out bench/results/bench.json]
+    python -m sdweb.bench [--only overhead,startup,switching,gpu,opts] [--repeats 5] [--out bench/results/bench.json]
 
 Sections: overhead (our service vs the bare diffusers call: tiny SD1 and a full-size random SD 1.5 on CPU),
 startup (process start -> page, API, first image), switching (cached / cold checkpoint switches, RSS over 20
-switches), gpu (SD 1.5 / SDXL it/s, batch throughput, peak VRAM; "skipped: no CUDA device" without CUDA).
+switches), gpu (SD 1.5 / SDXL it/s, batch throughput, peak VRAM; "skipped: no CUDA device" without CUDA),
+opts (eager vs --compile, --opt-fused-qkv, --opt-channelslast on the tiny SD1, with the compile time).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     gpu = parser.add_argument_group("gpu")
     gpu.add_argument("--gpu-steps", type=int, default=20)
     gpu.add_argument("--gpu-batch", type=int, default=8)
+    opts = parser.add_argument_group("opts")
+    opts.add_argument("--opts-size", type=int, default=64)
+    opts.add_argument("--opts-steps", type=int, default=30)
     return parser
 
 
@@ -76,7 +80,12 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], SectionR
 
         return run_gpu(args.repeats, steps=args.gpu_steps, batch=args.gpu_batch, cache_dir=args.cache_dir)
 
-    return {"overhead": overhead, "startup": startup, "switching": switching, "gpu": gpu}
+    def opts() -> SectionResult:
+        from sdweb.bench.opts import run_opts
+
+        return run_opts(args.repeats, size=args.opts_size, steps=args.opts_steps)
+
+    return {"overhead": overhead, "startup": startup, "switching": switching, "gpu": gpu, "opts": opts}
 
 
 def run_sections(names: Sequence[str], runners: dict[str, Callable[[], SectionResult]]) -> list[SectionResult]:

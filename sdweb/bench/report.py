@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("overhead", "startup", "switching", "gpu")
+SECTIONS = ("overhead", "startup", "switching", "gpu", "opts")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sdweb.models.lora import AppliedLoras, LoraCache
 from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 from sdweb.models.vae import choose_vae, read_vae_file
 from sdweb.prompts.parser import LoraCall
+from sdweb.runtime.compile import fuse_qkv, note_structure_change, unfuse_qkv
 from sdweb.runtime.memory import free_memory
 from sdweb.runtime.policy import RuntimePlan, apply_plan_to_pipeline, apply_plan_to_vae, park_module
 
@@ -239,8 +240,16 @@ class ModelManager:
     def apply_loras(self, loaded: LoadedModel, calls: list[LoraCall]) -> AppliedLoras:
         """Activate exactly these LoRAs (loading those not loaded yet); call `deactivate_loras` after the job."""
         with self._lock:
-            return loaded.loras.apply(loaded.base_pipeline, loaded.family, self.registry, calls,
-                                      allow_unsafe_pickle=self.allow_unsafe_pickle)
+            pipe = loaded.base_pipeline
+            if calls and unfuse_qkv(pipe.unet):  # the fused processor would bypass LoRA layers on to_q/k/v
+                log.info("Fused QKV projections of %s undone while LoRAs are loaded", loaded.entry.title)
+            before = set(loaded.loras.adapters)
+            try:
+                return loaded.loras.apply(pipe, loaded.family, self.registry, calls,
+                                          allow_unsafe_pickle=self.allow_unsafe_pickle)
+            finally:
+                if set(loaded.loras.adapters) != before:
+                    note_structure_change(pipe)  # compiled graphs recompile for the new modules: time them
 
     def deactivate_loras(self, loaded: LoadedModel) -> None:
         with self._lock:
@@ -254,7 +263,12 @@ class ModelManager:
         """Remove every LoRA adapter from every loaded model (after a LoRA refresh, to free memory)."""
         with self._lock:
             for loaded in self._loaded.values():
+                had_adapters = bool(loaded.loras.adapters)
                 loaded.loras.unload_all(loaded.base_pipeline)
+                if had_adapters:
+                    note_structure_change(loaded.base_pipeline)
+                if self.plan.fused_qkv:
+                    fuse_qkv(loaded.base_pipeline.unet)  # no LoRA layers left: fusing is safe again
 
     def unload_all(self) -> None:
         with self._lock:

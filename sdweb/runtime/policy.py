@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from sdweb.runtime.compile import compile_pipeline, fuse_qkv, install_compile
+
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
@@ -59,6 +61,8 @@ class DeviceOptions(Protocol):
     opt_sub_quad_attention: bool
     disable_opt_split_attention: bool
     opt_channelslast: bool
+    compile: bool
+    opt_fused_qkv: bool
     disable_nan_check: bool
     use_ipex: bool
 
@@ -155,6 +159,8 @@ class RuntimePlan:
     cast, done with diffusers' layerwise casting). ``upcast_sampling``: keep latents and scheduler math in fp32 and
     cast to the UNet dtype at the call (the generation service does this). ``autocast``: run the UNet under
     ``autocast_context()``. ``vae_tiling_threshold_pixels``: tile VAE decode when width*height exceeds it; 0 = never.
+    ``compile``: torch.compile the UNet and VAE decoder after load; ``fused_qkv``: fuse the UNet's q/k/v
+    projections (both applied by runtime.compile; off by default).
     """
 
     device: str
@@ -171,6 +177,8 @@ class RuntimePlan:
     vae_slicing: bool
     vae_tiling_threshold_pixels: int
     channels_last: bool
+    compile: bool
+    fused_qkv: bool
     nan_check: bool
     upcast_sdxl_vae: bool
     load_weights_to_device: bool
@@ -226,6 +234,10 @@ class RuntimePlan:
         line = (f"device {self.device} ({self.device_name}); UNet {unet}, text encoder "
                 f"{_dtype_name(self.text_encoder_dtype)}, VAE {_dtype_name(self.vae_dtype)}; {compute}; "
                 f"attention {self.attention}; offload {offload}")
+        extras = [name for name, on in (("channels_last", self.channels_last), ("torch.compile", self.compile),
+                                        ("fused QKV", self.fused_qkv)) if on]
+        if extras:
+            line += "; " + ", ".join(extras)
         if self.reasons:
             line += "; because: " + "; ".join(self.reasons)
         return line
@@ -268,6 +280,9 @@ def plan_runtime(options: DeviceOptions, hardware: HardwareInfo) -> RuntimePlan:
         reasons.append("--opt-channelslast: UNet in channels_last memory format")
     if options.disable_nan_check:
         reasons.append("--disable-nan-check: NaN checks of UNet/VAE output are off")
+    attention = _choose_attention(options, device, cuda, hardware, reasons)
+    compile_on = _choose_compile(options, offload, only_sdxl, reasons)
+    fused_qkv = _choose_fused_qkv(options, attention, precision, reasons)
 
     def aux(module: str) -> str:
         return "cpu" if module in use_cpu or "all" in use_cpu else best
@@ -277,11 +292,12 @@ def plan_runtime(options: DeviceOptions, hardware: HardwareInfo) -> RuntimePlan:
         unet_dtype=precision.unet, unet_compute_dtype=precision.unet_compute,
         text_encoder_dtype=precision.text_encoder, vae_dtype=precision.vae,
         upcast_sampling=precision.upcast_sampling, autocast=precision.autocast,
-        attention=_choose_attention(options, device, cuda, hardware, reasons),
+        attention=attention,
         offload=offload, offload_only_for_sdxl=only_sdxl,
         vae_slicing=True,  # A1111 decodes one image at a time; slicing only matters for batch > 1
         vae_tiling_threshold_pixels=_vae_tiling_threshold(device, cuda, offload),
-        channels_last=bool(options.opt_channelslast), nan_check=not options.disable_nan_check,
+        channels_last=bool(options.opt_channelslast), compile=compile_on, fused_qkv=fused_qkv,
+        nan_check=not options.disable_nan_check,
         upcast_sdxl_vae=precision.upcast_sdxl_vae,
         load_weights_to_device=_load_weights_to_device(options, device, offload, reasons),
         interrogate_device=aux("interrogate"), upscaler_device=aux("esrgan"),
@@ -443,6 +459,34 @@ def _add_memory_suggestions(options: DeviceOptions, cuda: CudaDevice | None, rea
         reasons.append(f"{size}: consider --medvram-sdxl for SDXL models")
 
 
+def _choose_compile(options: DeviceOptions, offload: str, only_sdxl: bool, reasons: list[str]) -> bool:
+    if not options.compile:
+        return False
+    if offload != "none" and not only_sdxl:
+        reasons.append(f"--compile ignored: offload {offload} moves weights during the call (compile without "
+                       "--medvram/--lowvram)")
+        return False
+    note = "--compile: torch.compile of the UNet and VAE decoder (dynamic=False: the first image of each size " \
+           "compiles; eager if compiling fails)"
+    if only_sdxl:
+        note += "; not for SDXL models, which --medvram-sdxl offloads"
+    reasons.append(note)
+    return True
+
+
+def _choose_fused_qkv(options: DeviceOptions, attention: str, precision: _Precision, reasons: list[str]) -> bool:
+    if not options.opt_fused_qkv:
+        return False
+    if attention not in ("sdpa", "sdpa-no-mem"):
+        reasons.append(f"--opt-fused-qkv ignored: the fused processor is SDPA and attention is {attention}")
+        return False
+    if precision.unet_compute != precision.unet:
+        reasons.append("--opt-fused-qkv ignored: layerwise casting (--precision full) does not cover fused layers")
+        return False
+    reasons.append("--opt-fused-qkv: UNet q/k/v projections fused (undone while a LoRA is loaded)")
+    return True
+
+
 def _vae_tiling_threshold(device: str, cuda: CudaDevice | None, offload: str) -> int:
     if device == "cpu":
         return 0  # system RAM: A1111 never tiles
@@ -472,11 +516,16 @@ def apply_plan_to_pipeline(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdx
     _apply_attention(pipe, plan)
     if plan.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
+    if plan.fused_qkv:
+        fuse_qkv(pipe.unet)
     if plan.vae_slicing:
         pipe.vae.enable_slicing()
     else:
         pipe.vae.disable_slicing()
-    _place(pipe, plan, plan.offload_for(is_sdxl))
+    offload = plan.offload_for(is_sdxl)
+    _place(pipe, plan, offload)
+    if plan.compile and offload == "none":
+        compile_pipeline(pipe)
 
 
 def set_vae_tiling_for_size(pipe: DiffusionPipeline, plan: RuntimePlan, width: int, height: int) -> bool:
@@ -546,6 +595,8 @@ def apply_plan_to_vae(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdxl: bo
     else:
         vae.disable_slicing()
     offload = plan.offload_for(is_sdxl)
+    if plan.compile and offload == "none":
+        install_compile(vae.decoder, "VAE decoder")
     if offload == "none" or not plan.device.startswith("cuda"):
         vae.to(plan.device)
     else:  # the offload hooks are per component: install them again, now with this VAE
