@@ -22,7 +22,6 @@ from sdweb.generation.sampling import StepSwaps, callback_tensor_names, decode_l
 from sdweb.generation.seeds import step_generators
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
-from sdweb.prompts.parser import parse_extra_networks
 from sdweb.samplers.build import build_scheduler
 from sdweb.samplers.resolve import require_available, resolve_sampler
 
@@ -80,9 +79,10 @@ def upscale_first_pass(request: Txt2ImgRequest, pipe: Any, latents: torch.Tensor
 
 
 def _hires_prompt(prepared: PreparedPrompt, request: Txt2ImgRequest) -> PreparedPrompt:
-    text = parse_extra_networks(request.hr_prompt)[0] if request.hr_prompt else prepared.encode_text
-    negative = parse_extra_networks(request.hr_negative_prompt)[0] if request.hr_negative_prompt \
-        else prepared.encode_negative
+    text = prepared.hr_encode_text if request.hr_prompt and prepared.hr_encode_text is not None \
+        else prepared.encode_text
+    negative = prepared.hr_encode_negative if request.hr_negative_prompt and prepared.hr_encode_negative \
+        is not None else prepared.encode_negative
     return replace(prepared, encode_text=text, encode_negative=negative)
 
 

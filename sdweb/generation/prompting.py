@@ -30,6 +30,8 @@ class PreparedPrompt:
     extra_params: dict[str, Any] = field(default_factory=dict)
     embeddings: list[TextualInversion] = field(default_factory=list)  # the embeddings folder, loaded
     encoded: dict = field(default_factory=dict)  # the job's conditioning cache (see PromptEncoder)
+    hr_encode_text: str | None = None  # the hires pass's own prompts (styles applied, tags removed)
+    hr_encode_negative: str | None = None
 
 
 def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Mapping[str, Any],
@@ -50,6 +52,13 @@ def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Map
         notes.append(f"Extra networks not supported and ignored: {', '.join(unsupported)}.")
     prepared = PreparedPrompt(prompt=prompt, negative_prompt=negative, encode_text=text,
                               encode_negative=negative_text, loras=loras, notes=notes, embeddings=list(embeddings))
+    hr_prompt, hr_negative = getattr(request, "hr_prompt", ""), getattr(request, "hr_negative_prompt", "")
+    if hr_prompt or hr_negative:  # A1111 applies the job's styles to the hires prompts too
+        if request.styles and styles is not None:
+            hr_prompt, hr_negative, _ = styles.apply(hr_prompt or request.prompt,
+                                                     hr_negative or request.negative_prompt, request.styles)
+        prepared.hr_encode_text = parse_extra_networks(hr_prompt)[0] if hr_prompt else None
+        prepared.hr_encode_negative = parse_extra_networks(hr_negative)[0] if hr_negative else None
     emphasis = str(settings.get("emphasis", "Original"))
     if emphasis != "Original" and any(c in prompt + negative for c in "(["):
         prepared.extra_params["Emphasis"] = emphasis

@@ -171,6 +171,13 @@ def test_styles_are_applied_and_the_infotext_has_the_styled_prompt(sd1):
     assert missing.infotexts[0].startswith("a cat\n")
 
 
+def test_styles_reach_the_hires_prompt(sd1):
+    hires = {"enable_hr": True, "hr_scale": 1.5, "denoising_strength": 0.6, "steps": 3}
+    styled = _run(sd1, "a cat", styles=["frame"], hr_prompt="a dog", **hires)
+    direct = _run(sd1, "a photo of a cat, framed", hr_prompt="a photo of a dog, framed", **hires)
+    assert _diff(styled, direct) == 0
+    assert _diff(styled, _run(sd1, "a photo of a cat, framed", hr_prompt="a dog", **hires)) > 1
+
 # -- SDXL ---------------------------------------------------------------------------------------------------
 
 
