@@ -216,3 +216,21 @@ def test_interrogate_clip_without_models_says_what_is_missing(state):
 def test_info_html_escapes():
     assert info_html("<b>x</b>\ny", None) == "<div class='sdweb-extras-info'><p>&lt;b&gt;x&lt;/b&gt;<br>y</p></div>"
     assert info_html(None, None) == ""
+
+
+def test_interrupt_stops_a_folder_run_between_images(tab, tmp_path):
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(40):
+        (source / f"{index:02}.png").write_bytes(_png_bytes(16, 12, seed=index))
+    updates = tab.generate(_values(tab, mode="batch_from_directory", input_dir=str(source), output_dir=str(target),
+                                   upscaling_resize=2.0, upscaler_1="Lanczos", show_extras_results=False))
+    first = next(updates)
+    tab.interrupt(first[tab.job_id])
+    with pytest.raises(gr.Error):
+        list(updates)
+    written = list(target.iterdir()) if target.exists() else []
+    assert len(written) < 40
+    for path in written:  # what was written is complete
+        with Image.open(path) as image:
+            assert image.size == (32, 24)

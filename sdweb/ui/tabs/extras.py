@@ -43,6 +43,8 @@ class ExtrasTab:
     status: gr.Markdown
     generate: Callable[[dict[Any, Any]], Iterator[dict[Any, Any]]]  # the Generate handler
     refresh: Callable[[str | None, str | None], tuple[Any, Any]]  # the upscaler list refresh handler
+    interrupt: Callable[[str | None], None]  # stops the tab's job after the image it is working on
+    job_id: gr.State  # the id of the tab's last job (the Interrupt button's input)
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------------
@@ -198,7 +200,10 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
             fields, refresh_button, resize_tabs = _upscale_controls(registry.names())
             fields.update(_face_controls())
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
-            generate_button = gr.Button("Generate", variant="primary", size="lg", elem_id="extras_generate")
+            with gr.Row():
+                generate_button = gr.Button("Generate", variant="primary", size="lg", elem_id="extras_generate",
+                                            scale=3)
+                interrupt_button = gr.Button("Interrupt", size="lg", elem_id="extras_interrupt", scale=1)
             status = gr.Markdown("", elem_id=f"{TAB}_progress", elem_classes=["sdweb-status"])
             gallery = gr.Gallery(label="Output", show_label=False, format="png", type="pil", columns=2, height=480,
                                  object_fit="contain", interactive=False, elem_id="extras_gallery",
@@ -206,6 +211,7 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
             info = gr.HTML("", elem_id="html_info_extras")
     fields["show_extras_results"] = inputs.pop("show_extras_results")
     infos = gr.State([])
+    job_id = gr.State(None)
     for name, sub_tab in sub_tabs.items():
         sub_tab.select(_constant(name), inputs=None, outputs=inputs["mode"], queue=False, api_visibility="private")
     for name, resize_tab in resize_tabs.items():
@@ -216,7 +222,7 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
         request = make_request(ExtrasRequest, collect_fields(fields, values))
         job = state.submit_extras(extras_job(request, collect_fields(inputs, values), allow_dirs))
         started = time.monotonic()
-        yield {status: "Queued…", gallery: [], info: ""}
+        yield {status: "Queued…", gallery: [], info: "", job_id: job.id}
         while not job.finished.wait(POLL_SECONDS):
             yield {status: _progress_text(job, state.queue.position(job.id))}
         if job.error is not None:
@@ -235,15 +241,20 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
         return tuple(gr.Dropdown(choices=names, value=value if value in names else "None")
                      for value in (first, second))
 
+    def interrupt(current: str | None) -> None:
+        if current is not None:
+            state.queue.interrupt(current)
+
     generate_button.click(generate, inputs=set(fields.values()) | set(inputs.values()),
-                          outputs=[gallery, info, infos, status], show_progress="minimal", show_progress_on=[status],
+                          outputs=[gallery, info, infos, status, job_id], show_progress="minimal", show_progress_on=[status],
                           api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
                           concurrency_id="generate")
+    interrupt_button.click(interrupt, inputs=job_id, outputs=None, queue=False, api_visibility="private")
     upscaler_dropdowns = [fields["upscaler_1"], fields["upscaler_2"]]
     refresh_button.click(refresh, inputs=upscaler_dropdowns, outputs=upscaler_dropdowns, api_visibility="private")
     gallery.select(_on_select, inputs=infos, outputs=info, api_visibility="private", queue=False)
     return ExtrasTab(fields=fields, inputs=inputs, tabs=tabs, gallery=gallery, info=info, status=status,
-                     generate=generate, refresh=refresh)
+                     generate=generate, refresh=refresh, interrupt=interrupt, job_id=job_id)
 
 
 def _constant(value: Any) -> Callable[[], Any]:
