@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdweb.core.errors import NotFoundError
+from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.installer import (
     InstalledExtension,
     InstallResult,
@@ -40,6 +42,24 @@ def git_command() -> str:
 
 def _quiet(_line: str) -> None:
     return None
+
+
+_CHANGE_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_change_at_a_time(extensions_dir: Path) -> Iterator[None]:
+    """Installs, updates and removes from the tab and the API never overlap in one extensions folder."""
+    with _LOCKS_GUARD:
+        lock = _CHANGE_LOCKS.setdefault(extensions_dir.resolve(), threading.Lock())
+    if not lock.acquire(blocking=False):
+        raise UserError("Another extension install, update or remove is running.", code="extension_change_busy",
+                        hint="Wait for it to finish (its output is in the Extensions tab), then try again.")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True)
@@ -68,9 +88,10 @@ class ExtensionActions:
                 progress: Progress = _quiet) -> InstallResult:
         """Clone into extensions/ and run its install.py (unless --skip-install); a restart loads it."""
         require_extension_access(self.options)
-        result = install_from_url(url, branch, name, extensions_dir=self.extensions_dir,
-                                  run_install=not getattr(self.options, "skip_install", False), python=self.python,
-                                  progress=progress, git=self.git)
+        with _one_change_at_a_time(self.extensions_dir):
+            result = install_from_url(url, branch, name, extensions_dir=self.extensions_dir,
+                                      run_install=not getattr(self.options, "skip_install", False),
+                                      python=self.python, progress=progress, git=self.git)
         if result.install_script_rc == 0:  # the next start need not run it again
             mark_install_script_done(result.name, result.path, self.install_cache)
         return result
@@ -92,9 +113,11 @@ class ExtensionActions:
     def update(self, name: str, progress: Progress = _quiet) -> UpdateResult:
         """Fast-forward one extension to its upstream branch (a restart loads the new code)."""
         require_extension_access(self.options)
-        return update(self.find(name), git=self.git, progress=progress)
+        with _one_change_at_a_time(self.extensions_dir):
+            return update(self.find(name), git=self.git, progress=progress)
 
     def remove(self, name: str) -> Path:
         """Delete one extension's folder from extensions/ (built-ins are not there and cannot be removed)."""
         require_extension_access(self.options)
-        return remove(self.find(name))
+        with _one_change_at_a_time(self.extensions_dir):
+            return remove(self.find(name))

@@ -313,3 +313,31 @@ def test_extension_routes_need_api_credentials(world, tmp_path):
         assert client.get("/sdweb/v1/extensions", auth=("bob", "s3cret")).status_code == 200
     finally:
         state.queue.shutdown()
+
+
+def test_changes_never_overlap_in_one_extensions_folder(tmp_path):
+    import threading
+
+    from sdweb.core.errors import UserError
+    from sdweb.extensions import actions
+
+    folder = tmp_path / "extensions"
+    folder.mkdir()
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with actions._one_change_at_a_time(folder):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    try:
+        with pytest.raises(UserError, match="Another extension install"), actions._one_change_at_a_time(folder):
+            pass
+    finally:
+        release.set()
+        holder.join(10)
+    with actions._one_change_at_a_time(folder):  # free again
+        pass
