@@ -19,7 +19,7 @@ from sdweb.ui.tabs.extras import build_extras_tab
 from sdweb.ui.tabs.img2img import build_img2img_tab
 from sdweb.ui.tabs.png_info import build_png_info_tab
 from sdweb.ui.tabs.settings import SettingsTab, build_settings_tab, current_values
-from sdweb.ui.tabs.txt2img import build_txt2img_tab
+from sdweb.ui.tabs.txt2img import build_txt2img_tab, hires_upscalers
 
 log = logging.getLogger(__name__)
 VAE_SPECIAL = ("Automatic", "None")
@@ -164,17 +164,21 @@ def build_blocks(state: AppState) -> gr.Blocks:
         gr.Markdown(f"sdweb {__version__} · [API docs](/docs)", elem_id="footer_version")
         wire_send_buttons(Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info, extras=extras),
                           state.settings)
-        _wire_page_load(blocks, state, quick, settings_tab)
+        _wire_page_load(blocks, state, quick, settings_tab, txt2img.fields["hr_upscaler"])
     return blocks
 
 
-def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, settings_tab: SettingsTab) -> None:
-    """Each page load shows the current settings (another tab or the API may have changed them)."""
-    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, *settings_tab.components.values()]
+def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, settings_tab: SettingsTab,
+                    hr_upscaler: gr.Dropdown) -> None:
+    """Each page load shows the current settings (another tab or the API may have changed them) and the
+    upscaler files now in the model folders."""
+    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, hr_upscaler, *settings_tab.components.values()]
 
     def on_load() -> dict[Any, Any]:
         checkpoint, vae, clip_skip = _quick_values(state)
+        upscalers = hires_upscalers(state.service.postprocess.upscalers.names())
         return {quick.checkpoint: checkpoint, quick.vae: vae, quick.clip_skip: clip_skip,
+                hr_upscaler: gr.Dropdown(choices=upscalers),
                 **current_values(state.settings, settings_tab.components)}
 
     blocks.load(on_load, inputs=None, outputs=outputs, api_visibility="private", queue=False)

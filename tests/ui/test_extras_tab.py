@@ -234,3 +234,18 @@ def test_interrupt_stops_a_folder_run_between_images(tab, tmp_path):
     for path in written:  # what was written is complete
         with Image.open(path) as image:
             assert image.size == (32, 24)
+
+
+def test_page_load_lists_new_upscalers_in_the_hires_dropdown(tmp_path):
+    state = build_app_state(parse_options(["--data-dir", str(tmp_path)], {}))
+    try:
+        blocks = build_blocks(state)
+        on_load = next(block_fn.fn for block_fn in blocks.fns.values()
+                       if block_fn.name == "on_load" and block_fn.fn.__qualname__.startswith("_wire_page_load"))
+        tiny.save_state_dict(tiny.esrgan_state_dict(2, layout="new"), state.paths.esrgan / "4x-Added.pth")
+        updates = on_load()
+        dropdown = next(value for value in updates.values()
+                        if isinstance(value, gr.Dropdown) and "4x-Added" in str(value.choices))
+        assert ("4x-Added", "4x-Added") in dropdown.choices
+    finally:
+        state.queue.shutdown()
