@@ -28,6 +28,7 @@ CSS = """
 .sdweb-tokens { text-align: right; font-size: 0.8em; opacity: 0.7; margin-bottom: -0.6em; }
 .sdweb-tokens > * { min-height: 0 !important; padding: 0 !important; }
 #txt2img_generate, #img2img_generate, #extras_generate { min-height: 4.5em; font-size: 1.2em; }
+#extras_interrupt { min-height: 4.5em; }
 .sdweb-status { min-height: 1.5em; font-size: 0.9em; }
 #quicksettings, #extras_upscaler_row { align-items: end; }
 """

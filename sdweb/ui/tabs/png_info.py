@@ -51,10 +51,10 @@ def build_png_info_tab() -> PngInfoTab:
                                     elem_id="pnginfo_generation_info")
             items = gr.HTML("", elem_id="pnginfo_html")
             with gr.Row():
-                send_txt2img = gr.Button("Send to txt2img", size="sm", elem_id="pnginfo_send_txt2img")
-                send_img2img = gr.Button("Send to img2img", size="sm", elem_id="pnginfo_send_img2img")
-                send_inpaint = gr.Button("Send to inpaint", size="sm", elem_id="pnginfo_send_inpaint")
-                send_extras = gr.Button("Send to extras", size="sm", elem_id="pnginfo_send_extras")
+                send_txt2img = gr.Button("Send to txt2img", size="sm", min_width=100, elem_id="pnginfo_send_txt2img")
+                send_img2img = gr.Button("Send to img2img", size="sm", min_width=100, elem_id="pnginfo_send_img2img")
+                send_inpaint = gr.Button("Send to inpaint", size="sm", min_width=100, elem_id="pnginfo_send_inpaint")
+                send_extras = gr.Button("Send to extras", size="sm", min_width=100, elem_id="pnginfo_send_extras")
     image.change(describe_image, inputs=image, outputs=[parameters, items], api_visibility="private")
     return PngInfoTab(image=image, parameters=parameters, items=items, send_txt2img=send_txt2img,
                       send_img2img=send_img2img, send_inpaint=send_inpaint, send_extras=send_extras)
