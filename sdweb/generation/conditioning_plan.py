@@ -184,6 +184,17 @@ def build_plan(encoder: PromptEncoder, prompt: str, negative: str, options: Sche
     return plan
 
 
+def prompt_kwargs(pair: tuple[Conditioning, Conditioning], batch: int, is_sdxl: bool) -> dict[str, Any]:
+    """The pipeline call's embeddings (cond, uncond; SDXL's pooled ones too) for `batch` images."""
+    cond, uncond = pair
+    kwargs: dict[str, Any] = {"prompt_embeds": cond.embeds.expand(batch, -1, -1),
+                              "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1)}
+    if is_sdxl:
+        kwargs["pooled_prompt_embeds"] = cond.pooled.expand(batch, -1)
+        kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.expand(batch, -1)
+    return kwargs
+
+
 def step_tensors(pair: tuple[Conditioning, Conditioning], batch: int, cfg: bool,
                  is_sdxl: bool) -> dict[str, torch.Tensor]:
     """What the pipeline holds inside its loop (uncond first, then cond) for a mid-run swap."""

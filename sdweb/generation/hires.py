@@ -14,7 +14,7 @@ from PIL import Image
 from sdweb.core.errors import UserError
 from sdweb.core.requests import Txt2ImgRequest
 from sdweb.generation.composable import composable_guidance
-from sdweb.generation.conditioning_plan import swap_tensors
+from sdweb.generation.conditioning_plan import prompt_kwargs, swap_tensors
 from sdweb.generation.img2img_steps import schedule_for
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
@@ -101,14 +101,12 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
     with torch.no_grad():
         conditioning = plan_conditioning(model, pipe, _hires_prompt(prepared, request), hr_steps, settings,
                                          second_order=resolution.sampler.second_order, first_pass_steps=request.steps)
-    cond, uncond = conditioning.first
     batch = len(seeds)
     swaps = StepSwaps(swap_tensors(conditioning, batch, request.cfg_scale > 1.0, model.is_sdxl))
     kwargs: dict[str, Any] = {
         "image": upscale_first_pass(request, pipe, first_latents, settings, upscalers),
         "strength": strength,
-        "prompt_embeds": cond.embeds.expand(batch, -1, -1),
-        "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1),
+        **prompt_kwargs(conditioning.first, batch, model.is_sdxl),
         "guidance_scale": request.cfg_scale,
         "generator": step_generators(seeds, 0),
         "output_type": "latent",
@@ -120,9 +118,6 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
     }
     if "timesteps" not in kwargs and "sigmas" not in kwargs:
         kwargs["num_inference_steps"] = schedule_steps
-    if model.is_sdxl:
-        kwargs["pooled_prompt_embeds"] = cond.pooled.expand(batch, -1)
-        kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.expand(batch, -1)
     if context is not None:
         context.start_batch(context.job.progress.job_no + 1, hr_steps, "Hires fix")
     with composable_guidance(pipe, conditioning, swaps):

@@ -15,7 +15,7 @@ import torch
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest
 from sdweb.generation.composable import composable_guidance
-from sdweb.generation.conditioning_plan import loop_iteration, swap_tensors
+from sdweb.generation.conditioning_plan import loop_iteration, prompt_kwargs, swap_tensors
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepSwaps, callback_tensor_names, make_step_callback
@@ -53,10 +53,6 @@ def refiner_infotext(refiner: LoadedModel, switch_at: float) -> dict[str, Any]:
     return {"Refiner": f"{name} [{shorthash}]" if shorthash else name, "Refiner switch at": switch_at}
 
 
-def _pooled(cond: Any, batch: int) -> torch.Tensor:
-    return cond.pooled.expand(batch, -1)
-
-
 def refine(request: GenerationRequest, refiner: LoadedModel, prepared: PreparedPrompt, resolution: Any,
            seeds: list[int], base_latents: torch.Tensor, switch_at: float, settings: Mapping[str, Any],
            context: JobContext | None, keep_latents: Callable[[torch.Tensor], None]) -> torch.Tensor:
@@ -71,17 +67,13 @@ def refine(request: GenerationRequest, refiner: LoadedModel, prepared: PreparedP
     base_steps = int(request.steps * switch_at)
     # prompt editing and AND go on where the base stopped
     conditioning = conditioning.from_iteration(loop_iteration(base_steps, second_order, pipe.scheduler.order or 1))
-    cond, uncond = conditioning.first
     batch = len(seeds)
     remaining = request.steps - base_steps
     swaps = StepSwaps(swap_tensors(conditioning, batch, request.cfg_scale > 1.0, True))
     kwargs: dict[str, Any] = {
         "image": base_latents,
         "denoising_start": switch_at,
-        "prompt_embeds": cond.embeds.expand(batch, -1, -1),
-        "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1),
-        "pooled_prompt_embeds": _pooled(cond, batch),
-        "negative_pooled_prompt_embeds": _pooled(uncond, batch),
+        **prompt_kwargs(conditioning.first, batch, is_sdxl=True),
         "guidance_scale": request.cfg_scale,
         "generator": step_generators(seeds, int(settings.get("eta_noise_seed_delta", 0))),
         "output_type": "latent",

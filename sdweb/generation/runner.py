@@ -12,6 +12,7 @@ from PIL import Image
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.generation.composable import composable_guidance
+from sdweb.generation.conditioning_plan import prompt_kwargs, swap_tensors
 from sdweb.generation.control import with_controlnets
 from sdweb.generation.hires import second_pass
 from sdweb.generation.hooks import NO_HOOKS, JobHooks, Processing, SamplingCall, StepInfo
@@ -33,7 +34,6 @@ from sdweb.generation.tiling import seamless_tiling
 from sdweb.generation.vae_decode import decode_checked
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
-from sdweb.prompts.conditioning import Conditioning
 from sdweb.runtime.policy import RuntimePlan
 from sdweb.samplers.build import build_scheduler
 
@@ -52,30 +52,6 @@ def _pipeline_mode(mode: str, request: GenerationRequest, model: LoadedModel) ->
     if mode == "img2img" and isinstance(request, Img2ImgRequest) and request.mask is not None:
         return "inpaint"
     return mode
-
-
-def _cfg_tensors(pair: tuple[Conditioning, Conditioning], batch: int, cfg: bool, is_sdxl: bool
-                 ) -> dict[str, torch.Tensor]:
-    """What the pipeline holds inside its loop (uncond first, then cond) for a mid-run swap."""
-    cond, uncond = pair
-    embeds = cond.embeds.expand(batch, -1, -1)
-    if cfg:
-        embeds = torch.cat([uncond.embeds.expand(batch, -1, -1), embeds])
-    tensors = {"prompt_embeds": embeds}
-    if is_sdxl and cond.pooled is not None:
-        pooled = cond.pooled.expand(batch, -1)
-        tensors["add_text_embeds"] = torch.cat([uncond.pooled.expand(batch, -1), pooled]) if cfg else pooled
-    return tensors
-
-
-def _prompt_kwargs(pair: tuple[Conditioning, Conditioning], batch: int, is_sdxl: bool) -> dict[str, Any]:
-    cond, uncond = pair
-    kwargs: dict[str, Any] = {"prompt_embeds": cond.embeds.expand(batch, -1, -1),
-                              "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1)}
-    if is_sdxl:
-        kwargs["pooled_prompt_embeds"] = cond.pooled.expand(batch, -1)
-        kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.expand(batch, -1)
-    return kwargs
 
 
 def _noise_device(plan: RuntimePlan, settings: Mapping[str, Any]) -> str:
@@ -100,14 +76,13 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         conditioning = plan_conditioning(model, pipe, prepared, request.steps, settings,
                                          second_order=resolution.sampler.second_order)
     use_cfg = request.cfg_scale > 1.0
-    swaps = StepSwaps({step: _cfg_tensors(pair, batch, use_cfg, model.is_sdxl)
-                       for step, pair in conditioning.changes.items()})
+    swaps = StepSwaps(swap_tensors(conditioning, batch, use_cfg, model.is_sdxl))
     last_latents: list[torch.Tensor] = []
     callback = make_step_callback(context, total_steps=request.steps,
                                   preview_every=_preview_period(settings), is_sdxl=model.is_sdxl, swaps=swaps,
                                   on_latents=_step_watcher(extras, request.steps, last_latents))
     kwargs: dict[str, Any] = {
-        **_prompt_kwargs(conditioning.first, batch, model.is_sdxl),
+        **prompt_kwargs(conditioning.first, batch, model.is_sdxl),
         "guidance_scale": request.cfg_scale,
         "generator": step_generators(seeds, int(settings.get("eta_noise_seed_delta", 0))),
         "output_type": "latent",
