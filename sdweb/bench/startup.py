@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,15 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.bench.report import Row, SectionResult, median
+from sdweb.testing.server import free_port, stop_process_group
 
 PAGE_GOAL_SECONDS = 10.0
 IMPORT_FLOOR = "import torch, diffusers, gradio"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_ok(url: str, deadline: float, data: bytes | None = None) -> bool:
@@ -88,12 +81,7 @@ def start_once(timeout: float = 180.0) -> dict[str, Any]:
             if _wait_ok(f"{base}/sdapi/v1/txt2img", deadline, data=body):
                 marks["first_image"] = time.monotonic() - started
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process_group(process)
             reader.join(timeout=5)
         marks_out: dict[str, Any] = dict(marks)
         marks_out["log_tail"] = log_lines[-5:]

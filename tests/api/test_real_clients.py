@@ -4,8 +4,6 @@ and sd-parsers reading the PNGs we return."""
 import base64
 import io
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,15 +14,11 @@ import pytest
 import requests
 from PIL import Image
 
+from sdweb.testing.server import free_port, stop_process_group, wait_until_answers
+
 webuiapi = pytest.importorskip("webuiapi")
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +28,15 @@ def server(tmp_path_factory):
 
     # the demo checkpoint is a tiny SD1: a tiny SD1 ControlNet fits it
     write_tiny("controlnet", data / "models" / "ControlNet" / "control_tiny_canny.safetensors", seed=7)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio")}
     process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--no-download-sd-model", "--data-dir", str(data), "--port",
                                 str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            requests.get(f"{base}/internal/ping", timeout=2)
-            break
-        except requests.ConnectionError:
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.5)
+    wait_until_answers(f"{base}/internal/ping", process)
     yield base, port, data
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_process_group(process)
 
 
 def test_course_style_script(server, tmp_path):

@@ -5,27 +5,20 @@ import base64
 import io
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
 from PIL import Image
 
+from sdweb.testing.server import free_port, stop_process_group, wait_until_answers
+
 webuiapi = pytest.importorskip("webuiapi")
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
 USER, PASSWORD = "alice", "wonder:land"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +28,16 @@ def server(tmp_path_factory):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True, timeout=60)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio")}
     process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--no-download-sd-model", "--data-dir", str(data), "--port",
                                 str(port), "--api-auth", f"{USER}:{PASSWORD}", "--tls-keyfile", str(key),
                                 "--tls-certfile", str(cert)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"https://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            requests.get(f"{base}/internal/ping", timeout=2, verify=str(cert))
-            break
-        except requests.ConnectionError:
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.5)
+    wait_until_answers(f"{base}/internal/ping", process, verify=str(cert))
     yield base, port, cert
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    stop_process_group(process)
 
 
 def test_https_and_basic_auth(server):

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from sdweb.testing.server import free_port, stop_process_group
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="webui.sh is for Linux/macOS")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _launcher_env(tmp_path, commandline_args: str) -> dict[str, str]:
@@ -46,15 +41,6 @@ def _get_json(url: str, timeout: float = 90.0):
             time.sleep(0.5)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root check only triggers as root")
 def test_refuses_root_without_f(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "webui.sh"), "--exit"], env=_launcher_env(tmp_path, ""),
@@ -64,7 +50,7 @@ def test_refuses_root_without_f(tmp_path):
 
 
 def test_commandline_args_and_restart_loop(tmp_path):
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "data"
     args = f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install --api-server-stop"
     process = subprocess.Popen(["bash", str(ROOT / "webui.sh"), "-f"], env=_launcher_env(tmp_path, args),
@@ -91,6 +77,6 @@ def test_commandline_args_and_restart_loop(tmp_path):
         assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
         assert process.poll() is None
     finally:
-        _stop(process)
+        stop_process_group(process, timeout=20)
     output = process.stdout.read().decode()
     assert output.count("Restarting sdweb") == 2

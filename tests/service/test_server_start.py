@@ -2,20 +2,13 @@
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 from sdweb.models.demo import DEMO_TITLE
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from sdweb.testing.server import free_port, stop_process_group
 
 
 def _get(url: str, timeout: float = 120.0) -> bytes:
@@ -31,7 +24,7 @@ def _get(url: str, timeout: float = 120.0) -> bytes:
 
 
 def test_fresh_data_dir_serves_ui_and_api_on_the_demo_model(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     process = subprocess.Popen([sys.executable, "-m", "sdweb", "--no-download-sd-model", "--data-dir", str(tmp_path), "--port", str(port),
                                 "--api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -48,7 +41,6 @@ def test_fresh_data_dir_serves_ui_and_api_on_the_demo_model(tmp_path):
         for folder in ("models/Stable-diffusion", "models/Lora", "models/VAE", "embeddings", "outputs"):
             assert (tmp_path / folder).is_dir()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_process_group(process)
     log = process.stdout.read().decode()
     assert "demo" in log

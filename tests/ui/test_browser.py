@@ -7,8 +7,6 @@ Screenshots go to tests/ui/artifacts/ (ignored by git).
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from PIL import Image
+
+from sdweb.testing.server import free_port, stop_process_group
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -32,12 +32,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 expect = sync_api.expect
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -57,7 +51,7 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout:
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     data, log = root / "data", root / "server.log"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"),
            "TMPDIR": str(root), "HF_HUB_OFFLINE": "1"}
     with log.open("wb") as output:
@@ -69,8 +63,7 @@ def server(tmp_path_factory):
         _wait_until_serving(url, process, log)
         yield url, data
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_process_group(process)
         print(f"--- server log (tail) ---\n{log.read_text(errors='replace')[-3000:]}")  # shown when a test fails
 
 
