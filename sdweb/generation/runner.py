@@ -69,8 +69,13 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     pipe_mode = _pipeline_mode(mode, request, model)
     pipe = model.pipeline(pipe_mode)
     batch = len(seeds)
+    inputs = _image_inputs(mode, pipe_mode, request, model, seeds, subseeds, settings, plan)
+    schedule_steps = request.steps
+    if "strength" in inputs.call_kwargs:  # img2img: the schedule that runs the wanted number of steps
+        schedule_steps, inputs.call_kwargs["strength"] = img2img_schedule(
+            request.steps, inputs.call_kwargs["strength"], bool(settings.get("img2img_fix_steps", False)))
     built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
-                            steps=request.steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
+                            steps=schedule_steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
     pipe.scheduler = built.scheduler
     with torch.no_grad():
         conditioning = plan_conditioning(model, pipe, prepared, request.steps, settings,
@@ -91,19 +96,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         **built.call_kwargs,
     }
     if "timesteps" not in kwargs and "sigmas" not in kwargs:
-        kwargs["num_inference_steps"] = request.steps
-    inputs = _image_inputs(mode, pipe_mode, request, model, pipe, seeds, subseeds, settings, plan)
+        kwargs["num_inference_steps"] = schedule_steps
     kwargs.update(inputs.call_kwargs)
-    if "strength" in kwargs:
-        schedule, kwargs["strength"] = img2img_schedule(request.steps, kwargs["strength"],
-                                                        bool(settings.get("img2img_fix_steps", False)))
-        if schedule != request.steps:
-            built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
-                                    steps=schedule, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
-            pipe.scheduler = built.scheduler
-            kwargs.update(built.call_kwargs)
-            if "timesteps" not in built.call_kwargs and "sigmas" not in built.call_kwargs:
-                kwargs["num_inference_steps"] = schedule
     call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
                         batch_size=batch, steps=request.steps, init_images=_as_list(kwargs.get("image")),
                         mask=kwargs.get("mask_image"), device=str(pipe.unet.device), dtype=pipe.unet.dtype)
@@ -194,7 +188,7 @@ def _preview_period(settings: Mapping[str, Any]) -> int:
     return max(0, int(settings.get("show_progress_every_n_steps", 10)))
 
 
-def _image_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel, pipe: Any,
+def _image_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel,
                   seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
                   plan: RuntimePlan) -> Img2ImgInputs:
     """Noise for txt2img; init image, mask and strength for img2img / inpaint (and txt2img on an inpainting
