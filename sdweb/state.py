@@ -15,6 +15,7 @@ from sdweb.core.errors import UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
 from sdweb.generation.service import GenerationService, SaveOptions
+from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
 from sdweb.runtime.policy import RuntimePlan, plan_runtime, probe_hardware
@@ -71,6 +72,12 @@ class AppState:
                     return entry
         checkpoints = self.registry.checkpoints
         return checkpoints[0] if checkpoints else None
+
+    def check_new_checkpoint(self, entry: CheckpointEntry) -> None:
+        """Before `entry` becomes the selected checkpoint: its file is checked (header, family) unless it is the
+        current one, so a damaged file is refused when chosen, not at the next Generate (A1111 loads it there)."""
+        if entry.title != self.settings.get("sd_model_checkpoint"):
+            check_checkpoint(entry.path, allow_unsafe_pickle=self.manager.allow_unsafe_pickle)
 
     def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
         return self.queue.submit(kind, GenerationJob(request, save), task_id)

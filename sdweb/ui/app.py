@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from sdweb import __version__
 from sdweb.core.errors import UserError
-from sdweb.models.loader import check_checkpoint
 from sdweb.state import AppState
 from sdweb.ui.send import Tabs, wire_send_buttons
 from sdweb.ui.tabs.extensions import build_extensions_tab
@@ -68,10 +67,9 @@ def save_setting(state: AppState, key: str, value: Any) -> None:
     if value is None:
         return
     try:
-        if key == "sd_model_checkpoint" and value != state.settings.get(key):
-            entry = state.registry.find_checkpoint(str(value))
-            if entry is not None:  # a damaged file is refused here, not at the next Generate
-                check_checkpoint(entry.path, allow_unsafe_pickle=state.manager.allow_unsafe_pickle)
+        entry = state.registry.find_checkpoint(str(value)) if key == "sd_model_checkpoint" else None
+        if entry is not None:
+            state.check_new_checkpoint(entry)
         state.settings.update({key: value})
     except UserError as error:
         raise gr.Error(f"{error.message} {error.hint}".strip()) from None

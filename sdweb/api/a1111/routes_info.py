@@ -24,7 +24,6 @@ from sdweb.api.a1111.seams import ApiBackends
 from sdweb.cli import options_as_dict
 from sdweb.core.errors import NotFoundError
 from sdweb.generation.service import SaveOptions
-from sdweb.models.loader import check_checkpoint
 from sdweb.models.registry import CheckpointEntry, read_safetensors_metadata
 from sdweb.runtime.memory import memory_stats
 from sdweb.state import AppState
@@ -91,8 +90,7 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
             if entry is None:
                 raise NotFoundError(f"Checkpoint {wanted!r} not found.", code="checkpoint_not_found",
                                     hint="GET /sdapi/v1/sd-models lists the titles you can use.")
-            if entry.title != state.settings.get("sd_model_checkpoint"):  # as A1111 loads it: refuse a bad file
-                check_checkpoint(entry.path, allow_unsafe_pickle=state.manager.allow_unsafe_pickle)
+            state.check_new_checkpoint(entry)
             changes = {**changes, "sd_model_checkpoint": entry.title}
         state.settings.update(changes, from_api=True)
         return None
