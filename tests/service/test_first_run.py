@@ -15,6 +15,7 @@ import pytest
 
 from sdweb.models.first_run import DownloadError, ModelDownload, download_model, start_first_run_download
 from sdweb.models.registry import ModelRegistry
+from sdweb.testing.server import free_port
 from sdweb.testing.tiny import write_tiny
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -94,9 +95,7 @@ def test_wrong_checksum_keeps_nothing(server, tmp_path):
 
 
 def test_unreachable_server_fails_fast(tmp_path):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     started = time.monotonic()
     with pytest.raises(DownloadError, match="cannot reach"):
         download_model(ModelDownload(f"http://127.0.0.1:{port}/x", "x.safetensors", "0" * 64), tmp_path,
