@@ -1,15 +1,21 @@
-"""Model families as data: what a checkpoint of each kind is, how it is recognised and how it is loaded.
+"""Model families as data: what a checkpoint of each kind is, can do, and how it is recognised and loaded.
 
-The architecture numbers (block widths, depths, encoder sizes) are not here: `detect.infer_architecture`
-reads them from the file's tensor shapes into the family's bundled config template
-(`sdweb/models/configs/<template>/`), so tiny test files, full-size files and distilled variants share one path.
+A family record says, as data, what generation needs to know: the denoiser kind (``engine``: "unet" for
+SD-style eps / v-prediction UNets, "flow" for flow-matching transformers), its text encoders, latent format,
+scheduling, guidance, native size and size multiple, defaults, and which features apply. Code outside
+``sdweb/models`` and the engines asks the record; it never tests a family name.
+
+The architecture numbers (block widths, depths, encoder sizes) are not here: the detection code reads them from
+the file's tensor shapes into the family's bundled config template (`sdweb/models/configs/<template>/`), so tiny
+test files, full-size files and distilled variants share one path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["FAMILIES", "Family", "get_family"]
+__all__ = ["FAMILIES", "Family", "Features", "Guidance", "LatentFormat", "Scheduling", "TextEncoderSpec",
+           "get_family"]
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -18,23 +24,88 @@ OPEN_CLIP_SD2 = "cond_stage_model.model."
 CLIP_L_SDXL = "conditioner.embedders.0.transformer."
 OPEN_CLIP_G_SDXL = "conditioner.embedders.1.model."
 OPEN_CLIP_G_REFINER = "conditioner.embedders.0.model."
+# ComfyUI / Forge all-in-one files of the flow families
+TEXT_ENCODERS_PREFIX = "text_encoders."
+FLOW_VAE_PREFIX = "vae."
 
 EOS_ID = 49407  # <|endoftext|>: SD1 and SDXL's CLIP-L pad with it
 ZERO_PAD_ID = 0  # "!": OpenCLIP encoders (SD2, SDXL G) pad with id 0 in A1111
+T5_PAD_ID = 0  # <pad>
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec:
+    """One text encoder of a family, in the order of the diffusers pipeline's components."""
+
+    slot: str  # the file kind users have: "clip_l", "clip_g" or "t5xxl" (Forge's module names)
+    component: str  # the diffusers pipeline attribute: "text_encoder", "text_encoder_2", ...
+    tokenizer: str  # "clip" or "t5": which bundled tokenizer
+    max_length: int  # tokens per chunk (CLIP: 77 with BOS/EOS) or the whole prompt (T5)
+    pooled: bool  # the pooled output conditions the denoiser
+    pad_token_id: int
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    channels: int
+    scaling_factor: float
+    shift_factor: float = 0.0
+    downscale: int = 8  # image pixels per latent pixel
+    patch: int = 1  # the transformer packs patch x patch latent pixels into one token (Flux: 2)
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    kind: str  # "discrete" (DDPM timesteps, alphas_cumprod) or "flow" (sigma 1 -> 0, velocity prediction)
+    shift: float = 1.0  # flow: static shift s: sigma -> s*sigma / (1 + (s-1)*sigma)
+    dynamic_shift: bool = False  # flow: mu from the image token count (Flux dev)
+    base_shift: float = 0.5
+    max_shift: float = 1.15
+    base_seq_len: int = 256
+    max_seq_len: int = 4096
+
+
+@dataclass(frozen=True)
+class Guidance:
+    cfg: bool = True  # real classifier-free guidance with a negative prompt
+    distilled: bool = False  # a guidance value is an input of the model (Flux dev: "Distilled CFG Scale")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the UI and the API start from for this family (Forge's per-family presets)."""
+
+    steps: int = 20
+    cfg_scale: float = 7.0
+    distilled_cfg_scale: float = 3.5
+    sampler: str = "DPM++ 2M"
+    scheduler: str = "Automatic"
+
+
+@dataclass(frozen=True)
+class Features:
+    hires_fix: bool = True
+    refiner: bool = False  # can be the base of an SDXL-style refiner pass
+    controlnet: bool = True
+    emphasis: bool = True  # (word:1.2) weights the encoder output
+    clip_skip: bool = True
+    negative_prompt: bool = True
+    embeddings: bool = True  # textual inversion
+    lora: bool = True
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
     label: str
-    base: str  # "sd1", "sd2" or "sdxl": what LoRAs, embeddings and VAEs must match
+    base: str  # what LoRAs, embeddings and VAEs must match: "sd1", "sd2", "sdxl", "flux", "sd3"
     template: str  # folder under sdweb/models/configs
     load_pipeline: str  # the diffusers class a checkpoint of this family is loaded as
     txt2img_pipeline: str | None
     img2img_pipeline: str | None
     inpaint_pipeline: str | None
     native_size: int
-    prediction_type: str  # default when neither the user, a .yaml nor the file says otherwise
+    prediction_type: str  # "epsilon" / "v_prediction" (the default when nothing says otherwise) or "flow"
     vae_scaling_factor: float
     vae_force_upcast: bool  # SDXL's VAE overflows in fp16
     # LDM key prefixes of the text encoders, in diffusers order (text_encoder, text_encoder_2); a file
@@ -52,6 +123,18 @@ class Family:
     unet_head_width: int | None
     add_time_ids: int  # SDXL micro-conditioning values (6 base, 5 refiner with aesthetic score), else 0
     v_variant: str | None = None  # the family a v-prediction file of this kind is reported as
+    # -- what the family can do (the engines, generation, UI and API read these) ------------------------
+    engine: str = "unet"  # the denoiser kind: "unet" (SD eps / v-prediction) or "flow" (flow-matching transformer)
+    transformer_class: str | None = None  # flow: the diffusers transformer class
+    text_encoders: tuple[TextEncoderSpec, ...] = ()
+    latent: LatentFormat = LatentFormat(channels=4, scaling_factor=0.18215)
+    scheduling: Scheduling = Scheduling(kind="discrete")
+    guidance: Guidance = Guidance()
+    defaults: Defaults = Defaults()
+    features: Features = Features()
+    size_multiple: int = 8  # width and height step
+    dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")  # what the denoiser may run in
+    sentinel_keys: tuple[str, ...] = field(default=())  # flow: keys (without prefix) that identify the family
 
 
 _SD1 = {
@@ -69,6 +152,8 @@ _SD1 = {
     "unet_fixed_heads": 8,
     "unet_head_width": None,
     "add_time_ids": 0,
+    "text_encoders": (TextEncoderSpec("clip_l", "text_encoder", "clip", 77, False, EOS_ID),),
+    "latent": LatentFormat(channels=4, scaling_factor=0.18215),
 }
 _SD2 = _SD1 | {
     "base": "sd2",
@@ -77,6 +162,7 @@ _SD2 = _SD1 | {
     "pad_token_ids": (ZERO_PAD_ID,),
     "unet_fixed_heads": None,
     "unet_head_width": 64,
+    "text_encoders": (TextEncoderSpec("clip_h", "text_encoder", "clip", 77, False, ZERO_PAD_ID),),
 }
 _SDXL = _SD2 | {
     "base": "sdxl",
@@ -88,6 +174,10 @@ _SDXL = _SD2 | {
     "pad_token_ids": (EOS_ID, ZERO_PAD_ID),
     "has_text_encoder_2": True,
     "add_time_ids": 6,
+    "text_encoders": (TextEncoderSpec("clip_l", "text_encoder", "clip", 77, False, EOS_ID),
+                      TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID)),
+    "latent": LatentFormat(channels=4, scaling_factor=0.13025),
+    "features": Features(refiner=True),
 }
 _SD_PIPELINES = {
     "load_pipeline": "StableDiffusionPipeline",
@@ -112,6 +202,67 @@ _XL_PIPELINES = {
 _XL_INPAINT_PIPELINES = dict.fromkeys(_XL_PIPELINES, "StableDiffusionXLInpaintPipeline")
 _PLAIN = {"unet_in_channels": 4, "is_inpaint": False}
 _INPAINT = {"unet_in_channels": 9, "is_inpaint": True}
+
+# -- flow-matching transformers (ComfyUI / Forge all-in-one prefixes; transformer-only files need the
+# encoders and the VAE as separate files) -------------------------------------------------------------------
+_CLIP_L = TextEncoderSpec("clip_l", "text_encoder", "clip", 77, True, EOS_ID)
+_FLOW_COMMON = {
+    "native_size": 1024,
+    "prediction_type": "flow",
+    "vae_force_upcast": False,
+    "open_clip_prefixes": (),
+    "only_text_encoder_2": False,
+    "latent_channels": 16,
+    "is_inpaint": False,
+    "unet_fixed_heads": None,
+    "unet_head_width": None,
+    "add_time_ids": 0,
+    "engine": "flow",
+    "size_multiple": 16,
+    "dtypes": ("bfloat16", "float32"),  # fp16 overflows in these transformers
+}
+_FLUX_LATENT = LatentFormat(channels=16, scaling_factor=0.3611, shift_factor=0.1159, patch=2)
+_FLUX = _FLOW_COMMON | {
+    "base": "flux",
+    "load_pipeline": "FluxPipeline",
+    "txt2img_pipeline": "FluxPipeline",
+    "img2img_pipeline": "FluxImg2ImgPipeline",
+    "inpaint_pipeline": "FluxInpaintPipeline",
+    "vae_scaling_factor": 0.3611,
+    "text_encoder_prefixes": ("text_encoders.clip_l.transformer.", "text_encoders.t5xxl.transformer."),
+    "pad_token_ids": (EOS_ID, T5_PAD_ID),
+    "has_text_encoder_2": True,
+    "unet_in_channels": 64,
+    "transformer_class": "FluxTransformer2DModel",
+    "text_encoders": (_CLIP_L, TextEncoderSpec("t5xxl", "text_encoder_2", "t5", 512, False, T5_PAD_ID)),
+    "latent": _FLUX_LATENT,
+    # Forge samples Flux with a fixed mu (shift = e^mu) whatever the resolution: 1.15 for dev, 1.0 for schnell
+    "scheduling": Scheduling(kind="flow", shift=3.1581929096897676),
+    "guidance": Guidance(cfg=False, distilled=True),
+    "defaults": Defaults(steps=20, cfg_scale=1.0, distilled_cfg_scale=3.5, sampler="Euler", scheduler="Simple"),
+    "features": Features(controlnet=False, clip_skip=False, embeddings=False),
+}
+_T5_ONLY = (TextEncoderSpec("t5xxl", "text_encoder", "t5", 512, False, T5_PAD_ID),)
+_SD3 = _FLOW_COMMON | {
+    "base": "sd3",
+    "load_pipeline": "StableDiffusion3Pipeline",
+    "txt2img_pipeline": "StableDiffusion3Pipeline",
+    "img2img_pipeline": "StableDiffusion3Img2ImgPipeline",
+    "inpaint_pipeline": "StableDiffusion3InpaintPipeline",
+    "vae_scaling_factor": 1.5305,
+    "text_encoder_prefixes": ("text_encoders.clip_l.transformer.", "text_encoders.clip_g.transformer.",
+                              "text_encoders.t5xxl.transformer."),
+    "pad_token_ids": (EOS_ID, ZERO_PAD_ID, T5_PAD_ID),
+    "has_text_encoder_2": True,
+    "unet_in_channels": 16,
+    "transformer_class": "SD3Transformer2DModel",
+    "text_encoders": (_CLIP_L, TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID),
+                      TextEncoderSpec("t5xxl", "text_encoder_3", "t5", 256, False, T5_PAD_ID)),
+    "latent": LatentFormat(channels=16, scaling_factor=1.5305, shift_factor=0.0609),
+    "scheduling": Scheduling(kind="flow", shift=3.0),
+    "defaults": Defaults(steps=28, cfg_scale=5.0, sampler="Euler", scheduler="Simple"),
+    "features": Features(controlnet=False, clip_skip=False, embeddings=False),
+}
 
 FAMILIES: dict[str, Family] = {
     family.name: family
@@ -173,6 +324,8 @@ FAMILIES: dict[str, Family] = {
                     "pad_token_ids": (ZERO_PAD_ID,),
                     "only_text_encoder_2": True,
                     "add_time_ids": 5,
+                    "text_encoders": (TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID),),
+                    "features": Features(),
                 }
             ),
             load_pipeline="StableDiffusionXLImg2ImgPipeline",
@@ -181,6 +334,35 @@ FAMILIES: dict[str, Family] = {
             inpaint_pipeline="StableDiffusionXLInpaintPipeline",
             **_PLAIN,
         ),
+        Family(name="flux-dev", label="Flux.1 dev", template="flux-dev", **_FLUX,
+               sentinel_keys=("double_blocks.0.img_attn.norm.key_norm.scale", "guidance_in.in_layer.weight")),
+        Family(name="flux-schnell", label="Flux.1 schnell", template="flux-schnell",
+               **(_FLUX | {"scheduling": Scheduling(kind="flow", shift=2.718281828459045),
+                           "guidance": Guidance(cfg=False, distilled=False),
+                           "defaults": Defaults(steps=4, cfg_scale=1.0, sampler="Euler", scheduler="Simple")}),
+               sentinel_keys=("double_blocks.0.img_attn.norm.key_norm.scale",)),
+        Family(name="chroma", label="Chroma", template="chroma",
+               **(_FLUX | {"base": "chroma",
+                           "load_pipeline": "ChromaPipeline",
+                           "txt2img_pipeline": "ChromaPipeline",
+                           "img2img_pipeline": "ChromaImg2ImgPipeline",
+                           "inpaint_pipeline": "ChromaInpaintPipeline",
+                           "text_encoder_prefixes": ("text_encoders.t5xxl.transformer.",),
+                           "pad_token_ids": (T5_PAD_ID,),
+                           "has_text_encoder_2": False,
+                           "transformer_class": "ChromaTransformer2DModel",
+                           "text_encoders": _T5_ONLY,
+                           "scheduling": Scheduling(kind="flow", shift=2.718281828459045),
+                           "guidance": Guidance(cfg=True, distilled=False),
+                           "defaults": Defaults(steps=30, cfg_scale=3.0, sampler="Euler", scheduler="Simple")}),
+               sentinel_keys=("distilled_guidance_layer.in_proj.weight",)),
+        Family(name="sd3", label="SD 3 medium", template="sd3", **_SD3,
+               sentinel_keys=("joint_blocks.0.context_block.adaLN_modulation.1.weight",)),
+        Family(name="sd35-medium", label="SD 3.5 medium", template="sd35-medium", **_SD3,
+               sentinel_keys=("joint_blocks.0.x_block.attn2.qkv.weight",)),
+        Family(name="sd35-large", label="SD 3.5 large", template="sd35-large",
+               **(_SD3 | {"defaults": Defaults(steps=28, cfg_scale=4.5, sampler="Euler", scheduler="Simple")}),
+               sentinel_keys=("joint_blocks.0.x_block.attn.ln_q.weight",)),
     )
 }
 
