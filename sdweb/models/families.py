@@ -43,6 +43,8 @@ class TextEncoderSpec:
     max_length: int  # tokens per chunk (CLIP: 77 with BOS/EOS) or the whole prompt (T5)
     pooled: bool  # the pooled output conditions the denoiser
     pad_token_id: int
+    sequence: bool = True  # its per-token output is part of the denoiser's text sequence
+    mask_padding: bool = False  # padding is masked in the encoder and the denoiser (Chroma's T5)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ _INPAINT = {"unet_in_channels": 9, "is_inpaint": True}
 # -- flow-matching transformers (ComfyUI / Forge all-in-one prefixes; transformer-only files need the
 # encoders and the VAE as separate files) -------------------------------------------------------------------
 _CLIP_L = TextEncoderSpec("clip_l", "text_encoder", "clip", 77, True, EOS_ID)
+_CLIP_L_POOLED = TextEncoderSpec("clip_l", "text_encoder", "clip", 77, True, EOS_ID, sequence=False)
 _FLOW_COMMON = {
     "native_size": 1024,
     "prediction_type": "flow",
@@ -234,7 +237,8 @@ _FLUX = _FLOW_COMMON | {
     "has_text_encoder_2": True,
     "unet_in_channels": 64,
     "transformer_class": "FluxTransformer2DModel",
-    "text_encoders": (_CLIP_L, TextEncoderSpec("t5xxl", "text_encoder_2", "t5", 512, False, T5_PAD_ID)),
+    # Forge pads T5 prompts to at least 256 tokens (longer prompts are not cut)
+    "text_encoders": (_CLIP_L_POOLED, TextEncoderSpec("t5xxl", "text_encoder_2", "t5", 256, False, T5_PAD_ID)),
     "latent": _FLUX_LATENT,
     # Forge samples Flux with a fixed mu (shift = e^mu) whatever the resolution: 1.15 for dev, 1.0 for schnell
     "scheduling": Scheduling(kind="flow", shift=3.1581929096897676),
@@ -242,7 +246,7 @@ _FLUX = _FLOW_COMMON | {
     "defaults": Defaults(steps=20, cfg_scale=1.0, distilled_cfg_scale=3.5, sampler="Euler", scheduler="Simple"),
     "features": Features(controlnet=False, clip_skip=False, embeddings=False),
 }
-_T5_ONLY = (TextEncoderSpec("t5xxl", "text_encoder", "t5", 512, False, T5_PAD_ID),)
+_T5_ONLY = (TextEncoderSpec("t5xxl", "text_encoder", "t5", 256, False, T5_PAD_ID, mask_padding=True),)
 _SD3 = _FLOW_COMMON | {
     "base": "sd3",
     "load_pipeline": "StableDiffusion3Pipeline",

@@ -196,7 +196,7 @@ def _encode_ids(slot: EncoderSlot, ids: torch.Tensor, clip_skip: int) -> tuple[t
     return output.last_hidden_state, pooled
 
 
-def _apply_emphasis(z: torch.Tensor, multipliers: list[float], emphasis: str) -> torch.Tensor:
+def apply_emphasis(z: torch.Tensor, multipliers: list[float], emphasis: str) -> torch.Tensor:
     if emphasis in ("Ignore", "None") or all(m == 1.0 for m in multipliers):
         return z
     weights = torch.tensor(multipliers, dtype=z.dtype, device=z.device).reshape(1, -1, 1)
@@ -219,7 +219,7 @@ def encode_slot(slot: EncoderSlot, text: str, *, clip_skip: int, emphasis: str, 
     for index, chunk in enumerate(chunks):
         ids = torch.tensor([_chunk_ids(chunk, slot.pad_id)], device=device)
         z, chunk_pooled = _encode_ids(slot, ids, clip_skip)
-        outputs.append(_apply_emphasis(z, [1.0, *chunk.multipliers] + [1.0] * (76 - len(chunk.tokens)),
+        outputs.append(apply_emphasis(z, [1.0, *chunk.multipliers] + [1.0] * (76 - len(chunk.tokens)),
                                        emphasis))
         if index == 0:
             pooled = chunk_pooled

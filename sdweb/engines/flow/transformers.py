@@ -1,0 +1,149 @@
+"""How each flow-matching transformer is called: latents (B, C, H, W) and a sigma in, velocity out.
+
+One adapter per diffusers transformer class (the family record names the class). Packing, position ids,
+the timestep scale, pooled vectors, distilled guidance and text masks differ between them; everything
+else (CFG, prompt schedules, sampling) is shared by the flow engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass
+class FlowConditioning:
+    """One prompt's conditioning for a flow transformer (batch dimension 1, or B once batched)."""
+
+    embeds: torch.Tensor  # (B, tokens, joint width): encoder_hidden_states
+    pooled: torch.Tensor | None = None  # (B, pooled width): CLIP pooled vectors (Flux, SD3)
+    mask: torch.Tensor | None = None  # (B, tokens) bool: text tokens the transformer may attend to (Chroma)
+
+    @property
+    def length(self) -> int:
+        return self.embeds.shape[1]
+
+    def expand(self, batch: int) -> FlowConditioning:
+        return FlowConditioning(
+            self.embeds.expand(batch, -1, -1),
+            None if self.pooled is None else self.pooled.expand(batch, -1),
+            None if self.mask is None else self.mask.expand(batch, -1))
+
+
+def cat_conditionings(parts: list[FlowConditioning]) -> FlowConditioning:
+    """Stack conditionings of one length along the batch (cond and uncond in one transformer call)."""
+    pooled = [part.pooled for part in parts]
+    masks = [part.mask for part in parts]
+    return FlowConditioning(
+        torch.cat([part.embeds for part in parts]),
+        torch.cat(pooled) if all(p is not None for p in pooled) else None,
+        torch.cat(masks) if all(m is not None for m in masks) else None)
+
+
+class TransformerAdapter(Protocol):
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
+                 guidance: torch.Tensor | None) -> torch.Tensor: ...
+
+
+def pack_latents(latents: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H/p * W/p, C*p*p): each p x p latent patch becomes one token."""
+    batch, channels, height, width = latents.shape
+    packed = latents.view(batch, channels, height // patch, patch, width // patch, patch)
+    return packed.permute(0, 2, 4, 1, 3, 5).reshape(batch, (height // patch) * (width // patch),
+                                                     channels * patch * patch)
+
+
+def unpack_latents(tokens: torch.Tensor, height: int, width: int, patch: int) -> torch.Tensor:
+    """The inverse of pack_latents for latents of height x width."""
+    batch, _, features = tokens.shape
+    channels = features // (patch * patch)
+    grid = tokens.view(batch, height // patch, width // patch, channels, patch, patch)
+    return grid.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
+
+
+def image_position_ids(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(tokens, 3) rope ids of a packed latent grid: (0, row, column)."""
+    ids = torch.zeros(height, width, 3)
+    ids[..., 1] = torch.arange(height)[:, None]
+    ids[..., 2] = torch.arange(width)[None, :]
+    return ids.reshape(height * width, 3).to(device=device, dtype=dtype)
+
+
+class FluxAdapter:
+    """FluxTransformer2DModel: 2x2-packed tokens, sigma as the timestep, CLIP pooled vector, distilled guidance."""
+
+    patch = 2
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def _inputs(self, x: torch.Tensor, cond: FlowConditioning) -> dict[str, Any]:
+        height, width = x.shape[-2:]
+        dtype = self.transformer.dtype
+        return {
+            "hidden_states": pack_latents(x, self.patch).to(dtype),
+            "encoder_hidden_states": cond.embeds.to(x.device, dtype),
+            "img_ids": image_position_ids(height // self.patch, width // self.patch, x.device, dtype),
+            "txt_ids": torch.zeros(cond.length, 3, device=x.device, dtype=dtype),
+        }
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
+                 guidance: torch.Tensor | None) -> torch.Tensor:
+        inputs = self._inputs(x, cond)
+        if cond.pooled is not None:
+            inputs["pooled_projections"] = cond.pooled.to(x.device, self.transformer.dtype)
+        if self.transformer.config.get("guidance_embeds", False):
+            if guidance is None:
+                raise ValueError("this Flux transformer needs a distilled guidance value")
+            inputs["guidance"] = guidance.to(x.device, torch.float32)
+        out = self.transformer(timestep=sigma.to(self.transformer.dtype), return_dict=False, **inputs)[0]
+        return unpack_latents(out.to(x.dtype), *x.shape[-2:], self.patch)
+
+
+class ChromaAdapter(FluxAdapter):
+    """ChromaTransformer2DModel: as Flux, with no pooled vector or guidance, and a text mask (all image
+    tokens visible)."""
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
+                 guidance: torch.Tensor | None) -> torch.Tensor:
+        inputs = self._inputs(x, cond)
+        if cond.mask is not None:
+            image_tokens = inputs["hidden_states"].shape[1]
+            visible = torch.ones(x.shape[0], image_tokens, dtype=torch.bool, device=x.device)
+            inputs["attention_mask"] = torch.cat([cond.mask.to(x.device), visible], dim=1).to(self.transformer.dtype)
+        out = self.transformer(timestep=sigma.to(self.transformer.dtype), return_dict=False, **inputs)[0]
+        return unpack_latents(out.to(x.dtype), *x.shape[-2:], self.patch)
+
+
+class SD3Adapter:
+    """SD3Transformer2DModel: unpacked latents (it patches itself), timestep = 1000 * sigma, pooled CLIP L+G."""
+
+    patch = 1
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
+                 guidance: torch.Tensor | None) -> torch.Tensor:
+        dtype = self.transformer.dtype
+        out = self.transformer(hidden_states=x.to(dtype), timestep=(sigma * 1000).to(dtype),
+                               encoder_hidden_states=cond.embeds.to(x.device, dtype),
+                               pooled_projections=cond.pooled.to(x.device, dtype), return_dict=False)[0]
+        return out.to(x.dtype)
+
+
+ADAPTERS: dict[str, type] = {
+    "FluxTransformer2DModel": FluxAdapter,
+    "ChromaTransformer2DModel": ChromaAdapter,
+    "SD3Transformer2DModel": SD3Adapter,
+}
+
+
+def adapter_for(transformer: Any) -> TransformerAdapter:
+    """The adapter for a loaded transformer, by its class."""
+    name = type(transformer).__name__
+    if name not in ADAPTERS:
+        raise ValueError(f"no flow adapter for {name}; known: {', '.join(ADAPTERS)}")
+    return ADAPTERS[name](transformer)
