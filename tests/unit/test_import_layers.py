@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sdweb"
 BASE = {"core"}
 CONFIG = BASE | {"config"}
 LOWER = CONFIG | {"runtime", "prompts", "samplers", "infotext", "outputs"}
-SERVICES = LOWER | {"generation", "models", "postprocess", "extensions", "testing"}
+SERVICES = LOWER | {"generation", "models", "engines", "postprocess", "extensions", "testing"}
 ALLOWED: dict[str, set[str]] = {
     "core": BASE,
     "config": CONFIG,
@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "outputs": LOWER,
     "generation": SERVICES,
     "models": SERVICES,
+    "engines": SERVICES,
     "postprocess": SERVICES,
     "extensions": SERVICES,
     "testing": SERVICES,
