@@ -45,7 +45,7 @@ from sdweb.testing.tiny import write_tiny
 from sdweb.ui.app import save_setting
 from sdweb.ui.common import finished_status, result_entries
 from sdweb.ui.tabs.img2img import run_batch_folder
-from sdweb.ui.tabs.settings import apply_settings
+from sdweb.ui.tabs.settings import apply_settings, build_settings_tab
 
 UMASK = 0o027
 FILE_MODE, FOLDER_MODE, PRIVATE_MODE = 0o666 & ~UMASK, 0o777 & ~UMASK, 0o600
@@ -202,6 +202,10 @@ def test_exposed_server_refuses_settings_that_run_code_or_choose_paths(world, fl
         message, saved = apply_settings(state.settings, {"outdir_samples": str(world.root / "outside-abs")})
         assert not saved and "outdir_samples" in message and flag in message, message
         ATTACKS.append((f"Settings tab: outdir ({flag})", "4xx"))
+        with gr.Blocks():
+            form = build_settings_tab(state.settings).components
+        assert form["outdir_samples"].interactive is False and flag in form["outdir_samples"].info
+        assert form["disable_all_extensions"].interactive is False and form["jpeg_quality"].interactive is not False
         with pytest.raises(gr.Error, match="disable_all_extensions"):
             save_setting(state, "disable_all_extensions", "all")
         ATTACKS.append((f"quick setting: extensions ({flag})", "4xx"))

@@ -51,7 +51,7 @@ MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 SKETCH_COLOURS = ["#000000", "#ffffff", "#ff0000", "#00a000", "#0000ff", "#ffff00"]
 EDITOR_HEIGHT = 420
-BATCH_DISABLED = "Processing folders on the server is disabled on this server (--hide-ui-dir-config)."
+BATCH_DISABLED = "Batch processing of folders on the server machine is disabled (--hide-ui-dir-config)."
 
 
 @dataclass
