@@ -8,16 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdweb.config.exposure import untrusted_exposure
 from sdweb.config.paths import DataPaths, resolve_paths
 from sdweb.config.settings import Settings, frozen_keys_from_flags
 from sdweb.core.atomic import remove_stale_temp_files
-from sdweb.core.errors import UserError
+from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
 from sdweb.generation.service import GenerationService, SaveOptions
 from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
+from sdweb.models.vae import checked_vae_setting
 from sdweb.runtime.policy import RuntimePlan, plan_runtime, probe_hardware
 
 log = logging.getLogger(__name__)
@@ -64,12 +66,11 @@ class AppState:
     extensions: ExtensionSet | None = None
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
-        """The checkpoint named by --ckpt or the sd_model_checkpoint setting, else the first one."""
-        for wanted in (getattr(self.options, "ckpt", None), self.settings.get("sd_model_checkpoint")):
-            if wanted:
-                entry = self.registry.find_checkpoint(wanted)
-                if entry is not None:
-                    return entry
+        """The checkpoint the sd_model_checkpoint setting names (--ckpt sets it at start), else the first one."""
+        wanted = self.settings.get("sd_model_checkpoint")
+        entry = self.registry.find_checkpoint(wanted) if wanted else None
+        if entry is not None:
+            return entry
         checkpoints = self.registry.checkpoints
         return checkpoints[0] if checkpoints else None
 
@@ -78,6 +79,24 @@ class AppState:
         current one, so a damaged file is refused when chosen, not at the next Generate (A1111 loads it there)."""
         if entry.title != self.settings.get("sd_model_checkpoint"):
             check_checkpoint(entry.path, allow_unsafe_pickle=self.manager.allow_unsafe_pickle)
+
+    def check_checkpoint_change(self, value: Any) -> None:
+        """Before the sd_model_checkpoint setting is saved as `value` (POST /options, the quick settings): a
+        listed file is checked (check_new_checkpoint); an unknown name is refused by the setting's own check."""
+        entry = self.registry.find_checkpoint(str(value)) if value else None
+        if entry is not None:
+            self.check_new_checkpoint(entry)
+
+    def checked_checkpoint_setting(self, value: str) -> str:
+        """The sd_model_checkpoint setting's check (every change and override_settings): a listed checkpoint,
+        stored by its title; NotFoundError otherwise. Empty: the first checkpoint. In memory only (cheap)."""
+        if not value:
+            return value
+        entry = self.registry.find_checkpoint(str(value))
+        if entry is None:
+            raise NotFoundError(f"Checkpoint {value!r} not found.", code="checkpoint_not_found",
+                                hint="GET /sdapi/v1/sd-models (or the checkpoint list) shows the titles you can use.")
+        return entry.title
 
     def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
         return self.queue.submit(kind, GenerationJob(request, save), task_id)
@@ -131,7 +150,8 @@ def build_app_state(options: object) -> AppState:
     paths.ensure_folders()
     threading.Thread(target=remove_stale_temp_files, args=(paths.outputs,), name="sdweb-tmp-cleanup",
                      daemon=True).start()
-    settings = Settings.load(paths.config_file, frozen_keys=frozen_keys_from_flags(options))
+    settings = Settings.load(paths.config_file, frozen_keys=frozen_keys_from_flags(options),
+                             exposure=untrusted_exposure(options))
     registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
                              extra_checkpoint=getattr(options, "ckpt", None))
     registry.refresh_all()
@@ -147,5 +167,25 @@ def build_app_state(options: object) -> AppState:
         log.warning("Extension setting: %s", warning)
     service.scripts = extensions.runner
     manager.on_loaded.extend(extensions.callbacks.model_loaded)
-    return AppState(options=options, paths=paths, settings=settings, registry=registry, plan=plan,
-                    manager=manager, service=service, queue=queue, extensions=extensions)
+    state = AppState(options=options, paths=paths, settings=settings, registry=registry, plan=plan,
+                     manager=manager, service=service, queue=queue, extensions=extensions)
+    settings.set_value_check("sd_model_checkpoint", state.checked_checkpoint_setting)
+    settings.set_value_check("sd_vae", lambda value: checked_vae_setting(registry, value))
+    _select_launch_checkpoint(state)
+    return state
+
+
+def _select_launch_checkpoint(state: AppState) -> None:
+    """--ckpt: that file becomes the selected checkpoint for this run (in memory, as A1111 does)."""
+    ckpt = getattr(state.options, "ckpt", None)
+    if not ckpt:
+        return
+    path = Path(ckpt).expanduser().resolve()
+    if not path.exists():
+        log.warning("--ckpt %s: no such file; using %s.", ckpt, state.settings.get("sd_model_checkpoint") or
+                    "the first checkpoint")
+        return
+    try:
+        state.settings.update({"sd_model_checkpoint": str(path)}, save=False)
+    except UserError as error:
+        log.warning("--ckpt %s cannot be used: %s", ckpt, error)

@@ -21,6 +21,14 @@ class OptionInfo:
     restricted: bool = False  # folder/file-name settings locked by --hide-ui-dir-config
     restrict_api: bool = False  # never settable through POST /sdapi/v1/options
     secret: bool = False  # a token or password: never returned by GET /sdapi/v1/options, a password box in the UI
+    # Read-only on a server reachable from other machines (sdweb.config.exposure) unless the operator trusts
+    # everyone there: settings that decide which code runs, and settings that choose where files go.
+    runs_code: bool = False
+    is_path: bool = False
+
+    @property
+    def exposure_locked(self) -> bool:
+        return self.runs_code or self.is_path
 
 
 SAVING = "Saving images/grids"
@@ -45,18 +53,19 @@ _FORMATS = ("png", "jpg", "jpeg", "webp", "avif")
 
 def _o(key: str, default: Any, section: str, label: str, kind: str | None = None, *,
        choices: tuple[str, ...] = (), minimum: float | None = None, maximum: float | None = None,
-       restricted: bool = False, restrict_api: bool = False, secret: bool = False) -> OptionInfo:
+       restricted: bool = False, restrict_api: bool = False, secret: bool = False, runs_code: bool = False,
+       is_path: bool = False) -> OptionInfo:
     if kind is None:
         kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}[type(default)]
     return OptionInfo(key, default, section, label, kind, choices, minimum, maximum, restricted, restrict_api,
-                      secret)
+                      secret, runs_code, is_path)
 
 
 OPTIONS: tuple[OptionInfo, ...] = (
     # Saving
     _o("samples_save", True, SAVING, "Always save all generated images"),
     _o("samples_format", "png", SAVING, "File format for images", "choice", choices=_FORMATS),
-    _o("samples_filename_pattern", "", SAVING, "Images filename pattern", restricted=True),
+    _o("samples_filename_pattern", "", SAVING, "Images filename pattern", restricted=True, is_path=True),
     _o("save_images_add_number", True, SAVING, "Add number to filename when saving", restricted=True),
     _o("save_images_replace_action", "Replace", SAVING, "Saving the image to an existing file", "choice",
        choices=("Replace", "Add number suffix"), restricted=True),
@@ -79,24 +88,26 @@ OPTIONS: tuple[OptionInfo, ...] = (
     _o("use_original_name_batch", True, SAVING, "Use original name for output filename during batch process"),
     # Paths
     _o("outdir_samples", "", PATHS, "Output directory for images; if empty, defaults to three below",
-       restricted=True),
+       restricted=True, is_path=True),
     _o("outdir_txt2img_samples", "outputs/txt2img-images", PATHS, "Output directory for txt2img images",
-       restricted=True),
+       restricted=True, is_path=True),
     _o("outdir_img2img_samples", "outputs/img2img-images", PATHS, "Output directory for img2img images",
-       restricted=True),
+       restricted=True, is_path=True),
     _o("outdir_extras_samples", "outputs/extras-images", PATHS, "Output directory for images from extras tab",
-       restricted=True),
+       restricted=True, is_path=True),
     _o("outdir_grids", "", PATHS, "Output directory for grids; if empty, defaults to two below",
-       restricted=True),
+       restricted=True, is_path=True),
     _o("outdir_txt2img_grids", "outputs/txt2img-grids", PATHS, "Output directory for txt2img grids",
-       restricted=True),
+       restricted=True, is_path=True),
     _o("outdir_img2img_grids", "outputs/img2img-grids", PATHS, "Output directory for img2img grids",
-       restricted=True),
-    _o("outdir_save", "log/images", PATHS, "Directory for saving images using the Save button", restricted=True),
-    _o("outdir_init_images", "outputs/init-images", PATHS, "Directory for saving init images", restricted=True),
+       restricted=True, is_path=True),
+    _o("outdir_save", "log/images", PATHS, "Directory for saving images using the Save button", restricted=True,
+       is_path=True),
+    _o("outdir_init_images", "outputs/init-images", PATHS, "Directory for saving init images", restricted=True,
+       is_path=True),
     _o("save_to_dirs", True, PATHS, "Save images to a subdirectory", restricted=True),
     _o("grid_save_to_dirs", True, PATHS, "Save grids to a subdirectory", restricted=True),
-    _o("directories_filename_pattern", "[date]", PATHS, "Directory name pattern", restricted=True),
+    _o("directories_filename_pattern", "[date]", PATHS, "Directory name pattern", restricted=True, is_path=True),
     _o("directories_max_prompt_words", 8, PATHS, "Max prompt words for [prompt_words] pattern",
        minimum=1, maximum=20, restricted=True),
     # Stable Diffusion
@@ -200,9 +211,9 @@ OPTIONS: tuple[OptionInfo, ...] = (
     _o("face_restoration_model", "CodeFormer", FACES, "Face restoration model"),
     _o("code_former_weight", 0.5, FACES, "CodeFormer weight; 0 = maximum effect", minimum=0, maximum=1),
     # Extensions
-    _o("disabled_extensions", [], EXTENSIONS, "Disabled extensions"),
+    _o("disabled_extensions", [], EXTENSIONS, "Disabled extensions", runs_code=True),
     _o("disable_all_extensions", "none", EXTENSIONS, "Disable all extensions", "choice",
-       choices=("none", "extra", "all")),
+       choices=("none", "extra", "all"), runs_code=True),
     # API
     _o("api_enable_requests", True, API_SECTION, "Allow http:// and https:// URLs for input images",
        restrict_api=True),
@@ -215,9 +226,10 @@ OPTIONS_BY_KEY: dict[str, OptionInfo] = {option.key: option for option in OPTION
 
 def make_option(key: str, default: Any, section: str, label: str, kind: str | None = None, *,
                 choices: tuple[str, ...] = (), minimum: float | None = None,
-                maximum: float | None = None, secret: bool = False) -> OptionInfo:
+                maximum: float | None = None, secret: bool = False, is_path: bool = False) -> OptionInfo:
     """An OptionInfo for a setting defined outside this table (extensions); kind from the default if None."""
-    return _o(key, default, section, label, kind, choices=choices, minimum=minimum, maximum=maximum, secret=secret)
+    return _o(key, default, section, label, kind, choices=choices, minimum=minimum, maximum=maximum, secret=secret,
+              is_path=is_path)
 
 
 def defaults() -> dict[str, Any]:

@@ -11,13 +11,14 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sdweb.config.exposure import exposure_advice
 from sdweb.config.options import OPTIONS_BY_KEY, OptionInfo, defaults
 from sdweb.core.atomic import atomic_write_text
-from sdweb.core.errors import SettingsError
+from sdweb.core.errors import SettingLockedError, SettingsError, WriteFailedError, write_failure_message
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +71,22 @@ def _validate_number(option: OptionInfo, value: Any) -> int | float:
 
 
 class Settings:
-    """The user's settings: defaults, overlaid by config.json, changed only through validated updates."""
+    """The user's settings: defaults, overlaid by config.json, changed only through validated updates.
+
+    `exposure` (sdweb.config.exposure.untrusted_exposure): the flags that make the server reachable from other
+    machines; then settings that run code or choose paths (OptionInfo.exposure_locked) cannot be changed.
+    `set_value_check` adds a check that needs more than the settings table (a checkpoint or VAE name that must
+    exist); it may also return the canonical value to store."""
 
     def __init__(self, path: Path, values: Mapping[str, Any] | None = None,
-                 frozen_keys: Iterable[str] = ()) -> None:
+                 frozen_keys: Iterable[str] = (), exposure: str | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._values: dict[str, Any] = defaults()
         self._frozen = frozenset(frozen_keys)
+        self._exposure = exposure
         self._extra: dict[str, OptionInfo] = {}  # settings added by extensions
+        self._checks: dict[str, Callable[[Any], Any]] = {}
         if values:
             self._values.update(values)
 
@@ -109,10 +117,10 @@ class Settings:
         return warnings
 
     @classmethod
-    def load(cls, path: Path, frozen_keys: Iterable[str] = ()) -> Settings:
+    def load(cls, path: Path, frozen_keys: Iterable[str] = (), exposure: str | None = None) -> Settings:
         """Read config.json; invalid values fall back to defaults with a warning naming the key."""
         path = Path(path)
-        settings = cls(path, frozen_keys=frozen_keys)
+        settings = cls(path, frozen_keys=frozen_keys, exposure=exposure)
         stored = _read_config_file(path)
         for key, value in stored.items():
             option = OPTIONS_BY_KEY.get(key)
@@ -137,6 +145,19 @@ class Settings:
         with self._lock:
             return json.loads(json.dumps(self._values))
 
+    def set_value_check(self, key: str, check: Callable[[Any], Any]) -> None:
+        """check(value) -> the value to store, or raises a UserError naming what is wrong."""
+        self._checks[key] = check
+
+    def lock_reason(self, key: str) -> str | None:
+        """Why `key` cannot be changed on this server (exposed, see the class), or None."""
+        option = self.option(key)
+        if self._exposure is None or option is None or not option.exposure_locked:
+            return None
+        what = "decides which extensions run" if option.runs_code else "chooses where files are written"
+        return (f"Setting '{key}' {what}, so it cannot be changed while the server is reachable from other "
+                f"machines ({self._exposure}).")
+
     def validated(self, changes: Mapping[str, Any], *, from_api: bool = False) -> dict[str, Any]:
         """Check every change (all or nothing) and return them in stored types; raises SettingsError."""
         checked: dict[str, Any] = {}
@@ -146,23 +167,39 @@ class Settings:
                 continue
             if key in self._frozen:
                 raise SettingsError(f"Setting '{key}' is frozen by a command-line flag and cannot be changed.")
-            checked[key] = value if option is None else validate_value(option, value)
+            value = value if option is None else validate_value(option, value)
+            if value == self.get(key):  # unchanged: a client posting back what GET /options returned
+                checked[key] = value
+                continue
+            locked = self.lock_reason(key)
+            if locked:
+                raise SettingLockedError(locked, hint=exposure_advice(self._exposure or ""))
+            check = self._checks.get(key)
+            checked[key] = check(value) if check is not None else value
         return checked
 
     def update(self, changes: Mapping[str, Any], *, from_api: bool = False, save: bool = True) -> list[str]:
-        """Validate and apply changes, then save atomically. Returns the keys whose value changed."""
+        """Validate and apply changes, then save atomically. Returns the keys whose value changed.
+        When config.json cannot be written (a full disk) nothing changes, in memory either: WriteFailedError."""
         checked = self.validated(changes, from_api=from_api)
         with self._lock:
             changed = [key for key, value in checked.items() if self._values.get(key) != value]
-            self._values.update(checked)
             if save and changed:
-                self.save()
+                self._write({**self._values, **checked})
+            self._values.update(checked)
         return changed
 
     def save(self) -> None:
         with self._lock:
-            text = json.dumps(self._values, indent=4, ensure_ascii=False)
-        atomic_write_text(self.path, text + "\n")
+            self._write(self._values)
+
+    def _write(self, values: Mapping[str, Any]) -> None:
+        text = json.dumps(values, indent=4, ensure_ascii=False)
+        try:
+            atomic_write_text(self.path, text + "\n", private=True)  # secrets (tokens) live here: 0600
+        except OSError as error:
+            log.error("Settings not saved: %s", write_failure_message(error, self.path))
+            raise WriteFailedError(error, self.path) from error
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -175,7 +212,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise ValueError("the top level is not a JSON object")
         return data
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # RecursionError: absurdly nested JSON
         backup = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.copy2(path, backup)
         log.error("Settings file %s could not be read (%s). It was copied to %s; starting with defaults. "

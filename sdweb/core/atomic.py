@@ -1,6 +1,9 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename over the target.
 
 A crash or kill at any point leaves either the old file or the new one, never a half-written file.
+Files and folders get the user's umask (0644 / 0755 under umask 022), as any program's files do: the temp
+file is created with mode 0666 and the kernel applies the umask (tempfile.mkstemp would make it 0600).
+`private=True` is for files holding secrets (config.json's tokens): 0600 whatever the umask.
 """
 
 from __future__ import annotations
@@ -8,34 +11,73 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 import time
 from pathlib import Path
 
+_NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_TRIES = 100
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+
+def _random_part() -> str:
+    return "".join(secrets.choice(_NAME_CHARACTERS) for _ in range(8))
+
+
+def _create_temp_file(folder: Path, prefix: str, mode: int) -> tuple[int, Path]:
+    for _ in range(_TRIES):
+        temp = folder / f"{prefix}{_random_part()}.tmp"
+        try:
+            return os.open(temp, _OPEN_FLAGS, mode), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {folder}")
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view):]
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temp = _create_temp_file(target.parent, f".{target.name}.", 0o600 if private else 0o666)
     try:
-        with os.fdopen(handle, "wb") as temp_file:
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temp_name, target)
+        try:
+            _write_all(handle, data)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temp_name)
+            os.unlink(temp)
         raise
     _fsync_folder(target.parent)
     return target
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, private: bool = False) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), private=private)
 
 
-# what atomic_write_bytes leaves behind when killed mid-write: .<target name>.<mkstemp's 8 characters>.tmp
+def make_temp_folder(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """A new empty folder `<parent>/<prefix><8 random characters>` with the umask's mode (for work that is
+    renamed into place when complete; tempfile.mkdtemp would make it 0700)."""
+    folder = Path(parent)
+    for _ in range(_TRIES):
+        candidate = folder / f"{prefix}{_random_part()}"
+        try:
+            candidate.mkdir(mode=0o777)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary folder name in {folder}")
+
+
+# what atomic_write_bytes leaves behind when killed mid-write: .<target name>.<8 random characters>.tmp
 _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 

@@ -134,6 +134,9 @@ class OptionSpec:
     minimum: float | None = None
     maximum: float | None = None
     secret: bool = False  # a token or password: a password box in Settings, never returned by the options API
+    # a folder or file path (where the extension reads or writes files): read-only on a server reachable from
+    # other machines unless --enable-insecure-extension-access, like the built-in folder settings
+    path: bool = False
 
 
 @dataclass

@@ -24,7 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdweb.config.exposure import exposure_advice, untrusted_exposure
 from sdweb.config.paths import CHECKOUT_ROOT
+from sdweb.core.atomic import make_temp_folder
 from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.giturl import (
     folder_name_from_url,
@@ -129,16 +131,11 @@ class UpdateResult:
 def exposure_refusal(options: object) -> str | None:
     """A1111's rule: with --listen, --share, --ngrok or --server-name, extension changes need
     --enable-insecure-extension-access. Returns the message to show, or None when allowed."""
-    if getattr(options, "enable_insecure_extension_access", False):
+    flags = untrusted_exposure(options)
+    if flags is None:
         return None
-    active = [flag for flag, attr in (("--listen", "listen"), ("--share", "share"), ("--ngrok", "ngrok"),
-                                      ("--server-name", "server_name")) if getattr(options, attr, None)]
-    if not active:
-        return None
-    flags = ", ".join(active)
     return (f"Installing, updating and removing extensions is disabled because the server is reachable from "
-            f"other machines ({flags}): an extension runs code on this computer. Restart without {flags}, or "
-            f"add --enable-insecure-extension-access if you trust everyone who can reach this server.")
+            f"other machines ({flags}): an extension runs code on this computer. {exposure_advice(flags)}")
 
 
 def require_extension_access(options: object) -> None:
@@ -376,7 +373,7 @@ def _refuse_duplicates(root: Path, name: str, url: str, git: str) -> None:
 def _clone(url: str, branch: str | None, root: Path, name: str, git: str, progress: Progress,
            timeout: float) -> Path:
     """Clone into a hidden temporary folder in `root` and rename it to `root/name`; nothing is left on failure."""
-    temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES[0]}{name}-", dir=root))
+    temp = make_temp_folder(root, f"{TEMP_PREFIXES[0]}{name}-")  # the umask's mode, kept by the rename
     try:
         command = [git, "clone", "--depth", "1", "--recurse-submodules", "--shallow-submodules"]
         command += ["--branch", branch] if branch else []

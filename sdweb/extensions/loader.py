@@ -65,7 +65,7 @@ class ExtensionSet:
 
     def option_infos(self) -> list[OptionInfo]:
         return [make_option(spec.key, spec.default, spec.section, spec.label, spec.kind, choices=spec.choices,
-                            minimum=spec.minimum, maximum=spec.maximum, secret=spec.secret)
+                            minimum=spec.minimum, maximum=spec.maximum, secret=spec.secret, is_path=spec.path)
                 for spec in self.options]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from sdweb import __version__
+from sdweb.config.exposure import untrusted_exposure
 from sdweb.config.paths import DataPaths
 from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
@@ -27,8 +28,9 @@ from sdweb.generation.prompting import PreparedPrompt, prepare_prompt
 from sdweb.generation.refiner import check_refiner_pair, refiner_infotext, refiner_switch
 from sdweb.generation.runner import BatchExtras, BatchOutcome, run_batch
 from sdweb.generation.seeds import plan_seeds
-from sdweb.generation.writer import OutputWriter, infotext_params
+from sdweb.generation.writer import SAVE_ERRORS, OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
+from sdweb.outputs.guard import OutputGuard
 from sdweb.postprocess.service import PostprocessService
 from sdweb.prompts.embeddings import EmbeddingLibrary, TextualInversion
 from sdweb.prompts.styles import StyleDatabase
@@ -51,6 +53,7 @@ class GenerationResult:
     interrupted: bool = False
     info: dict[str, Any] = field(default_factory=dict)  # A1111's Processed.js() keys
     notes: list[str] = field(default_factory=list)  # where we differ from what was asked (approximations)
+    warnings: list[str] = field(default_factory=list)  # what failed without failing the job (a save: disk full)
     seconds: float = 0.0
 
 
@@ -68,8 +71,10 @@ class GenerationService:
         self.paths = paths
         self.plan = plan
         self.options = options
+        # where outputs may go and which files they may replace; shared with Extras
+        self.output_guard = OutputGuard(paths.data_dir, untrusted_exposure(options))
         # upscalers (hires fix) and face restoration (restore_faces); AppState may share one with Extras
-        self.postprocess = postprocess or PostprocessService(paths, settings, plan)
+        self.postprocess = postprocess or PostprocessService(paths, settings, plan, guard=self.output_guard)
         self.scripts: HookProvider | None = None  # the extension layer's scripts, set once at start
         self.styles = StyleDatabase(paths.styles_files)  # styles.csv, re-read when the file changes
         self.embeddings = EmbeddingLibrary()  # textual inversions from embeddings/, cached by path + mtime
@@ -147,7 +152,7 @@ class GenerationService:
         extras = BatchExtras(refiner=self._refiner(request, model, settings, prepared), hooks=hooks, p=p,
                              upscalers=self.postprocess.upscalers)
         seeds = plan_seeds(request.seed, request.subseed, request.subseed_strength, request.total_images)
-        writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now())
+        writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now(), self.output_guard)
         result = GenerationResult()
         passes = 2 if hires else 1  # A1111 counts each hires pass as a job
         if context is not None:
@@ -183,6 +188,8 @@ class GenerationService:
         result.images.extend(hooks.extra_images(p))
         result.seconds = time.perf_counter() - started
         result.info = processed_info(result, request, model, prepared, resolution, seeds.subseed_strength, settings)
+        if result.warnings:
+            result.info["warnings"] = list(result.warnings)
         hooks.postprocess(p, result)
         return result
 
@@ -222,10 +229,14 @@ class GenerationService:
             if save.save_samples and keep and not request.do_not_save_samples:
                 image, infotext = extras.hooks.before_image_saved(extras.p, image, infotext)
                 image.info["parameters"] = infotext
-                path = writer.save_sample(image, infotext, request, model, prepared, seeds[index], batch_index,
-                                          index)
-                result.saved_paths.append(path)
-                extras.hooks.image_saved(extras.p, image, infotext, path)
+                try:
+                    path = writer.save_sample(image, infotext, request, model, prepared, seeds[index], batch_index,
+                                              index)
+                except SAVE_ERRORS as error:
+                    _save_failed(result, error)
+                else:
+                    result.saved_paths.append(path)
+                    extras.hooks.image_saved(extras.p, image, infotext, path)
             result.images.append(image)
             result.infotexts.append(infotext)
             result.seeds.append(seeds[index])
@@ -242,7 +253,18 @@ class GenerationService:
             grid.info["parameters"] = result.infotexts[0]
             result.grid = grid
             if save.save_grid and settings.get("grid_save", True) and not request.do_not_save_grid:
-                result.saved_paths.append(writer.save_grid(grid, result.infotexts[0], request, result.seeds[0]))
+                try:
+                    result.saved_paths.append(writer.save_grid(grid, result.infotexts[0], request, result.seeds[0]))
+                except SAVE_ERRORS as error:
+                    _save_failed(result, error)
+
+
+def _save_failed(result: GenerationResult, error: UserError) -> None:
+    """A save that failed (a full disk, a refused folder): said once per job; the images are still returned."""
+    message = f"Not saved: {error.message}"
+    if message not in result.warnings:
+        log.warning("%s", message)
+        result.warnings.append(message)
 
 
 def processed_info(result: GenerationResult, request: GenerationRequest, model: LoadedModel,

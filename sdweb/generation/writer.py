@@ -5,8 +5,9 @@ Saves to one folder are serialised so two images never pick the same counter.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,22 @@ from typing import Any
 from PIL import Image
 
 from sdweb.config.paths import DataPaths
+from sdweb.core.errors import WriteFailedError, write_failure_message
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.generation.hires import hires_infotext
 from sdweb.generation.prompting import PreparedPrompt
 from sdweb.infotext import format_infotext, order_params
 from sdweb.models.manager import LoadedModel
-from sdweb.outputs.filenames import FilenameContext, build_grid_path, build_image_path
+from sdweb.outputs.filenames import FilenameContext, Taken, build_grid_path, build_image_path
 from sdweb.outputs.grid import make_grid
+from sdweb.outputs.guard import OutputGuard, OutputPathError
 from sdweb.outputs.save import save_image, write_params_txt, write_sidecar_txt
 from sdweb.samplers.resolve import scheduler_for_infotext
 
+log = logging.getLogger(__name__)
+
 _SAVE_LOCK = threading.Lock()
+SAVE_ERRORS = (WriteFailedError, OutputPathError)  # a save that failed: the image is kept, the job goes on
 
 
 def infotext_params(request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt, resolution: Any,
@@ -67,22 +73,28 @@ def infotext_params(request: GenerationRequest, model: LoadedModel, prepared: Pr
 
 
 class OutputWriter:
+    """Saves a job's images, grids and params.txt. A failed save raises one of SAVE_ERRORS (a clear message
+    naming the file); a failed params.txt is only logged."""
+
     def __init__(self, paths: DataPaths, settings: Mapping[str, Any], options: object, mode: str,
-                 job_time: datetime) -> None:
+                 job_time: datetime, guard: OutputGuard | None = None) -> None:
         self.paths = paths
         self.settings = settings
         self.options = options
         self.mode = mode
         self.job_time = job_time
+        self.guard = guard or OutputGuard(paths.data_dir)
 
     def format(self, prompt: str, negative: str, params: Mapping[str, Any]) -> str:
         return format_infotext(prompt, negative, params)
 
     def _outdir(self, kind: str) -> Path:
-        override = self.settings.get("outdir_samples" if kind == "images" else "outdir_grids") or ""
-        folder = override or self.settings.get(f"outdir_{self.mode}_{'samples' if kind == 'images' else 'grids'}")
-        path = Path(str(folder or f"outputs/{self.mode}-{kind}"))
-        return path if path.is_absolute() else self.paths.data_dir / path
+        key = "outdir_samples" if kind == "images" else "outdir_grids"
+        folder = self.settings.get(key) or ""
+        if not folder:
+            key = f"outdir_{self.mode}_{'samples' if kind == 'images' else 'grids'}"
+            folder = self.settings.get(key) or f"outputs/{self.mode}-{kind}"
+        return self.guard.output_folder(str(folder), key)
 
     def _context(self, request: GenerationRequest, model: LoadedModel | None, prompt: str, seed: int,
                  batch_index: int = 0) -> FilenameContext:
@@ -96,15 +108,23 @@ class OutputWriter:
             clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
             denoising=getattr(request, "denoising_strength", None))
 
-    def _save(self, image: Image.Image, path_of: Any, infotext: str, fmt_key: str) -> Path:
+    def _save(self, image: Image.Image, kind: str, path_of: Callable[[Path, Taken], Path], infotext: str,
+              fmt_key: str) -> Path:
+        outdir = self._outdir(kind)
+        save_txt = bool(self.settings.get("save_txt"))
         with _SAVE_LOCK:
-            path = path_of()
-            saved = save_image(image, path, infotext if self.settings.get("enable_pnginfo", True) else None,
-                               path.suffix.lstrip(".") or str(self.settings.get(fmt_key, "png")),
-                               jpeg_quality=int(self.settings.get("jpeg_quality", 80)),
-                               webp_lossless=bool(self.settings.get("webp_lossless", False)))
-        if self.settings.get("save_txt"):
-            write_sidecar_txt(saved, infotext)
+            path = self.guard.inside(path_of(outdir, self.guard.taken_with_sidecar(save_txt)), outdir)
+            try:
+                saved = save_image(image, path, infotext if self.settings.get("enable_pnginfo", True) else None,
+                                   path.suffix.lstrip(".") or str(self.settings.get(fmt_key, "png")),
+                                   jpeg_quality=int(self.settings.get("jpeg_quality", 80)),
+                                   webp_lossless=bool(self.settings.get("webp_lossless", False)))
+                self.guard.record(saved)
+                if save_txt:
+                    path = saved.with_suffix(".txt")
+                    self.guard.record(write_sidecar_txt(saved, infotext))
+            except OSError as error:
+                raise WriteFailedError(error, path) from error
         return saved
 
     def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest, model: LoadedModel,
@@ -113,11 +133,11 @@ class OutputWriter:
         limit = int(getattr(self.options, "filenames_max_length", 128) or 128)
         unix = bool(getattr(self.options, "unix_filenames_sanitization", False))
 
-        def path_of() -> Path:
-            return build_image_path(self._outdir("images"), context, self.settings, max_length=limit,
-                                    unix_sanitization=unix)
+        def path_of(outdir: Path, taken: Taken) -> Path:
+            return build_image_path(outdir, context, self.settings, max_length=limit, unix_sanitization=unix,
+                                    taken=taken)
 
-        return self._save(image, path_of, infotext, "samples_format")
+        return self._save(image, "images", path_of, infotext, "samples_format")
 
     def make_grid(self, images: list[Image.Image], batch_size: int) -> Image.Image:
         return make_grid(images, n_rows=int(self.settings.get("n_rows", -1)), batch_size=batch_size,
@@ -126,11 +146,16 @@ class OutputWriter:
     def save_grid(self, grid: Image.Image, infotext: str, request: GenerationRequest, seed: int) -> Path:
         context = self._context(request, None, request.prompt, seed)
 
-        def path_of() -> Path:
-            return build_grid_path(self._outdir("grids"), context, self.settings)
+        def path_of(outdir: Path, taken: Taken) -> Path:
+            return build_grid_path(outdir, context, self.settings, taken=taken)
 
-        return self._save(grid, path_of, infotext, "grid_format")
+        return self._save(grid, "grids", path_of, infotext, "grid_format")
 
     def write_params(self, infotext: str) -> None:
-        if not getattr(self.options, "no_prompt_history", False):
-            write_params_txt(self.paths.params_file, infotext)
+        """params.txt (the last job's infotext); a failure to write it never fails the job."""
+        if getattr(self.options, "no_prompt_history", False):
+            return
+        try:
+            self.guard.record(write_params_txt(self.paths.params_file, infotext))
+        except OSError as error:
+            log.warning("params.txt not written: %s", write_failure_message(error, self.paths.params_file))

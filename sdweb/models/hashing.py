@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sdweb.core.atomic import atomic_write_text
+from sdweb.core.errors import write_failure_message
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,17 @@ class HashCache:
         try:
             data = json.loads(self.cache_file.read_text(encoding="utf-8"))
             return data.get("hashes", {}) if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
 
     def _save(self) -> None:
+        """A cache only: a failed write (a full disk) is logged and the hash is computed again next time."""
         with self._lock:
             text = json.dumps({"hashes": self._entries}, indent=1, sort_keys=True)
-        atomic_write_text(self.cache_file, text)
+        try:
+            atomic_write_text(self.cache_file, text)
+        except OSError as error:
+            log.warning("Hash cache not saved (%s).", write_failure_message(error, self.cache_file))
 
     def cached(self, path: Path, kind: str) -> str | None:
         """The cached value of `kind` ("sha256", "legacy", "addnet") if the file is unchanged."""

@@ -31,6 +31,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from sdweb.core.atomic import make_temp_folder
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.detect import Shapes, detect_family, infer_architecture
 from sdweb.models.families import FAMILIES, Family
@@ -122,6 +123,8 @@ def _safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[st
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _damaged(path, "the header is not valid JSON") from exc
+    except RecursionError:  # thousands of nested brackets: no real header is nested more than 3 deep
+        raise _damaged(path, "the header is nested too deeply to be a safetensors header") from None
     if not isinstance(header, dict):
         raise _damaged(path, "the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -385,7 +388,7 @@ def write_config_dir(
     if (target / "model_index.json").is_file():
         return target
     cache_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_root))
+    staging = make_temp_folder(cache_root, f".{target.name}.")  # the umask's mode, kept by the rename
     try:
         for relative, content in files.items():
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)

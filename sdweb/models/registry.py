@@ -88,6 +88,14 @@ def _is_vae_file(path: Path) -> bool:
     return any(part in path.name.lower() for part in (".vae.pt", ".vae.ckpt", ".vae.safetensors"))
 
 
+def _absolute_path(text: str) -> Path | None:
+    try:
+        path = Path(text).expanduser()
+        return path.resolve() if path.is_absolute() and path.exists() else None
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
     """The `__metadata__` of a safetensors header, or {} when there is none or the file is damaged."""
     try:
@@ -98,7 +106,7 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
             header = json.loads(handle.read(length))
         metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
         return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
         return {}
 
 
@@ -214,6 +222,11 @@ class ModelRegistry:
         for entry in entries:
             if alias in entry.aliases():
                 return entry
+        by_path = _absolute_path(alias)  # --ckpt's file, named by its path
+        if by_path is not None:
+            found = next((entry for entry in entries if entry.path == by_path), None)
+            if found is not None:
+                return found
         for text in (alias, alias.rsplit(" [", 1)[0] if alias.endswith("]") else None):
             if not text:
                 continue

@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from sdweb.core.errors import InvalidModelFileError
+from sdweb.core.errors import InvalidModelFileError, NotFoundError
 from sdweb.models.detect import guess_kind, vae_config_from_ldm_shapes
 from sdweb.models.families import Family
 from sdweb.models.loader import CONFIGS, read_state_dict
 from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 
-__all__ = ["VaeChoice", "choose_vae", "read_vae_file", "vae_state_dict_to_diffusers"]
+__all__ = ["VaeChoice", "checked_vae_setting", "choose_vae", "read_vae_file", "vae_state_dict_to_diffusers"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,23 @@ def choose_vae(registry: ModelRegistry, entry: CheckpointEntry, setting: str | N
         return VaeChoice(None, "baked in", f"VAE {wanted!r} not found (available: {names}); used the "
                                            f"checkpoint's own VAE.")
     return VaeChoice(found, "setting")
+
+
+def checked_vae_setting(registry: ModelRegistry, value: str) -> str:
+    """A value for the `sd_vae` setting: Automatic, None, or a VAE file the registry lists (A1111's name for
+    it, its file name, is returned); NotFoundError otherwise, as for an unknown checkpoint."""
+    wanted = str(value).strip() or AUTOMATIC
+    if wanted in (AUTOMATIC, BAKED_IN):
+        return wanted
+    found = registry.find_vae(wanted)
+    if found is None:
+        registry.refresh_vaes()  # a file added since the last scan
+        found = registry.find_vae(wanted)
+    if found is None:
+        names = ", ".join(v.name for v in registry.vaes[:10]) or "none in models/VAE"
+        raise NotFoundError(f"VAE {wanted!r} not found.", code="vae_not_found",
+                            hint=f"Use Automatic, None or a VAE file ({names}); GET /sdapi/v1/sd-vae lists them.")
+    return found.name
 
 
 # ------------------------------------------------------------------------------------------- reading

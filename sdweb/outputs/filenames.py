@@ -17,16 +17,19 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sdweb.core.errors import UserError
 from sdweb.infotext import A1111_SAMPLERS
 
 __all__ = [
     "FilenameContext",
+    "Taken",
     "apply_pattern",
     "build_extras_path",
     "build_grid_path",
     "build_image_path",
     "effective_extension",
     "next_counter",
+    "safe_parts",
     "sanitize_filename_part",
 ]
 
@@ -323,34 +326,52 @@ class _NameRule:
     forced_filename: str | None = None
 
 
+Taken = Callable[[Path], bool]  # True: writing this path would replace a file that is not ours to replace
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def safe_parts(text: str) -> list[str]:
+    """A pattern's result as names that stay inside the output folder: separators split it into folders, and
+    empty, `.` and `..` parts (and drive names such as `C:` on Windows) are dropped, so `../../x` is `x`
+    and `/etc` is `etc`."""
+    parts = re.split(r"[\\/]+", text)
+    return [part for part in parts if part.strip(". ") and not (os.name == "nt" and ":" in part)]
+
+
 def build_image_path(outdir: Path, ctx: FilenameContext, settings: Mapping[str, object], *,
                      suffix: str = "", forced_filename: str | None = None, max_length: int = 128,
-                     unix_sanitization: bool = False) -> Path:
+                     unix_sanitization: bool = False, taken: Taken = _exists) -> Path:
     """Path for a sample: ``<outdir>/<date>/NNNNN-<seed>.png`` with default settings."""
     fmt = effective_extension(str(settings.get("samples_format", "png")), ctx.width, ctx.height)
     rule = _NameRule(fmt, "", False, bool(settings.get("save_to_dirs", True)), suffix, forced_filename)
-    return _build_path(outdir, ctx, settings, rule, max_length, unix_sanitization)
+    return _build_path(outdir, ctx, settings, rule, max_length, unix_sanitization, taken)
 
 
 def build_grid_path(outdir: Path, ctx: FilenameContext, settings: Mapping[str, object], *,
-                    max_length: int = 128, unix_sanitization: bool = False) -> Path:
+                    max_length: int = 128, unix_sanitization: bool = False, taken: Taken = _exists) -> Path:
     """Path for a grid: ``<outdir>/<date>/grid-NNNN.png`` with default settings (ctx: first seed/prompt)."""
     fmt = effective_extension(str(settings.get("grid_format", "png")), ctx.width, ctx.height)
     short = not settings.get("grid_extended_filename", False)
     rule = _NameRule(fmt, "grid", short, bool(settings.get("grid_save_to_dirs", True)))
-    return _build_path(outdir, ctx, settings, rule, max_length, unix_sanitization)
+    return _build_path(outdir, ctx, settings, rule, max_length, unix_sanitization, taken)
 
 
 def build_extras_path(outdir: Path, settings: Mapping[str, object], *, width: int | None = None,
-                      height: int | None = None, suffix: str = "", forced_filename: str | None = None) -> Path:
+                      height: int | None = None, suffix: str = "", forced_filename: str | None = None,
+                      taken: Taken = _exists) -> Path:
     """Path for an Extras result: ``<outdir>/NNNNN.png`` (no date folder, no decoration)."""
     fmt = effective_extension(str(settings.get("samples_format", "png")), width, height)
     rule = _NameRule(fmt, "", True, False, suffix, forced_filename)
-    return _build_path(outdir, FilenameContext(width=width, height=height), settings, rule, 128, False)
+    return _build_path(outdir, FilenameContext(width=width, height=height), settings, rule, 128, False, taken)
 
 
 def _build_path(outdir: Path, ctx: FilenameContext, settings: Mapping[str, object], rule: _NameRule,
-                max_length: int, unix: bool) -> Path:
+                max_length: int, unix: bool, taken: Taken) -> Path:
+    """The path to write; it never leaves `outdir` (see safe_parts) and never replaces a file `taken` says is
+    not ours (such a name gets a number instead)."""
     def apply(pattern: str) -> str:
         words = _int_setting(settings, "directories_max_prompt_words", 8)
         return apply_pattern(pattern, ctx, max_prompt_words=words, max_length=max_length, unix_sanitization=unix)
@@ -358,43 +379,48 @@ def _build_path(outdir: Path, ctx: FilenameContext, settings: Mapping[str, objec
     folder = Path(outdir)
     if rule.save_to_dirs:
         dirname = apply(str(settings.get("directories_filename_pattern", "[date]") or "[prompt_words]"))
-        dirname = dirname.lstrip(" ").rstrip("\\ /")
-        if dirname:
-            folder = folder / dirname
-    if rule.forced_filename is not None:
-        return folder / _fit_name(folder, rule.forced_filename, rule.extension)
+        folder = folder.joinpath(*safe_parts(dirname.lstrip(" ").rstrip("\\ /")))
+    forced = "_".join(safe_parts(rule.forced_filename)) if rule.forced_filename is not None else ""
+    if forced:
+        return _unnumbered(folder, forced, rule.extension, True, taken)
     if rule.short_filename or ctx.seed is None:
         decoration = ""
     elif settings.get("save_to_dirs", True):
         decoration = str(settings.get("samples_filename_pattern") or "[seed]")
     else:
         decoration = str(settings.get("samples_filename_pattern") or "[seed]-[prompt_spaces]")
-    decoration = apply(decoration) + rule.suffix
+    *subfolders, decoration = safe_parts(apply(decoration) + rule.suffix) or [""]
+    folder = folder.joinpath(*subfolders)
     add_number = bool(settings.get("save_images_add_number", True)) or decoration == ""
     if not add_number:
-        return _unnumbered(folder, decoration, rule.extension, settings)
+        replace = settings.get("save_images_replace_action", "Replace") == "Replace"
+        return _unnumbered(folder, decoration, rule.extension, replace, taken)
     if decoration:
         decoration = f"-{decoration}"
     start = next_counter(folder, rule.basename)
-    path = folder
     for index in range(MAX_COUNTER_TRIES):
         number = start + index
         stem = f"{number:05}" if rule.basename == "" else f"{rule.basename}-{number:04}"
         path = folder / _fit_name(folder, f"{stem}{decoration}", rule.extension)
-        if not path.exists():
-            break
-    return path
+        if not (_exists(path) or taken(path)):
+            return path
+    raise _no_free_name(folder)
 
 
-def _unnumbered(folder: Path, decoration: str, extension: str, settings: Mapping[str, object]) -> Path:
+def _unnumbered(folder: Path, decoration: str, extension: str, replace: bool, taken: Taken) -> Path:
+    """`decoration` as the name; "Replace" replaces only our own file, any other existing one (and every
+    existing one with "Add number suffix") gets `-1`, `-2`, ... as A1111's number suffix."""
     path = folder / _fit_name(folder, decoration, extension)
-    if settings.get("save_images_replace_action", "Replace") == "Replace":
-        return path
-    number = 0
-    while path.exists():
-        number += 1
+    for number in range(1, MAX_COUNTER_TRIES + 1):
+        if not (taken(path) or (not replace and _exists(path))):
+            return path
         path = folder / _fit_name(folder, f"{decoration}-{number}", extension)
-    return path
+    raise _no_free_name(folder)
+
+
+def _no_free_name(folder: Path) -> UserError:
+    return UserError(f"No free file name in {folder} after {MAX_COUNTER_TRIES} tries.", code="no_free_name",
+                     hint="Move some files out of that folder, or change the file name pattern in Settings.")
 
 
 def _fit_name(folder: Path, stem: str, extension: str) -> str:

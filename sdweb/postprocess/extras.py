@@ -24,9 +24,10 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdweb.core.errors import UserError
+from sdweb.core.errors import UserError, WriteFailedError
 from sdweb.infotext import quote
 from sdweb.outputs.filenames import build_extras_path
+from sdweb.outputs.guard import OutputGuard
 from sdweb.outputs.save import read_infotext, save_image
 from sdweb.postprocess.faces import FaceRestoration
 from sdweb.postprocess.upscalers import UpscalerRegistry, target_size
@@ -173,49 +174,65 @@ def postprocess_image(image: Image.Image, request: ExtrasRequest, upscalers: Ups
     return result, format_postprocess_info(info)
 
 
-def _outdir(paths: Any, settings: Mapping[str, Any]) -> Path:
-    folder = Path(str(settings.get("outdir_samples") or settings.get("outdir_extras_samples")
-                      or "outputs/extras-images"))
-    return folder if folder.is_absolute() else Path(paths.data_dir) / folder
+def _outdir(paths: Any, settings: Mapping[str, Any], guard: OutputGuard) -> Path:
+    key = "outdir_samples" if settings.get("outdir_samples") else "outdir_extras_samples"
+    return guard.output_folder(str(settings.get(key) or "outputs/extras-images"), key)
 
 
 def _save(result: Image.Image, source: Image.Image, postprocess: str, name: str | None, folder: Path,
-          settings: Mapping[str, Any]) -> Path:
+          settings: Mapping[str, Any], guard: OutputGuard) -> Path:
     source_infotext, items = read_infotext(source)
     keep_name = name if name and settings.get("use_original_name_batch", True) else None
     fmt = str(settings.get("samples_format", "png")).lower()
     with _SAVE_LOCK:
-        path = build_extras_path(folder, settings, width=result.width, height=result.height,
-                                 forced_filename=Path(keep_name).stem if keep_name else None)
-        if not settings.get("enable_pnginfo", True):
-            return save_image(result, path, None, path.suffix.lstrip(".") or fmt)
-        if path.suffix.lower() == ".png":
-            chunks = {key: value for key, value in items.items() if isinstance(value, str)
-                      and key not in ("postprocessing", "extras")}
-            if postprocess:
-                chunks.update({"postprocessing": postprocess, "extras": postprocess})
-            return save_image(result, path, source_infotext, "png", extra_text=chunks)
-        text = source_infotext or ""
+        path = guard.inside(build_extras_path(folder, settings, width=result.width, height=result.height,
+                                              forced_filename=Path(keep_name).stem if keep_name else None,
+                                              taken=guard.is_taken), folder)
+        try:
+            saved = _write(result, path, source_infotext, items, postprocess, settings, fmt)
+        except OSError as error:
+            raise WriteFailedError(error, path) from error
+        guard.record(saved)
+        return saved
+
+
+def _write(result: Image.Image, path: Path, source_infotext: str | None, items: Mapping[str, Any],
+           postprocess: str, settings: Mapping[str, Any], fmt: str) -> Path:
+    if not settings.get("enable_pnginfo", True):
+        return save_image(result, path, None, path.suffix.lstrip(".") or fmt)
+    if path.suffix.lower() == ".png":
+        chunks = {key: value for key, value in items.items() if isinstance(value, str)
+                  and key not in ("postprocessing", "extras")}
         if postprocess:
-            text = f"{text}, {postprocess}" if text else postprocess
-        return save_image(result, path, text or None, path.suffix.lstrip("."),
-                          jpeg_quality=int(settings.get("jpeg_quality", 80)),
-                          webp_lossless=bool(settings.get("webp_lossless", False)))
+            chunks.update({"postprocessing": postprocess, "extras": postprocess})
+        return save_image(result, path, source_infotext, "png", extra_text=chunks)
+    text = source_infotext or ""
+    if postprocess:
+        text = f"{text}, {postprocess}" if text else postprocess
+    return save_image(result, path, text or None, path.suffix.lstrip("."),
+                      jpeg_quality=int(settings.get("jpeg_quality", 80)),
+                      webp_lossless=bool(settings.get("webp_lossless", False)))
 
 
 def run_extras(request: ExtrasRequest, inputs: Sequence[ExtrasInput], upscalers: UpscalerRegistry,
                faces: FaceRestoration, settings: Mapping[str, Any], paths: Any, *, save: bool,
-               output_dir: Path | None = None, progress: ExtrasProgress | None = None) -> ExtrasResult:
+               output_dir: Path | None = None, progress: ExtrasProgress | None = None,
+               guard: OutputGuard | None = None) -> ExtrasResult:
     """Process every input; ``save`` writes each result (to ``output_dir`` or outputs/extras-images).
 
     ``show_extras_results`` false: nothing is returned in ``images`` (the files are still saved).
-    Names are checked before any work: an unknown upscaler is a NotFoundError naming it.
+    Names are checked before any work: an unknown upscaler is a NotFoundError naming it, a folder this server
+    may not write an OutputPathError. A save that fails (a full disk) is a note; the image is still returned.
     """
     _check_upscalers(request, upscalers)
     if not inputs:
         raise UserError("No image to process.", code="no_image", hint="Add an image (or a folder with images).")
+    guard = guard or OutputGuard(Path(paths.data_dir))
     result = ExtrasResult()
-    folder = Path(output_dir) if output_dir else _outdir(paths, settings)
+    folder = None
+    if save:
+        folder = guard.output_folder(output_dir, "Output directory") if output_dir else \
+            _outdir(paths, settings, guard)
     for index, item in enumerate(inputs):
         image, postprocess = postprocess_image(item.image, request, upscalers, faces, settings)
         if postprocess:
@@ -223,8 +240,16 @@ def run_extras(request: ExtrasRequest, inputs: Sequence[ExtrasInput], upscalers:
         source_infotext, _ = read_infotext(item.image)
         if source_infotext:
             image.info["parameters"] = source_infotext
-        if save:
-            result.saved_paths.append(_save(image, item.image, postprocess, item.name, folder, settings))
+        if folder is not None:
+            try:
+                result.saved_paths.append(_save(image, item.image, postprocess, item.name, folder, settings, guard))
+            except WriteFailedError as error:
+                note = f"Not saved: {error.message}"
+                if note not in result.notes:
+                    log.warning("%s", note)
+                    result.notes.append(note)
+                if not request.show_extras_results:
+                    result.images.append(image)  # nothing on disk: the result must not be lost
         if request.show_extras_results:
             result.images.append(image)
         result.infotexts.append(postprocess)
@@ -255,13 +280,14 @@ def folder_inputs(input_dir: Path) -> tuple[list[ExtrasInput], list[str]]:
 
 def run_extras_folder(request: ExtrasRequest, input_dir: Path, output_dir: Path | None,
                       upscalers: UpscalerRegistry, faces: FaceRestoration, settings: Mapping[str, Any], paths: Any,
-                      progress: ExtrasProgress | None = None) -> ExtrasResult:
+                      progress: ExtrasProgress | None = None, guard: OutputGuard | None = None) -> ExtrasResult:
     """"Batch from Directory": every image in ``input_dir`` saved to ``output_dir`` (empty: extras-images)."""
-    inputs, notes = folder_inputs(input_dir)
+    guard = guard or OutputGuard(Path(paths.data_dir))
+    inputs, notes = folder_inputs(guard.input_folder(input_dir, "Input directory"))
     if not inputs:
         raise UserError(f"No images in {input_dir}.", code="no_image",
                         hint=f"The folder needs {', '.join(IMAGE_SUFFIXES)} files.")
     result = run_extras(request, inputs, upscalers, faces, settings, paths, save=True, output_dir=output_dir,
-                        progress=progress)
+                        progress=progress, guard=guard)
     result.notes[:0] = notes
     return result

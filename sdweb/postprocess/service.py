@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from sdweb.core.errors import NotFoundError
+from sdweb.outputs.guard import OutputGuard
 from sdweb.postprocess.extras import (
     ExtrasInput,
     ExtrasProgress,
@@ -40,9 +41,11 @@ def half_dtype_of(plan: Any | None) -> torch.dtype:
 class PostprocessService:
     """Upscalers, face restorers and interrogation for one app. ``settings`` has ``as_dict()`` (Settings)."""
 
-    def __init__(self, paths: Any, settings: Any, plan: Any | None = None) -> None:
+    def __init__(self, paths: Any, settings: Any, plan: Any | None = None,
+                 guard: OutputGuard | None = None) -> None:
         self.paths = paths
         self.settings = settings
+        self.guard = guard or OutputGuard(Path(paths.data_dir))  # where Extras may write and read folders
         half = half_dtype_of(plan)
         self.upscalers = UpscalerRegistry.from_paths(paths, getattr(plan, "upscaler_device", "cpu"), half)
         self.faces = FaceRestoration.from_paths(paths, plan)
@@ -74,13 +77,13 @@ class PostprocessService:
                    progress: ExtrasProgress | None = None) -> ExtrasResult:
         """Single image (one input) or a batch; the API passes save=False (A1111 does not save API extras)."""
         return run_extras(request, inputs, self.upscalers, self.faces, self._settings(settings), self.paths,
-                          save=save, output_dir=output_dir, progress=progress)
+                          save=save, output_dir=output_dir, progress=progress, guard=self.guard)
 
     def run_extras_folder(self, request: ExtrasRequest, input_dir: Path, output_dir: Path | None, *,
                           settings: Mapping[str, Any] | None = None,
                           progress: ExtrasProgress | None = None) -> ExtrasResult:
         return run_extras_folder(request, input_dir, output_dir, self.upscalers, self.faces,
-                                 self._settings(settings), self.paths, progress)
+                                 self._settings(settings), self.paths, progress, self.guard)
 
     def interrogate(self, image: Image.Image, model: str = "clip",
                     settings: Mapping[str, Any] | None = None) -> str:

@@ -67,10 +67,9 @@ def save_setting(state: AppState, key: str, value: Any) -> None:
     if value is None:
         return
     try:
-        entry = state.registry.find_checkpoint(str(value)) if key == "sd_model_checkpoint" else None
-        if entry is not None:
-            state.check_new_checkpoint(entry)
-        state.settings.update({key: value})
+        if key == "sd_model_checkpoint":
+            state.check_checkpoint_change(value)
+        state.settings.update({key: value})  # unknown checkpoint or VAE names: the settings' own checks refuse
     except UserError as error:
         raise gr.Error(f"{error.message} {error.hint}".strip()) from None
 

@@ -168,6 +168,7 @@ def finished_status(result: GenerationResult) -> str:
     if result.interrupted:
         parts.insert(0, "Interrupted")
     parts.append(f"{saved} file{'s' if saved != 1 else ''} saved" if saved else "not saved")
+    parts += [f"⚠ {warning}" for warning in result.warnings]  # e.g. a full disk: the images are still shown
     return " · ".join(parts)
 
 

@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 
 from sdweb.cli import parse_options
-from sdweb.core.errors import InvalidModelFileError
+from sdweb.core.errors import InvalidModelFileError, NotFoundError
 from sdweb.core.requests import Txt2ImgRequest
 from sdweb.generation.service import SaveOptions
 from sdweb.models.lora import lora_base_of, lora_module_count
@@ -181,10 +181,22 @@ def test_a_vae_that_does_not_fit_is_a_clear_error(state, base, name, message):
     assert np.array_equal(_run(state, sd_vae="None")[0], base)
 
 
-def test_unknown_vae_name_uses_the_checkpoints_own_with_a_note(state, base):
-    image, result = _run(state, sd_vae="missing.safetensors")
-    assert np.array_equal(image, base)
-    assert any("missing.safetensors" in note for note in result.notes)
+def test_a_stored_vae_whose_file_is_gone_uses_the_checkpoints_own_with_a_note(state, base):
+    """A1111's "Couldn't find VAE named ...": the chosen file was deleted since; a new unknown name is refused."""
+    soon_gone = state.paths.vae / "soon-gone.safetensors"
+    soon_gone.write_bytes((state.paths.vae / "bare-ldm.safetensors").read_bytes())
+    state.registry.refresh_vaes()
+    state.settings.update({"sd_vae": "soon-gone.safetensors"}, save=False)
+    try:
+        soon_gone.unlink()
+        state.registry.refresh_vaes()
+        image, result = _run(state)
+        assert np.array_equal(image, base)
+        assert any("soon-gone.safetensors" in note for note in result.notes)
+        with pytest.raises(NotFoundError, match="missing.safetensors"):
+            _run(state, sd_vae="missing.safetensors")
+    finally:
+        state.settings.update({"sd_vae": "Automatic"}, save=False)
 
 
 # ----------------------------------------------------------------------------------------------- LoRA

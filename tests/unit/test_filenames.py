@@ -243,9 +243,13 @@ def test_sample_path_custom_pattern_suffix_and_no_number(tmp_path):
     path = build_image_path(tmp_path, CTX, settings_, suffix="-before-highres-fix")
     assert path == tmp_path / "6ce0161689" / "v1-5-pruned-emaonly-20-before-highres-fix.png"
     _touch(path.parent, path.name)
-    assert build_image_path(tmp_path, CTX, settings_, suffix="-before-highres-fix") == path  # Replace
+    ours = lambda candidate: False  # noqa: E731 (the writer's "taken": this file is one sdweb wrote)
+    assert build_image_path(tmp_path, CTX, settings_, suffix="-before-highres-fix", taken=ours) == path  # Replace
+    # a file sdweb did not write (the default "taken": any existing file) is never replaced: it gets a number
+    assert build_image_path(tmp_path, CTX, settings_, suffix="-before-highres-fix").name == (
+        "v1-5-pruned-emaonly-20-before-highres-fix-1.png")
     numbered = dict(settings_, save_images_replace_action="Add number suffix")
-    assert build_image_path(tmp_path, CTX, numbered, suffix="-before-highres-fix").name == (
+    assert build_image_path(tmp_path, CTX, numbered, suffix="-before-highres-fix", taken=ours).name == (
         "v1-5-pruned-emaonly-20-before-highres-fix-1.png")
 
 

@@ -87,7 +87,7 @@ async def _generate(state: AppState, backends: ApiBackends, waiters: anyio.Capac
     wire = apply_infotext(wire, kind)
     scripts = select_scripts(backends.scripts, kind, wire.script_name, wire.script_args,
                              wire.alwayson_scripts or {})
-    overrides = state.settings.validated(wire.override_settings or {}, from_api=True)
+    overrides = await run_in_threadpool(state.settings.validated, wire.override_settings or {}, from_api=True)
     build = txt2img_request if kind == "txt2img" else img2img_request
     try:
         request = await run_in_threadpool(build, wire, state.settings.as_dict(), scripts, overrides)

@@ -22,7 +22,6 @@ from sdweb.api.a1111.schemas_info import (
 )
 from sdweb.api.a1111.seams import ApiBackends
 from sdweb.cli import options_as_dict
-from sdweb.core.errors import NotFoundError
 from sdweb.generation.service import SaveOptions
 from sdweb.models.registry import CheckpointEntry, read_safetensors_metadata
 from sdweb.runtime.memory import memory_stats
@@ -83,15 +82,10 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
 
     @router.post("/options", response_model=None)
     def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008 (FastAPI idiom)
-        """Validated all or nothing (422 naming the key); `restrict_api` keys are ignored, as in A1111."""
-        wanted = changes.get("sd_model_checkpoint")
-        if wanted is not None:
-            entry = state.registry.find_checkpoint(str(wanted))
-            if entry is None:
-                raise NotFoundError(f"Checkpoint {wanted!r} not found.", code="checkpoint_not_found",
-                                    hint="GET /sdapi/v1/sd-models lists the titles you can use.")
-            state.check_new_checkpoint(entry)
-            changes = {**changes, "sd_model_checkpoint": entry.title}
+        """Validated all or nothing (422 naming the key; 404 for an unknown checkpoint or VAE; 403 for a locked
+        setting on an exposed server; 507 when config.json cannot be written, nothing changed); `restrict_api`
+        keys are ignored, as in A1111."""
+        state.check_checkpoint_change(changes.get("sd_model_checkpoint"))
         state.settings.update(changes, from_api=True)
         return None
 

@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from sdweb.core.errors import UserError
 from sdweb.core.requests import Img2ImgRequest
 from sdweb.generation.jobs import JobInterrupted
 from sdweb.generation.service import GenerationResult
@@ -50,6 +51,7 @@ MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 SKETCH_COLOURS = ["#000000", "#ffffff", "#ff0000", "#00a000", "#0000ff", "#ffff00"]
 EDITOR_HEIGHT = 420
+BATCH_DISABLED = "Batch processing of folders on the server machine is disabled (--hide-ui-dir-config)."
 
 
 @dataclass
@@ -71,7 +73,7 @@ def _editor(elem_id: str, label: str, colours: list[str], fixed: bool) -> gr.Ima
                 layers=False, elem_id=elem_id, brush=brush)
 
 
-def _image_inputs() -> tuple[dict[str, Any], gr.Tabs, dict[str, gr.Tab]]:
+def _image_inputs(allow_dirs: bool) -> tuple[dict[str, Any], gr.Tabs, dict[str, gr.Tab]]:
     sub_tabs: dict[str, gr.Tab] = {}
     with gr.Tabs(elem_id="mode_img2img") as tabs:
         with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as sub_tabs["img2img"]:
@@ -94,10 +96,13 @@ def _image_inputs() -> tuple[dict[str, Any], gr.Tabs, dict[str, gr.Tab]]:
             gr.Markdown("Process every image of a folder on the server machine. Leave the output directory "
                         "empty to save to the usual img2img output folder. A mask directory (optional) holds "
                         "masks with the same file names: their images are inpainted.")
-            batch_input = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
-            batch_output = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
-            batch_masks = gr.Textbox(label="Inpaint batch mask directory (optional)",
+            batch_input = gr.Textbox(label="Input directory", visible=allow_dirs, elem_id="img2img_batch_input_dir")
+            batch_output = gr.Textbox(label="Output directory", visible=allow_dirs,
+                                      elem_id="img2img_batch_output_dir")
+            batch_masks = gr.Textbox(label="Inpaint batch mask directory (optional)", visible=allow_dirs,
                                      elem_id="img2img_batch_inpaint_mask_dir")
+            if not allow_dirs:
+                gr.Markdown(BATCH_DISABLED)
     images = {"init_img": init_img, "sketch": sketch, "inpaint": inpaint, "inpaint_sketch": inpaint_sketch,
               "inpaint_base": inpaint_base, "inpaint_mask": inpaint_mask, "batch_input": batch_input,
               "batch_output": batch_output, "batch_masks": batch_masks}
@@ -141,9 +146,13 @@ def mode_switcher(mode: str):
 # -- handlers ------------------------------------------------------------------------------------------------------
 def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, Any], panel: OutputPanel
                      ) -> Iterator[dict[Any, Any]]:
-    """One job per image of the input folder, run in order; the results are shown together."""
-    items = batch_items(images.get("batch_input") or "", images.get("batch_masks") or "")
-    output_dir = (images.get("batch_output") or "").strip()
+    """One job per image of the input folder, run in order; the results are shown together. The folders are
+    refused with --hide-ui-dir-config, and limited to the data folder on a server reachable from others."""
+    if getattr(state.options, "hide_ui_dir_config", False):
+        raise gr.Error(BATCH_DISABLED)
+    folders = _batch_folders(state, images)
+    items = batch_items(folders["batch_input"], folders["batch_masks"])
+    output_dir = folders["batch_output"]
     fields = dict(values)
     blur = int(fields.pop("mask_blur", 4) or 0)
     if output_dir:
@@ -158,13 +167,30 @@ def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, 
         except JobInterrupted:
             combined.interrupted = True
             break
-        for name in ("images", "infotexts", "seeds", "subseeds", "saved_paths"):
+        for name in ("images", "infotexts", "seeds", "subseeds", "saved_paths", "warnings"):
             getattr(combined, name).extend(getattr(result, name))
         combined.seconds += result.seconds
         if result.interrupted:
             combined.interrupted = True
             break
     yield show_result(state, combined, panel)
+
+
+def _batch_folders(state: AppState, images: Mapping[str, Any]) -> dict[str, str]:
+    """The Batch tab's folders as typed, checked against what this server may read and write ("" if empty)."""
+    guard = state.service.output_guard
+    checked = {}
+    try:
+        for key, label in (("batch_input", "Input directory"), ("batch_masks", "Inpaint batch mask directory"),
+                           ("batch_output", "Output directory")):
+            text = str(images.get(key) or "").strip()
+            if text:
+                text = str(guard.output_folder(text, label) if key == "batch_output" else
+                           guard.input_folder(text, label))
+            checked[key] = text
+    except UserError as error:
+        raise to_gr_error(error) from None
+    return checked
 
 
 def image_to_interrogate(mode: str, images: Mapping[str, Any]) -> Image.Image:
@@ -195,7 +221,7 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
     mode = gr.State("img2img")
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
-            images, tabs, sub_tabs = _image_inputs()
+            images, tabs, sub_tabs = _image_inputs(not getattr(state.options, "hide_ui_dir_config", False))
             with gr.Row():
                 interrogate = gr.Button("Interrogate CLIP", size="sm", elem_id="interrogate", scale=0,
                                         min_width=160)

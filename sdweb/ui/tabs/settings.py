@@ -10,7 +10,7 @@ import gradio as gr
 
 from sdweb.config.options import OPTIONS, OPTIONS_BY_KEY, OptionInfo
 from sdweb.config.settings import Settings
-from sdweb.core.errors import SettingsError
+from sdweb.core.errors import UserError
 
 SHOWN_KINDS = ("bool", "int", "float", "str", "choice")  # list/dict settings are edited in config.json
 
@@ -35,9 +35,12 @@ class SettingsTab:
     result: gr.Markdown
 
 
-def component_for(option: OptionInfo, value: Any) -> Any:
-    """A control for one setting, chosen from its kind, choices and bounds."""
-    common = {"label": option.label, "elem_id": f"setting_{option.key}"}
+def component_for(option: OptionInfo, value: Any, locked: str | None = None) -> Any:
+    """A control for one setting, chosen from its kind, choices and bounds; read-only with the reason when
+    `locked` (Settings.lock_reason)."""
+    common: dict[str, Any] = {"label": option.label, "elem_id": f"setting_{option.key}"}
+    if locked:
+        common.update(interactive=False, info=locked)
     if option.kind == "bool":
         return gr.Checkbox(value=bool(value), **common)
     if option.kind == "choice":
@@ -74,7 +77,7 @@ def apply_settings(settings: Settings, values: Mapping[str, Any]) -> tuple[str, 
         return "No settings changed.", True
     try:
         changed = settings.update(changes)
-    except SettingsError as error:
+    except UserError as error:  # a bad value, an unknown checkpoint or VAE, a locked setting, a full disk
         return f"**Not saved:** {error.message} {error.hint}".strip(), False
     return f"{len(changed)} setting{'s' if len(changed) != 1 else ''} changed: {', '.join(changed)}.", True
 
@@ -95,7 +98,8 @@ def build_settings_tab(settings: Settings, hide_dirs: bool = False) -> SettingsT
         for section, options in options_by_section(shown).items():
             with gr.Tab(section, elem_id=f"settings_section_{section.lower().replace(' ', '_').replace('/', '_')}"):
                 for option in options:
-                    components[option.key] = component_for(option, current.get(option.key, option.default))
+                    components[option.key] = component_for(option, current.get(option.key, option.default),
+                                                           settings.lock_reason(option.key))
     reload.click(None, js=RELOAD_JS, api_visibility="private")
 
     def on_apply(values: dict[Any, Any]) -> dict[Any, Any]:
