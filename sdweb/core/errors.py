@@ -49,3 +49,12 @@ class SettingsError(UserError):
 
     def __init__(self, message: str, *, code: str = "invalid_setting", hint: str = "") -> None:
         super().__init__(message, code=code, hint=hint)
+
+
+class LimitError(UserError):
+    """A request over one of the limits in core/limits.py; the message names the limit."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, code: str = "limit_exceeded", hint: str = "") -> None:
+        super().__init__(message, code=code, hint=hint)
