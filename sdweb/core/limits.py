@@ -40,11 +40,11 @@ prompt editing, alternation and AND produce (each chunk is 0.25-0.6 MB of memory
 a dozen different edits fits; a 40 000-character prompt whose alternation changes at every one of 150 steps
 does not."""
 
-FINISHED_JOBS_KEEP_BYTES = 512 * MiB
-"""Images of finished jobs the queue keeps for lookups by task id, counted from their pixel buffers. A client
-that submitted a job holds its own reference until it has fetched the result, so nothing it waits for is
-dropped; older finished jobs go first. On main the last 256 jobs were kept whatever their size (a 4000x4000
-extras result is 48 MB)."""
+FINISHED_JOBS_KEEP_BYTES = 256 * MiB
+"""Images of finished jobs the queue keeps for lookups by task id, counted from their pixel buffers. Whoever
+submitted a job (an API request, a page's Generate) holds it until it has taken the result, so nothing a client
+can still fetch is dropped; the oldest finished jobs go first. On main the last 256 jobs were kept whatever their
+size (a 4000x4000 extras result is 64 MB in memory)."""
 
 FINISHED_JOBS_KEEP_COUNT = 256
 """Finished jobs kept for lookups by task id, however small."""
