@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from sdweb import __version__
-from sdweb.api.auth import install_api_auth, parse_credentials
+from sdweb.api.auth import install_api_auth, ui_credentials
 from sdweb.api.body_limit import BodyLimitMiddleware
 from sdweb.api.hosts import install_host_check
 from sdweb.config.environment import apply_app_environment
@@ -44,21 +44,6 @@ def pick_port(host: str, requested: int | None, nowebui: bool) -> int:
                 continue
             return port
     raise OSError(f"No free port between {start} and {start + 99}; pass --port.")
-
-
-def gradio_credentials(options: object) -> list[tuple[str, str]]:
-    pairs = parse_credentials(getattr(options, "gradio_auth", None))
-    auth_path = getattr(options, "gradio_auth_path", None)
-    if auth_path:
-        for line in Path(auth_path).read_text(encoding="utf-8").splitlines():
-            pairs.update(parse_credentials(line))
-    return list(pairs.items())
-
-
-def ui_credentials(options: object) -> list[tuple[str, str]]:
-    """The page's login: --gradio-auth (and --gradio-auth-path); with only --api-auth, the API's credentials, so
-    that with any auth configured nothing that runs code (the page's queue included) is open."""
-    return gradio_credentials(options) or list(parse_credentials(getattr(options, "api_auth", None)).items())
 
 
 class ServerControl:
@@ -119,7 +104,7 @@ def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI
     if not getattr(state.options, "nowebui", False):
         from sdweb.ui.app import mount_ui
 
-        app = mount_ui(app, state, auth=ui_credentials(state.options) or None)
+        app = mount_ui(app, state, auth=list(ui_credentials(state.options).items()) or None)
     # Outermost, so they see every request first, Gradio's included: the body cap, then Host and Origin.
     app.add_middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BYTES)
     install_host_check(app, state.options)

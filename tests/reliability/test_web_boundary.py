@@ -290,6 +290,20 @@ def test_api_auth_alone_closes_the_page_queue(tmp_path, probe_url):
         state.queue.shutdown()
 
 
+def test_gradio_auth_path_alone_protects_the_api(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("carl:pw-from-file\n", encoding="utf-8")
+    state = _state(tmp_path / "data", "--api", "--gradio-auth-path", str(users))
+    try:
+        client = local_client(create_app(state))
+        answer = client.post("/sdapi/v1/options", json={"samples_format": "jpg"})
+        _attack(answer.status_code == 401)
+        assert answer.status_code == 401 and state.settings.get("samples_format") != "jpg"
+        assert client.get("/sdapi/v1/options", auth=("carl", "pw-from-file")).status_code == 200
+    finally:
+        state.queue.shutdown()
+
+
 # -- limits ------------------------------------------------------------------------------------------------
 
 
