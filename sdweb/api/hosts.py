@@ -142,7 +142,9 @@ class HostOriginMiddleware:
         problem = self.refusal(scope)
         if problem is None:
             await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
+            return
+        log.warning("Refused %s %s: %s", scope.get("method", "websocket"), scope.get("path", ""), problem["detail"])
+        if scope["type"] == "websocket":
             await _refuse_websocket(scope, receive, send, problem)
         else:
             await _refuse_http(send, problem)

@@ -34,6 +34,7 @@ from PIL import Image
 from starlette.testclient import WebSocketDenialResponse
 
 from sdweb.cli import parse_options
+from sdweb.core.errors import UserError
 from sdweb.core.limits import (
     FINISHED_JOBS_KEEP_BYTES,
     MAX_JOB_PROMPT_CHUNKS,
@@ -411,10 +412,8 @@ def test_each_distinct_chunk_is_encoded_once(sd1_slots):
 
 
 def test_job_prompt_chunks_are_capped(sd1_slots):
-    from sdweb.core.errors import LimitError
-
     prompt = " ".join(["cat"] * 75 * (MAX_PROMPT_CHUNKS - 10)) + " [a|b|c|d|e|f|g]"
-    with pytest.raises(LimitError) as refused:
+    with pytest.raises(UserError) as refused:
         build_plan(PromptEncoder(sd1_slots, {}), prompt, "", ScheduleOptions(steps=30))
     assert str(MAX_JOB_PROMPT_CHUNKS) in refused.value.message and refused.value.status_code == 422
 
