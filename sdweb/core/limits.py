@@ -34,11 +34,12 @@ MAX_PROMPT_AND_PARTS = 32
 MAX_PROMPT_SCHEDULED_PARTS = 100
 """Prompt-editing ``[from:to:when]`` and alternation ``[a|b]`` groups in one prompt."""
 
-MAX_JOB_PROMPT_CHUNKS = 1_000
-"""Chunks of conditioning one generation pass encodes and keeps, over all the distinct per-step prompts that
-prompt editing, alternation and AND produce (each chunk is 0.25-0.6 MB of memory). A 20 000-character prompt with
-a dozen different edits fits; a 40 000-character prompt whose alternation changes at every one of 150 steps
-does not."""
+MAX_JOB_PROMPT_CHUNKS = 4_096
+"""Chunks of conditioning one generation pass keeps, over all the distinct per-step prompts that prompt editing,
+alternation and AND produce: each distinct chunk is encoded once, but every distinct prompt keeps its whole
+conditioning (a chunk is 0.12 MB for SD 1.x, 0.32 MB for SDXL in fp16; twice that in fp32). A 20 000-character
+prompt with alternations [a|b] [c|d|e] [f|g|h|i|j] (30 different prompts, about 2 400 chunks) fits; a prompt at
+MAX_PROMPT_CHUNKS with them (6 000) does not."""
 
 FINISHED_JOBS_KEEP_BYTES = 256 * MiB
 """Images of finished jobs the queue keeps for lookups by task id, counted from their pixel buffers. Whoever

@@ -87,13 +87,18 @@ class PromptEncoder:
 
     def padded(self, text: str, chunks: int) -> Conditioning:
         """The text's conditioning padded with empty chunks to ``chunks`` chunks (the pooled output comes from
-        the first chunk, so padding leaves it alone)."""
+        the first chunk, so padding leaves it alone). Made once per text and length: every step state that
+        pads the same negative prompt shares it."""
         own = self.encode(text)
         missing = chunks - chunks_of(own)
         if missing <= 0:
             return own
-        empty = self.encode("").embeds
-        return Conditioning(embeds=torch.cat([own.embeds, *[empty] * missing], dim=1), pooled=own.pooled)
+        key = ("padded", text, chunks)
+        if key not in self.chunk_cache:
+            empty = self.encode("").embeds
+            self.chunk_cache[key] = Conditioning(embeds=torch.cat([own.embeds, *[empty] * missing], dim=1),
+                                                 pooled=own.pooled)
+        return self.chunk_cache[key]
 
 
 def chunks_of(conditioning: Conditioning) -> int:
