@@ -317,8 +317,11 @@ def test_body_over_the_limit_is_refused_before_it_is_read(server):
             f"Content-Length: {MAX_REQUEST_BYTES + MiB}\r\n\r\n").encode()
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=20) as connection:
-        connection.sendall(head + b'{"prompt": "' + b"a" * MiB)  # the rest never comes
-        answer = connection.recv(65536).decode("latin-1")
+        connection.sendall(head + b'{"prompt": "' + b"a" * 1024)  # the rest never comes
+        answer = b""
+        while chunk := connection.recv(65536):  # the server answers and closes
+            answer += chunk
+        answer = answer.decode("latin-1")
     _attack(answer.startswith("HTTP/1.1 413"))
     assert answer.startswith("HTTP/1.1 413"), answer[:300]
     assert "MAX_REQUEST_BYTES" in answer and f"{MAX_REQUEST_BYTES // MiB} MiB" in answer
@@ -413,7 +416,9 @@ def test_each_distinct_chunk_is_encoded_once(sd1_slots):
 
 
 def test_job_prompt_chunks_are_capped(sd1_slots):
-    prompt = " ".join(["cat"] * 75 * (MAX_PROMPT_CHUNKS - 10)) + " [a|b|c|d|e|f|g]"
+    chunks = MAX_PROMPT_CHUNKS - 10
+    assert chunks * 30 > MAX_JOB_PROMPT_CHUNKS
+    prompt = " ".join(["cat"] * 75 * chunks) + " [a|b] [c|d|e] [f|g|h|i|j]"  # 30 different texts in 30 steps
     with pytest.raises(UserError) as refused:
         build_plan(PromptEncoder(sd1_slots, {}), prompt, "", ScheduleOptions(steps=30))
     assert str(MAX_JOB_PROMPT_CHUNKS) in refused.value.message and refused.value.status_code == 422
