@@ -55,8 +55,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--tls-certfile", NETWORK, "str", help="TLS certificate file"),
     Flag("--disable-tls-verify", NETWORK, "store_false", help="allow self-signed certificates"),
     Flag("--subpath", NETWORK, "str", help="serve under /<subpath> behind a reverse proxy"),
-    Flag("--cors-allow-origins", NETWORK, "str", help="comma-separated CORS origins"),
-    Flag("--cors-allow-origins-regex", NETWORK, "str", help="CORS origin regex"),
+    Flag("--cors-allow-origins", NETWORK, "str",
+         help="comma-separated CORS origins; pages from them may also send POST/PUT/DELETE here"),
+    Flag("--cors-allow-origins-regex", NETWORK, "str", help="CORS origin regex (same meaning as the list)"),
+    Flag("--allowed-hosts", NETWORK, "str",
+         help="sdweb: more host names this server answers to, comma-separated (requests for other names are "
+              "refused against DNS rebinding; loopback, --server-name and, with --listen, IP addresses and this "
+              "machine's name are always allowed); * turns the Host and Origin checks off"),
     Flag("--gradio-allowed-path", NETWORK, "append", default=[], help="extra folder the UI may serve files from"),
     Flag("--no-gradio-queue", NETWORK, "bool", help="disable the Gradio queue"),
     Flag("--gradio-debug", NETWORK, "bool", help="Gradio debug mode"),

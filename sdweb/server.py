@@ -11,8 +11,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from sdweb import __version__
-from sdweb.api.auth import install_api_auth, parse_credentials
+from sdweb.api.auth import install_api_auth, ui_credentials
+from sdweb.api.body_limit import BodyLimitMiddleware
+from sdweb.api.hosts import install_host_check
 from sdweb.config.environment import apply_app_environment
+from sdweb.core.limits import MAX_REQUEST_BYTES
 from sdweb.models.first_run import start_first_run_download
 from sdweb.state import AppState, build_app_state
 
@@ -41,15 +44,6 @@ def pick_port(host: str, requested: int | None, nowebui: bool) -> int:
                 continue
             return port
     raise OSError(f"No free port between {start} and {start + 99}; pass --port.")
-
-
-def gradio_credentials(options: object) -> list[tuple[str, str]]:
-    pairs = parse_credentials(getattr(options, "gradio_auth", None))
-    auth_path = getattr(options, "gradio_auth_path", None)
-    if auth_path:
-        for line in Path(auth_path).read_text(encoding="utf-8").splitlines():
-            pairs.update(parse_credentials(line))
-    return list(pairs.items())
 
 
 class ServerControl:
@@ -110,7 +104,10 @@ def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI
     if not getattr(state.options, "nowebui", False):
         from sdweb.ui.app import mount_ui
 
-        app = mount_ui(app, state, auth=gradio_credentials(state.options) or None)
+        app = mount_ui(app, state, auth=list(ui_credentials(state.options).items()) or None)
+    # Outermost, so they see every request first, Gradio's included: the body cap, then Host and Origin.
+    app.add_middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BYTES)
+    install_host_check(app, state.options)
     return app
 
 

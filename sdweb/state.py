@@ -20,6 +20,7 @@ from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
 from sdweb.models.vae import checked_vae_setting
+from sdweb.prompts.prompt_limits import check_request_prompts
 from sdweb.runtime.policy import RuntimePlan, plan_runtime, probe_hardware
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class AppState:
         return entry.title
 
     def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
+        check_request_prompts(request)  # a prompt over a limit is refused before it waits in the queue
         return self.queue.submit(kind, GenerationJob(request, save), task_id)
 
     def submit_extras(self, extras: ExtrasJob) -> Job:

@@ -1,4 +1,5 @@
-"""HTTP Basic auth for the API: --api-auth, or --gradio-auth when only that is set (no A1111 #17411 leak).
+"""HTTP Basic auth for the API: --api-auth, or --gradio-auth when only that is set (no A1111 #17411 leak); and
+which credentials the page's login takes (ui_credentials). README's Security section has the table.
 
 One ASGI middleware guards every route of the app (/sdapi/v1/*, the docs, and any route an extension adds
 later, however it adds it), so nothing depends on a route remembering a dependency. It leaves alone the
@@ -13,6 +14,7 @@ import binascii
 import json
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -39,8 +41,25 @@ def parse_credentials(text: str | None) -> dict[str, str]:
     return pairs
 
 
+def gradio_credentials(options: object) -> dict[str, str]:
+    """--gradio-auth plus the entries of the --gradio-auth-path file."""
+    pairs = parse_credentials(getattr(options, "gradio_auth", None))
+    auth_path = getattr(options, "gradio_auth_path", None)
+    if auth_path:
+        for line in Path(auth_path).read_text(encoding="utf-8").splitlines():
+            pairs.update(parse_credentials(line))
+    return pairs
+
+
 def api_credentials(options: object) -> dict[str, str]:
-    return parse_credentials(getattr(options, "api_auth", None) or getattr(options, "gradio_auth", None))
+    """The API's: --api-auth, else the page's (so --gradio-auth alone protects the API too)."""
+    return parse_credentials(getattr(options, "api_auth", None)) or gradio_credentials(options)
+
+
+def ui_credentials(options: object) -> dict[str, str]:
+    """The page's login: --gradio-auth, else --api-auth (so --api-auth alone does not leave the page's queue
+    open: its Generate and Install buttons run jobs and code)."""
+    return gradio_credentials(options) or parse_credentials(getattr(options, "api_auth", None))
 
 
 def check_basic_header(header: str | None, credentials: dict[str, str]) -> str | None:

@@ -100,3 +100,12 @@ class WriteFailedError(UserError):
         super().__init__(write_failure_message(error, path), code="disk_full" if full else "write_failed",
                          hint="Free some disk space and try again." if full
                          else "Check that the folder exists and that sdweb may write to it.")
+
+
+class LimitError(UserError):
+    """A request over one of the limits in core/limits.py; the message names the limit."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, code: str = "limit_exceeded", hint: str = "") -> None:
+        super().__init__(message, code=code, hint=hint)

@@ -11,6 +11,8 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sdweb.core.limits import MAX_PROMPT_CHARS
+
 MAX_SIDE = 4096
 MAX_BATCH_SIZE = 64
 MAX_BATCH_COUNT = 1000
@@ -29,8 +31,8 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=True)
 
-    prompt: str = ""
-    negative_prompt: str = ""
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: list[str] = Field(default_factory=list)
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
     subseed: int = Field(-1, ge=-1, le=MAX_SEED)
@@ -89,8 +91,8 @@ class Txt2ImgRequest(GenerationRequest):
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
 
     @model_validator(mode="after")
     def _check_hires_size(self) -> Txt2ImgRequest:

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from sdweb.core.errors import LimitError
+from sdweb.core.limits import MAX_JOB_PROMPT_CHUNKS, MAX_PROMPT_CHUNKS
 from sdweb.prompts.conditioning import (
     CHUNK_LENGTH,
     Conditioning,
@@ -48,32 +50,55 @@ class PromptEncoder:
         self.comma_backtrack = comma_backtrack
         self._prefix = (tuple(id(slot.encoder) for slot in self.slots), clip_skip, emphasis, comma_backtrack)
         self.used: list[str] = []  # embeddings used by the texts encoded through this encoder, in order
+        self.encoded_chunks = 0  # chunks of the distinct texts this encoder encoded (MAX_JOB_PROMPT_CHUNKS)
+        self.chunk_cache: dict = {}  # tokenized texts and encoded chunks, each once (texts share most chunks)
 
     def encode(self, text: str) -> Conditioning:
         """The text's own conditioning (as many chunks as it needs)."""
         key = (*self._prefix, text)
         cached = self.cache.get(key)
         if cached is None:
-            chunks = chunk_count(self.slots, text, self.comma_backtrack, self.emphasis)
+            chunks = chunk_count(self.slots, text, self.comma_backtrack, self.emphasis, self.chunk_cache)
+            self._count_chunks(chunks)
             cached = (encode_prompt(self.slots, text, clip_skip=self.clip_skip, emphasis=self.emphasis,
-                                    comma_backtrack=self.comma_backtrack, min_chunks=chunks),
+                                    comma_backtrack=self.comma_backtrack, min_chunks=chunks,
+                                    chunk_cache=self.chunk_cache),
                       used_embeddings(self.slots[0], text, emphasis=self.emphasis,
-                                      comma_backtrack=self.comma_backtrack) if self.slots else [])
+                                      comma_backtrack=self.comma_backtrack, chunk_cache=self.chunk_cache)
+                      if self.slots else [])
             self.cache[key] = cached
         for name in cached[1]:
             if name not in self.used:
                 self.used.append(name)
         return cached[0]
 
+    def _count_chunks(self, chunks: int) -> None:
+        if chunks > MAX_PROMPT_CHUNKS:
+            raise LimitError(f"A prompt needs {chunks} chunks of 75 tokens; the limit is {MAX_PROMPT_CHUNKS} "
+                             "(MAX_PROMPT_CHUNKS).", code="prompt_too_long",
+                             hint="Shorten the prompt or the negative prompt, or use fewer BREAKs.")
+        self.encoded_chunks += chunks
+        if self.encoded_chunks > MAX_JOB_PROMPT_CHUNKS:
+            raise LimitError(f"Prompt editing, alternation and AND make this job encode more than "
+                             f"{MAX_JOB_PROMPT_CHUNKS} chunks of 75 tokens (MAX_JOB_PROMPT_CHUNKS).",
+                             code="prompt_too_complex",
+                             hint="Use fewer [a:b:when] / [a|b] groups that change at different steps, or a "
+                                  "shorter prompt.")
+
     def padded(self, text: str, chunks: int) -> Conditioning:
         """The text's conditioning padded with empty chunks to ``chunks`` chunks (the pooled output comes from
-        the first chunk, so padding leaves it alone)."""
+        the first chunk, so padding leaves it alone). Made once per text and length: every step state that
+        pads the same negative prompt shares it."""
         own = self.encode(text)
         missing = chunks - chunks_of(own)
         if missing <= 0:
             return own
-        empty = self.encode("").embeds
-        return Conditioning(embeds=torch.cat([own.embeds, *[empty] * missing], dim=1), pooled=own.pooled)
+        key = ("padded", text, chunks)
+        if key not in self.chunk_cache:
+            empty = self.encode("").embeds
+            self.chunk_cache[key] = Conditioning(embeds=torch.cat([own.embeds, *[empty] * missing], dim=1),
+                                                 pooled=own.pooled)
+        return self.chunk_cache[key]
 
 
 def chunks_of(conditioning: Conditioning) -> int:

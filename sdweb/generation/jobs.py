@@ -17,10 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from PIL import Image
+
+from sdweb.core.limits import FINISHED_JOBS_KEEP_BYTES, FINISHED_JOBS_KEEP_COUNT
+
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, INTERRUPTED = "queued", "running", "done", "failed", "interrupted"
-FINISHED_KEPT = 256
 
 
 class JobInterrupted(Exception):
@@ -114,6 +117,22 @@ class JobContext:
 
 
 Runner = Callable[[Job, JobContext], Any]
+_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def held_image_bytes(value: Any, depth: int = 0) -> int:
+    """Pixel bytes of the PIL images in a job's request, result and preview, found in lists, tuples, dicts and
+    objects' attributes a few levels deep (8-bit single-band images 1 byte a pixel, others 4, as Pillow keeps
+    them)."""
+    if isinstance(value, Image.Image):
+        return value.width * value.height * (1 if value.mode in ("1", "L", "P") else 4)
+    if depth > 4 or isinstance(value, _SCALARS):
+        return 0
+    if isinstance(value, dict):
+        value = list(value.values())
+    elif not isinstance(value, list | tuple):
+        value = list(getattr(value, "__dict__", {}).values())
+    return sum(held_image_bytes(item, depth + 1) for item in value)
 
 
 class WorkerPool(Protocol):
@@ -149,13 +168,18 @@ class ThreadPool:
 class JobQueue:
     """FIFO queue shared by UI and API. Submit returns at once; `Job.wait()` gives the result."""
 
-    def __init__(self, runner: Runner, pool: WorkerPool | None = None) -> None:
+    def __init__(self, runner: Runner, pool: WorkerPool | None = None,
+                 keep_bytes: int = FINISHED_JOBS_KEEP_BYTES, keep_count: int = FINISHED_JOBS_KEEP_COUNT) -> None:
         self._runner = runner
         self._pool = pool or ThreadPool()
         self._condition = threading.Condition()
         self._pending: list[Job] = []
         self._running: dict[str, Job] = {}
-        self._finished: OrderedDict[str, Job] = OrderedDict()
+        # Finished jobs for lookups by id, newest last, with the image bytes each holds. Whoever submitted a job
+        # holds it until they have its result, so dropping it here never loses an image anyone waits for.
+        self._finished: OrderedDict[str, tuple[Job, int]] = OrderedDict()
+        self._finished_bytes = 0
+        self.keep_bytes, self.keep_count = keep_bytes, keep_count
         self._closed = False
         self._pool.start(self._take_next, self._run)
 
@@ -197,12 +221,29 @@ class JobQueue:
                 log.exception("Job %s failed", job.id)
         finally:
             job.finished_at = time.time()
+            size = held_image_bytes(job)
             with self._condition:
                 self._running.pop(job.id, None)
-                self._finished[job.id] = job
-                while len(self._finished) > FINISHED_KEPT:
-                    self._finished.popitem(last=False)
+                self._keep_finished(job, size)
             job.finished.set()
+
+    def _keep_finished(self, job: Job, size: int) -> None:
+        """Record a finished job, then forget the oldest ones over the byte or count budget (lock held)."""
+        self._finished[job.id] = (job, size)
+        self._finished_bytes += size
+        while self._finished and (self._finished_bytes > self.keep_bytes or len(self._finished) > self.keep_count):
+            _, (_, dropped) = self._finished.popitem(last=False)
+            self._finished_bytes -= dropped
+
+    def finished(self) -> list[Job]:
+        """The finished jobs kept for lookups by id, oldest first."""
+        with self._condition:
+            return [job for job, _ in self._finished.values()]
+
+    def finished_bytes(self) -> int:
+        """Image bytes the finished jobs kept for lookups hold (at most keep_bytes)."""
+        with self._condition:
+            return self._finished_bytes
 
     # -- queries and controls ----------------------------------------------------------------------------
     def current(self) -> Job | None:
@@ -218,7 +259,8 @@ class JobQueue:
             for job in (*self._pending, *self._running.values()):
                 if job.id == job_id:
                     return job
-            return self._finished.get(job_id)
+            kept = self._finished.get(job_id)
+            return kept[0] if kept is not None else None
 
     def position(self, job_id: str) -> int | None:
         """0-based place among waiting jobs; None when not waiting."""
@@ -242,7 +284,7 @@ class JobQueue:
     def _cancel_waiting(self, job: Job) -> None:
         job.status, job.error = INTERRUPTED, JobInterrupted(f"{job.id} was cancelled before it started")
         job.finished_at = time.time()
-        self._finished[job.id] = job
+        self._keep_finished(job, held_image_bytes(job))
         job.finished.set()
 
     def skip(self) -> bool:

@@ -207,18 +207,30 @@ def apply_emphasis(z: torch.Tensor, multipliers: list[float], emphasis: str) -> 
     return z
 
 
+def _encode_chunk(slot: EncoderSlot, chunk: Chunk, clip_skip: int,
+                  cache: dict | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The encoder's output for one chunk (before emphasis). With a cache, a chunk with the same token ids is
+    encoded once: prompt editing and alternation change a few chunks of a long prompt, not all of them."""
+    ids = _chunk_ids(chunk, slot.pad_id)
+    key = ("chunk", id(slot.encoder), id(slot.embedding_vectors), slot.layer, clip_skip, tuple(ids))
+    found = cache.get(key) if cache is not None else None
+    if found is None:
+        device = next(slot.encoder.parameters()).device
+        found = _encode_ids(slot, torch.tensor([ids], device=device), clip_skip)
+        if cache is not None:
+            cache[key] = found
+    return found
+
+
 @torch.no_grad()
 def encode_slot(slot: EncoderSlot, text: str, *, clip_skip: int, emphasis: str, comma_backtrack: int,
-                min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+                min_chunks: int = 1, chunk_cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(embeds (1, 77*N, width), pooled of the first chunk) for one encoder."""
-    chunks = tokenize_to_chunks(text, slot.tokenizer, emphasis=emphasis, comma_backtrack=comma_backtrack,
-                                embedding_sequences=slot.embedding_sequences)
-    chunks += [Chunk() for _ in range(min_chunks - len(chunks))]
-    device = next(slot.encoder.parameters()).device
+    chunks = slot_chunks(slot, text, emphasis, comma_backtrack, chunk_cache)
+    chunks = [*chunks, *(Chunk() for _ in range(min_chunks - len(chunks)))]
     outputs, pooled = [], None
     for index, chunk in enumerate(chunks):
-        ids = torch.tensor([_chunk_ids(chunk, slot.pad_id)], device=device)
-        z, chunk_pooled = _encode_ids(slot, ids, clip_skip)
+        z, chunk_pooled = _encode_chunk(slot, chunk, clip_skip, chunk_cache)
         outputs.append(apply_emphasis(z, [1.0, *chunk.multipliers] + [1.0] * (76 - len(chunk.tokens)),
                                        emphasis))
         if index == 0:
@@ -226,19 +238,33 @@ def encode_slot(slot: EncoderSlot, text: str, *, clip_skip: int, emphasis: str, 
     return torch.cat(outputs, dim=1), pooled
 
 
-def chunk_count(slots: Sequence[EncoderSlot], text: str, comma_backtrack: int, emphasis: str) -> int:
-    return max(len(tokenize_to_chunks(text, slot.tokenizer, emphasis=emphasis, comma_backtrack=comma_backtrack,
-                                      embedding_sequences=slot.embedding_sequences)) for slot in slots)
+def slot_chunks(slot: EncoderSlot, text: str, emphasis: str, comma_backtrack: int,
+                cache: dict | None = None) -> list[Chunk]:
+    """``tokenize_to_chunks`` for one encoder; with a cache (a job's dict), each text is tokenized once."""
+    key = ("tokens", id(slot.tokenizer), id(slot.embedding_sequences), emphasis, comma_backtrack, text)
+    found = cache.get(key) if cache is not None else None
+    if found is None:
+        found = tokenize_to_chunks(text, slot.tokenizer, emphasis=emphasis, comma_backtrack=comma_backtrack,
+                                   embedding_sequences=slot.embedding_sequences)
+        if cache is not None:
+            cache[key] = found
+    return found
+
+
+def chunk_count(slots: Sequence[EncoderSlot], text: str, comma_backtrack: int, emphasis: str,
+                cache: dict | None = None) -> int:
+    return max(len(slot_chunks(slot, text, emphasis, comma_backtrack, cache)) for slot in slots)
 
 
 def encode_prompt(slots: Sequence[EncoderSlot], text: str, *, clip_skip: int = 1, emphasis: str = "Original",
-                  comma_backtrack: int = 20, min_chunks: int = 1) -> Conditioning:
+                  comma_backtrack: int = 20, min_chunks: int = 1, chunk_cache: dict | None = None) -> Conditioning:
     """All encoders of a model: SDXL concatenates CLIP-L and OpenCLIP-G features; pooled comes from the last
-    encoder that has a projection."""
+    encoder that has a projection. ``chunk_cache`` (a job's dict) encodes each distinct chunk once."""
     parts, pooled = [], None
     for slot in slots:
         embeds, slot_pooled = encode_slot(slot, text, clip_skip=clip_skip, emphasis=emphasis,
-                                          comma_backtrack=comma_backtrack, min_chunks=min_chunks)
+                                          comma_backtrack=comma_backtrack, min_chunks=min_chunks,
+                                          chunk_cache=chunk_cache)
         parts.append(embeds)
         pooled = slot_pooled if slot_pooled is not None else pooled
     return Conditioning(embeds=torch.cat(parts, dim=-1), pooled=pooled)
@@ -274,11 +300,10 @@ def encoder_slots(pipeline: Any, base: str, pad_ids: Sequence[int],
 
 
 def used_embeddings(slot: EncoderSlot, text: str, *, emphasis: str = "Original",
-                    comma_backtrack: int = 20) -> list[str]:
+                    comma_backtrack: int = 20, chunk_cache: dict | None = None) -> list[str]:
     """Names of the embeddings the text uses (in order of first use), for the TI hashes infotext."""
     if not slot.embedding_names:
         return []
-    chunks = tokenize_to_chunks(text, slot.tokenizer, emphasis=emphasis, comma_backtrack=comma_backtrack,
-                                embedding_sequences=slot.embedding_sequences)
+    chunks = slot_chunks(slot, text, emphasis, comma_backtrack, chunk_cache)
     names = (slot.embedding_names.get(token) for chunk in chunks for token in chunk.tokens)
     return list(dict.fromkeys(name for name in names if name is not None))

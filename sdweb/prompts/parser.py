@@ -29,6 +29,7 @@ __all__ = [
     "parse_prompt_attention",
     "prompt_schedules",
     "prompt_schedules_batch",
+    "scheduled_parts",
     "split_composable",
 ]
 
@@ -390,6 +391,17 @@ def prompt_schedules(
             rendered[choice] = _render(tree, end)
         schedule.append((end, rendered[choice]))
     return schedule
+
+
+def scheduled_parts(prompt: str) -> int:
+    """How many prompt-editing ``[from:to:when]`` and alternation ``[a|b]`` groups the prompt holds (0 when it
+    does not parse, as it is then used literally)."""
+    if "[" not in prompt:
+        return 0
+    try:
+        return sum(1 for _ in _walk(_parse_schedule_tree(prompt)))
+    except _Unparseable:
+        return 0
 
 
 def prompt_schedules_batch(

@@ -25,7 +25,7 @@ def wait_until_answers(url: str, process: subprocess.Popen, timeout: float = 120
         try:
             requests.get(url, timeout=2, **request_options)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or too busy starting to answer
             assert process.poll() is None, "the server exited"
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.5)

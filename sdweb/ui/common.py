@@ -17,6 +17,7 @@ import gradio as gr
 from pydantic import BaseModel, ValidationError
 
 from sdweb.core.errors import UserError
+from sdweb.core.limits import MAX_PROMPT_CHARS
 from sdweb.generation.jobs import JobInterrupted, JobProgress
 from sdweb.generation.service import GenerationResult, SaveOptions
 from sdweb.state import AppState
@@ -271,6 +272,8 @@ def count_tokens(text: str) -> tuple[int, int]:
 
 
 def token_counter_text(text: str) -> str:
+    if len(text or "") > MAX_PROMPT_CHARS:  # never tokenized: Generate refuses it anyway
+        return f"over {MAX_PROMPT_CHARS:,} characters"
     try:
         used, limit = count_tokens(text)
     except (OSError, ValueError) as error:  # a missing tokenizer file must not break typing

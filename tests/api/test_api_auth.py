@@ -7,13 +7,13 @@ import logging
 
 import pytest
 from fastapi import APIRouter
-from fastapi.testclient import TestClient
 
 from sdweb.api.a1111.routes_info import redacted_flags
 from sdweb.api.auth import check_basic_header
 from sdweb.cli import parse_options
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 
 CORE_ROUTES = [("GET", "/sdapi/v1/options"), ("GET", "/sdapi/v1/sd-models"), ("GET", "/sdapi/v1/progress"),
                ("GET", "/sdapi/v1/cmd-flags"), ("POST", "/sdapi/v1/interrupt"), ("POST", "/sdapi/v1/refresh-loras"),
@@ -31,7 +31,7 @@ def _app(tmp_path, *argv):
     router.add_api_route("/sdapi/v1/my-extension/hello", lambda: {"hello": True}, methods=["GET"])
     router.add_api_route("/tagger/v1/interrogate", lambda: {"caption": {}}, methods=["POST"])
     app.include_router(router)
-    return TestClient(app), state
+    return local_client(app), state
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_cors_preflight_passes_and_a_401_carries_cors_headers(guarded):
 def test_gradio_auth_alone_guards_the_api_and_the_ui_keeps_its_own_login(tmp_path):
     state = build_app_state(parse_options(["--data-dir", str(tmp_path), "--api", "--gradio-auth", "amy:pw"], {}))
     try:
-        client = TestClient(create_app(state))
+        client = local_client(create_app(state))
         assert client.get("/sdapi/v1/options").status_code == 401
         token = base64.b64encode(b"amy:pw").decode()
         assert client.get("/sdapi/v1/options", headers={"Authorization": f"Basic {token}"}).status_code == 200
@@ -136,7 +136,7 @@ def test_subpath_behind_a_proxy_keeps_routes_and_guard(tmp_path):
     state = build_app_state(parse_options(["--data-dir", str(tmp_path), "--nowebui", "--api-auth", "a:b",
                                            "--subpath", "sd"], {}))
     try:
-        client = TestClient(create_app(state), root_path="/sd")  # what uvicorn's root_path gives the app
+        client = local_client(create_app(state), root_path="/sd")  # what uvicorn's root_path gives the app
         for path in ("/sd/sdapi/v1/options", "/sd/docs"):
             assert client.get(path).status_code == 401
             assert client.get(path, auth=("a", "b")).status_code == 200

@@ -7,12 +7,12 @@ import json
 import threading
 
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdweb.cli import parse_options
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.tiny import write_tiny
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
@@ -36,7 +36,7 @@ NOT_BUILT = ["create/embedding", "train/embedding", "create/hypernetwork", "trai
 def api(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     state = build_app_state(parse_options(["--data-dir", str(data), "--nowebui"], {}))
-    with TestClient(create_app(state)) as client:
+    with local_client(create_app(state)) as client:
         yield client, state, data
     state.queue.shutdown()
 
@@ -98,7 +98,7 @@ def test_extras_on_the_real_app_upscale_2x_through_the_queue(api):
     assert result.size == (80, 48)
     assert result.info.get("postprocessing", "").startswith("Postprocess upscale by: 2")  # the PNG keeps it
     assert "Postprocess upscale by: 2" in body["html_info"] and "Postprocess upscaler: Lanczos" in body["html_info"]
-    finished = [job for job in state.queue._finished.values() if job.kind == "extras"]
+    finished = [job for job in state.queue.finished() if job.kind == "extras"]
     assert finished and finished[-1].status == "done", "extras run as a job of the shared queue"
     assert not list((data / "outputs").rglob("extras-images/*")), "API extras are not saved (as in A1111)"
     batch = client.post("/sdapi/v1/extra-batch-images", json={
@@ -216,7 +216,7 @@ def test_user_errors_are_4xx_faults_5xx_and_the_server_keeps_serving(api, monkey
         raise RuntimeError("something no user can fix")
 
     monkeypatch.setattr(service_module, "run_batch", broken)
-    fault = TestClient(client.app, raise_server_exceptions=False).post("/sdapi/v1/txt2img", json=SMALL)
+    fault = local_client(client.app, raise_server_exceptions=False).post("/sdapi/v1/txt2img", json=SMALL)
     assert fault.status_code == 500 and fault.json()["error"] == "RuntimeError"
     monkeypatch.setattr(service_module, "run_batch", real)
     assert client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200

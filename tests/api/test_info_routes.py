@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sdweb.api.a1111.app import mount_api
 from sdweb.cli import parse_options
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.tiny import write_tiny
 
 
@@ -88,7 +89,7 @@ def test_cors_flags_and_server_routes_need_their_flag(tmp_path):
 
     state = build_app_state(parse_options(["--data-dir", str(tmp_path), "--api", "--nowebui",
                                            "--cors-allow-origins", "http://krita.local"], {}))
-    client = TestClient(create_app(state))
+    client = local_client(create_app(state))
     response = client.get("/sdapi/v1/options", headers={"Origin": "http://krita.local"})
     assert response.headers["access-control-allow-origin"] == "http://krita.local"
     other = client.get("/sdapi/v1/options", headers={"Origin": "http://evil.example"})

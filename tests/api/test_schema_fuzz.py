@@ -66,7 +66,9 @@ class Tally:
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     data = tmp_path_factory.mktemp("fuzz")
-    state = build_app_state(parse_options(["--data-dir", str(data), "--nowebui"], {}))
+    # schemathesis's ASGI client calls the server "testserver" in its Host header: allow that name
+    state = build_app_state(parse_options(["--data-dir", str(data), "--nowebui", "--allowed-hosts", "testserver"],
+                                          {}))
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(state))
     state.queue.shutdown()
 

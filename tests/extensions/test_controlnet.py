@@ -6,7 +6,6 @@ import io
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdweb.builtin_extensions.controlnet.preprocessors import BY_NAME, canny_edges
@@ -18,6 +17,7 @@ from sdweb.generation.service import SaveOptions
 from sdweb.server import create_app
 from sdweb.state import build_app_state
 from sdweb.testing.tiny import write_tiny
+from sdweb.testing.client import local_client
 
 NO_SAVE = SaveOptions(save_samples=False, save_grid=False)
 SMALL = {"width": 64, "height": 64, "steps": 4, "sampler_name": "Euler", "seed": 21, "prompt": "a house"}
@@ -112,7 +112,7 @@ def test_img2img_uses_the_init_image_when_the_unit_has_none(state):
 
 
 def test_routes(state):
-    client = TestClient(create_app(state))
+    client = local_client(create_app(state))
     assert client.get("/controlnet/version").json() == {"version": 3}
     models = client.get("/controlnet/model_list").json()["model_list"]
     assert len(models) == 1 and models[0].startswith("control_tiny_canny [")

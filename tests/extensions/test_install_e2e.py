@@ -9,7 +9,6 @@ import subprocess
 import textwrap
 
 import pytest
-from fastapi.testclient import TestClient
 
 from sdweb.cli import parse_options
 from sdweb.core.requests import Txt2ImgRequest
@@ -18,6 +17,7 @@ from sdweb.server import create_app
 from sdweb.state import build_app_state
 from sdweb.testing.tiny import write_tiny
 from sdweb.ui.tabs import extensions_handlers as handlers
+from sdweb.testing.client import local_client
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 
@@ -99,7 +99,7 @@ def _start(data, *flags):
 
 def _running(state):
     """What a user would see of the probe: (route answers, script on the page, prompt in the infotext)."""
-    client = TestClient(create_app(state))
+    client = local_client(create_app(state))
     route = client.get("/e2e-probe/ping")
     from sdweb.ui.app import build_blocks
 
@@ -134,7 +134,7 @@ def test_install_restart_disable_update_remove(world):
         route, on_page, prompt = _running(state)
         assert route.status_code == 200 and route.json() == {"pong": True, "version": "1"}
         assert on_page and prompt == "a dog, e2e-probed"
-        api = TestClient(create_app(state))
+        api = local_client(create_app(state))
         removed = api.post("/sdweb/v1/extensions/remove", json={"name": "probe_ui"})
         assert removed.status_code == 200, removed.text
         assert not (extensions / "probe_ui").exists()
@@ -154,12 +154,12 @@ def test_install_restart_disable_update_remove(world):
     try:
         route, on_page, prompt = _running(state)
         assert route.status_code == 200 and on_page and prompt == "a dog, e2e-probed"
-        a1111 = TestClient(create_app(state)).get("/sdapi/v1/extensions").json()  # A1111's shape, unchanged
+        a1111 = local_client(create_app(state)).get("/sdapi/v1/extensions").json()  # A1111's shape, unchanged
         assert [item["name"] for item in a1111] == ["probe_api"]
         assert set(a1111[0]) == {"name", "remote", "branch", "commit_hash", "version", "commit_date", "enabled"}
         # an upstream commit: check, update, restart runs the new code
         _commit_files(world["probe"], {"scripts/probe.py": PROBE_SCRIPT.format(version="2")}, "second")
-        api = TestClient(create_app(state))
+        api = local_client(create_app(state))
         checked = api.post("/sdweb/v1/extensions/check-updates", json={"names": ["probe_api"]}).json()
         assert checked[0]["status"] == "new commits" and checked[0]["can_update"] and checked[0]["behind"] == 1
         updated = api.post("/sdweb/v1/extensions/update", json={"name": "probe_api"}).json()
@@ -203,7 +203,7 @@ def test_broken_extension_is_reported_and_the_app_starts(world, tmp_path):
     data = tmp_path / "data"
     state = _start(data)
     try:
-        response = TestClient(create_app(state)).post("/sdweb/v1/extensions/install",
+        response = local_client(create_app(state)).post("/sdweb/v1/extensions/install",
                                                       json={"url": world["broken_url"]})
         assert response.status_code == 200 and response.json()["name"] == "broken-ext"
     finally:
@@ -212,7 +212,7 @@ def test_broken_extension_is_reported_and_the_app_starts(world, tmp_path):
     try:
         broken = state.extensions.find("broken-ext")
         assert not broken.loaded and "broken at import" in broken.error
-        client = TestClient(create_app(state))
+        client = local_client(create_app(state))
         assert client.get("/internal/ping").status_code == 200
         listed = {item["name"]: item for item in client.get("/sdweb/v1/extensions").json()}
         assert "broken at import" in listed["broken-ext"]["error"]
@@ -231,7 +231,7 @@ def test_exposed_server_refuses_changes(world, tmp_path, flags):
         assert handlers.remove_extension(state, "x", True).startswith("**Extension access is disabled")
         assert handlers.check_updates(state)[2].startswith("**Extension access is disabled")
         assert handlers.apply_and_restart(state, [], "none", restart=None)[0].startswith("**Refused.**")
-        client = TestClient(create_app(state))
+        client = local_client(create_app(state))
         for route, body in (("install", {"url": world["probe_url"]}), ("update", {"name": "x"}),
                             ("remove", {"name": "x"}), ("check-updates", {})):
             response = client.post(f"/sdweb/v1/extensions/{route}", json=body)
@@ -248,7 +248,7 @@ def test_exposed_server_with_insecure_flag_allows_install(world, tmp_path):
     try:
         _output, message = _exhaust(handlers.install_from_url(state, world["probe_url"], "", "ui_copy"))
         assert "Installed **ui_copy**" in message
-        response = TestClient(create_app(state)).post("/sdweb/v1/extensions/install",
+        response = local_client(create_app(state)).post("/sdweb/v1/extensions/install",
                                                       json={"url": world["broken_url"]})
         assert response.status_code == 200, response.text
     finally:
@@ -262,11 +262,11 @@ def test_traversal_names_are_refused(world, tmp_path, name):
     try:
         _output, message = _exhaust(handlers.install_from_url(state, world["probe_url"], "", name))
         assert "Installed" not in message and "folder name" in message.lower(), message
-        response = TestClient(create_app(state)).post("/sdweb/v1/extensions/install",
+        response = local_client(create_app(state)).post("/sdweb/v1/extensions/install",
                                                       json={"url": world["probe_url"], "name": name})
         assert response.status_code == 400, response.text
         for path in ("remove", "update"):
-            assert TestClient(create_app(state)).post(f"/sdweb/v1/extensions/{path}",
+            assert local_client(create_app(state)).post(f"/sdweb/v1/extensions/{path}",
                                                       json={"name": name}).status_code == 400
     finally:
         state.queue.shutdown()
@@ -278,7 +278,7 @@ def test_traversal_url_is_refused(world, tmp_path):
     data = tmp_path / "data"
     state = _start(data)
     try:
-        client = TestClient(create_app(state))
+        client = local_client(create_app(state))
         response = client.post("/sdweb/v1/extensions/install", json={"url": world["probe_url"] + "/.."})
         assert response.status_code == 400 and "folder" in response.text.lower()
         _output, message = _exhaust(handlers.install_from_url(state, "https://example.invalid/x/.."))
@@ -291,7 +291,7 @@ def test_traversal_url_is_refused(world, tmp_path):
 def test_bad_api_bodies_name_the_field(tmp_path):
     state = _start(tmp_path / "data")
     try:
-        client = TestClient(create_app(state))
+        client = local_client(create_app(state))
         missing = client.post("/sdweb/v1/extensions/install", json={"branch": "main"})
         assert missing.status_code == 422 and "url" in missing.text
         wrong = client.post("/sdweb/v1/extensions/remove", json={"name": 3})
@@ -305,7 +305,7 @@ def test_bad_api_bodies_name_the_field(tmp_path):
 def test_extension_routes_need_api_credentials(world, tmp_path):
     state = _start(tmp_path / "data", "--api-auth", "bob:s3cret")
     try:
-        client = TestClient(create_app(state))
+        client = local_client(create_app(state))
         assert client.get("/sdweb/v1/extensions").status_code == 401
         assert client.post("/sdweb/v1/extensions/install", json={"url": world["probe_url"]}).status_code == 401
         assert not (tmp_path / "data" / "extensions").exists() or \

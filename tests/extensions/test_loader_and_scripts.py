@@ -5,7 +5,6 @@ import textwrap
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdweb.cli import parse_options
@@ -15,6 +14,7 @@ from sdweb.generation.service import SaveOptions
 from sdweb.server import create_app
 from sdweb.state import build_app_state
 from sdweb.testing.tiny import write_tiny
+from sdweb.testing.client import local_client
 
 NO_SAVE = SaveOptions(save_samples=False, save_grid=False)
 SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 3, "prompt": "a cat"}
@@ -126,7 +126,7 @@ def test_selected_script_by_name_with_args(state):
 def test_extension_setting_and_route(state):
     assert state.settings.get("probe_greeting") == "hello"
     assert "probe_greeting" in {option.key for option in state.settings.extra_options()}
-    client = TestClient(create_app(state))
+    client = local_client(create_app(state))
     assert client.get("/probe/hello").json() == {"greeting": "hello"}
 
 
@@ -141,7 +141,7 @@ def test_disabling_removes_scripts_routes_and_settings(data):
         assert not again.extensions.find("probe").loaded
         request = Txt2ImgRequest(**SMALL, alwayson_scripts={"prompt probe": {"args": [True]}})
         assert again.service.txt2img(request, None, NO_SAVE).infotexts[0].startswith("a cat\n")
-        assert TestClient(create_app(again)).get("/probe/hello").status_code == 404
+        assert local_client(create_app(again)).get("/probe/hello").status_code == 404
         assert "probe_greeting" not in {option.key for option in again.settings.extra_options()}
     finally:
         again.settings.update({"disabled_extensions": []})

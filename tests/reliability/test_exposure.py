@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
 from sdweb.builtin_extensions.model_downloader.sources import check_url
@@ -19,6 +18,7 @@ from sdweb.core.errors import UserError
 from sdweb.extensions.installer import exposure_refusal, require_extension_access
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 
 API_USER, API_PASSWORD = "bob", "api-s3cret-771"
 UI_USER, UI_PASSWORD = "amy", "ui-s3cret-882"
@@ -60,7 +60,7 @@ def test_extension_access_rule(tmp_path, flags, refused):
 def test_listening_server_refuses_extension_changes_over_http(tmp_path):
     state = _state(tmp_path, "--nowebui", "--listen")
     try:
-        client = TestClient(create_app(state), raise_server_exceptions=False)
+        client = local_client(create_app(state), raise_server_exceptions=False)
         before = sorted(p.name for p in (tmp_path / "extensions").iterdir())
         calls = [("/sdweb/v1/extensions/install", {"url": "https://github.com/someone/sd-webui-evil"}),
                  ("/sdweb/v1/extensions/update", {"name": "sd-webui-evil"}),
@@ -107,7 +107,7 @@ def guarded(tmp_path_factory):
 
 def test_every_route_needs_credentials(guarded):
     app, _ = guarded
-    client = TestClient(app, raise_server_exceptions=False)
+    client = local_client(app, raise_server_exceptions=False)
     routes = sorted(set(_routes(app.routes)))
     assert any(path.startswith("/gradio_api") for _, path in routes) and any(
         path.startswith("/sdweb/v1/extensions") for _, path in routes)
@@ -145,7 +145,7 @@ TRAVERSALS = ["../config.json", "..%2Fconfig.json", "%2e%2e/%2e%2e/%2e%2e/etc/pa
 
 def test_gradio_serves_no_file_outside_outputs_and_temp(guarded):
     app, root = guarded
-    client = TestClient(app, raise_server_exceptions=False)
+    client = local_client(app, raise_server_exceptions=False)
     assert client.post("/login", data={"username": UI_USER, "password": UI_PASSWORD}).status_code == 200
     targets = [*TRAVERSALS, str(root / "config.json"), str(root / "config.json").replace("/", "%2F"),
                str(root / "outputs" / ".." / "config.json")]
@@ -161,7 +161,7 @@ def test_gradio_serves_no_file_outside_outputs_and_temp(guarded):
 
 def test_cmd_flags_reveal_no_secret(guarded):
     app, _ = guarded
-    flags = TestClient(app).get("/sdapi/v1/cmd-flags", auth=(API_USER, API_PASSWORD))
+    flags = local_client(app).get("/sdapi/v1/cmd-flags", auth=(API_USER, API_PASSWORD))
     assert flags.status_code == 200
     for secret in (API_PASSWORD, UI_PASSWORD):
         assert secret not in flags.text
@@ -185,7 +185,7 @@ def test_model_downloader_refuses_local_targets(tmp_path):
         refused += 1
     state = _state(tmp_path, "--nowebui")
     try:
-        client = TestClient(create_app(state), raise_server_exceptions=False)
+        client = local_client(create_app(state), raise_server_exceptions=False)
         started = client.post("/sdapi/v1/model-downloader/downloads", json={"url": "file:///etc/passwd",
                                                                              "kind": "checkpoint"})
         assert started.status_code < 500, started.text

@@ -8,7 +8,6 @@ import textwrap
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdweb.cli import parse_options
@@ -17,6 +16,7 @@ from sdweb.core.requests import Txt2ImgRequest
 from sdweb.generation.service import SaveOptions
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.tiny import write_tiny
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 11}
@@ -117,7 +117,7 @@ def test_interrupt_keeps_the_finished_images(state):
 
 
 def test_failing_extension_scripts_do_not_stop_the_queue(state, summary):
-    client = TestClient(create_app(state), raise_server_exceptions=False)
+    client = local_client(create_app(state), raise_server_exceptions=False)
     body = {"prompt": "a cat", **SMALL}
     always_on = client.post("/sdapi/v1/txt2img", json=body)
     assert always_on.status_code == 200, always_on.text[:300]  # a broken always-on script is reported, not fatal

@@ -8,7 +8,6 @@ import base64
 from collections import Counter
 
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -27,6 +26,7 @@ from sdweb.prompts.parser import (
 )
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 
 CASES: Counter[str] = Counter()
 STATUSES: Counter[int] = Counter()
@@ -145,7 +145,7 @@ def test_png_info_function_on_random_and_damaged_files(raw):
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     state = build_app_state(parse_options(["--data-dir", str(tmp_path_factory.mktemp("fuzz")), "--nowebui"], {}))
-    yield TestClient(create_app(state), raise_server_exceptions=False)
+    yield local_client(create_app(state), raise_server_exceptions=False)
     state.queue.shutdown()
 
 

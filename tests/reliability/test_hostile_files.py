@@ -23,6 +23,7 @@ from PIL import Image, PngImagePlugin
 from sdweb.cli import parse_options
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.tiny import save_tiny_file, tiny_file_content, write_tiny
 
 SMALL = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 5}
@@ -189,7 +190,7 @@ def app(tmp_path_factory):
     _write_hostile_files(folders, good)
     (folders.root / "config.json").write_text(json.dumps({"sd_model_checkpoint": good.name}))
     state = build_app_state(parse_options(["--data-dir", str(folders.root), "--nowebui"], {}))
-    client = TestClient(create_app(state), raise_server_exceptions=False)
+    client = local_client(create_app(state), raise_server_exceptions=False)
     first = client.post("/sdapi/v1/txt2img", json=SMALL)
     assert first.status_code == 200, first.text
     yield client, folders

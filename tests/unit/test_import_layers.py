@@ -88,5 +88,6 @@ def test_only_ui_imports_gradio_and_ui_has_no_torch():
 
 
 def test_core_imports_nothing_of_sdweb():
+    """core/ may use its own modules (requests.py reads limits.py), nothing else of sdweb."""
     for path in (PACKAGE / "core").rglob("*.py"):
-        assert not _sdweb_imports(path), path
+        assert all(target == "core" for target, _ in _sdweb_imports(path)), path

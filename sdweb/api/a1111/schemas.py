@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sdweb.core.limits import MAX_PROMPT_CHARS
 from sdweb.core.requests import MAX_BATCH_COUNT, MAX_BATCH_SIZE, MAX_SEED, MAX_SIDE
 
 _SIZE = {"multipleOf": 8}
@@ -31,8 +32,8 @@ class _Wire(BaseModel):
 
 
 class GenerationWire(_Wire):
-    prompt: str = ""
-    negative_prompt: str = ""
+    prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
     styles: list[str] | None = None
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
     subseed: int = Field(-1, ge=-1, le=MAX_SEED)
@@ -88,8 +89,8 @@ class Txt2ImgWire(GenerationWire):
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
-    hr_prompt: str = ""
-    hr_negative_prompt: str = ""
+    hr_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
+    hr_negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS)
 
 
 class Img2ImgWire(GenerationWire):
