@@ -57,8 +57,8 @@ class ExtensionsTab:
 def installed_table(state: AppState, updates: dict[str, str] | None = None) -> str:
     """Every extension found (loaded this run or installed since) with git state and update status."""
     loaded = state.extensions.extensions if state.extensions is not None else []
-    on_disk = ExtensionActions.for_state(state).installed()
-    return TABLE_CSS + installed_html(loaded, on_disk, updates)
+    actions = ExtensionActions.for_state(state)
+    return TABLE_CSS + installed_html(loaded, actions.installed(), updates, actions.needing_attention())
 
 
 def _access_note(state: AppState) -> str:
