@@ -121,7 +121,7 @@ def run_server(options: object) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = build_app_state(options)
     apply_app_environment(state.paths.tmp_dir)
-    start_first_run_download(state.registry, options)  # background: no checkpoint yet -> A1111's SD 1.5
+    start_first_run_download(state.registry, options, status=state.first_run)  # no checkpoint yet: A1111's SD 1.5
     if getattr(options, "share", False) or getattr(options, "ngrok", None):
         log.warning("--share / --ngrok tunnels are not supported (sdweb stays offline); serving locally only.")
     host = bind_host(options)

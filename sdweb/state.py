@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from sdweb.core.errors import UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
 from sdweb.generation.service import GenerationService, SaveOptions
+from sdweb.models.first_run import FirstRunStatus
 from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
@@ -62,6 +63,7 @@ class AppState:
     service: GenerationService
     queue: JobQueue
     extensions: ExtensionSet | None = None
+    first_run: FirstRunStatus = field(default_factory=FirstRunStatus)  # the first-run download, for the UI
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
         """The checkpoint named by --ckpt or the sd_model_checkpoint setting, else the first one."""
