@@ -321,6 +321,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as error:
         print(f"sdweb: {error}", file=sys.stderr)
         return 2
-    from sdweb.server import run_server  # imported late: --help and flag errors stay fast
+    from sdweb.server import leave_now, run_server  # imported late: --help and flag errors stay fast
 
-    return run_server(options)
+    leave_now(run_server(options))

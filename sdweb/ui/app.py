@@ -200,3 +200,12 @@ def mount_ui(app: FastAPI, state: AppState, auth: list[tuple[str, str]] | None) 
     head = f"<script>\n{script}\n</script>" if script else None
     return gr.mount_gradio_app(app, blocks, path="/", auth=auth, footer_links=["api", "settings"], css=css,
                                js=JS, head=head)
+
+
+def end_page_streams(app: FastAPI) -> None:
+    """End the open page streams (each tab's heartbeat) of the Gradio app mounted in `app`: called when the
+    server shuts down, so open tabs never keep it waiting (Gradio's own stop event)."""
+    for route in app.routes:
+        stop_event = getattr(getattr(route, "app", None), "stop_event", None)
+        if stop_event is not None:
+            stop_event.set()
