@@ -143,6 +143,7 @@ def build_app_state(options: object) -> AppState:
                            allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
                            vae_path=getattr(options, "vae_path", None))
     service = GenerationService(manager, settings, paths, plan, options)
+    service.postprocess.upscalers.problems()  # a damaged upscaler file is logged at start, as VAEs and LoRAs
     queue = JobQueue(lambda job, context: run_job(service, job, context))
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all)
     for warning in settings.register_options(extensions.option_infos()):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 import sysconfig
@@ -54,9 +55,15 @@ def overlay_environment(folder: Path) -> Path:
     return python
 
 
+def installed_versions(python: Path | str, names: Sequence[str]) -> dict[str, str | None]:
+    """The version of each of `names` that `python` sees (None when not installed), in one run."""
+    code = ("import importlib.metadata as m, json, sys\nfound = {}\nfor name in sys.argv[1:]:\n"
+            "    try: found[name] = m.version(name)\n    except m.PackageNotFoundError: found[name] = None\n"
+            "print(json.dumps(found))")
+    run = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=True)
+    return json.loads(run.stdout)
+
+
 def installed_version(python: Path | str, name: str) -> str | None:
     """The version of `name` that `python` sees (None when not installed)."""
-    code = ("import importlib.metadata as m, sys\ntry: print(m.version(sys.argv[1]))\n"
-            "except m.PackageNotFoundError: print('')")
-    found = subprocess.run([str(python), "-c", code, name], capture_output=True, text=True, check=True).stdout.strip()
-    return found or None
+    return installed_versions(python, [name])[name]
