@@ -65,8 +65,8 @@ if exist "%STAMP%" (
 )
 "%PYTHON%" -c "import sdweb" >nul 2>&1
 if %ERRORLEVEL% neq 0 set "NEED_INSTALL=1"
+rem torch's pin comes from its metadata: importing torch before numpy is installed prints a warning
 if "%NEED_INSTALL%"=="1" (
-    rem torch's version from its metadata (importing torch before numpy is installed warns)
     "%PYTHON%" -c "import importlib.metadata as m; print('torch==' + m.version('torch').split('+')[0])" > "%TEMP%\sdweb-torch-pin.txt"
     echo Installing sdweb and its requirements
     "%PYTHON%" -m pip install --constraint "%TEMP%\sdweb-torch-pin.txt" -e .

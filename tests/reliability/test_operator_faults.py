@@ -420,3 +420,76 @@ def test_ci_runs_the_tests_and_ruff(tmp_path, summary):
     assert any("ruff check sdweb tests bench" in call for call in called), called
     assert run.returncode != 0, "a ruff failure must fail CI"
     _report(summary, "ci", "CI runs ./run-tests.sh and ruff; a ruff failure fails CI")
+
+
+# -- item 13: "Apply and restart UI" with the page open -------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def _app_pid(launcher: subprocess.Popen) -> int | None:
+    children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    return int(children[0]) if children else None
+
+
+def _gone_after(pid: int, timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(errors="replace"):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(sys.platform == "win32" or not CHROMIUM.exists(), reason="needs webui.sh and /usr/bin/chromium")
+def test_restart_with_the_page_open_completes_and_the_page_reloads(tmp_path, summary):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    folder = tmp_path / "launcher"
+    folder.mkdir()
+    for name in ("webui.sh", "pyproject.toml"):
+        shutil.copy2(ROOT / name, folder / name)
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CI")},
+           "VENV_DIR": "-", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(ROOT), "TORCH_COMMAND": "definitely-not-run", "SD_WEBUI_RESTART": str(tmp_path / "marker"),
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio"), "COMMANDLINE_ARGS": f"--port {port} --data-dir "
+           f"{tmp_path / 'data'} --skip-install --no-download-sd-model"}
+    log = tmp_path / "launcher.log"
+    with log.open("wb") as output:
+        launcher = subprocess.Popen(["bash", str(folder / "webui.sh"), "-f"], env=env, stdout=output,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answers(f"{base}/internal/ping", launcher, timeout=240)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(base + "/")
+            sync_api.expect(page.locator("#txt2img_prompt textarea")).to_be_visible()
+            page.evaluate("() => { window.sdwebBeforeRestart = true; }")
+            old_app = _app_pid(launcher)
+            page.get_by_role("tab", name="Extensions").click()
+            page.get_by_role("button", name="Apply and restart UI").click()
+            gone_s = _gone_after(old_app, 30)
+            assert gone_s is not None, "the old server did not stop with the page open"
+            page.wait_for_function("() => window.sdwebBeforeRestart === undefined", timeout=240_000)
+            sync_api.expect(page.locator("#txt2img_prompt textarea")).to_be_visible()
+            new_app = _app_pid(launcher)
+            assert new_app is not None and new_app != old_app
+            # SIGTERM with the (reloaded) page open: the app and the launcher end promptly
+            started = time.monotonic()
+            os.kill(new_app, signal.SIGTERM)
+            launcher.wait(15)
+            stopped_s = time.monotonic() - started
+            browser.close()
+    finally:
+        stop_process_group(launcher, timeout=10)
+        print("launcher output:\n" + log.read_text(errors="replace"))
+    assert stopped_s < 3.0, f"SIGTERM took {stopped_s:.1f} s with the page open"
+    assert "Traceback" not in log.read_text(errors="replace")
+    _report(summary, "restart", f"Apply and restart UI with the page open: old server gone after {gone_s:.1f} s "
+                                f"(1 s is the page's answer delay), page reloaded by itself; SIGTERM with the "
+                                f"page open: stopped in {stopped_s:.1f} s")
