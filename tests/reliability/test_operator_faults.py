@@ -468,7 +468,7 @@ def test_restart_with_the_page_open_completes_and_the_page_reloads(tmp_path, sum
             page = browser.new_page()
             page.set_default_timeout(60_000)
             page.goto(base + "/")
-            sync_api.expect(page.locator("#txt2img_prompt textarea")).to_be_visible()
+            sync_api.expect(page.locator("#txt2img_prompt textarea")).to_be_visible(timeout=120_000)
             page.evaluate("() => { window.sdwebBeforeRestart = true; }")
             old_app = _app_pid(launcher)
             page.get_by_role("tab", name="Extensions").click()
@@ -476,7 +476,7 @@ def test_restart_with_the_page_open_completes_and_the_page_reloads(tmp_path, sum
             gone_s = _gone_after(old_app, 30)
             assert gone_s is not None, "the old server did not stop with the page open"
             page.wait_for_function("() => window.sdwebBeforeRestart === undefined", timeout=240_000)
-            sync_api.expect(page.locator("#txt2img_prompt textarea")).to_be_visible()
+            sync_api.expect(page.locator("#txt2img_prompt textarea")).to_be_visible(timeout=120_000)
             new_app = _app_pid(launcher)
             assert new_app is not None and new_app != old_app
             # SIGTERM with the (reloaded) page open: the app and the launcher end promptly
