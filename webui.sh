@@ -37,8 +37,27 @@ if [[ $(id -u) -eq 0 ]] && ! has_flag -f && [[ "${CI:-}" != "true" ]]; then
     exit 1
 fi
 
+# pyproject.toml's requires-python (">=3.11"), checked before the long torch install
+min_python="$(sed -n 's/^requires-python *= *"[[:space:]]*>=[[:space:]]*\([0-9][0-9.]*\)[[:space:]]*".*/\1/p' pyproject.toml)"
+min_python="${min_python:-3.11}"
+check_python() {
+    local exe="$1" found
+    if ! found="$("$exe" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)"; then
+        printf "\n%s\nERROR: cannot run Python (%s). Install Python %s or newer and set python_cmd in webui-user.sh.\n%s\n" \
+            "$delimiter" "$exe" "$min_python" "$delimiter"
+        exit 1
+    fi
+    if ! "$exe" -c "import sys; sys.exit(sys.version_info[:2] < tuple(int(x) for x in '$min_python'.split('.')[:2]))"; then
+        printf "\n%s\nERROR: sdweb needs Python %s or newer, but %s is Python %s.\n" "$delimiter" "$min_python" "$exe" "$found"
+        printf "Install a newer Python and set python_cmd in webui-user.sh (delete the %s folder if it was made\n" "$venv_dir"
+        printf "with the old one); nothing was installed.\n%s\n" "$delimiter"
+        exit 1
+    fi
+}
+
 if [[ "$venv_dir" != "-" && -z "${VIRTUAL_ENV:-}" ]]; then
     if [[ ! -f "$venv_dir/bin/activate" ]]; then
+        check_python "$python_cmd"
         printf "Creating python venv in %s with %s\n" "$venv_dir" "$python_cmd"
         "$python_cmd" -m venv "$venv_dir" || { echo "ERROR: cannot create venv with $python_cmd"; exit 1; }
         "$venv_dir/bin/python" -m pip install --upgrade pip >/dev/null
@@ -47,6 +66,7 @@ if [[ "$venv_dir" != "-" && -z "${VIRTUAL_ENV:-}" ]]; then
     source "$venv_dir/bin/activate"
 fi
 python="$(command -v python || command -v "$python_cmd")"
+check_python "$python"
 
 if ! has_flag --skip-prepare-environment && ! has_flag --skip-install; then
     if has_flag --reinstall-torch || ! "$python" -c "import torch" >/dev/null 2>&1; then
@@ -59,7 +79,8 @@ if ! has_flag --skip-prepare-environment && ! has_flag --skip-install; then
     wanted="$(cat pyproject.toml | sha256sum | cut -d' ' -f1)"
     if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]] || ! "$python" -c "import sdweb" >/dev/null 2>&1; then
         constraints="$(mktemp)"
-        "$python" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$constraints"
+        # torch's installed version from its metadata (importing torch before numpy is installed warns)
+        "$python" -c "import importlib.metadata as m; print('torch==' + m.version('torch').split('+')[0])" > "$constraints"
         printf "Installing sdweb and its requirements\n"
         "$python" -m pip install --constraint "$constraints" -e . || { rm -f "$constraints"; exit 1; }
         # spandrel (upscalers) declares torchvision; it works without it, so never let pip resolve that.

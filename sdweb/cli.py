@@ -140,7 +140,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--ui-config-file", PATHS, "str", help="UI defaults file (default <data-dir>/ui-config.json)"),
     Flag("--ui-settings-file", PATHS, "str", help="settings file (default <data-dir>/config.json)"),
     Flag("--styles-file", PATHS, "append", default=[], help="prompt styles CSV (repeatable, globs ok)"),
-    Flag("--no-download-sd-model", PATHS, "bool", help="never download a model at start (sdweb never does)"),
+    Flag("--no-download-sd-model", PATHS, "bool",
+         help="with no checkpoint at all, do not download SD 1.5 (about 4 GB from huggingface.co) at the first "
+              "start, as A1111 would; the built-in demo model is used instead"),
     Flag("--do-not-download-clip", PATHS, "bool", help="never download CLIP (sdweb never does)"),
     Flag("--no-hashing", PATHS, "bool", help="never compute sha256 of checkpoints"),
     Flag("--disable-safe-unpickle", PATHS, "bool", help="allow arbitrary pickles in .ckpt/.pt (unsafe)"),
@@ -324,6 +326,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as error:
         print(f"sdweb: {error}", file=sys.stderr)
         return 2
-    from sdweb.server import run_server  # imported late: --help and flag errors stay fast
+    from sdweb.server import leave_now, run_server  # imported late: --help and flag errors stay fast
 
-    return run_server(options)
+    leave_now(run_server(options))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,6 +19,7 @@ from sdweb.api.auth import install_api_auth, ui_credentials
 from sdweb.api.body_limit import BodyLimitMiddleware
 from sdweb.api.hosts import install_host_check
 from sdweb.config.environment import apply_app_environment
+from sdweb.config.log_filters import quiet_library_noise
 from sdweb.core.limits import MAX_REQUEST_BYTES
 from sdweb.models.first_run import start_first_run_download
 from sdweb.state import AppState, build_app_state
@@ -22,6 +27,10 @@ from sdweb.state import AppState, build_app_state
 log = logging.getLogger("sdweb")
 
 RESTART_MARKER = Path("tmp") / "restart"
+# Open browser tabs keep streams open (Gradio's heartbeat and queue); uvicorn waits this long for them at
+# Ctrl-C, SIGTERM or restart, then closes them, so the server stops at once with tabs open (and the page
+# reconnects after a restart).
+GRACEFUL_SHUTDOWN_S = 1
 
 
 def bind_host(options: object) -> str:
@@ -47,10 +56,20 @@ def pick_port(host: str, requested: int | None, nowebui: bool) -> int:
 
 
 class ServerControl:
-    """Lets /server-stop and /server-restart end uvicorn cleanly; restart leaves the launcher's marker file."""
+    """Lets /server-stop and /server-restart end uvicorn cleanly; restart leaves the launcher's marker file.
+    `before_shutdown` callbacks run when uvicorn starts shutting down (Ctrl-C, SIGTERM, stop, restart): the
+    page's streams are ended there, so open browser tabs never hold the server."""
 
     def __init__(self) -> None:
         self.server: object | None = None
+        self.before_shutdown: list[Callable[[], None]] = []
+
+    def shutting_down(self) -> None:
+        for callback in self.before_shutdown:
+            try:
+                callback()
+            except Exception:  # shutting down must go on
+                log.exception("A shutdown callback failed")
 
     @property
     def restartable(self) -> bool:
@@ -102,13 +121,41 @@ def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI
     start_extensions(app, state)
     add_cors(app, state.options)  # added last, so it is outermost: a 401 still carries the CORS headers
     if not getattr(state.options, "nowebui", False):
-        from sdweb.ui.app import mount_ui
+        from sdweb.ui.app import end_page_streams, mount_ui
 
         app = mount_ui(app, state, auth=list(ui_credentials(state.options).items()) or None)
+        if control is not None:
+            control.before_shutdown.append(lambda: end_page_streams(app))
     # Outermost, so they see every request first, Gradio's included: the body cap, then Host and Origin.
     app.add_middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BYTES)
     install_host_check(app, state.options)
     return app
+
+
+def serve(config: object, control: ServerControl) -> None:
+    """Run uvicorn until Ctrl-C, SIGTERM or a stop/restart route; returns quietly (no traceback at Ctrl-C)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            control.shutting_down()  # end the page's streams first: uvicorn waits for open connections
+            await super().shutdown(sockets)
+
+    server = Server(config)
+    control.server = server
+    with contextlib.suppress(KeyboardInterrupt):  # asyncio re-raises the Ctrl-C that uvicorn already handled
+        server.run()
+
+
+def leave_now(code: int) -> NoReturn:
+    """End the process once the server has stopped and the queue is shut down. The interpreter's own teardown
+    would garbage-collect torch's, Gradio's and scipy's objects for seconds after everything is saved, so
+    the process exits at once (logs and console flushed first)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def run_server(options: object) -> int:
@@ -116,9 +163,10 @@ def run_server(options: object) -> int:
 
     logging.basicConfig(level=(getattr(options, "loglevel", None) or "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_library_noise()
     state = build_app_state(options)
     apply_app_environment(state.paths.tmp_dir)
-    start_first_run_download(state.registry, options)  # background: no checkpoint yet -> A1111's SD 1.5
+    start_first_run_download(state.registry, options, status=state.first_run)  # no checkpoint yet: A1111's SD 1.5
     if getattr(options, "share", False) or getattr(options, "ngrok", None):
         log.warning("--share / --ngrok tunnels are not supported (sdweb stays offline); serving locally only.")
     host = bind_host(options)
@@ -130,11 +178,11 @@ def run_server(options: object) -> int:
              "127.0.0.1" if host == "0.0.0.0" else host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             timeout_keep_alive=getattr(options, "timeout_keep_alive", 30),
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                             ssl_keyfile=getattr(options, "tls_keyfile", None),
                             ssl_certfile=getattr(options, "tls_certfile", None),
                             root_path=f"/{options.subpath.strip('/')}" if getattr(options, "subpath", None) else "")
-    server = uvicorn.Server(config)
-    control.server = server
-    server.run()
+    serve(config, control)
     state.queue.shutdown()
+    log.info("sdweb stopped.")
     return 0

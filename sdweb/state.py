@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
 from sdweb.generation.service import GenerationService, SaveOptions
+from sdweb.models.first_run import FirstRunStatus
 from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
@@ -65,6 +66,7 @@ class AppState:
     service: GenerationService
     queue: JobQueue
     extensions: ExtensionSet | None = None
+    first_run: FirstRunStatus = field(default_factory=FirstRunStatus)  # the first-run download, for the UI
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
         """The checkpoint the sd_model_checkpoint setting names (--ckpt sets it at start), else the first one."""
@@ -163,6 +165,7 @@ def build_app_state(options: object) -> AppState:
                            allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
                            vae_path=getattr(options, "vae_path", None))
     service = GenerationService(manager, settings, paths, plan, options)
+    service.postprocess.upscalers.problems()  # a damaged upscaler file is logged at start, as VAEs and LoRAs
     queue = JobQueue(lambda job, context: run_job(service, job, context))
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all)
     for warning in settings.register_options(extensions.option_infos()):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.core.errors import NotFoundError, UserError
+from sdweb.extensions.attention import attention_file, clear_attention, mark_attention, read_attention
 from sdweb.extensions.installer import (
     InstalledExtension,
     InstallResult,
@@ -69,10 +70,16 @@ class ExtensionActions:
     options: Any  # the frozen launch options (access rule, --skip-install)
     git: str = "git"
     python: str = sys.executable
+    attention: Path | None = None  # where extensions needing attention are recorded (attention.py)
 
     @classmethod
     def for_state(cls, state: Any) -> ExtensionActions:
-        return cls(Path(state.paths.extensions), install_cache_file(state.paths), state.options, git=git_command())
+        return cls(Path(state.paths.extensions), install_cache_file(state.paths), state.options, git=git_command(),
+                   attention=attention_file(state.paths))
+
+    def needing_attention(self) -> dict[str, str]:
+        """Extension name -> why it needs attention (a refused or failed requirement install)."""
+        return read_attention(self.attention) if self.attention is not None else {}
 
     def refusal(self) -> str | None:
         """Why changes are refused on this server, or None when they are allowed."""
@@ -94,6 +101,10 @@ class ExtensionActions:
                                       python=self.python, progress=progress, git=self.git)
         if result.install_script_rc == 0:  # the next start need not run it again
             mark_install_script_done(result.name, result.path, self.install_cache)
+        if self.attention is not None and result.warnings:
+            mark_attention(self.attention, result.name, " ".join(result.warnings))
+        elif self.attention is not None:
+            clear_attention(self.attention, result.name)
         return result
 
     def check_updates(self, names: Iterable[str] | None = None) -> list[UpdateStatus]:
@@ -120,4 +131,7 @@ class ExtensionActions:
         """Delete one extension's folder from extensions/ (built-ins are not there and cannot be removed)."""
         require_extension_access(self.options)
         with _one_change_at_a_time(self.extensions_dir):
-            return remove(self.find(name))
+            removed = remove(self.find(name))
+        if self.attention is not None:
+            clear_attention(self.attention, removed.name)
+        return removed

@@ -14,12 +14,9 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
-import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +34,23 @@ from sdweb.extensions.giturl import (
     validate_git_url,
 )
 from sdweb.extensions.metadata import ExtensionMetadata, read_metadata
+from sdweb.extensions.pip_guard import (
+    RequirementConflict,
+    conflicts_in_output,
+    extension_pip_environment,
+    protected_constraints,
+    protected_versions,
+    run_pip_for_extension,
+)
+from sdweb.extensions.process import Progress, run_streamed
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str], None]
 
 GIT_INFO_TIMEOUT_S = 15.0
 FETCH_TIMEOUT_S = 120.0
 CLONE_TIMEOUT_S = 600.0
 INSTALL_TIMEOUT_S = 1800.0
 TEMP_PREFIXES = (".installing-", ".removing-")
-OUTPUT_TAIL_LINES = 20
 
 
 class ExtensionAccessError(UserError):
@@ -168,54 +171,6 @@ def _git(git: str, path: Path, root: Path, args: Sequence[str], timeout: float) 
                         hint="Install git and make sure it is on PATH (or set the GIT variable).") from error
 
 
-def _kill(process: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError):
-        if os.name == "posix":
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-
-
-def _stream(command: Sequence[str], *, cwd: Path, env: dict[str, str], timeout: float, progress: Progress,
-            secrets: tuple[str, ...] = ()) -> tuple[int, list[str]]:
-    """Run `command`, passing each output line (stdout and stderr) to `progress` on this thread.
-    Returns (exit code, last lines); raises UserError when it runs past `timeout` (it is killed)."""
-    try:
-        process = subprocess.Popen(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
-                                   errors="replace", start_new_session=os.name == "posix")
-    except OSError as error:
-        raise UserError(f"Cannot run {Path(command[0]).name}: {error.strerror or error}.", code="command_missing",
-                        hint="Check that it is installed and on PATH.") from error
-    timed_out = threading.Event()
-
-    def on_timeout() -> None:
-        timed_out.set()
-        _kill(process)
-
-    timer = threading.Timer(timeout, on_timeout)
-    timer.daemon = True
-    timer.start()
-    tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-    try:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = redact_text(raw.rstrip("\r\n"), secrets)
-            if line:
-                tail.append(line)
-                progress(line)
-        code = process.wait()
-    finally:
-        timer.cancel()
-        if process.poll() is None:
-            _kill(process)
-            process.wait()
-    if timed_out.is_set():
-        raise UserError(f"{Path(command[0]).name} did not finish within {timeout:.0f} s and was stopped.",
-                        code="command_timeout", hint="\n".join(tail))
-    return code, list(tail)
-
-
 # -- listing --------------------------------------------------------------------------------------------------
 def is_extension_folder(path: Path) -> bool:
     """A folder in extensions/ that counts as an extension: a directory, not hidden (our temporary folders
@@ -316,46 +271,48 @@ def _requirement_lines(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _torch_constraint(folder: Path) -> list[str]:
-    """pip --constraint pinning the installed torch (an extension's requirements must never swap it)."""
-    from importlib import metadata
-
-    try:
-        version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        return []
-    constraint = folder / ".sdweb-constraints.txt"
-    constraint.write_text(f"torch=={version}\n", encoding="utf-8")
-    return ["--constraint", str(constraint)]
-
-
 def install_requirements(folder: Path, *, python: str, progress: Progress,
                          timeout: float = INSTALL_TIMEOUT_S) -> int | None:
-    """`python -m pip install -r requirements.txt` (torch pinned) when the file lists anything; the exit code,
-    or None when there was nothing to install. This reaches the network (PyPI)."""
+    """`pip install -r requirements.txt` under sdweb's constraints (pip_guard) when the file lists anything;
+    the exit code, or None when there was nothing to install. RequirementConflict (nothing installed) when
+    a requirement would replace a package sdweb needs. This reaches the network (PyPI)."""
     folder = Path(folder)
     if not _requirement_lines(folder / "requirements.txt"):
         return None
     progress(f"Installing requirements of {folder.name} with pip")
-    with tempfile.TemporaryDirectory(prefix="sdweb-pip-") as scratch:
-        command = [python, "-m", "pip", "install", "-r", "requirements.txt", *_torch_constraint(Path(scratch))]
-        code, _tail = _stream(command, cwd=folder, env=dict(os.environ), timeout=timeout, progress=progress)
-    return code
+    return run_pip_for_extension(folder.name, ["install", "-r", "requirements.txt"], python=python,
+                                 progress=progress, cwd=folder, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    returncode: int
+    conflict: str | None  # a pip run inside install.py refused by sdweb's constraints (what it wanted)
 
 
 def run_install_script(folder: Path, *, python: str, progress: Progress, webui_root: Path = CHECKOUT_ROOT,
-                       timeout: float = INSTALL_TIMEOUT_S) -> int | None:
+                       timeout: float = INSTALL_TIMEOUT_S) -> ScriptRun | None:
     """Run the extension's install.py as A1111 does (PYTHONPATH = the webui root); here also with the
-    extension folder as the working directory. The exit code, or None when there is no install.py."""
+    extension folder as the working directory, and with sdweb's pip constraints in PIP_CONSTRAINT so a pip
+    it starts cannot replace sdweb's packages. None when there is no install.py."""
     folder = Path(folder)
     script = folder / "install.py"
     if not script.is_file():
         return None
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(webui_root), env.get("PYTHONPATH", "")) if p)
+    lines: list[str] = []
+
+    def collect(line: str) -> None:
+        lines.append(line)
+        progress(line)
+
     progress(f"Running install.py of {folder.name}")
-    code, _tail = _stream([python, str(script)], cwd=folder, env=env, timeout=timeout, progress=progress)
-    return code
+    with protected_constraints() as constraints:
+        env = extension_pip_environment(constraints)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(webui_root), env.get("PYTHONPATH", "")) if p)
+        code, _tail = run_streamed([python, str(script)], cwd=folder, env=env, timeout=timeout, progress=collect)
+        conflict = conflicts_in_output(lines)
+        described = conflict.describe(folder.name, protected_versions()) if conflict is not None else None
+    return ScriptRun(code, described)
 
 
 def _refuse_duplicates(root: Path, name: str, url: str, git: str) -> None:
@@ -379,7 +336,7 @@ def _clone(url: str, branch: str | None, root: Path, name: str, git: str, progre
         command += ["--branch", branch] if branch else []
         command += ["--", url, str(temp)]
         progress(f"Cloning {redact_url(url)}" + (f" (branch {branch})" if branch else ""))
-        code, tail = _stream(command, cwd=root, env=_git_env(root), timeout=timeout, progress=progress,
+        code, tail = run_streamed(command, cwd=root, env=_git_env(root), timeout=timeout, progress=progress,
                              secrets=(url,))
         if code != 0:
             raise UserError(f"git clone of {redact_url(url)} failed (exit code {code}).", code="git_clone_failed",
@@ -414,22 +371,39 @@ def install_from_url(url: str, branch: str | None = None, folder_name: str | Non
     _refuse_duplicates(root, name, url, git)
     target = _clone(url, branch, root, name, git, progress, clone_timeout)
     log.info("installed extension %s from %s", name, redact_url(url))
-    warnings: list[str] = []
     requirements_rc = script_rc = None
+    warnings: list[str] = []
     if run_install:
-        if requirements:
-            requirements_rc = install_requirements(target, python=python, progress=progress,
-                                                   timeout=install_timeout)
-            if requirements_rc:
-                warnings.append(f"pip install -r requirements.txt failed (exit code {requirements_rc}).")
-        script_rc = run_install_script(target, python=python, progress=progress, webui_root=webui_root,
-                                       timeout=install_timeout)
-        if script_rc:
-            warnings.append(f"install.py failed (exit code {script_rc}); the extension may not work.")
-    for warning in warnings:
-        progress(warning)
+        requirements_rc, script_rc, warnings = run_installers(target, python=python, progress=progress,
+                                                              requirements=requirements, webui_root=webui_root,
+                                                              timeout=install_timeout)
     return InstallResult(name=name, path=target, url=redact_url(url), git=read_git_info(target, root=root, git=git),
                          requirements_rc=requirements_rc, install_script_rc=script_rc, warnings=tuple(warnings))
+
+
+def run_installers(folder: Path, *, python: str, progress: Progress, requirements: bool = True,
+                   webui_root: Path = CHECKOUT_ROOT, timeout: float = INSTALL_TIMEOUT_S
+                   ) -> tuple[int | None, int | None, list[str]]:
+    """requirements.txt (unless `requirements` is False), then install.py, both held to sdweb's constraints.
+    (requirements exit code, install.py exit code, warnings); a refused requirement is a warning (the
+    extension stays installed and needs attention), as is a failing installer."""
+    warnings: list[str] = []
+    requirements_rc = None
+    if requirements:
+        try:
+            requirements_rc = install_requirements(folder, python=python, progress=progress, timeout=timeout)
+        except RequirementConflict as conflict:
+            warnings.append(f"requirements.txt refused: {conflict.message}")
+        if requirements_rc:
+            warnings.append(f"pip install -r requirements.txt failed (exit code {requirements_rc}).")
+    script = run_install_script(folder, python=python, progress=progress, webui_root=webui_root, timeout=timeout)
+    if script is not None and script.conflict:
+        warnings.append(f"install.py: {script.conflict}")
+    if script is not None and script.returncode:
+        warnings.append(f"install.py failed (exit code {script.returncode}); the extension may not work.")
+    for warning in warnings:
+        progress(warning)
+    return requirements_rc, script.returncode if script is not None else None, warnings
 
 
 # -- updates and removal --------------------------------------------------------------------------------------
@@ -482,7 +456,7 @@ def update(ext: InstalledExtension, *, git: str = "git", progress: Progress | No
                         hint="Reinstall it from its URL to get updates.")
     report = progress or (lambda _line: None)
     old = _rev(ext, git, "HEAD")
-    code, tail = _stream([git, "-C", str(ext.path), "pull", "--ff-only"], cwd=ext.path, env=_git_env(ext.root),
+    code, tail = run_streamed([git, "-C", str(ext.path), "pull", "--ff-only"], cwd=ext.path, env=_git_env(ext.root),
                          timeout=timeout, progress=report, secrets=(ext.git.remote or "",))
     if code != 0:
         raise UserError(f"Updating {ext.name} failed (git pull --ff-only, exit code {code}).",
@@ -490,7 +464,7 @@ def update(ext: InstalledExtension, *, git: str = "git", progress: Progress | No
                         hint="\n".join(tail[-5:]) + "\nLocal changes or commits block a fast-forward: "
                         "commit or remove them, or reinstall the extension.")
     if (ext.path / ".gitmodules").is_file():
-        _stream([git, "-C", str(ext.path), "submodule", "update", "--init", "--recursive"], cwd=ext.path,
+        run_streamed([git, "-C", str(ext.path), "submodule", "update", "--init", "--recursive"], cwd=ext.path,
                 env=_git_env(ext.root), timeout=timeout, progress=report)
     new = _rev(ext, git, "HEAD")
     log.info("updated extension %s: %s -> %s", ext.name, (old or "?")[:8], (new or "?")[:8])

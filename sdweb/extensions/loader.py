@@ -11,7 +11,6 @@ import importlib.util
 import inspect
 import json
 import logging
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,9 @@ from typing import Any
 
 from sdweb.config.options import OptionInfo, make_option
 from sdweb.extensions.api import Callbacks, ExtensionContext, OptionSpec, Script
+from sdweb.extensions.attention import attention_file, mark_attention
 from sdweb.extensions.installer import cleanup_leftovers
+from sdweb.extensions.installer import run_install_script as run_extension_install_script
 from sdweb.extensions.scripts import LoadedScript, ScriptRunner
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,11 @@ def _modules(extension: Extension) -> list[ModuleType]:
     return [_import_file(path, f"sdweb_extension_{safe}_{path.stem}") for path in scripts]
 
 
-def run_install_script(extension: Extension, cache_file: Path, python: str = sys.executable) -> None:
-    """Run install.py when it is new or changed since its last successful run (A1111 runs it every start)."""
+def run_install_script(extension: Extension, cache_file: Path, attention_file: Path,
+                       python: str = sys.executable) -> None:
+    """Run install.py when it is new or changed since its last run (A1111 runs it every start), held to sdweb's
+    pip constraints (installer.run_install_script); a refused requirement marks the extension as needing
+    attention. RuntimeError when install.py fails."""
     install = extension.path / "install.py"
     if extension.builtin or not install.is_file():
         return
@@ -144,10 +148,13 @@ def run_install_script(extension: Extension, cache_file: Path, python: str = sys
     if done.get(extension.name) == digest:
         return
     log.info("Running install.py of %s", extension.name)
-    completed = subprocess.run([python, str(install)], cwd=extension.path, capture_output=True, text=True,
-                               timeout=INSTALL_TIMEOUT_S, check=False)
-    if completed.returncode != 0:
-        raise RuntimeError(f"install.py failed ({completed.returncode}): {completed.stderr.strip()[-500:]}")
+    lines: list[str] = []
+    script = run_extension_install_script(extension.path, python=python, progress=lines.append,
+                                          timeout=INSTALL_TIMEOUT_S)
+    if script is not None and script.conflict:
+        mark_attention(attention_file, extension.name, f"install.py: {script.conflict}")
+    if script is not None and script.returncode != 0:
+        raise RuntimeError(f"install.py failed ({script.returncode}): {chr(10).join(lines[-10:])[-500:]}")
     done[extension.name] = digest
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cache_file.write_text(json.dumps(done, indent=1), encoding="utf-8")
@@ -214,6 +221,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
     apply_enabled(extensions, settings, options)
     callbacks, option_specs, scripts = Callbacks(), [], []
     install_cache = install_cache_file(paths)
+    attention = attention_file(paths)
     for extension in extensions:
         if not extension.enabled:
             continue
@@ -223,7 +231,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
                                    settings, refresh_models)
         try:
             if not getattr(options, "skip_install", False):
-                run_install_script(extension, install_cache)
+                run_install_script(extension, install_cache, attention)
             _load_one(extension, context, own_scripts)
         except (Exception, SystemExit) as error:  # SystemExit: an extension calling exit() at import
             extension.error = f"{type(error).__name__}: {error}"

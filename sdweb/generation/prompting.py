@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdweb.core.errors import InvalidModelFileError
 from sdweb.core.requests import GenerationRequest
 from sdweb.generation.conditioning_plan import ConditioningPlan, PromptEncoder, ScheduleOptions, build_plan
 from sdweb.models.manager import LoadedModel
@@ -35,8 +36,10 @@ class PreparedPrompt:
 
 
 def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Mapping[str, Any],
-                   styles: StyleDatabase | None = None,
-                   embeddings: Sequence[TextualInversion] = ()) -> PreparedPrompt:
+                   styles: StyleDatabase | None = None, embeddings: Sequence[TextualInversion] = (),
+                   unreadable_embeddings: Mapping[str, str] | None = None) -> PreparedPrompt:
+    """The job's prompts ready to encode. An embedding file that could not be read is ignored unless the
+    prompt names it: then InvalidModelFileError (HTTP 422) names the file."""
     prompt, negative = request.prompt, request.negative_prompt
     style_notes: list[str] = []
     if request.styles and styles is not None:
@@ -59,6 +62,7 @@ def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Map
                                                      hr_negative or request.negative_prompt, request.styles)
         prepared.hr_encode_text = parse_extra_networks(hr_prompt)[0] if hr_prompt else None
         prepared.hr_encode_negative = parse_extra_networks(hr_negative)[0] if hr_negative else None
+    _refuse_unreadable(prepared, unreadable_embeddings or {})
     emphasis = str(settings.get("emphasis", "Original"))
     if emphasis != "Original" and any(c in prompt + negative for c in "(["):
         prepared.extra_params["Emphasis"] = emphasis
@@ -78,14 +82,30 @@ def model_slots(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt | No
     return bound.slots
 
 
+def _names_used(prepared: PreparedPrompt, names: Sequence[str]) -> list[str]:
+    """The embedding names that the job's prompts (hires ones included) contain as words (CLIP lowercases)."""
+    texts = "\n".join(text for text in (prepared.encode_text, prepared.encode_negative, prepared.hr_encode_text,
+                                        prepared.hr_encode_negative) if text).lower()
+    return [name for name in names if re.search(rf"(?<![\w-]){re.escape(name.lower())}(?![\w-])", texts)]
+
+
+def _refuse_unreadable(prepared: PreparedPrompt, unreadable: Mapping[str, str]) -> None:
+    used = _names_used(prepared, list(unreadable))
+    if used:
+        name = used[0]
+        raise InvalidModelFileError(
+            f"The prompt uses the textual inversion embedding {name!r}, whose file cannot be read: "
+            f"{unreadable[name]}.", code="unreadable_embedding",
+            hint="Download the embedding again (an interrupted download leaves a truncated file) or remove it "
+                 f"from the embeddings folder, or take {name!r} out of the prompt.")
+
+
 def _note_skipped(prepared: PreparedPrompt, skipped: Mapping[str, str]) -> None:
     """A1111 lists embeddings for another model as skipped; say so when the prompt names one."""
-    texts = f"{prepared.encode_text}\n{prepared.encode_negative}".lower()
-    for name, reason in skipped.items():
-        if re.search(rf"(?<![\w-]){re.escape(name.lower())}(?![\w-])", texts):
-            note = f"Textual inversion embedding {name!r} was skipped: {reason}."
-            if note not in prepared.notes:
-                prepared.notes.append(note)
+    for name in _names_used(prepared, list(skipped)):
+        note = f"Textual inversion embedding {name!r} was skipped: {skipped[name]}."
+        if note not in prepared.notes:
+            prepared.notes.append(note)
 
 
 def plan_conditioning(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt, steps: int,

@@ -32,7 +32,7 @@ from sdweb.generation.writer import SAVE_ERRORS, OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
 from sdweb.outputs.guard import OutputGuard
 from sdweb.postprocess.service import PostprocessService
-from sdweb.prompts.embeddings import EmbeddingLibrary, TextualInversion
+from sdweb.prompts.embeddings import EmbeddingLibrary, LoadResult
 from sdweb.prompts.styles import StyleDatabase
 from sdweb.runtime.policy import RuntimePlan
 from sdweb.samplers.resolve import require_available, resolve_sampler, scheduler_for_infotext
@@ -87,15 +87,16 @@ class GenerationService:
             values.update(self.settings.validated(request.override_settings))
         return values
 
-    def _embeddings(self) -> list[TextualInversion]:
-        """The embeddings folder's files, loaded; rescanned when the folder changes (as A1111 does)."""
+    def _embeddings(self) -> LoadResult:
+        """The embeddings folder's files, loaded (and the unreadable ones with why); rescanned when the folder
+        changes (as A1111 does)."""
         folder = self.paths.embeddings
         stamp = folder.stat().st_mtime_ns if folder.is_dir() else None
         if stamp != self._embeddings_folder_stamp:
             self.manager.registry.refresh_embeddings()
             self._embeddings_folder_stamp = stamp
         files = [(item.name, item.path) for item in self.manager.registry.embeddings]
-        return self.embeddings.load(files).embeddings
+        return self.embeddings.load(files)
 
     def _model(self, settings: Mapping[str, Any]) -> LoadedModel:
         return self.manager.get(settings.get("sd_model_checkpoint") or None,
@@ -147,7 +148,8 @@ class GenerationService:
                 raise UserError("Hires fix with an inpainting checkpoint is not supported.", code="unsupported_mode")
         if request.restore_faces:
             self.postprocess.faces.require_model(str(settings.get("face_restoration_model") or "CodeFormer"))
-        prepared = prepare_prompt(request, model, settings, self.styles, self._embeddings())
+        embeddings = self._embeddings()
+        prepared = prepare_prompt(request, model, settings, self.styles, embeddings.embeddings, embeddings.errors)
         apply_model_extras(self.manager, model, prepared, settings)
         extras = BatchExtras(refiner=self._refiner(request, model, settings, prepared), hooks=hooks, p=p,
                              upscalers=self.postprocess.upscalers)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sdweb.config.paths import DataPaths
 from sdweb.models.demo import DEMO_TITLE, ensure_demo_checkpoint
+from sdweb.models.file_check import FileChecks
 from sdweb.models.hashing import HashCache, LoggingProgress
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class ModelRegistry:
         self.vaes: list[NamedModelFile] = []
         self.loras: list[NamedModelFile] = []
         self.embeddings: list[NamedModelFile] = []
+        self.file_checks = FileChecks()  # damaged VAE / LoRA files, found when listed
         self._to_hash: queue.Queue[Path] = queue.Queue()
         self._hasher: threading.Thread | None = None
 
@@ -246,6 +248,7 @@ class ModelRegistry:
                 if _is_vae_file(file):
                     found.setdefault(file.name, NamedModelFile(file.name, file))
         self.vaes = sorted(found.values(), key=lambda v: v.name.lower())
+        self.vae_problems()  # a damaged file is logged when it is found
 
     def refresh_loras(self) -> None:
         found: dict[str, NamedModelFile] = {}
@@ -256,6 +259,7 @@ class ModelRegistry:
                     alias = read_safetensors_metadata(file).get("ss_output_name", "")
                 found.setdefault(file.stem, NamedModelFile(file.stem, file, alias or file.stem))
         self.loras = sorted(found.values(), key=lambda v: v.name.lower())
+        self.lora_problems()
 
     def refresh_embeddings(self) -> None:
         found: dict[str, NamedModelFile] = {}
@@ -269,6 +273,15 @@ class ModelRegistry:
         self.refresh_vaes()
         self.refresh_loras()
         self.refresh_embeddings()
+
+    def vae_problems(self) -> dict[str, str]:
+        """VAE name -> what is wrong with its file, for the listed VAEs that cannot be read."""
+        return {vae.name: problem for vae in self.vaes if (problem := self.file_checks.problem(vae.path, "VAE"))}
+
+    def lora_problems(self) -> dict[str, str]:
+        """LoRA name -> what is wrong with its file, for the listed LoRAs that cannot be read."""
+        return {lora.name: problem for lora in self.loras
+                if (problem := self.file_checks.problem(lora.path, "LoRA"))}
 
     def find_vae(self, name: str) -> NamedModelFile | None:
         return next((v for v in self.vaes if name in (v.name, Path(v.name).stem, str(v.path))), None)

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from sdweb.core.errors import InvalidModelFileError, NotFoundError, UserError
+from sdweb.models.file_check import FileChecks
 from sdweb.postprocess.spandrel_models import load_model_file, upscaler_dtype
 from sdweb.postprocess.tiling import TileProgress, tiled_apply
 from sdweb.runtime.memory import free_memory, is_out_of_memory
@@ -236,6 +237,7 @@ class UpscalerRegistry:
     _cache: OrderedDict[Path, _Cached] = field(default_factory=OrderedDict, repr=False)
     _scales: dict[Path, int] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _checks: FileChecks = field(default_factory=FileChecks, repr=False)
 
     @classmethod
     def from_paths(cls, paths: Any, device: str = "cpu", half_dtype: torch.dtype = torch.float32
@@ -287,6 +289,12 @@ class UpscalerRegistry:
 
     def names(self) -> list[str]:
         return [entry.name for entry in self.entries()]
+
+    def problems(self) -> dict[str, str]:
+        """Upscaler name -> what is wrong with its model file, for the listed files that cannot be read (each
+        is logged once; using one gives an InvalidModelFileError naming it)."""
+        return {entry.name: problem for entry in self.entries() if entry.kind == "spandrel" and entry.path
+                and (problem := self._checks.problem(entry.path, "Upscaler"))}
 
     def in_folder(self, label: str) -> list[UpscalerEntry]:
         """The models from one folder (``/realesrgan-models`` lists the "RealESRGAN" folder)."""

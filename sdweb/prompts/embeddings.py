@@ -95,9 +95,13 @@ def embedding_vectors(data: Any) -> tuple[dict[str, torch.Tensor], int | None]:
 def _read_data(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
+        import safetensors
         import safetensors.torch
 
-        return safetensors.torch.load_file(str(path), device="cpu")
+        try:
+            return safetensors.torch.load_file(str(path), device="cpu")
+        except safetensors.SafetensorError as error:  # truncated or damaged: its header does not match the data
+            raise EmbeddingFileError(f"damaged safetensors file ({error})") from None
     if suffix in (".pt", ".bin"):
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -131,7 +135,7 @@ def read_embedding_file(path: Path, name: str | None = None) -> TextualInversion
 @dataclass
 class LoadResult:
     embeddings: list[TextualInversion] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)  # name -> why it could not be read
+    errors: dict[str, str] = field(default_factory=dict)  # name -> why it could not be read (names the file)
 
 
 class EmbeddingLibrary:

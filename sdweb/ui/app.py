@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from sdweb import __version__
 from sdweb.core.errors import UserError
 from sdweb.state import AppState
+from sdweb.ui.common import choice_values, marked_choices
+from sdweb.ui.demo_banner import DemoBanner, banner_updates, build_demo_banner, wire_demo_banner
 from sdweb.ui.send import Tabs, wire_send_buttons
 from sdweb.ui.tabs.extensions import build_extensions_tab
 from sdweb.ui.tabs.extras import build_extras_tab
@@ -58,8 +60,9 @@ def checkpoint_choices(state: AppState) -> tuple[list[str], str | None]:
     return state.registry.checkpoint_titles(), selected.title if selected else None
 
 
-def vae_choices(state: AppState) -> list[str]:
-    return [*VAE_SPECIAL, *(vae.name for vae in state.registry.vaes)]
+def vae_choices(state: AppState) -> list[str | tuple[str, str]]:
+    """Automatic, None, then the VAE files (a damaged one marked: see marked_choices)."""
+    return marked_choices([*VAE_SPECIAL, *(vae.name for vae in state.registry.vaes)], state.registry.vae_problems())
 
 
 def save_setting(state: AppState, key: str, value: Any) -> None:
@@ -79,7 +82,7 @@ def _quick_values(state: AppState) -> tuple[gr.Dropdown, gr.Dropdown, int]:
     vae = state.settings.get("sd_vae", "Automatic")
     choices = vae_choices(state)
     return (gr.Dropdown(choices=titles, value=selected),
-            gr.Dropdown(choices=choices if vae in choices else [*choices, vae], value=vae),
+            gr.Dropdown(choices=choices if vae in choice_values(choices) else [*choices, vae], value=vae),
             int(state.settings.get("CLIP_stop_at_last_layers", 1)))
 
 
@@ -137,7 +140,7 @@ def _render_extension_tabs(built: list[tuple[Any, str, str] | str]) -> None:
                 gr.Markdown(f"This extension's tab failed to build: {item.split(':', 1)[1].strip()}")
             continue
         blocks, title, elem_id = item
-        with gr.Tab(title, elem_id=f"tab_{elem_id}"):
+        with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
             blocks.render()
 
 
@@ -145,6 +148,7 @@ def build_blocks(state: AppState) -> gr.Blocks:
     extension_tabs = _build_extension_tabs(state)
     with gr.Blocks(title="sdweb", analytics_enabled=False) as blocks:
         quick = build_quicksettings(state)
+        banner = build_demo_banner(state)
         with gr.Tabs(elem_id="tabs") as main:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt2img = build_txt2img_tab(state)
@@ -162,21 +166,25 @@ def build_blocks(state: AppState) -> gr.Blocks:
         gr.Markdown(f"sdweb {__version__} · [API docs](/docs)", elem_id="footer_version")
         wire_send_buttons(Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info, extras=extras),
                           state.settings)
-        _wire_page_load(blocks, state, quick, settings_tab, txt2img.fields["hr_upscaler"])
+        wire_demo_banner(banner, main, quick.checkpoint, state)
+        _wire_page_load(blocks, state, quick, settings_tab, txt2img.fields["hr_upscaler"], banner)
     return blocks
 
 
 def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, settings_tab: SettingsTab,
-                    hr_upscaler: gr.Dropdown) -> None:
-    """Each page load shows the current settings (another tab or the API may have changed them) and the
-    upscaler files now in the model folders."""
-    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, hr_upscaler, *settings_tab.components.values()]
+                    hr_upscaler: gr.Dropdown, banner: DemoBanner) -> None:
+    """Each page load shows the current settings (another tab or the API may have changed them), the
+    upscaler files now in the model folders, and the demo-model banner when it applies."""
+    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, hr_upscaler, *banner.outputs,
+               *settings_tab.components.values()]
 
     def on_load() -> dict[Any, Any]:
         checkpoint, vae, clip_skip = _quick_values(state)
-        upscalers = hires_upscalers(state.service.postprocess.upscalers.names())
+        registry = state.service.postprocess.upscalers
+        upscalers = marked_choices(hires_upscalers(registry.names()), registry.problems())
         return {quick.checkpoint: checkpoint, quick.vae: vae, quick.clip_skip: clip_skip,
                 hr_upscaler: gr.Dropdown(choices=upscalers),
+                **dict(zip(banner.outputs, banner_updates(state), strict=True)),
                 **current_values(state.settings, settings_tab.components)}
 
     blocks.load(on_load, inputs=None, outputs=outputs, api_visibility="private", queue=False)
@@ -191,3 +199,12 @@ def mount_ui(app: FastAPI, state: AppState, auth: list[tuple[str, str]] | None) 
     head = f"<script>\n{script}\n</script>" if script else None
     return gr.mount_gradio_app(app, blocks, path="/", auth=auth, footer_links=["api", "settings"], css=css,
                                js=JS, head=head)
+
+
+def end_page_streams(app: FastAPI) -> None:
+    """End the open page streams (each tab's heartbeat) of the Gradio app mounted in `app`: called when the
+    server shuts down, so open tabs never keep it waiting (Gradio's own stop event)."""
+    for route in app.routes:
+        stop_event = getattr(getattr(route, "app", None), "stop_event", None)
+        if stop_event is not None:
+            stop_event.set()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -26,6 +26,17 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 RESULT_GALLERY_COLUMNS = 2
+
+
+# -- dropdowns of model files ---------------------------------------------------------------------------------
+def marked_choices(names: Sequence[str], problems: Mapping[str, str]) -> list[str | tuple[str, str]]:
+    """Dropdown choices for model files: one that cannot be read is shown as "⚠ name (damaged file: ...)" and
+    keeps its name as the value (choosing it gives the error that names the file)."""
+    return [(f"⚠ {name} (damaged file: {problems[name]})", name) if name in problems else name for name in names]
+
+
+def choice_values(choices: Sequence[str | tuple[str, str]]) -> list[str]:
+    return [choice[1] if isinstance(choice, tuple) else choice for choice in choices]
 
 
 # -- errors ------------------------------------------------------------------------------------------------

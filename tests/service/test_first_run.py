@@ -13,7 +13,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from sdweb.models.first_run import DownloadError, ModelDownload, download_model, start_first_run_download
+from sdweb.models.first_run import (
+    DownloadError,
+    FirstRunStatus,
+    ModelDownload,
+    download_model,
+    start_first_run_download,
+)
 from sdweb.models.registry import ModelRegistry
 from sdweb.testing.server import free_port
 from sdweb.testing.tiny import write_tiny
@@ -136,10 +142,14 @@ def test_first_run_downloads_in_the_background_then_the_file_is_the_checkpoint(t
         options = SimpleNamespace(no_download_sd_model=False, ckpt=None)
         spec = ModelDownload(httpd.url, "v1-5-pruned-emaonly.safetensors",
                              hashlib.sha256(payload.read_bytes()).hexdigest())
-        thread = start_first_run_download(registry, options, spec)
-        assert thread is not None
+        status = FirstRunStatus()
+        thread = start_first_run_download(registry, options, spec, status=status)
+        assert thread is not None and status.state == "downloading"
         thread.join(30)
         assert [entry.name for entry in registry.checkpoints] == ["v1-5-pruned-emaonly.safetensors"]
+        size = payload.stat().st_size
+        assert (status.state, status.done_bytes, status.total_bytes) == ("done", size, size)  # the page's banner
+        assert "is the default checkpoint now" in status.describe()
         assert start_first_run_download(registry, options, spec) is None  # a checkpoint exists now
     finally:
         httpd.shutdown()
@@ -156,4 +166,8 @@ def test_first_run_download_is_skipped_when_not_wanted(tmp_path, caplog):
                                       timeout=1.0)
     thread.join(10)
     assert [entry.is_demo for entry in registry.checkpoints] == [True]
-    assert "using the built-in demo model" in caplog.text
+    assert "using the built-in demo model" in caplog.text and "not retried" in caplog.text
+    status = FirstRunStatus()  # the next start: the failure is remembered, nothing is tried
+    assert start_first_run_download(registry, SimpleNamespace(no_download_sd_model=False, ckpt=None), spec,
+                                    status=status) is None
+    assert status.state == "failed" and "not retried" in status.describe()

@@ -1,7 +1,12 @@
-"""webui.sh end to end: root refusal, COMMANDLINE_ARGS honoured, the restart loop."""
+"""webui.sh end to end: root refusal, COMMANDLINE_ARGS honoured, the restart loop.
+
+Each test runs a throw-away copy of the launcher files (webui.sh, pyproject.toml), so the user's own
+webui-user.sh in this checkout (say with COMMANDLINE_ARGS="--api") never changes what is tested, and nothing
+(an install stamp, tmp/restart) is left in the checkout."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +19,17 @@ import pytest
 from sdweb.testing.server import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER_FILES = ("webui.sh", "pyproject.toml")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="webui.sh is for Linux/macOS")
+
+
+def launcher_copy(tmp_path: Path) -> Path:
+    """webui.sh and what it reads, copied into a folder of their own (without the user's webui-user.sh)."""
+    folder = tmp_path / "launcher"
+    folder.mkdir()
+    for name in LAUNCHER_FILES:
+        shutil.copy2(ROOT / name, folder / name)
+    return folder
 
 
 def _launcher_env(tmp_path, commandline_args: str) -> dict[str, str]:
@@ -22,6 +37,7 @@ def _launcher_env(tmp_path, commandline_args: str) -> dict[str, str]:
     env.update({
         "VENV_DIR": "-",  # use the interpreter running the tests
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH")))),  # this checkout's sdweb
         "COMMANDLINE_ARGS": commandline_args,
         "SD_WEBUI_RESTART": str(tmp_path / "restart-marker"),
         "TORCH_COMMAND": "definitely-not-run",
@@ -43,8 +59,8 @@ def _get_json(url: str, timeout: float = 90.0):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root check only triggers as root")
 def test_refuses_root_without_f(tmp_path):
-    result = subprocess.run(["bash", str(ROOT / "webui.sh"), "--exit"], env=_launcher_env(tmp_path, ""),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", str(launcher_copy(tmp_path) / "webui.sh"), "--exit"],
+                            env=_launcher_env(tmp_path, ""), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "must not be launched as root" in result.stdout
 
@@ -53,8 +69,11 @@ def test_commandline_args_and_restart_loop(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
     args = f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install --api-server-stop"
-    process = subprocess.Popen(["bash", str(ROOT / "webui.sh"), "-f"], env=_launcher_env(tmp_path, args),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log_file = tmp_path / "launcher.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(["bash", str(launcher_copy(tmp_path) / "webui.sh"), "-f"],
+                                   env=_launcher_env(tmp_path, args), stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     try:
         flags = _get_json(f"http://127.0.0.1:{port}/sdapi/v1/cmd-flags")
         assert flags["port"] == port and flags["api"] is True and flags["data_dir"] == str(data_dir)
@@ -76,7 +95,9 @@ def test_commandline_args_and_restart_loop(tmp_path):
         time.sleep(1)
         assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
         assert process.poll() is None
+        stop_process_group(process, timeout=20)
+        assert log_file.read_text(errors="replace").count("Restarting sdweb") == 2
     finally:
         stop_process_group(process, timeout=20)
-    output = process.stdout.read().decode()
-    assert output.count("Restarting sdweb") == 2
+        # shown by pytest when the test fails: what the launcher and the app said
+        print("launcher output:\n" + log_file.read_text(errors="replace"))

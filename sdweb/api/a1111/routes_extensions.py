@@ -1,7 +1,8 @@
 """sdweb's own extension routes (A1111 has no HTTP API for these): list, install, check for updates,
 update, remove. A1111's GET /sdapi/v1/extensions stays as it is (routes_info.py).
 
-    GET  /sdweb/v1/extensions                 installed extensions (built-in and user), with load status
+    GET  /sdweb/v1/extensions                 installed extensions (built-in and user), with load status and
+                                              `needs_attention` (why, e.g. a requirement refused; else null)
     POST /sdweb/v1/extensions/install         {"url", "branch"?, "name"?}
     POST /sdweb/v1/extensions/check-updates   {"names"?: [...]}   (git fetch; all when names is omitted)
     POST /sdweb/v1/extensions/update          {"name"}
@@ -56,16 +57,19 @@ def _git(info: GitInfo | None) -> dict[str, Any]:
 def _listing(state: AppState, actions: ExtensionActions) -> list[dict[str, Any]]:
     loaded = {ext.name: ext for ext in state.extensions.extensions} if state.extensions is not None else {}
     on_disk = {ext.name: ext for ext in actions.installed()}
+    attention = actions.needing_attention()
     listed = []
     for name, ext in loaded.items():
         if ext.builtin:
             listed.append({"name": name, "builtin": True, "enabled": ext.enabled, "loaded": ext.loaded,
-                           "error": ext.error, "scripts": list(ext.scripts), **_git(None)})
+                           "error": ext.error, "needs_attention": None, "scripts": list(ext.scripts),
+                           **_git(None)})
     for name, installed in on_disk.items():
         ext = loaded.get(name)
         listed.append({"name": name, "builtin": False, "enabled": ext.enabled if ext else None,
                        "loaded": ext.loaded if ext else False, "error": ext.error if ext else None,
-                       "scripts": list(ext.scripts) if ext else [], **_git(installed.git)})
+                       "needs_attention": attention.get(name), "scripts": list(ext.scripts) if ext else [],
+                       **_git(installed.git)})
     return listed
 
 

@@ -30,13 +30,15 @@ tr.sdweb-ext-error td { color: var(--error-text-color, #c00); }
 tr.sdweb-ext-new td { font-style: italic; }
 table.sdweb-installed td:nth-child(2), table.sdweb-installed td:nth-child(7) { white-space: nowrap; }
 </style>"""
-# After "Apply and restart UI": wait for the old server to go, then reload when the new one answers.
+# After "Apply and restart UI": wait until the old server is gone (it stops within a few seconds, open tabs
+# included), then reload the page as soon as the new one answers.
 RELOAD_WHEN_BACK_JS = """
 (enabled, mode) => {
-  setTimeout(function poll() {
-    fetch("./internal/ping", {cache: "no-store"}).then(
-      (r) => r.ok ? window.location.reload() : setTimeout(poll, 1000), () => setTimeout(poll, 1000));
-  }, 4000);
+  const ping = () => fetch("./internal/ping", {cache: "no-store"}).then((r) => r.ok, () => false);
+  const started = Date.now();
+  const waitBack = async () => (await ping()) ? window.location.reload() : setTimeout(waitBack, 1000);
+  const waitGone = async () => (await ping()) && Date.now() - started < 20000 ? setTimeout(waitGone, 500) : waitBack();
+  setTimeout(waitGone, 500);
   return [enabled, mode];
 }
 """
@@ -57,8 +59,8 @@ class ExtensionsTab:
 def installed_table(state: AppState, updates: dict[str, str] | None = None) -> str:
     """Every extension found (loaded this run or installed since) with git state and update status."""
     loaded = state.extensions.extensions if state.extensions is not None else []
-    on_disk = ExtensionActions.for_state(state).installed()
-    return TABLE_CSS + installed_html(loaded, on_disk, updates)
+    actions = ExtensionActions.for_state(state)
+    return TABLE_CSS + installed_html(loaded, actions.installed(), updates, actions.needing_attention())
 
 
 def _access_note(state: AppState) -> str:

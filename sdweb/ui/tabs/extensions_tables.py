@@ -15,12 +15,14 @@ MAX_AVAILABLE_ROWS = 300
 HIDDEN_TAGS = ("ads", "localization")  # A1111 hides these by default
 
 
-def status_of(extension: Any) -> str:
+def status_of(extension: Any, attention: str | None = None) -> str:
     if not extension.enabled:
-        return "disabled"
-    if extension.error:
-        return f"failed: {extension.error}"
-    return "loaded" if extension.loaded else "not loaded"
+        state = "disabled"
+    elif extension.error:
+        state = f"failed: {extension.error}"
+    else:
+        state = "loaded" if extension.loaded else "not loaded"
+    return f"{state}; needs attention: {attention}" if attention else state
 
 
 def _cell(text: object, css: str = "") -> str:
@@ -41,16 +43,18 @@ def _date(unix: int | None) -> str:
 
 
 def installed_rows(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
-                   updates: Mapping[str, str]) -> list[str]:
+                   updates: Mapping[str, str], attention: Mapping[str, str] | None = None) -> list[str]:
+    attention = attention or {}
     by_name = {ext.name: ext for ext in on_disk}
     rows, seen = [], set()
     for extension in loaded:
         seen.add(extension.name)
         disk = by_name.get(extension.name)
         git = disk.git if disk is not None else None
-        css = "sdweb-ext-error" if extension.error else ""
+        css = "sdweb-ext-error" if extension.error or extension.name in attention else ""
         rows.append(f"<tr class='{css}'>{_cell(extension.name)}"
-                    f"{_cell('built-in' if extension.builtin else 'user')}{_cell(status_of(extension))}"
+                    f"{_cell('built-in' if extension.builtin else 'user')}"
+                    f"{_cell(status_of(extension, attention.get(extension.name)))}"
                     f"{_link(git.remote if git else None)}{_cell(git.branch or '' if git else '')}"
                     f"{_cell(git.version if git else '')}{_cell(_date(git.commit_date) if git else '')}"
                     f"{_cell(updates.get(extension.name, ''))}{_cell(', '.join(extension.scripts))}</tr>")
@@ -58,8 +62,10 @@ def installed_rows(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
         if disk.name in seen:
             continue
         git = disk.git
-        rows.append(f"<tr class='sdweb-ext-new'>{_cell(disk.name)}{_cell('user')}"
-                    f"{_cell('installed: restart to load')}{_link(git.remote if git else None)}"
+        note = attention.get(disk.name)
+        status = f"installed: restart to load; needs attention: {note}" if note else "installed: restart to load"
+        rows.append(f"<tr class='{'sdweb-ext-error' if note else 'sdweb-ext-new'}'>{_cell(disk.name)}{_cell('user')}"
+                    f"{_cell(status)}{_link(git.remote if git else None)}"
                     f"{_cell(git.branch or '' if git else '')}{_cell(git.version if git else '')}"
                     f"{_cell(_date(git.commit_date) if git else '')}{_cell(updates.get(disk.name, ''))}"
                     f"{_cell('')}</tr>")
@@ -67,8 +73,8 @@ def installed_rows(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
 
 
 def installed_html(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
-                   updates: Mapping[str, str] | None = None) -> str:
-    rows = installed_rows(loaded, on_disk, updates or {})
+                   updates: Mapping[str, str] | None = None, attention: Mapping[str, str] | None = None) -> str:
+    rows = installed_rows(loaded, on_disk, updates or {}, attention)
     if not rows:
         return "<p>No extensions found. Install one from the other tabs, or put it in <code>extensions/</code>.</p>"
     head = "".join(f"<th>{name}</th>" for name in ("Extension", "Kind", "Status", "URL", "Branch", "Version",

@@ -22,7 +22,14 @@ from PIL import Image, UnidentifiedImageError
 from sdweb.generation.jobs import JobInterrupted
 from sdweb.postprocess.extras import ExtrasInput, ExtrasRequest
 from sdweb.state import AppState, ExtrasJob
-from sdweb.ui.common import POLL_SECONDS, collect_fields, make_request, to_gr_error, user_message
+from sdweb.ui.common import (
+    POLL_SECONDS,
+    collect_fields,
+    make_request,
+    marked_choices,
+    to_gr_error,
+    user_message,
+)
 from sdweb.ui.controls import swap_values
 from sdweb.ui.tabs.txt2img import GENERATE_CONCURRENCY
 
@@ -140,7 +147,7 @@ def _input_tabs(allow_dirs: bool) -> tuple[dict[str, Any], gr.Tabs, dict[str, gr
     return {**inputs, "show_extras_results": show_results}, tabs, sub_tabs
 
 
-def _upscale_controls(upscalers: list[str]) -> tuple[dict[str, Any], gr.Button, dict[str, gr.Tab]]:
+def _upscale_controls(upscalers: list[str | tuple[str, str]]) -> tuple[dict[str, Any], gr.Button, dict[str, gr.Tab]]:
     resize_tabs: dict[str, gr.Tab] = {}
     with gr.Accordion("Upscale", open=True, elem_id="extras_upscale"):
         with gr.Tabs(elem_id="extras_resize_mode"):
@@ -197,7 +204,8 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
             inputs, tabs, sub_tabs = _input_tabs(allow_dirs)
-            fields, refresh_button, resize_tabs = _upscale_controls(registry.names())
+            fields, refresh_button, resize_tabs = _upscale_controls(marked_choices(registry.names(),
+                                                                                   registry.problems()))
             fields.update(_face_controls())
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
             with gr.Row():
@@ -238,7 +246,8 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
 
     def refresh(first: str | None, second: str | None) -> tuple[Any, Any]:
         names = registry.names()  # the registry rescans the model folders
-        return tuple(gr.Dropdown(choices=names, value=value if value in names else "None")
+        choices = marked_choices(names, registry.problems())
+        return tuple(gr.Dropdown(choices=choices, value=value if value in names else "None")
                      for value in (first, second))
 
     def interrupt(current: str | None) -> None:

@@ -18,6 +18,7 @@ from sdweb.ui.common import (
     build_prompt_row,
     collect_fields,
     make_request,
+    marked_choices,
     run_generation,
     wire_stop_buttons,
 )
@@ -47,11 +48,14 @@ def hires_upscalers(upscalers: Sequence[str] = tuple(PIXEL_RESAMPLERS)) -> list[
     return [*LATENT_MODES, *(name for name in upscalers if name not in LATENT_MODES)]
 
 
-def hires_controls(upscalers: Sequence[str] = tuple(PIXEL_RESAMPLERS)) -> dict[str, Any]:
+def hires_controls(upscalers: Sequence[str] = tuple(PIXEL_RESAMPLERS),
+                   problems: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Hires fix controls; `problems` marks upscalers whose file cannot be read (see marked_choices)."""
     with gr.Accordion("Hires. fix", open=False, elem_id=f"{TAB}_hr"):
         enable_hr = gr.Checkbox(label="Enable Hires. fix", value=False, elem_id=f"{TAB}_enable_hr")
         with gr.Row():
-            upscaler = gr.Dropdown(label="Upscaler", choices=hires_upscalers(upscalers), value="Latent",
+            upscaler = gr.Dropdown(label="Upscaler", choices=marked_choices(hires_upscalers(upscalers), problems or {}),
+                                   value="Latent",
                                    elem_id=f"{TAB}_hr_upscaler")
             hr_steps = gr.Slider(label="Hires steps", minimum=0, maximum=150, step=1, value=0,
                                  elem_id=f"{TAB}_hires_steps")
@@ -79,7 +83,8 @@ def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
             fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt}
             fields.update(sampler_controls(TAB))
-            fields.update(hires_controls(state.service.postprocess.upscalers.names()))
+            upscaler_registry = state.service.postprocess.upscalers
+            fields.update(hires_controls(upscaler_registry.names(), upscaler_registry.problems()))
             fields.update(size_controls(TAB))
             fields.update(cfg_control(TAB))
             seeds = seed_controls(TAB)
