@@ -93,6 +93,7 @@ class SamplingPlan:
     eta: float | None = None  # the request's; None = the setting
     denoising_strength: float | None = None  # img2img / hires: sample from a partly noised init latent
     exact_steps: bool = False  # hires pass: run exactly `steps` steps whatever the strength
+    noise_multiplier: float = 1.0  # img2img: setting initial_noise_multiplier (scales the initial noise)
     is_sdxl: bool = False
     v_prediction: bool = False
     settings: SamplerSettings = field(default_factory=SamplerSettings)
@@ -178,23 +179,22 @@ def _inner(plan: SamplingPlan, model: ModelCall, discrete: DiscreteSchedule) -> 
 
 def sample(plan: SamplingPlan, model: ModelCall, discrete: DiscreteSchedule, rng: ImageRNG, seeds: list[int], *,
            init_latent: torch.Tensor | None = None, blend: MaskBlend | None = None,
-           callback: Callable[[StepState], None] | None = None,
-           on_denoiser: Callable[[CFGDenoiser], None] | None = None) -> SamplingOutcome:
+           callback: Callable[[StepState], None] | None = None) -> SamplingOutcome:
     """Sample one batch: txt2img from noise, or img2img from ``init_latent`` with ``plan.denoising_strength``.
 
     ``seeds`` are the batch's image seeds (one Brownian tree each); ``blend`` keeps the unmasked part of the
-    init latent (inpainting with a normal model); ``on_denoiser`` sees the CFG denoiser before sampling
-    (for previews and interrupts, which read its ``last_denoised``)."""
+    init latent (inpainting with a normal model); ``callback`` sees every step (progress, previews, interrupt)."""
     params: dict[str, Any] = {}
     eta = _eta(plan, params)
     inner = _inner(plan, model, discrete)
     if blend is not None and plan.sampler.is_timestep_sampler:
         blend = replace(blend, before_denoising=True)
     denoiser = CFGDenoiser(inner, model, plan.cfg_scale, blend)
-    if on_denoiser is not None:
-        on_denoiser(denoiser)
     ctx = _context(plan, denoiser, rng, eta, callback)
     noise = rng.next()
+    if plan.noise_multiplier != 1.0:
+        noise = noise * plan.noise_multiplier
+        params["Noise multiplier"] = plan.noise_multiplier
     if plan.sampler.is_timestep_sampler:
         latents, total = _sample_timesteps(plan, ctx, discrete, noise, init_latent)
     else:

@@ -42,7 +42,7 @@ def _ddim_loop(ctx: SamplerContext, x: torch.Tensor, timesteps: torch.Tensor, al
     alphas, alphas_prev, sqrt_one_minus, sigmas = _tables(alphas_cumprod, timesteps, ctx.eta)
     if cfg_pp:
         model.cfg_scale_multiplier = 1 / 12.5
-    s_in = x.new_ones((x.shape[0]))
+    s_in = x.new_ones(x.shape[0])
     s_x = x.new_ones((x.shape[0], 1, 1, 1))
     for i in range(len(timesteps) - 1):
         index = len(timesteps) - 1 - i

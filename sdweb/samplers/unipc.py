@@ -60,7 +60,7 @@ class _UniPC:
         rks, d1s = [], []
         for i in range(1, order):
             lambda_prev_i = ns.lambda_(t_prev[-(i + 1)])
-            rk = (lambda_prev_i - lambda_prev_0) / h
+            rk = ((lambda_prev_i - lambda_prev_0) / h)[0]
             rks.append(rk)
             d1s.append((model_prev[-(i + 1)] - model_prev_0) / rk)
         rks.append(1.0)
