@@ -438,8 +438,12 @@ def infotext_to_request_fields(
     mode: str = "txt2img",
     current_settings: Mapping[str, object] | None = None,
     disable_weights_auto_swap: bool = True,
+    gpu_noise_source: str = "GPU",
 ) -> tuple[dict[str, object], dict[str, object]]:
     """Map ``parse_infotext`` output to (request fields, override_settings), typed.
+
+    ``gpu_noise_source`` is what an infotext made with A1111's default "GPU" noise (no ``RNG`` key) runs with
+    here: "NV" on a machine without CUDA reproduces the NVIDIA card's noise (made by most A1111 users).
 
     ``mode`` is "txt2img" (hires fields) or "img2img" (mask fields). Values that cannot be converted
     to the field's type are left out (A1111 would fail the request). With ``current_settings``, overrides
@@ -465,7 +469,10 @@ def infotext_to_request_fields(
         for key, field, choices, kind in _IMG2IMG_CHOICES:
             if params.get(key) in choices:
                 fields[field] = kind(choices.index(params[key]))  # type: ignore[arg-type]
-    return fields, _override_settings(params, current_settings, disable_weights_auto_swap)
+    overrides = _override_settings(params, current_settings, disable_weights_auto_swap)
+    if params.get("RNG", "GPU") == "GPU" and gpu_noise_source != "GPU":
+        overrides["randn_source"] = gpu_noise_source
+    return fields, overrides
 
 
 def _override_settings(params: Mapping[str, object], current: Mapping[str, object] | None,
