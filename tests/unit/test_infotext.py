@@ -500,7 +500,7 @@ def test_missing_rng_key_means_nvidia_noise_where_there_is_no_cuda():
     """A1111's default GPU noise writes no RNG key; without CUDA, NV reproduces the NVIDIA card's numbers."""
     text = "a cat\nSteps: 4, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64"
     _, on_cuda = infotext_to_request_fields(parse_infotext(text))
-    assert "randn_source" not in on_cuda
+    assert on_cuda["randn_source"] == "GPU"
     _, elsewhere = infotext_to_request_fields(parse_infotext(text), gpu_noise_source="NV")
     assert elsewhere["randn_source"] == "NV"
     _, cpu = infotext_to_request_fields(parse_infotext(text + ", RNG: CPU"), gpu_noise_source="NV")
