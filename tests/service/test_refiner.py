@@ -81,7 +81,7 @@ def test_refiner_takes_over_with_its_own_conditioning(state, monkeypatch):
     import torch
 
     job, = _refiner_stage_conditioning(state, monkeypatch, prompt="[a cat:a dog:0.7]", steps=8)
-    assert [stage.model.entry.name for stage in job.stages] == ["base-xl", "refiner-xl"]
+    assert [stage.model.entry.name_for_extra for stage in job.stages] == ["base-xl", "refiner-xl"]
     assert job.switch_at == 0.5 and job.final_stage == 1
     refiner_plan = job.stages[1].conditioning
     assert set(refiner_plan.steps) == {0, 6}  # [a cat:a dog:0.7] over 8 steps: the dog from step 6
