@@ -48,6 +48,9 @@ trap 'rm -f "$constraints"' EXIT
 "$python" -m pip install --quiet --constraint "$constraints" -e ".[dev]"
 # spandrel declares torchvision, which has no working CPU build here: install it without dependencies.
 "$python" -m pip install --quiet --no-deps "spandrel==0.4.2" "spandrel-extra-arches==0.2.0" "einops>=0.8"
+# k-diffusion is the samplers' test-only reference; its __init__ needs torchvision & co, so no dependencies
+# (only its sampling.py / external.py are loaded: sdweb/testing/kdiffusion_reference.py).
+"$python" -m pip install --quiet --no-deps "k-diffusion==0.1.1.post1" "torchdiffeq==0.2.5"
 
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export GRADIO_TEMP_DIR="${GRADIO_TEMP_DIR:-$(mktemp -d)}"

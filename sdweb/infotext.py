@@ -19,10 +19,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from sdweb.prompts.parser import parse_prompt_attention
+from sdweb.samplers.resolve import find_sampler, resolve_sampler
 
 __all__ = [
-    "A1111_SAMPLERS",
-    "A1111_SCHEDULERS",
     "CANONICAL_KEY_ORDER",
     "SETTING_FOR_INFOTEXT_KEY",
     "TRAILING_KEYS",
@@ -49,42 +48,6 @@ CANONICAL_KEY_ORDER: tuple[str, ...] = (
     "ENSD", "Token merging ratio", "Token merging ratio hr", "Init image hash", "RNG", "Tiling",
 )
 TRAILING_KEYS: tuple[str, ...] = ("Version", "User")
-
-# v1.10 samplers in UI order: (display name, aliases, default scheduler name for "Automatic").
-# The first one is the fallback for unknown names. Kept here until sdweb.samplers has its table.
-A1111_SAMPLERS: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
-    ("DPM++ 2M", ("k_dpmpp_2m",), "karras"),
-    ("DPM++ SDE", ("k_dpmpp_sde",), "karras"),
-    ("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "exponential"),
-    ("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "exponential"),
-    ("DPM++ 2S a", ("k_dpmpp_2s_a",), "karras"),
-    ("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "exponential"),
-    ("Euler a", ("k_euler_a", "k_euler_ancestral"), None),
-    ("Euler", ("k_euler",), None),
-    ("LMS", ("k_lms",), None),
-    ("Heun", ("k_heun",), None),
-    ("DPM2", ("k_dpm_2",), "karras"),
-    ("DPM2 a", ("k_dpm_2_a",), "karras"),
-    ("DPM fast", ("k_dpm_fast",), None),
-    ("DPM adaptive", ("k_dpm_ad",), None),
-    ("Restart", ("restart",), "karras"),
-    ("DDIM", ("ddim",), None),
-    ("DDIM CFG++", ("ddim_cfgpp",), None),
-    ("PLMS", ("plms",), None),
-    ("UniPC", ("unipc",), None),
-    ("LCM", ("k_lcm",), None),
-)
-# (name, label, aliases) in dropdown order; the first one is "Automatic".
-A1111_SCHEDULERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("automatic", "Automatic", ()), ("uniform", "Uniform", ()), ("karras", "Karras", ()),
-    ("exponential", "Exponential", ()), ("polyexponential", "Polyexponential", ()),
-    ("sgm_uniform", "SGM Uniform", ("SGMUniform",)), ("kl_optimal", "KL Optimal", ()),
-    ("align_your_steps", "Align Your Steps", ()), ("simple", "Simple", ()), ("normal", "Normal", ()),
-    ("ddim", "DDIM", ()), ("beta", "Beta", ()),
-)
-_SAMPLER_DEFAULTS = {name: default for name, _, default in A1111_SAMPLERS}
-_SAMPLER_BY_ALIAS = {key.lower(): name for name, aliases, _ in A1111_SAMPLERS for key in (name, *aliases)}
-_SCHEDULER_BY_KEY = {key: (name, label) for name, label, _ in A1111_SCHEDULERS for key in (name, label)}
 
 # Settings-type infotext keys -> (option key, type the value is cast to). Mirrors the v1.10 options that
 # declare an infotext label; "Model hash" is skipped while disable_weights_auto_swap is on.
@@ -398,22 +361,13 @@ _V180, _V180_HR_STYLES = parse_version("1.8.0"), parse_version("1.8.0-139")
 
 def resolve_sampler_and_scheduler(sampler: object, scheduler: object, *,
                                   convert_automatic: bool = True) -> tuple[str, str]:
-    """A1111's ``get_sampler_and_scheduler``: split a legacy suffix ("DPM++ 2M Karras"), fall back to the
-    first sampler for unknown names, and report the sampler's own default scheduler as "Automatic"."""
-    found = _SCHEDULER_BY_KEY.get(scheduler) if isinstance(scheduler, str) else None
-    found = found or ("automatic", "Automatic")
-    name = sampler if isinstance(sampler, str) and sampler else A1111_SAMPLERS[0][0]
-    for scheduler_name, label, aliases in A1111_SCHEDULERS:
-        for option in (label, scheduler_name, *aliases):
-            if name.endswith(" " + option):
-                found = (scheduler_name, label)
-                name = name[: -(len(option) + 1)]
-                break
-    if name not in _SAMPLER_DEFAULTS:
-        name = A1111_SAMPLERS[0][0]
-    if convert_automatic and _SAMPLER_DEFAULTS[name] == found[0]:
-        found = ("automatic", "Automatic")
-    return name, found[1]
+    """A1111's ``get_sampler_and_scheduler`` on the program's one sampler table: split a legacy suffix
+    ("DPM++ 2M Karras"), fall back to the first sampler for unknown names (A1111's autocorrection), and report
+    the sampler's own default scheduler as "Automatic"."""
+    resolved = resolve_sampler(sampler if isinstance(sampler, str) else None,
+                               scheduler if isinstance(scheduler, str) else None,
+                               convert_automatic=convert_automatic)
+    return resolved.sampler.name, resolved.scheduler.label
 
 
 def resolve_hr_sampler_and_scheduler(params: Mapping[str, object]) -> tuple[str, str]:
@@ -436,7 +390,10 @@ def novelai_infotext(items: Mapping[str, object], width: int, height: int) -> st
         return None
     try:
         info = json.loads(items["Comment"])  # type: ignore[arg-type]
-        sampler = _SAMPLER_BY_ALIAS.get(info["sampler"], "Euler a")
+        if not isinstance(info["sampler"], str):
+            return None
+        found = find_sampler(info["sampler"])
+        sampler = found.name if found is not None else "Euler a"
         return (f"{items['Description']}\nNegative prompt: {info['uc']}\n"
                 f"Steps: {info['steps']}, Sampler: {sampler}, CFG scale: {info['scale']}, Seed: {info['seed']}, "
                 f"Size: {width}x{height}, Clip skip: 2, ENSD: 31337")
@@ -481,8 +438,12 @@ def infotext_to_request_fields(
     mode: str = "txt2img",
     current_settings: Mapping[str, object] | None = None,
     disable_weights_auto_swap: bool = True,
+    gpu_noise_source: str = "GPU",
 ) -> tuple[dict[str, object], dict[str, object]]:
     """Map ``parse_infotext`` output to (request fields, override_settings), typed.
+
+    ``gpu_noise_source`` is what an infotext made with A1111's default "GPU" noise (no ``RNG`` key) runs with
+    here: "NV" on a machine without CUDA reproduces the NVIDIA card's noise (made by most A1111 users).
 
     ``mode`` is "txt2img" (hires fields) or "img2img" (mask fields). Values that cannot be converted
     to the field's type are left out (A1111 would fail the request). With ``current_settings``, overrides
@@ -508,7 +469,10 @@ def infotext_to_request_fields(
         for key, field, choices, kind in _IMG2IMG_CHOICES:
             if params.get(key) in choices:
                 fields[field] = kind(choices.index(params[key]))  # type: ignore[arg-type]
-    return fields, _override_settings(params, current_settings, disable_weights_auto_swap)
+    overrides = _override_settings(params, current_settings, disable_weights_auto_swap)
+    if params.get("RNG", "GPU") == "GPU" and gpu_noise_source != "GPU":
+        overrides["randn_source"] = gpu_noise_source
+    return fields, overrides
 
 
 def _override_settings(params: Mapping[str, object], current: Mapping[str, object] | None,

@@ -123,7 +123,7 @@ OPTIONS: tuple[OptionInfo, ...] = (
        choices=("None", "Ignore", "Original", "No norm")),
     _o("comma_padding_backtrack", 20, SD, "Prompt word wrap length limit", minimum=0, maximum=74),
     _o("tiling", False, SD, "Tiling"),
-    _o("randn_source", "CPU", SD, "Random number generator source (CPU: same image on any device)", "choice", choices=("GPU", "CPU", "NV")),
+    _o("randn_source", "GPU", SD, "Random number generator source (GPU: the device's, CPU: same image on any device, NV: NVIDIA's numbers on any device)", "choice", choices=("GPU", "CPU", "NV")),
     _o("sd_noise_schedule", "Default", SD, "Noise schedule for sampling", "choice",
        choices=("Default", "Zero Terminal SNR")),
     _o("upcast_attn", False, SD, "Upcast cross attention layer to float32"),

@@ -5,17 +5,14 @@ their own prompt-editing schedule. Every distinct text is encoded once per job (
 cache in the job's PreparedPrompt); at each step the texts in use are padded with empty chunks to one chunk
 count, so cond and uncond (and all sub-prompts) go through the UNet in one batch (A1111's "pad conds").
 
-Step numbers: A1111 counts every model evaluation of a second-order sampler as a step (schedules run over
-2 x steps). Diffusers' second-order schedulers (``scheduler.order == 2``: Heun, DPM2, DPM++ SDE) also run
-one loop iteration per evaluation, so their iterations are A1111's steps; a first-order loop standing in for
-a second-order sampler (DPM++ 2S a) advances two A1111 steps per iteration.
+Step numbers are A1111's: the CFG denoiser counts model evaluations, and for second-order samplers the
+schedules run over 2 x steps, so a plan's keys are evaluation indexes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -115,41 +112,23 @@ class StepConditioning:
 
 @dataclass
 class ConditioningPlan:
-    """``first``/``changes`` are what the pipeline itself is given (cond of the first sub-prompt, uncond);
-    with AND or a sub-prompt weight other than 1 (``composable``), ``steps`` holds every sub-prompt's
-    conditioning and a UNet hook (generation/composable.py) combines them."""
+    """The conditioning from each model evaluation on: ``steps`` maps the first evaluation index of each
+    stretch to what is in effect from it (evaluation 0 always present); ``weights`` are the AND weights."""
 
-    first: tuple[Conditioning, Conditioning]
-    changes: dict[int, tuple[Conditioning, Conditioning]]
+    steps: dict[int, StepConditioning]
     weights: list[float] = field(default_factory=lambda: [1.0])
-    steps: dict[int, StepConditioning] = field(default_factory=dict)  # loop iteration -> conditioning from it on
 
     @property
     def composable(self) -> bool:
         return self.weights != [1.0]
 
-    def from_iteration(self, offset: int) -> ConditioningPlan:
-        """The plan as a pipeline call that starts at loop iteration `offset` sees it (the SDXL refiner
-        finishing the base's schedule): what is in effect there comes first, later changes shift down."""
-        if offset <= 0:
-            return self
-        first = self.first
-        for step in sorted(self.changes):
-            if step <= offset:
-                first = self.changes[step]
-        changes = {step - offset: pair for step, pair in self.changes.items() if step > offset}
-        steps = {}
-        if self.steps:
-            steps = {0: self.steps[max(step for step in self.steps if step <= offset)]}
-            steps.update({step - offset: state for step, state in self.steps.items() if step > offset})
-        return ConditioningPlan(first=first, changes=changes, weights=list(self.weights), steps=steps)
+    @property
+    def first(self) -> StepConditioning:
+        return self.steps[0]
 
-
-def loop_iteration(schedule_step: int, second_order: bool, loop_order: int) -> int:
-    """The pipeline loop iteration at which A1111's step ``schedule_step`` (0-based) runs."""
-    if second_order and loop_order < 2:
-        return schedule_step // 2
-    return schedule_step
+    def at(self, step: int) -> StepConditioning:
+        """What the model evaluation ``step`` (0-based) uses."""
+        return self.steps[max(start for start in self.steps if start <= step)]
 
 
 def text_at(schedule: Schedule, step: int) -> str:
@@ -164,7 +143,6 @@ def text_at(schedule: Schedule, step: int) -> str:
 class ScheduleOptions:
     steps: int  # the pass's own step count (the hires steps for a hires pass)
     second_order: bool = False  # A1111 counts two model evaluations per step
-    loop_order: int = 1  # the diffusers scheduler's `order`: 2 when each loop iteration is one evaluation
     first_pass_steps: int | None = None  # set for a hires-fix pass: schedules use A1111 1.10's hires offsets
     old_scheduling: bool = False  # setting `use_old_scheduling`
 
@@ -196,45 +174,5 @@ def build_plan(encoder: PromptEncoder, prompt: str, negative: str, options: Sche
     boundaries = sorted({end for schedule in (*cond_schedules, uncond_schedule) for end, _ in schedule[:-1]})
     steps = {0: state_at(0)}
     for boundary in boundaries:
-        first_step = boundary + 1  # the next text starts after its predecessor's end step
-        iteration = loop_iteration(first_step, options.second_order, options.loop_order)
-        if iteration > 0:
-            steps[iteration] = state_at(first_step)
-    pairs = {step: (state.conds[0], state.uncond) for step, state in steps.items()}
-    plan = ConditioningPlan(first=pairs[0], changes={}, weights=weights)
-    if plan.composable:
-        plan.steps = steps
-    else:
-        plan.changes = {step: pair for step, pair in pairs.items() if step > 0}
-    return plan
-
-
-def prompt_kwargs(pair: tuple[Conditioning, Conditioning], batch: int, is_sdxl: bool) -> dict[str, Any]:
-    """The pipeline call's embeddings (cond, uncond; SDXL's pooled ones too) for `batch` images."""
-    cond, uncond = pair
-    kwargs: dict[str, Any] = {"prompt_embeds": cond.embeds.expand(batch, -1, -1),
-                              "negative_prompt_embeds": uncond.embeds.expand(batch, -1, -1)}
-    if is_sdxl:
-        kwargs["pooled_prompt_embeds"] = cond.pooled.expand(batch, -1)
-        kwargs["negative_pooled_prompt_embeds"] = uncond.pooled.expand(batch, -1)
-    return kwargs
-
-
-def step_tensors(pair: tuple[Conditioning, Conditioning], batch: int, cfg: bool,
-                 is_sdxl: bool) -> dict[str, torch.Tensor]:
-    """What the pipeline holds inside its loop (uncond first, then cond) for a mid-run swap."""
-    cond, uncond = pair
-    embeds = cond.embeds.expand(batch, -1, -1)
-    if cfg:
-        embeds = torch.cat([uncond.embeds.expand(batch, -1, -1), embeds])
-    tensors = {"prompt_embeds": embeds}
-    if is_sdxl and cond.pooled is not None:
-        pooled = cond.pooled.expand(batch, -1)
-        tensors["add_text_embeds"] = torch.cat([uncond.pooled.expand(batch, -1), pooled]) if cfg else pooled
-    return tensors
-
-
-def swap_tensors(plan: ConditioningPlan, batch: int, cfg: bool, is_sdxl: bool) -> dict[int, dict[str, Any]]:
-    """{loop iteration: tensors} for StepSwaps (empty for composable plans: their hook follows the steps)."""
-    return {step: step_tensors(pair, batch, cfg, is_sdxl) for step, pair in plan.changes.items()}
-
+        steps[boundary + 1] = state_at(boundary + 1)  # the next text starts after its predecessor's end step
+    return ConditioningPlan(steps=steps, weights=weights)

@@ -1,5 +1,5 @@
-"""ControlNet units on a sampling call: the ControlNet variant of the model's pipeline (diffusers), sharing
-its weights, with A1111/sd-webui-controlnet's weight, guidance start/end and control modes.
+"""ControlNet control modes for the UNet model call (sdweb.generation.unet_model), with
+A1111/sd-webui-controlnet's weight, guidance start/end and control modes.
 
 Control modes, as sd-webui-controlnet defines them:
 - Balanced: residuals x weight, on both halves of the CFG batch (diffusers' default).
@@ -7,7 +7,7 @@ Control modes, as sd-webui-controlnet defines them:
   guess-mode logspace(-1, 0)) and control on the conditional half only: diffusers' `guess_mode=True`.
 - My prompt is more important: the same soft injection on both halves; done with a ControlNet subclass that
   always applies the guess-mode scales, sharing the loaded weights.
-diffusers' guess mode is one switch per call, so when units mix "ControlNet is more important" with other
+Guess mode is one switch per call (as in diffusers), so when units mix "ControlNet is more important" with other
 modes, all units get the conditional-half-only behaviour and a note says so.
 """
 
@@ -23,16 +23,6 @@ BALANCED = "Balanced"
 PROMPT_MORE = "My prompt is more important"
 CONTROL_MORE = "ControlNet is more important"
 CONTROL_MODES = (BALANCED, PROMPT_MORE, CONTROL_MORE)
-
-_PIPELINES = {
-    ("sd", "txt2img"): "StableDiffusionControlNetPipeline",
-    ("sd", "img2img"): "StableDiffusionControlNetImg2ImgPipeline",
-    ("sd", "inpaint"): "StableDiffusionControlNetInpaintPipeline",
-    ("sdxl", "txt2img"): "StableDiffusionXLControlNetPipeline",
-    ("sdxl", "img2img"): "StableDiffusionXLControlNetImg2ImgPipeline",
-    ("sdxl", "inpaint"): "StableDiffusionXLControlNetInpaintPipeline",
-}
-
 
 def _soft_injection_class() -> type:
     from diffusers import ControlNetModel
@@ -62,31 +52,9 @@ def soft_injection(controlnet: Any) -> Any:
     return twin.to(device=controlnet.device, dtype=controlnet.dtype).eval()
 
 
-def pipeline_class_name(family: str, mode: str) -> str:
-    return _PIPELINES[("sdxl" if family == "sdxl" else "sd", mode)]
-
-
-def with_controlnets(pipe: Any, mode: str, family: str, units: list[ControlUnit], kwargs: dict[str, Any],
-                     notes: list[str]) -> Any:
-    """The ControlNet pipeline for `pipe` (same components) and the call arguments for `units`."""
-    import diffusers
-
+def control_notes(units: list[ControlUnit]) -> list[str]:
     modes = {unit.control_mode for unit in units}
-    guess_mode = CONTROL_MORE in modes
-    if guess_mode and len(modes) > 1:
-        notes.append("ControlNet units mix 'ControlNet is more important' with other control modes: all units "
-                     "were applied to the conditional half only.")
-    models = [soft_injection(unit.model) if unit.control_mode == PROMPT_MORE and not guess_mode else unit.model
-              for unit in units]
-    controlnet = models[0] if len(models) == 1 else diffusers.MultiControlNetModel(models)
-    cls = getattr(diffusers, pipeline_class_name(family, mode))
-    control_pipe = cls.from_pipe(pipe, controlnet=controlnet)
-    images = [unit.image for unit in units]
-    image_arg = "image" if mode == "txt2img" else "control_image"
-    kwargs[image_arg] = images[0] if len(units) == 1 else images
-    one = len(units) == 1
-    kwargs["controlnet_conditioning_scale"] = units[0].weight if one else [unit.weight for unit in units]
-    kwargs["control_guidance_start"] = units[0].guidance_start if one else [u.guidance_start for u in units]
-    kwargs["control_guidance_end"] = units[0].guidance_end if one else [u.guidance_end for u in units]
-    kwargs["guess_mode"] = guess_mode
-    return control_pipe
+    if CONTROL_MORE in modes and len(modes) > 1:
+        return ["ControlNet units mix 'ControlNet is more important' with other control modes: all units "
+                "were applied to the conditional half only."]
+    return []

@@ -13,17 +13,17 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import Txt2ImgRequest
-from sdweb.generation.composable import composable_guidance
-from sdweb.generation.conditioning_plan import prompt_kwargs, swap_tensors
-from sdweb.generation.img2img_steps import schedule_for
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
-from sdweb.generation.sampling import StepSwaps, callback_tensor_names, decode_latents, make_step_callback
-from sdweb.generation.seeds import step_generators
+from sdweb.generation.sampling import StepTracker, decode_latents
+from sdweb.generation.unet_model import UNetExtras, UNetStage
+from sdweb.generation.unet_sampling import NoiseSpec, UNetPass, encode_images, sample_pass
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
-from sdweb.samplers.build import build_scheduler
-from sdweb.samplers.resolve import require_available, resolve_sampler
+from sdweb.samplers.resolve import resolve_sampler
+from sdweb.samplers.run import SamplerSettings, SamplingPlan
+
+MIN_STRENGTH = 1e-3  # a denoising strength of 0 would give a schedule of no steps
 
 # name -> (interpolate mode, antialias)
 LATENT_MODES = {
@@ -86,42 +86,40 @@ def _hires_prompt(prepared: PreparedPrompt, request: Txt2ImgRequest) -> Prepared
     return replace(prepared, encode_text=text, encode_negative=negative)
 
 
-def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedPrompt, seeds: list[int],
+def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedPrompt, noise: NoiseSpec,
                 first_latents: torch.Tensor, settings: Mapping[str, Any], context: JobContext | None,
-                keep_latents: Any, upscalers: UpscalerRegistry | None = None) -> torch.Tensor:
+                upscalers: UpscalerRegistry | None = None, on_step: Any = None,
+                params: dict[str, Any] | None = None) -> torch.Tensor:
+    """A1111's hires pass: img2img of the upscaled first pass with fresh noise from the same seeds at the new
+    size, running exactly the hires step count."""
     pipe = model.pipeline("img2img")
     hr_steps = request.hr_second_pass_steps or request.steps
-    schedule_steps, strength = schedule_for(hr_steps, request.denoising_strength)
     resolution = resolve_sampler(request.hr_sampler_name or request.sampler_name,
                                  request.hr_scheduler or request.scheduler, strict=True)
-    require_available(resolution.sampler)
-    built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
-                            steps=schedule_steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
-    pipe.scheduler = built.scheduler
+    width, height = hires_size(request)
     with torch.no_grad():
         conditioning = plan_conditioning(model, pipe, _hires_prompt(prepared, request), hr_steps, settings,
                                          second_order=resolution.sampler.second_order, first_pass_steps=request.steps)
-    batch = len(seeds)
-    swaps = StepSwaps(swap_tensors(conditioning, batch, request.cfg_scale > 1.0, model.is_sdxl))
-    kwargs: dict[str, Any] = {
-        "image": upscale_first_pass(request, pipe, first_latents, settings, upscalers),
-        "strength": strength,
-        **prompt_kwargs(conditioning.first, batch, model.is_sdxl),
-        "guidance_scale": request.cfg_scale,
-        "generator": step_generators(seeds, 0),
-        "output_type": "latent",
-        "callback_on_step_end": make_step_callback(context, total_steps=hr_steps, preview_every=0,
-                                                   is_sdxl=model.is_sdxl, swaps=swaps,
-                                                   on_latents=keep_latents),
-        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, swaps),
-        **built.call_kwargs,
-    }
-    if "timesteps" not in kwargs and "sigmas" not in kwargs:
-        kwargs["num_inference_steps"] = schedule_steps
+        upscaled = upscale_first_pass(request, pipe, first_latents, settings, upscalers)
+        init_latent = upscaled if isinstance(upscaled, torch.Tensor) else encode_images(pipe, upscaled, noise.seeds)
+    plan = SamplingPlan(sampler=resolution.sampler, schedule=resolution.scheduler, steps=hr_steps,
+                        cfg_scale=request.cfg_scale, eta=request.eta,
+                        denoising_strength=max(float(request.denoising_strength), MIN_STRENGTH), exact_steps=True,
+                        is_sdxl=model.is_sdxl, v_prediction=model.prediction_type == "v_prediction",
+                        settings=SamplerSettings.from_settings(settings))
+    tracker = StepTracker(context, total_steps=hr_steps, preview_every=0, is_sdxl=model.is_sdxl, on_step=on_step)
     if context is not None:
         context.start_batch(context.job.progress.job_no + 1, hr_steps, "Hires fix")
-    with composable_guidance(pipe, conditioning, swaps):
-        return pipe(**kwargs).images
+    extras = UNetExtras(width=width, height=height, batch=len(noise.seeds),
+                        crop_top_left=(int(settings.get("sdxl_crop_top", 0)), int(settings.get("sdxl_crop_left", 0))),
+                        sampling_fraction=tracker.progress)
+    job = UNetPass(plan=plan, stages=[UNetStage(model, pipe, conditioning)], extras=extras, noise=noise,
+                   init_latent=init_latent, on_step=tracker,
+                   zero_terminal_snr=settings.get("sd_noise_schedule") == "Zero Terminal SNR")
+    latents = sample_pass(job).latents
+    if params is not None:
+        params.update({key: value for key, value in job.params.items() if key not in params})
+    return latents
 
 
 def hires_infotext(request: Txt2ImgRequest) -> dict[str, Any]:

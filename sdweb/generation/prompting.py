@@ -117,9 +117,7 @@ def plan_conditioning(model: LoadedModel, pipeline: Any, prepared: PreparedPromp
                             clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)),
                             emphasis=str(settings.get("emphasis", "Original")),
                             comma_backtrack=int(settings.get("comma_padding_backtrack", 20)))
-    options = ScheduleOptions(steps=steps, second_order=second_order,
-                              loop_order=int(getattr(getattr(pipeline, "scheduler", None), "order", 1) or 1),
-                              first_pass_steps=first_pass_steps,
+    options = ScheduleOptions(steps=steps, second_order=second_order, first_pass_steps=first_pass_steps,
                               old_scheduling=bool(settings.get("use_old_scheduling", False)))
     plan = build_plan(encoder, prepared.encode_text, prepared.encode_negative, options)
     if encoder.used and settings.get("textual_inversion_add_hashes_to_infotext", True):

@@ -1,4 +1,4 @@
-"""Run one batch of a job through the model's diffusers pipeline, with our noise, conditioning and sampler."""
+"""Run one batch of a job: inputs, conditioning, the sampling pass (sdweb.generation.unet_sampling), hires, decode."""
 
 from __future__ import annotations
 
@@ -11,31 +11,31 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
-from sdweb.generation.composable import composable_guidance
-from sdweb.generation.conditioning_plan import prompt_kwargs, swap_tensors
-from sdweb.generation.control import with_controlnets
+from sdweb.generation.conditioning_plan import ConditioningPlan
+from sdweb.generation.control import control_notes
 from sdweb.generation.hires import second_pass
 from sdweb.generation.hooks import NO_HOOKS, JobHooks, Processing, SamplingCall, StepInfo
 from sdweb.generation.img2img_inputs import Img2ImgInputs, prepare_img2img_inputs
-from sdweb.generation.img2img_steps import img2img_schedule
 from sdweb.generation.jobs import JobContext
-from sdweb.generation.latent_fill import filled_init_latents
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
-from sdweb.generation.refiner import refine
-from sdweb.generation.sampling import (
-    BatchStopped,
-    StepSwaps,
-    callback_tensor_names,
-    has_nan_start,
-    make_step_callback,
-)
-from sdweb.generation.seeds import batch_noise, step_generators
+from sdweb.generation.sampling import BatchStopped, StepTracker, has_nan_start
 from sdweb.generation.tiling import seamless_tiling
+from sdweb.generation.unet_model import UNetExtras, UNetStage
+from sdweb.generation.unet_sampling import (
+    NoiseSpec,
+    UNetPass,
+    encode_images,
+    execution_device,
+    inpainting_conditioning,
+    latent_mask,
+    noise_spec,
+    sample_pass,
+)
 from sdweb.generation.vae_decode import decode_checked
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.runtime.policy import RuntimePlan
-from sdweb.samplers.build import build_scheduler
+from sdweb.samplers.run import SamplerSettings, SamplingPlan, img2img_steps
 
 NAN_MESSAGE = ("A tensor with NaNs was produced in Unet. This could be either because there's not enough "
                "precision to represent the picture, or because your video card does not support half type.")
@@ -54,95 +54,63 @@ def _pipeline_mode(mode: str, request: GenerationRequest, model: LoadedModel) ->
     return mode
 
 
-def _noise_device(plan: RuntimePlan, settings: Mapping[str, Any]) -> str:
-    if settings.get("randn_source") == "GPU" and plan.device.startswith("cuda"):
-        return plan.device
-    return "cpu"
+def sampling_plan(request: GenerationRequest, resolution: Any, model: LoadedModel, settings: Mapping[str, Any],
+                  strength: float | None = None) -> SamplingPlan:
+    """The first pass's sampling plan (img2img: with the init images' strength and noise multiplier)."""
+    multiplier = float(settings.get("initial_noise_multiplier", 1.0)) if strength is not None else 1.0
+    return SamplingPlan(sampler=resolution.sampler, schedule=resolution.scheduler, steps=request.steps,
+                        cfg_scale=request.cfg_scale, eta=request.eta, denoising_strength=strength,
+                        is_sdxl=model.is_sdxl, v_prediction=model.prediction_type == "v_prediction",
+                        settings=SamplerSettings.from_settings(settings), noise_multiplier=multiplier)
 
 
-def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt,
-              resolution: Any, seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
-              plan: RuntimePlan, context: JobContext | None,
-              extras: BatchExtras | None = None) -> BatchOutcome:
-    extras = extras or BatchExtras()
-    refiner = extras.refiner
-    pipe_mode = _pipeline_mode(mode, request, model)
-    pipe = model.pipeline(pipe_mode)
-    batch = len(seeds)
-    inputs = _image_inputs(mode, pipe_mode, request, model, seeds, subseeds, settings, plan)
-    schedule_steps = request.steps
-    if "strength" in inputs.call_kwargs:  # img2img: the schedule that runs the wanted number of steps
-        schedule_steps, inputs.call_kwargs["strength"] = img2img_schedule(
-            request.steps, inputs.call_kwargs["strength"], bool(settings.get("img2img_fix_steps", False)))
-    built = build_scheduler(dict(model.scheduler_config), resolution.sampler, resolution.scheduler,
-                            steps=schedule_steps, eta=request.eta, is_sdxl=model.is_sdxl, seed=seeds[0])
-    pipe.scheduler = built.scheduler
+def _stages(model: LoadedModel, pipe: Any, prepared: PreparedPrompt, request: GenerationRequest,
+            resolution: Any, settings: Mapping[str, Any], refiner: tuple[LoadedModel, float] | None
+            ) -> tuple[list[UNetStage], float | None]:
+    """The base (and the refiner, which takes over inside the same sampling loop, as in A1111)."""
+    second_order = resolution.sampler.second_order
     with torch.no_grad():
-        conditioning = plan_conditioning(model, pipe, prepared, request.steps, settings,
-                                         second_order=resolution.sampler.second_order)
-    use_cfg = request.cfg_scale > 1.0
-    swaps = StepSwaps(swap_tensors(conditioning, batch, use_cfg, model.is_sdxl))
-    last_latents: list[torch.Tensor] = []
-    callback = make_step_callback(context, total_steps=request.steps,
-                                  preview_every=_preview_period(settings), is_sdxl=model.is_sdxl, swaps=swaps,
-                                  on_latents=_step_watcher(extras, request.steps, last_latents))
-    kwargs: dict[str, Any] = {
-        **prompt_kwargs(conditioning.first, batch, model.is_sdxl),
-        "guidance_scale": request.cfg_scale,
-        "generator": step_generators(seeds, int(settings.get("eta_noise_seed_delta", 0))),
-        "output_type": "latent",
-        "callback_on_step_end": callback,
-        "callback_on_step_end_tensor_inputs": callback_tensor_names(pipe, swaps),
-        **built.call_kwargs,
-    }
-    if "timesteps" not in kwargs and "sigmas" not in kwargs:
-        kwargs["num_inference_steps"] = schedule_steps
-    kwargs.update(inputs.call_kwargs)
-    call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
-                        batch_size=batch, steps=request.steps, init_images=_as_list(kwargs.get("image")),
-                        mask=kwargs.get("mask_image"), device=str(pipe.unet.device), dtype=pipe.unet.dtype)
-    if extras.p is not None:
-        extras.hooks.before_sampling(extras.p, call)
-    if call.controlnets:
-        pipe = with_controlnets(pipe, pipe_mode, model.family.base, call.controlnets, kwargs, built.notes)
-    if model.is_sdxl:
-        kwargs["crops_coords_top_left"] = (int(settings.get("sdxl_crop_top", 0)),
-                                           int(settings.get("sdxl_crop_left", 0)))
-    if refiner is not None:
-        kwargs["denoising_end"] = refiner[1]
-    outcome = BatchOutcome(notes=list(built.notes))
-    with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context():
-        try:
-            with composable_guidance(pipe, conditioning, swaps), filled_init_latents(pipe, inputs.latent_fill):
-                latents = pipe(**kwargs).images
-        except BatchStopped as stop:
-            outcome.stopped = stop.reason
-            latents = last_latents[0] if last_latents else None
-        if latents is None:
-            return outcome
-        if refiner is not None and outcome.stopped is None:
-            try:
-                latents = refine(request, refiner[0], prepared, resolution, seeds, latents, refiner[1], settings,
-                                 context, lambda step_latents: _keep(last_latents, step_latents))
-            except BatchStopped as stop:
-                outcome.stopped = stop.reason
-                latents = last_latents[0]
-            pipe = refiner[0].pipeline("img2img")  # decode with the refiner's VAE
-        if _wants_hires(request) and outcome.stopped is None:
-            try:
-                latents = second_pass(request, model, prepared, seeds, latents, settings, context,
-                                      lambda step_latents: _keep(last_latents, step_latents), extras.upscalers)
-            except BatchStopped as stop:
-                outcome.stopped = stop.reason
-                latents = last_latents[0]
-        if plan.nan_check and has_nan_start(latents):
-            raise UserError(NAN_MESSAGE, code="nan_output",
-                            hint="Try 'Upcast cross attention layer to float32' or --no-half; "
-                                 "--disable-nan-check disables this check.")
-        images = decode_checked(pipe, latents, refiner[0] if refiner is not None else model, plan, settings,
-                                outcome.notes)
-    outcome.images = inputs.finish(images)
-    return outcome
+        stages = [UNetStage(model, pipe, plan_conditioning(model, pipe, prepared, request.steps, settings,
+                                                           second_order=second_order))]
+        if refiner is None:
+            return stages, None
+        refiner_model, switch_at = refiner
+        refiner_pipe = refiner_model.pipeline("img2img")
+        conditioning: ConditioningPlan = plan_conditioning(refiner_model, refiner_pipe, prepared, request.steps,
+                                                           settings, second_order=second_order)
+    scores = (float(settings.get("sdxl_refiner_high_aesthetic_score", 6.0)),
+              float(settings.get("sdxl_refiner_low_aesthetic_score", 2.5)))
+    stages.append(UNetStage(refiner_model, refiner_pipe, conditioning, scores))
+    return stages, switch_at
+
+
+def _init_latents(mode: str, inputs: Img2ImgInputs, pipe: Any, seeds: list[int]) -> torch.Tensor | None:
+    images = inputs.call_kwargs.get("image")
+    if mode == "txt2img" or images is None:
+        return None
+    images = images if isinstance(images, list | tuple) else [images] * len(seeds)
+    latents = encode_images(pipe, images, seeds)
+    return inputs.latent_fill(latents) if inputs.latent_fill is not None else latents
+
+
+def _image_conditioning(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, seeds: list[int],
+                        settings: Mapping[str, Any]) -> torch.Tensor | None:
+    if not model.family.is_inpaint:
+        return None
+    images = inputs.call_kwargs["image"]
+    images = list(images) if isinstance(images, list | tuple) else [images] * len(seeds)
+    return inpainting_conditioning(pipe, images, inputs.call_kwargs.get("mask_image"), seeds,
+                                   float(settings.get("inpainting_mask_weight", 1.0)))
+
+
+def _step_hook(extras: BatchExtras) -> Any:
+    if extras.p is None:
+        return None
+
+    def on_step(done: int, total: int, latents: torch.Tensor) -> None:
+        extras.hooks.on_step(extras.p, StepInfo(step=done, total=total, latents=latents))
+
+    return on_step
 
 
 @dataclass
@@ -155,31 +123,77 @@ class BatchExtras:
     upscalers: UpscalerRegistry | None = None  # model upscalers for the hires fix
 
 
+def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt,
+              resolution: Any, seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
+              plan: RuntimePlan, context: JobContext | None,
+              extras: BatchExtras | None = None) -> BatchOutcome:
+    extras = extras or BatchExtras()
+    pipe_mode = _pipeline_mode(mode, request, model)
+    pipe = model.pipeline(pipe_mode)
+    noise = noise_spec(seeds, subseeds, request.subseed_strength, _resize_from(request), settings)
+    inputs = _image_inputs(mode, pipe_mode, request, model, noise, settings)
+    strength = inputs.call_kwargs.get("strength") if mode != "txt2img" else None
+    sampling = sampling_plan(request, resolution, model, settings, strength)
+    stages, switch_at = _stages(model, pipe, prepared, request, resolution, settings, extras.refiner)
+    call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
+                        batch_size=len(seeds), steps=request.steps, init_images=_as_list(inputs.call_kwargs.get("image")),
+                        mask=inputs.call_kwargs.get("mask_image"), device=str(pipe.unet.device), dtype=pipe.unet.dtype)
+    if extras.p is not None:
+        extras.hooks.before_sampling(extras.p, call)
+    outcome = BatchOutcome(notes=list(inputs.notes) + control_notes(call.controlnets))
+    total = img2img_steps(sampling)[1] + 1 if strength is not None else request.steps
+    tracker = StepTracker(context, total_steps=total, preview_every=_preview_period(settings),
+                          is_sdxl=model.is_sdxl, on_step=_step_hook(extras))
+    with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context(), torch.no_grad():
+        init_latent = _init_latents(mode, inputs, pipe, seeds)
+        unet_extras = UNetExtras(width=request.width, height=request.height, batch=len(seeds),
+                                 crop_top_left=(int(settings.get("sdxl_crop_top", 0)),
+                                                int(settings.get("sdxl_crop_left", 0))),
+                                 image_conditioning=_image_conditioning(inputs, model, pipe, seeds, settings),
+                                 controlnets=call.controlnets, sampling_fraction=tracker.progress)
+        mask = inputs.call_kwargs.get("mask_image") if pipe_mode == "inpaint" else None
+        job = UNetPass(plan=sampling, stages=stages, extras=unet_extras, noise=noise, init_latent=init_latent,
+                       blend_mask=latent_mask(mask, request.width, request.height, request.mask_round)
+                       if mask is not None and init_latent is not None else None,
+                       switch_at=switch_at, on_step=tracker,
+                       zero_terminal_snr=settings.get("sd_noise_schedule") == "Zero Terminal SNR")
+        try:
+            latents = sample_pass(job).latents
+        except BatchStopped as stop:
+            outcome.stopped, latents = stop.reason, stop.latents
+        prepared.extra_params.update(job.params)
+        if latents is None:
+            return outcome
+        decoder = stages[job.final_stage]  # after a refiner switch: decode with the refiner's VAE
+        if _wants_hires(request) and outcome.stopped is None:
+            try:
+                latents = second_pass(request, model, prepared, noise, latents, settings, context,
+                                      extras.upscalers, _step_hook(extras), prepared.extra_params)
+            except BatchStopped as stop:
+                outcome.stopped, latents = stop.reason, stop.latents
+        if plan.nan_check and has_nan_start(latents):
+            raise UserError(NAN_MESSAGE, code="nan_output",
+                            hint="Try 'Upcast cross attention layer to float32' or --no-half; "
+                                 "--disable-nan-check disables this check.")
+        images = decode_checked(decoder.pipe, latents, decoder.model, plan, settings, outcome.notes)
+    outcome.images = inputs.finish(images)
+    return outcome
+
+
+def _resize_from(request: GenerationRequest) -> tuple[int, int] | None:
+    if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
+        return request.seed_resize_from_w, request.seed_resize_from_h
+    return None
+
+
 def _as_list(images: Any) -> list[Image.Image]:
     if images is None:
         return []
     return list(images) if isinstance(images, list | tuple) else [images]
 
 
-def _step_watcher(extras: BatchExtras, total: int, store: list[torch.Tensor]) -> Any:
-    """Keeps the last latents (for interrupt) and tells the scripts' on_step hook."""
-    counter = [0]
-
-    def watch(latents: torch.Tensor) -> None:
-        _keep(store, latents)
-        counter[0] += 1
-        if extras.p is not None:
-            extras.hooks.on_step(extras.p, StepInfo(step=counter[0], total=total, latents=latents))
-
-    return watch
-
-
 def _wants_hires(request: GenerationRequest) -> bool:
     return isinstance(request, Txt2ImgRequest) and request.enable_hr
-
-
-def _keep(store: list[torch.Tensor], latents: torch.Tensor) -> None:
-    store[:] = [latents]
 
 
 def _preview_period(settings: Mapping[str, Any]) -> int:
@@ -188,15 +202,10 @@ def _preview_period(settings: Mapping[str, Any]) -> int:
     return max(0, int(settings.get("show_progress_every_n_steps", 10)))
 
 
-def _image_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel,
-                  seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
-                  plan: RuntimePlan) -> Img2ImgInputs:
-    """Noise for txt2img; init image, mask and strength for img2img / inpaint (and txt2img on an inpainting
-    model, which A1111 runs with an all-white mask over a grey image)."""
+def _image_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: LoadedModel, noise: NoiseSpec,
+                  settings: Mapping[str, Any]) -> Img2ImgInputs:
+    """Init image, mask and strength for img2img / inpaint (and txt2img on an inpainting model, which A1111
+    runs with an all-white mask over a grey image). The seeds' first noise fills masked content "latent noise"."""
     shape = (model.family.latent_channels, request.height // 8, request.width // 8)
-    resize_from = None
-    if request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0:
-        resize_from = (request.seed_resize_from_w, request.seed_resize_from_h)
-    noise = batch_noise(shape, seeds, subseeds, request.subseed_strength, resize_from,
-                        _noise_device(plan, settings), str(settings.get("randn_source", "CPU")))
-    return prepare_img2img_inputs(mode, pipe_mode, request, model, noise, settings)
+    first_noise = noise.rng(shape, execution_device(model.pipeline(pipe_mode))).next()
+    return prepare_img2img_inputs(mode, pipe_mode, request, model, first_noise, settings)

@@ -1,19 +1,15 @@
-"""One diffusers pipeline call for one batch, with progress, previews, prompt-editing swaps, interrupt/skip.
-
-Interrupt and skip are raised from diffusers' `callback_on_step_end`; the last latents seen are kept so
-the partial batch can still be decoded (A1111 shows the partial image after an interrupt).
-"""
+"""Per-step work during sampling (progress, previews, hooks, interrupt/skip) and the VAE decode."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.previews import latent_preview
+from sdweb.samplers.context import StepState
 
 
 class BatchStopped(Exception):
@@ -25,57 +21,43 @@ class BatchStopped(Exception):
         self.latents = latents
 
 
-@dataclass
-class StepSwaps:
-    """Conditioning to switch to after given steps (prompt editing): {step index: tensors by callback name}."""
+class StepTracker:
+    """The sampler's per-step callback for one pass: progress, live previews (of the denoised prediction, as
+    A1111's default "Prompt" preview), the scripts' on_step hook, and interrupt / skip (raised as
+    BatchStopped; the last denoised latents are kept so the partial batch can still be decoded)."""
 
-    at_step: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
-    # told the index of the loop iteration about to run (the composable-diffusion hook follows the steps)
-    listeners: list[Callable[[int], None]] = field(default_factory=list)
+    def __init__(self, context: JobContext | None, *, total_steps: int, preview_every: int, is_sdxl: bool,
+                 on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> None:
+        self.context = context
+        self.total_steps = max(1, total_steps)
+        self.preview_every = preview_every
+        self.is_sdxl = is_sdxl
+        self.on_step = on_step
+        self.done = 0
+        self.last_denoised: torch.Tensor | None = None
 
-    def names(self) -> set[str]:
-        return {name for tensors in self.at_step.values() for name in tensors}
+    def progress(self) -> tuple[int, int]:
+        """(steps done, total): ControlNet's guidance start / end follow it."""
+        return min(self.done, self.total_steps - 1), self.total_steps
 
-
-def make_step_callback(context: JobContext | None, *, total_steps: int, preview_every: int, is_sdxl: bool,
-                       swaps: StepSwaps, on_latents: Callable[[torch.Tensor], None]) -> Callable[..., dict]:
-    """A diffusers `callback_on_step_end` doing our per-step work."""
-
-    def callback(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        latents = tensors.get("latents")
-        if latents is not None:
-            on_latents(latents)
-        for name, value in swaps.at_step.get(step + 1, {}).items():
-            tensors[name] = value
-        for listener in swaps.listeners:
-            listener(step + 1)
-        if context is None:
-            return tensors
+    def __call__(self, state: StepState) -> None:
+        self.last_denoised = state.denoised
+        self.done = state.i + 1
+        if self.on_step is not None:
+            self.on_step(self.done, self.total_steps, state.x)
+        if self.context is None:
+            return
+        if self.context.interrupted:
+            raise BatchStopped("interrupted", state.denoised)
+        if self.context.skipped:
+            raise BatchStopped("skipped", state.denoised)
         preview = None
-        done = step + 1
-        if latents is not None and preview_every > 0 and done % preview_every == 0 and done < total_steps:
-            preview = latent_preview(latents, is_sdxl=is_sdxl)
-        if context.interrupted:
-            raise BatchStopped("interrupted", latents)
-        if context.skipped:
-            raise BatchStopped("skipped", latents)
-        context.job.progress.sampling_step = done
+        if self.preview_every > 0 and self.done % self.preview_every == 0 and self.done < self.total_steps:
+            preview = latent_preview(state.denoised, is_sdxl=self.is_sdxl)
+        self.context.job.progress.sampling_step = min(self.done, self.total_steps)
         if preview is not None:
-            context.job.progress.preview = preview
-            context.job.progress.preview_id += 1
-        return tensors
-
-    return callback
-
-
-def callback_tensor_names(pipe: Any, swaps: StepSwaps) -> list[str]:
-    """The tensors our callback needs from the pipeline: latents, plus whatever prompt editing swaps."""
-    allowed = set(getattr(pipe, "_callback_tensor_inputs", ["latents"]))
-    wanted = {"latents"} | swaps.names()
-    missing = wanted - allowed
-    if missing:
-        raise ValueError(f"{type(pipe).__name__} cannot swap {sorted(missing)} during sampling")
-    return sorted(wanted)
+            self.context.job.progress.preview = preview
+            self.context.job.progress.preview_id += 1
 
 
 def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:

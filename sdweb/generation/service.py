@@ -35,7 +35,7 @@ from sdweb.postprocess.service import PostprocessService
 from sdweb.prompts.embeddings import EmbeddingLibrary, LoadResult
 from sdweb.prompts.styles import StyleDatabase
 from sdweb.runtime.policy import RuntimePlan
-from sdweb.samplers.resolve import require_available, resolve_sampler, scheduler_for_infotext
+from sdweb.samplers.resolve import resolve_sampler, scheduler_for_infotext
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,6 @@ class GenerationService:
         request = p.request
         settings = self.effective_settings(request)
         resolution = resolve_sampler(request.sampler_name, request.scheduler, strict=True)
-        require_available(resolution.sampler)
         model = self._model(settings)
         if mode == "txt2img" and model.family.txt2img_pipeline is None:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",

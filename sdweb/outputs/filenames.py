@@ -18,7 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sdweb.core.errors import UserError
-from sdweb.infotext import A1111_SAMPLERS
+from sdweb.samplers.table import SAMPLERS
 
 __all__ = [
     "FilenameContext",
@@ -40,7 +40,7 @@ MAX_COUNTER_TRIES = 500
 _PATTERN_RE = re.compile(r"(.*?)(?:\[([^\[\]]+)\]|$)")
 _PATTERN_ARG_RE = re.compile(r"(.*)<([^>]*)>$")
 _NON_LETTERS_RE = re.compile(r"[\s" + re.escape(string.punctuation) + "]+")
-_SAMPLER_DEFAULT_SCHEDULER = {name: default for name, _, default in A1111_SAMPLERS}
+_SAMPLER_DEFAULT_SCHEDULER = {info.name: info.default_schedule for info in SAMPLERS}
 
 
 @dataclass(frozen=True)

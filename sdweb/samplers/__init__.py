@@ -1,7 +1,7 @@
-"""A1111 sampler and schedule-type names -> diffusers schedulers.
+"""A1111's samplers, schedules and noise, model-agnostic (a k-diffusion-style package).
 
-The table and the lookups are pure and cheap to import; ``sdweb.samplers.build`` (which imports
-diffusers) makes the scheduler itself.
+The table and the lookups are pure and cheap to import. ``run.sample`` samples one batch through a
+``denoisers.ModelCall`` the model engine provides; ``rng.ImageRNG`` draws A1111's per-image noise.
 """
 
 from sdweb.samplers.resolve import (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from sdweb.core.errors import NotFoundError, UserError
+from sdweb.core.errors import NotFoundError
 from sdweb.samplers.table import AUTOMATIC, DEFAULT_SAMPLER, SAMPLERS, SCHEDULERS, SamplerInfo, SchedulerInfo
 
 
@@ -155,17 +155,9 @@ def scheduler_for_infotext(sampler: SamplerInfo, scheduler: SchedulerInfo) -> st
     return used.label if used is not None else AUTOMATIC.label
 
 
-def require_available(sampler: SamplerInfo) -> None:
-    """Samplers diffusers has no algorithm for are refused with a clear error, never silently replaced."""
-    if not sampler.available:
-        names = ", ".join(s.name for s in SAMPLERS if s.available)
-        raise UserError(f"Sampler '{sampler.name}' is not available in sdweb yet ({sampler.note})",
-                        code="sampler_unavailable", hint=f"Use one of: {names}.")
-
-
 def sampler_names() -> list[str]:
-    """What the UI and /samplers offer: the samplers that really run."""
-    return [sampler.name for sampler in SAMPLERS if sampler.available]
+    """What the UI and /samplers offer, in A1111's order."""
+    return [sampler.name for sampler in SAMPLERS]
 
 
 def scheduler_labels() -> list[str]:
@@ -177,7 +169,6 @@ def samplers_api_list() -> list[dict[str, object]]:
     return [
         {"name": sampler.name, "aliases": list(sampler.aliases), "options": sampler.api_options()}
         for sampler in SAMPLERS
-        if sampler.available
     ]
 
 

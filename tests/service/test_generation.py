@@ -51,21 +51,13 @@ def test_variation_strength_endpoints(state):
     assert not np.array_equal(run(0.5), base)
 
 
-@pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS if s.available])
+@pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])
 def test_every_sampler_runs_and_is_finite(state, sampler):
     request = Txt2ImgRequest(prompt="a cat", seed=1, **{**SMALL, "sampler_name": sampler})
     result = state.service.txt2img(request, None, NO_SAVE)
     assert result.images[0].size == (64, 64)
     assert f"Sampler: {sampler}," in result.infotexts[0]
-
-
-@pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS if not s.available])
-def test_unavailable_samplers_are_refused_clearly(state, sampler):
-    from sdweb.core.errors import UserError
-
-    with pytest.raises(UserError, match="not available") as error:
-        state.service.txt2img(Txt2ImgRequest(**{**SMALL, "sampler_name": sampler}), None, NO_SAVE)
-    assert "DPM++ 2M" in error.value.hint
+    assert np.isfinite(_pixels(result.images[0])).all() and _pixels(result.images[0]).std() > 0
 
 
 def test_unknown_sampler_lists_valid_names(state):

@@ -11,7 +11,6 @@ from sdweb.generation.conditioning_plan import (
     ScheduleOptions,
     build_plan,
     chunks_of,
-    loop_iteration,
 )
 from sdweb.prompts.conditioning import (
     BOS_ID,
@@ -224,22 +223,23 @@ def test_plan_encodes_each_text_once_and_pads_negative_to_the_same_chunks(sd1):
     encoder = PromptEncoder(_sd1_slots(sd1), cache)
     long = " ".join(["cat"] * 100)
     plan = build_plan(encoder, f"[{long}:dog:3]", "blurry", ScheduleOptions(steps=10))
-    cond, uncond = plan.first
+    cond, uncond = plan.first.conds[0], plan.first.uncond
     assert chunks_of(cond) == chunks_of(uncond) == 2
-    assert set(plan.changes) == {4}
-    later_cond, later_uncond = plan.changes[4]
+    assert set(plan.steps) == {0, 4}
+    later_cond, later_uncond = plan.steps[4].conds[0], plan.steps[4].uncond
     assert chunks_of(later_cond) == chunks_of(later_uncond) == 1
+    assert plan.at(3) is plan.first and plan.at(9) is plan.steps[4]
     texts = sorted(key[-1] for key in cache)
     assert texts == sorted(["", "blurry", long, "dog"])
     again = build_plan(encoder, f"[{long}:dog:3]", "blurry", ScheduleOptions(steps=10))
-    assert again.first[0].embeds is not None and len(cache) == 4  # nothing encoded twice
+    assert again.first.conds[0].embeds is not None and len(cache) == 4  # nothing encoded twice
 
 
 def test_composable_plan_has_every_subprompt_per_step_with_equal_shapes(sd1):
     encoder = PromptEncoder(_sd1_slots(sd1), {})
     plan = build_plan(encoder, "[cat:dog:2] :1.5 AND " + " ".join(["bird"] * 90) + " :-0.5", "",
                       ScheduleOptions(steps=6))
-    assert plan.composable and plan.weights == [1.5, -0.5] and plan.changes == {}
+    assert plan.composable and plan.weights == [1.5, -0.5]
     assert set(plan.steps) == {0, 3}
     for state in plan.steps.values():
         assert {tuple(t.embeds.shape) for t in (state.uncond, *state.conds)} == {(1, 154, 32)}
@@ -253,20 +253,14 @@ def test_a_single_weighted_prompt_is_composable_but_a_plain_one_is_not(sd1):
     assert not build_plan(encoder, "cat", "", ScheduleOptions(steps=4)).composable
 
 
-def test_second_order_steps_map_to_loop_iterations():
-    assert loop_iteration(5, second_order=True, loop_order=2) == 5  # Heun, DPM2: one evaluation per iteration
-    assert loop_iteration(5, second_order=True, loop_order=1) == 2  # DPM++ 2S a on a single-step loop
-    assert loop_iteration(5, second_order=False, loop_order=1) == 5
-
-
 def test_second_order_and_hires_schedules_in_plans(sd1):
     encoder = PromptEncoder(_sd1_slots(sd1), {})
-    heun = build_plan(encoder, "[cat:dog:0.5]", "", ScheduleOptions(steps=4, second_order=True, loop_order=2))
-    assert set(heun.changes) == {5}  # schedule over 8 evaluations: dog from evaluation 5
+    heun = build_plan(encoder, "[cat:dog:0.5]", "", ScheduleOptions(steps=4, second_order=True))
+    assert set(heun.steps) == {0, 5}  # schedule over 8 model evaluations (A1111's steps): dog from evaluation 5
     hires = build_plan(encoder, "[cat:dog:25]", "", ScheduleOptions(steps=10, first_pass_steps=20))
-    assert set(hires.changes) == {6}  # 25 - 20 = hires step 5 is the last with "cat"
+    assert set(hires.steps) == {0, 6}  # 25 - 20 = hires step 5 is the last with "cat"
     already = build_plan(encoder, "[cat:dog:0.5]", "", ScheduleOptions(steps=10, first_pass_steps=20))
-    assert already.changes == {} and torch.equal(already.first[0].embeds, encoder.encode("dog").embeds)
+    assert set(already.steps) == {0} and torch.equal(already.first.conds[0].embeds, encoder.encode("dog").embeds)
 
 
 def test_chunk_ids_have_bos_eos_and_padding(sd1):

@@ -60,37 +60,36 @@ def test_refiner_on_an_sd1_base_is_a_clear_error(state):
 
 
 
-def _refiner_plans(state, monkeypatch, **fields):
-    """The conditioning plans the refiner's pipeline call ran with (the tiny refiner barely reacts to its
-    prompt in pixels, so the plan itself is checked)."""
-    import sdweb.generation.refiner as refiner_module
+def _refiner_stage_conditioning(state, monkeypatch, **fields):
+    """The stages of the sampling pass (the refiner's conditioning follows the base's evaluation count: the
+    refiner takes over inside the same loop, so prompt editing and AND go on where the base stopped)."""
+    import sdweb.generation.runner as runner_module
 
     seen = []
-    original = refiner_module.composable_guidance
+    original = runner_module.sample_pass
 
-    def record(pipe, plan, swaps):
-        seen.append((plan, swaps))
-        return original(pipe, plan, swaps)
+    def record(job):
+        seen.append(job)
+        return original(job)
 
-    monkeypatch.setattr(refiner_module, "composable_guidance", record)
+    monkeypatch.setattr(runner_module, "sample_pass", record)
     _run(state, refiner_checkpoint="refiner-xl", refiner_switch_at=0.5, **fields)
     return seen
 
 
-def test_prompt_editing_after_the_switch_reaches_the_refiner(state, monkeypatch):
+def test_refiner_takes_over_with_its_own_conditioning(state, monkeypatch):
     import torch
 
-    # 8 steps, the base runs 4; [a cat:a dog:0.3] changes at step 3 (in effect when the refiner starts),
-    # [a cat:a dog:0.7] at step 6 (two steps into the refiner)
-    (dog_plan, _), = _refiner_plans(state, monkeypatch, prompt="a dog", steps=8)
-    (early, _), = _refiner_plans(state, monkeypatch, prompt="[a cat:a dog:0.3]", steps=8)
-    assert torch.equal(early.first[0].embeds, dog_plan.first[0].embeds) and not early.changes
-    (late, swaps), = _refiner_plans(state, monkeypatch, prompt="[a cat:a dog:0.7]", steps=8)
-    assert not torch.equal(late.first[0].embeds, dog_plan.first[0].embeds)
-    assert list(late.changes) == [2] and list(swaps.at_step) == [2]
-    assert torch.equal(late.changes[2][0].embeds, dog_plan.first[0].embeds)
+    job, = _refiner_stage_conditioning(state, monkeypatch, prompt="[a cat:a dog:0.7]", steps=8)
+    assert [stage.model.entry.name_for_extra for stage in job.stages] == ["base-xl", "refiner-xl"]
+    assert job.switch_at == 0.5 and job.final_stage == 1
+    refiner_plan = job.stages[1].conditioning
+    assert set(refiner_plan.steps) == {0, 6}  # [a cat:a dog:0.7] over 8 steps: the dog from step 6
+    base_dog = job.stages[0].conditioning.steps[6].conds[0].embeds
+    assert not torch.equal(refiner_plan.steps[6].conds[0].embeds, base_dog)  # the refiner's own encoder
 
 
 def test_and_reaches_the_refiner(state, monkeypatch):
-    (plan, _), = _refiner_plans(state, monkeypatch, prompt="a cat AND a dog :0.5")
+    job, = _refiner_stage_conditioning(state, monkeypatch, prompt="a cat AND a dog :0.5")
+    plan = job.stages[1].conditioning
     assert plan.composable and plan.weights == [1.0, 0.5] and len(plan.steps[0].conds) == 2

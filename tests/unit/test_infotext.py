@@ -494,3 +494,14 @@ def test_round_trip_property(prompt, negative, params):
     parsed_prompt, parsed_negative, pairs = parse_infotext_parts(text)
     assert format_infotext(parsed_prompt, parsed_negative, pairs) == text
     assert pairs == params
+
+
+def test_missing_rng_key_means_nvidia_noise_where_there_is_no_cuda():
+    """A1111's default GPU noise writes no RNG key; without CUDA, NV reproduces the NVIDIA card's numbers."""
+    text = "a cat\nSteps: 4, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64"
+    _, on_cuda = infotext_to_request_fields(parse_infotext(text))
+    assert on_cuda["randn_source"] == "GPU"
+    _, elsewhere = infotext_to_request_fields(parse_infotext(text), gpu_noise_source="NV")
+    assert elsewhere["randn_source"] == "NV"
+    _, cpu = infotext_to_request_fields(parse_infotext(text + ", RNG: CPU"), gpu_noise_source="NV")
+    assert cpu["randn_source"] == "CPU"

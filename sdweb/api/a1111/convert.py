@@ -34,11 +34,13 @@ class RequestInvalid(Exception):
         self.errors = errors
 
 
-def apply_infotext(wire: GenerationWire, mode: str) -> GenerationWire:
-    """The `infotext` field fills every field the client did not send; settings go to override_settings."""
+def apply_infotext(wire: GenerationWire, mode: str, gpu_noise_source: str = "GPU") -> GenerationWire:
+    """The `infotext` field fills every field the client did not send; settings go to override_settings.
+    ``gpu_noise_source``: "NV" where there is no CUDA, so A1111's GPU noise is reproduced (no RNG key)."""
     if not wire.infotext:
         return wire
-    fields, overrides = infotext_to_request_fields(parse_infotext(wire.infotext), mode=mode)
+    fields, overrides = infotext_to_request_fields(parse_infotext(wire.infotext), mode=mode,
+                                                   gpu_noise_source=gpu_noise_source)
     explicit = wire.model_fields_set
     updates = {key: value for key, value in fields.items() if key not in explicit and key in type(wire).model_fields}
     if overrides:

@@ -84,7 +84,7 @@ def _wait(job: Any) -> GenerationResult:
 
 async def _generate(state: AppState, backends: ApiBackends, waiters: anyio.CapacityLimiter, kind: str,
                     wire: GenerationWire) -> Any:
-    wire = apply_infotext(wire, kind)
+    wire = apply_infotext(wire, kind, "GPU" if state.plan.device.startswith("cuda") else "NV")
     scripts = select_scripts(backends.scripts, kind, wire.script_name, wire.script_args,
                              wire.alwayson_scripts or {})
     overrides = await run_in_threadpool(state.settings.validated, wire.override_settings or {}, from_api=True)
