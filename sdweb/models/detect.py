@@ -26,6 +26,7 @@ from typing import Any
 
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.families import FAMILIES, UNET_PREFIX, VAE_PREFIX, Family
+from sdweb.models.flow_detect import detect_flow_family
 
 __all__ = ["Shapes", "detect_family", "guess_kind", "infer_architecture", "vae_config_from_ldm_shapes"]
 
@@ -42,12 +43,18 @@ _SD2_TEXT_HIDDEN = 1024
 
 
 def detect_family(shapes: Shapes, file_name: str) -> Family:
-    """The family of an A1111/LDM single-file checkpoint; InvalidModelFileError naming the file otherwise."""
+    """The family of a single-file checkpoint: an A1111/LDM SD file, or a flow-matching transformer (Flux,
+    Chroma, SD 3 / 3.5; all-in-one or transformer-only, with or without `model.diffusion_model.` or
+    `diffusion_model.`: see sdweb.models.flow_detect). InvalidModelFileError naming the file otherwise."""
+    flow = detect_flow_family(shapes, file_name)
+    if flow is not None:
+        return flow
     conv_in = shapes.get(_CONV_IN)
     if conv_in is None or len(conv_in) != 4:
         raise _not_a_checkpoint(shapes, file_name)
     in_channels = conv_in[1]
-    detectable = [f for f in FAMILIES.values() if f.name not in {g.v_variant for g in FAMILIES.values()}]
+    detectable = [f for f in FAMILIES.values()
+                  if f.engine == "unet" and f.name not in {g.v_variant for g in FAMILIES.values()}]
     matching = [f for f in detectable if all(_has_prefix(shapes, p) for p in f.text_encoder_prefixes)]
     # SDXL's first encoder prefix is a prefix of nothing else, but prefer the family needing most encoders.
     matching.sort(key=lambda f: -len(f.text_encoder_prefixes))
