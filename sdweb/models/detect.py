@@ -81,12 +81,13 @@ def _has_prefix(shapes: Shapes, prefix: str) -> bool:
 _LORA = re.compile(
     r"(^lora_(unet|te\d?)_)|(\.lora_(down|up)\.)|(\.lora_[AB]\.)|(\.hada_w1_a$)|(\.lokr_w1)|(\.lora\.(down|up)\.)"
 )
+_TEXT_ENCODER = re.compile(r"(^|\.)encoder\.(block\.\d+\.layer\.\d+\.SelfAttention|layers\.\d+\.self_attn)\.")
 _UPSCALER = re.compile(r"(^|\.)(conv_first\.weight|RRDB_trunk\.|body\.\d+\.rdb\d\.)|\.sub\.\d+\.RDB\d\.")
 
 
 def guess_kind(shapes: Shapes) -> str | None:
-    """What a non-checkpoint file most likely is: "lora", "vae", "controlnet", "upscaler", "embedding",
-    "diffusers-unet", or None when nothing matches."""
+    """What a non-checkpoint file most likely is: "lora", "vae", "controlnet", "text_encoder", "upscaler",
+    "embedding", "diffusers-unet", or None when nothing matches."""
     keys = list(shapes)
     if not keys:
         return None
@@ -96,6 +97,8 @@ def guess_kind(shapes: Shapes) -> str | None:
         key.startswith("controlnet_cond_embedding.") for key in keys
     ):
         return "controlnet"
+    if any(_TEXT_ENCODER.search(key) for key in keys):
+        return "text_encoder"
     top = {key.split(".", 1)[0] for key in keys}
     if top <= {"encoder", "decoder", "quant_conv", "post_quant_conv"} or all(
         k.startswith(VAE_PREFIX) for k in keys
@@ -117,6 +120,8 @@ _GUESSES = {
     "lora": ("a LoRA", "models/Lora", "Use it with <lora:name:1> in the prompt."),
     "vae": ("a VAE", "models/VAE", "Choose it in the SD VAE setting."),
     "controlnet": ("a ControlNet model", "models/ControlNet", "Use it in the ControlNet section."),
+    "text_encoder": ("a text encoder (CLIP or T5)", "models/text_encoder",
+                     "Choose it under VAE / Text encoder with a transformer-only Flux, Chroma or SD 3 model."),
     "upscaler": ("an upscaler (ESRGAN family)", "models/ESRGAN", "Use it in Extras or hires. fix."),
     "embedding": ("a textual-inversion embedding", "embeddings/", "Use its file name in the prompt."),
     "diffusers-unet": (
@@ -139,7 +144,8 @@ def _not_a_checkpoint(shapes: Shapes, file_name: str) -> InvalidModelFileError:
         return InvalidModelFileError(
             f"{file_name} is not a Stable Diffusion checkpoint: unknown architecture.",
             code="not_a_checkpoint",
-            hint="sdweb loads SD 1.x, SD 2.x and SDXL single-file checkpoints (.safetensors, .ckpt).",
+            hint="sdweb loads SD 1.x, SD 2.x, SDXL, Flux.1, Chroma and SD 3 / 3.5 checkpoints (.safetensors, .ckpt, "
+                 ".gguf) and diffusers folders.",
         )
     what, where, usage = _GUESSES[kind]
     return InvalidModelFileError(

@@ -37,7 +37,7 @@ from sdweb.models.flow_loader import tokenizer_for
 from sdweb.models.ldm_convert import clip_l_to_ldm, vae_to_ldm
 from sdweb.testing.tiny import FLOW_KINDS, TinyFile, _seeded_module, build_tiny_pipeline, save_tiny_file
 
-__all__ = ["FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "build_flow_pipeline", "build_tiny_component", "flow_file_content",
+__all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFlowFiles", "build_flow_pipeline", "build_tiny_component", "flow_file_content",
            "write_flow_tiny"]
 
 FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
@@ -227,3 +227,39 @@ def write_flow_tiny(kind: str, out_path: str | Path, seed: int = 0) -> Path:
             Path(staging).mkdir()  # for the context manager to remove
         return out
     return save_tiny_file(flow_file_content(kind, seed), out)
+
+
+# Where each kind goes in an A1111 / Forge data folder, under the names users have.
+DATA_DIR_NAMES = {
+    "flux-dev": "models/Stable-diffusion/flux1-dev-tiny.safetensors",
+    "flux-schnell": "models/Stable-diffusion/flux1-schnell-tiny.safetensors",
+    "flux-gguf": "models/Stable-diffusion/flux1-dev-tiny-Q8_0.gguf",
+    "chroma": "models/Stable-diffusion/chroma-tiny.safetensors",
+    "sd35-medium": "models/Stable-diffusion/sd3.5_medium_incl_clips-tiny.safetensors",
+    "diffusers-sd1": "models/Stable-diffusion/sd1-tiny-diffusers",
+    "diffusers-flux": "models/Stable-diffusion/flux1-dev-tiny-diffusers",
+    "flux-ae": "models/VAE/ae.safetensors",
+    "clip-l": "models/text_encoder/clip_l.safetensors",
+    "clip-g": "models/text_encoder/clip_g.safetensors",
+    "t5xxl": "models/text_encoder/t5xxl_fp16.safetensors",
+    "t5xxl-fp8": "models/text_encoder/t5xxl_fp8_e4m3fn.safetensors",
+    "t5xxl-fp8-scaled": "models/text_encoder/t5xxl_fp8_e4m3fn_scaled.safetensors",
+}
+
+
+class TinyFlowFiles:
+    """Tiny flow files in a data folder (`root`), written on first use under the names users have
+    (DATA_DIR_NAMES): for tests that share them (a session fixture) and for the lead's API / UI tests."""
+
+    def __init__(self, root: str | Path, seed: int = 0) -> None:
+        self.root = Path(root)
+        self.seed = seed
+
+    def path(self, kind: str) -> Path:
+        target = self.root / DATA_DIR_NAMES[kind]
+        if not target.exists():
+            write_flow_tiny(kind, target, self.seed)
+        return target
+
+    def paths(self, *kinds: str) -> list[Path]:
+        return [self.path(kind) for kind in kinds]
