@@ -16,6 +16,7 @@ bundled `clip_tokenizer/` and `t5_tokenizer/`. Nothing reaches the network.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,9 +60,22 @@ class _Source:
 
 
 def _template(family: Family, relative: str) -> dict[str, Any]:
-    import json
-
     return json.loads((CONFIGS / family.template / relative).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def _naming(file_name: str, family: Family) -> Iterator[None]:
+    """Errors from reading a component's numbers name its file."""
+    try:
+        yield
+    except InvalidModelFileError as exc:
+        if file_name in exc.message:
+            raise
+        raise InvalidModelFileError(f"{file_name}: {exc.message}", code=exc.code, hint=exc.hint or
+                                    "The file may be damaged or made for another model.") from exc
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InvalidModelFileError(f"{file_name}: unsupported {family.label} layout ({exc}).",
+                                    code="model_layout_mismatch") from exc
 
 
 def _transformer_plan(inner: Mapping[str, tuple[int, ...]], family: Family, file_name: str) -> list[Piece]:
@@ -79,11 +93,8 @@ def check_flow_checkpoint(path: Path, header: FileHeader, family: Family) -> Non
     needs is present."""
     prefix = file_components(header.shapes).transformer_prefix or ""
     inner = strip_prefix(header.shapes, prefix)
-    try:
+    with _naming(path.name, family):
         transformer_config(inner, family, _template(family, "transformer/config.json"))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidModelFileError(f"{path.name}: unsupported {family.label} layout ({exc}).",
-                                    code="model_layout_mismatch") from exc
     _transformer_plan(inner, family, path.name)
 
 
@@ -101,22 +112,19 @@ def _read_vae(source: _Source) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
     return numbers, converted
 
 
-def _component_configs(family: Family, sources: Mapping[str, _Source], vae_numbers: Mapping[str, Any],
-                       transformer_name: str) -> dict[str, dict]:
+def _component_configs(family: Family, sources: Mapping[str, _Source], vae_numbers: Mapping[str, Any]
+                       ) -> dict[str, dict]:
     """diffusers component name -> config: the template with the numbers read from each source."""
-    inner = sources["transformer"].shapes
-    try:
-        configs = {"transformer": transformer_config(inner, family, _template(family, "transformer/config.json"))}
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidModelFileError(f"{transformer_name}: unsupported {family.label} layout ({exc}).",
-                                    code="model_layout_mismatch") from exc
+    with _naming(sources["transformer"].file.name, family):
+        configs = {"transformer": transformer_config(sources["transformer"].shapes, family,
+                                                     _template(family, "transformer/config.json"))}
     configs["vae"] = _template(family, "vae/config.json") | dict(vae_numbers)
     for spec in family.text_encoders:
         source = sources[spec.slot]
-        template = _template(family, f"{spec.component}/config.json")
-        numbers = t5_config(source.file.shapes, source.prefix) if spec.tokenizer == "t5" else clip_config(
-            source.file.shapes, source.prefix)
-        configs[spec.component] = template | numbers
+        read = t5_config if spec.tokenizer == "t5" else clip_config
+        with _naming(source.file.name, family):
+            configs[spec.component] = _template(family, f"{spec.component}/config.json") | read(
+                source.file.shapes, source.prefix)
     return configs
 
 
@@ -139,6 +147,10 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
         widths = by_slot["clip_l"]["projection_dim"] + by_slot["clip_g"]["projection_dim"]
         if widths != pooled:
             raise refuse("clip_g", f"pooled CLIP-L + CLIP-G outputs {widths} wide", f"{pooled}")
+        features = by_slot["clip_l"]["hidden_size"] + by_slot["clip_g"]["hidden_size"]
+        if features > transformer["joint_attention_dim"]:  # SD3 pads the CLIP features to the T5 width
+            raise refuse("clip_g", f"CLIP-L + CLIP-G features {features} wide",
+                         f"at most {transformer['joint_attention_dim']}")
     elif pooled is not None and by_slot["clip_l"]["hidden_size"] != pooled:
         raise refuse("clip_l", f"a {by_slot['clip_l']['hidden_size']}-wide pooled CLIP output", f"{pooled}")
     latent = configs["vae"]["latent_channels"]
@@ -268,7 +280,7 @@ def tokenizer_for(kind: str) -> Any:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _sources(path: Path, file: TensorFile, components: FileComponents, family: Family,
+def _sources(file: TensorFile, components: FileComponents, family: Family,
              chosen: Mapping[str, TensorFile], chosen_prefixes: Mapping[str, str]) -> dict[str, _Source]:
     sources = {"transformer": _Source(file, components.transformer_prefix or "")}
     for slot in needed_slots(family):
@@ -295,9 +307,10 @@ def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules
         file = stack.enter_context(open_tensor_file(path, header, allow_unsafe_pickle=allow_unsafe_pickle))
         opened = {slot: stack.enter_context(open_tensor_file(m.path, read_header(m.path)))
                   for slot, m in chosen.items()}
-        sources = _sources(path, file, components, family, opened, {s: m.info.prefix for s, m in chosen.items()})
-        vae_numbers, vae_tensors = _read_vae(sources["vae"])
-        configs = _component_configs(family, sources, vae_numbers, path.name)
+        sources = _sources(file, components, family, opened, {s: m.info.prefix for s, m in chosen.items()})
+        with _naming(sources["vae"].file.name, family):
+            vae_numbers, vae_tensors = _read_vae(sources["vae"])
+        configs = _component_configs(family, sources, vae_numbers)
         _check_widths(family, configs, sources, path.name)
         files = {"model_index.json": _template(family, "model_index.json"),
                  "scheduler/scheduler_config.json": _template(family, "scheduler/scheduler_config.json")}
