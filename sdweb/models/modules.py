@@ -182,13 +182,17 @@ def missing_module_error(family: Family, slot: str) -> InvalidModelFileError:
 def _kind_words(info: ModuleInfo) -> str:
     if info.kind == "vae":
         return f"a VAE with {info.latent_channels} latent channels"
-    return _SLOT_WORDS[info.kind][0] if info.kind else "neither a VAE nor a text encoder"
+    return _SLOT_WORDS[info.kind or "vae"][0]
 
 
 def _wrong_module_error(family: Family, module: ModuleFile, missing: Sequence[str]) -> InvalidModelFileError:
     needs = " and ".join(_SLOT_WORDS[slot][0].split(" ", 1)[1] for slot in needed_slots(family))
     fix = (f"Choose {_SLOT_WORDS[missing[0]][0]} instead: put {_example(family, missing[0])} in "
            f"{_SLOT_WORDS[missing[0]][1]}." if missing else "Remove it from the VAE / Text encoder choice.")
+    if module.info.kind is None:
+        what = ("a GGUF file: sdweb reads GGUF for transformers only (use a .safetensors text encoder)"
+                if module.info.precision == "gguf" else "neither a VAE nor a CLIP / T5 text encoder")
+        return InvalidModelFileError(f"{module.name} is {what}.", code="module_wrong_kind", hint=fix)
     return InvalidModelFileError(
         f"{module.name} is {_kind_words(module.info)}, which {family.label} does not use (it uses {needs}).",
         code="module_wrong_kind", hint=fix)

@@ -254,3 +254,17 @@ def test_check_checkpoint_reads_only_the_header(flow_files, tmp_path: Path) -> N
     assert check_checkpoint(flow_files.path("diffusers-flux")).name == "flux-dev"
     shutil.copytree(flow_files.path("diffusers-sd1"), tmp_path / "sd1-copy")
     assert check_checkpoint(tmp_path / "sd1-copy").name == "sd1"
+
+
+def test_an_fp8_e5m2_transformer_with_comfyui_prefix_is_upcast(flow_files, tmp_path: Path) -> None:
+    """ComfyUI's `diffusion_model.` prefix and fp8 (here e5m2) matrices, as in *_fp8 transformer files."""
+    stored = safetensors.torch.load_file(flow_files.path("flux-schnell"))
+    fp8 = {f"diffusion_model.{k}": (v.to(torch.float8_e5m2) if v.ndim == 2 else v) for k, v in stored.items()}
+    path = tmp_path / "flux1-schnell-fp8_e5m2.safetensors"
+    safetensors.torch.save_file(fp8, path)
+    loaded = load_checkpoint(path, modules=flow_files.paths("flux-ae", "clip-l", "t5xxl"),
+                             config_cache_dir=tmp_path / "cache")
+    assert loaded.family.name == "flux-schnell"
+    weight = loaded.pipeline.transformer.transformer_blocks[0].attn.to_out[0].weight
+    assert weight.dtype == torch.float32
+    assert torch.equal(weight, fp8["diffusion_model.double_blocks.0.img_attn.proj.weight"].float())

@@ -164,3 +164,13 @@ def test_a_vae_of_other_latent_channels_is_refused() -> None:
 def test_two_files_for_one_slot_are_refused() -> None:
     with pytest.raises(InvalidModelFileError, match="t5xxl_fp16.safetensors and t5xxl_fp8_e4m3fn.safetensors"):
         assign_modules(FAMILIES["flux-dev"], NOTHING, [AE, CLIP_L, T5_FP16, T5_FP8])
+
+
+def test_files_that_are_no_module_are_named() -> None:
+    lora = module("detail.safetensors", None)
+    with pytest.raises(InvalidModelFileError, match="detail.safetensors is neither a VAE nor a CLIP / T5"):
+        assign_modules(FAMILIES["flux-dev"], frozenset({"vae", "clip_l", "t5xxl"}), [lora])
+    city96_t5 = module("t5-v1_1-xxl-encoder-Q8_0.gguf", None, "gguf")
+    with pytest.raises(InvalidModelFileError, match="GGUF for transformers only") as caught:
+        assign_modules(FAMILIES["flux-dev"], frozenset({"vae", "clip_l"}), [city96_t5])
+    assert "t5xxl_fp16.safetensors" in caught.value.hint
