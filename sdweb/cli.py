@@ -118,6 +118,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--config", PATHS, "str", help="LDM config (ignored: the architecture is read from the file)"),
     Flag("--vae-dir", PATHS, "str", help="extra VAE folder"),
     Flag("--vae-path", PATHS, "str", help="force this VAE (disables the VAE setting)"),
+    Flag("--text-encoder-dir", PATHS, "str", help="extra text encoder folder (Forge; default models/text_encoder)"),
     Flag("--lora-dir", PATHS, "str", help="LoRA folder (default models/Lora)"),
     Flag("--lyco-dir-backcompat", PATHS, "str", help="LyCORIS folder (default models/LyCORIS)"),
     Flag("--embeddings-dir", PATHS, "str", help="textual inversion folder (default <data-dir>/embeddings)"),

@@ -23,6 +23,10 @@ class DataPaths:
     extra_checkpoint_dir: Path | None
     vae: Path
     extra_vae_dir: Path | None
+    text_encoder: Path  # Forge's models/text_encoder (clip_l, clip_g, t5xxl files)
+    text_encoder_more: tuple[Path, ...]  # ComfyUI's names, read when present: models/clip, models/text_encoders
+    extra_text_encoder_dir: Path | None  # Forge's --text-encoder-dir
+    diffusion_models: tuple[Path, ...]  # ComfyUI's models/diffusion_models, models/unet: more checkpoint folders
     lora: Path
     lycoris: Path
     embeddings: Path
@@ -53,8 +57,9 @@ class DataPaths:
 
     def model_folders(self) -> tuple[Path, ...]:
         """Every folder the app creates at start so users see where to put files."""
-        return (self.checkpoints, self.vae, self.lora, self.embeddings, self.esrgan, self.realesrgan,
-                self.swinir, self.gfpgan, self.codeformer, self.controlnet, self.outputs, self.extensions)
+        return (self.checkpoints, self.vae, self.text_encoder, self.lora, self.embeddings, self.esrgan,
+                self.realesrgan, self.swinir, self.gfpgan, self.codeformer, self.controlnet, self.outputs,
+                self.extensions)
 
     def ensure_folders(self) -> None:
         for folder in self.model_folders():
@@ -87,6 +92,10 @@ def resolve_paths(options: object) -> DataPaths:
         extra_checkpoint_dir=_opt_path(flag("ckpt_dir")),
         vae=models / "VAE",
         extra_vae_dir=_opt_path(flag("vae_dir")),
+        text_encoder=models / "text_encoder",
+        text_encoder_more=(models / "clip", models / "text_encoders"),
+        extra_text_encoder_dir=_opt_path(flag("text_encoder_dir")),
+        diffusion_models=(models / "diffusion_models", models / "unet"),
         lora=_or(flag("lora_dir"), models / "Lora"),
         lycoris=_or(flag("lyco_dir_backcompat"), models / "LyCORIS"),
         embeddings=_or(flag("embeddings_dir"), data / "embeddings"),

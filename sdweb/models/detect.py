@@ -26,6 +26,7 @@ from typing import Any
 
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.families import FAMILIES, UNET_PREFIX, VAE_PREFIX, Family
+from sdweb.models.flow_detect import detect_flow_family
 
 __all__ = ["Shapes", "detect_family", "guess_kind", "infer_architecture", "vae_config_from_ldm_shapes"]
 
@@ -42,12 +43,18 @@ _SD2_TEXT_HIDDEN = 1024
 
 
 def detect_family(shapes: Shapes, file_name: str) -> Family:
-    """The family of an A1111/LDM single-file checkpoint; InvalidModelFileError naming the file otherwise."""
+    """The family of a single-file checkpoint: an A1111/LDM SD file, or a flow-matching transformer (Flux,
+    Chroma, SD 3 / 3.5; all-in-one or transformer-only, with or without `model.diffusion_model.` or
+    `diffusion_model.`: see sdweb.models.flow_detect). InvalidModelFileError naming the file otherwise."""
+    flow = detect_flow_family(shapes, file_name)
+    if flow is not None:
+        return flow
     conv_in = shapes.get(_CONV_IN)
     if conv_in is None or len(conv_in) != 4:
         raise _not_a_checkpoint(shapes, file_name)
     in_channels = conv_in[1]
-    detectable = [f for f in FAMILIES.values() if f.name not in {g.v_variant for g in FAMILIES.values()}]
+    detectable = [f for f in FAMILIES.values()
+                  if f.engine == "unet" and f.name not in {g.v_variant for g in FAMILIES.values()}]
     matching = [f for f in detectable if all(_has_prefix(shapes, p) for p in f.text_encoder_prefixes)]
     # SDXL's first encoder prefix is a prefix of nothing else, but prefer the family needing most encoders.
     matching.sort(key=lambda f: -len(f.text_encoder_prefixes))
@@ -74,12 +81,13 @@ def _has_prefix(shapes: Shapes, prefix: str) -> bool:
 _LORA = re.compile(
     r"(^lora_(unet|te\d?)_)|(\.lora_(down|up)\.)|(\.lora_[AB]\.)|(\.hada_w1_a$)|(\.lokr_w1)|(\.lora\.(down|up)\.)"
 )
+_TEXT_ENCODER = re.compile(r"(^|\.)encoder\.(block\.\d+\.layer\.\d+\.SelfAttention|layers\.\d+\.self_attn)\.")
 _UPSCALER = re.compile(r"(^|\.)(conv_first\.weight|RRDB_trunk\.|body\.\d+\.rdb\d\.)|\.sub\.\d+\.RDB\d\.")
 
 
 def guess_kind(shapes: Shapes) -> str | None:
-    """What a non-checkpoint file most likely is: "lora", "vae", "controlnet", "upscaler", "embedding",
-    "diffusers-unet", or None when nothing matches."""
+    """What a non-checkpoint file most likely is: "lora", "vae", "controlnet", "text_encoder", "upscaler",
+    "embedding", "diffusers-unet", or None when nothing matches."""
     keys = list(shapes)
     if not keys:
         return None
@@ -89,6 +97,8 @@ def guess_kind(shapes: Shapes) -> str | None:
         key.startswith("controlnet_cond_embedding.") for key in keys
     ):
         return "controlnet"
+    if any(_TEXT_ENCODER.search(key) for key in keys):
+        return "text_encoder"
     top = {key.split(".", 1)[0] for key in keys}
     if top <= {"encoder", "decoder", "quant_conv", "post_quant_conv"} or all(
         k.startswith(VAE_PREFIX) for k in keys
@@ -110,6 +120,8 @@ _GUESSES = {
     "lora": ("a LoRA", "models/Lora", "Use it with <lora:name:1> in the prompt."),
     "vae": ("a VAE", "models/VAE", "Choose it in the SD VAE setting."),
     "controlnet": ("a ControlNet model", "models/ControlNet", "Use it in the ControlNet section."),
+    "text_encoder": ("a text encoder (CLIP or T5)", "models/text_encoder",
+                     "Choose it under VAE / Text encoder with a transformer-only Flux, Chroma or SD 3 model."),
     "upscaler": ("an upscaler (ESRGAN family)", "models/ESRGAN", "Use it in Extras or hires. fix."),
     "embedding": ("a textual-inversion embedding", "embeddings/", "Use its file name in the prompt."),
     "diffusers-unet": (
@@ -132,7 +144,8 @@ def _not_a_checkpoint(shapes: Shapes, file_name: str) -> InvalidModelFileError:
         return InvalidModelFileError(
             f"{file_name} is not a Stable Diffusion checkpoint: unknown architecture.",
             code="not_a_checkpoint",
-            hint="sdweb loads SD 1.x, SD 2.x and SDXL single-file checkpoints (.safetensors, .ckpt).",
+            hint="sdweb loads SD 1.x, SD 2.x, SDXL, Flux.1, Chroma and SD 3 / 3.5 checkpoints (.safetensors, .ckpt, "
+                 ".gguf) and diffusers folders.",
         )
     what, where, usage = _GUESSES[kind]
     return InvalidModelFileError(

@@ -209,6 +209,8 @@ _INPAINT = {"unet_in_channels": 9, "is_inpaint": True}
 # encoders and the VAE as separate files) -------------------------------------------------------------------
 _CLIP_L = TextEncoderSpec("clip_l", "text_encoder", "clip", 77, True, EOS_ID)
 _CLIP_L_POOLED = TextEncoderSpec("clip_l", "text_encoder", "clip", 77, True, EOS_ID, sequence=False)
+_FLUX_SENTINEL = "double_blocks.0.img_attn.norm.key_norm.scale"
+_SD3_SENTINEL = "joint_blocks.0.context_block.adaLN_modulation.1.weight"
 _FLOW_COMMON = {
     "native_size": 1024,
     "prediction_type": "flow",
@@ -338,13 +340,27 @@ FAMILIES: dict[str, Family] = {
             inpaint_pipeline="StableDiffusionXLInpaintPipeline",
             **_PLAIN,
         ),
+        # Flow families are told apart by sentinel keys (without the file's prefix): a file is of the family
+        # whose sentinels are all present, with the most sentinels, whose transformer takes the file's input
+        # channels (`unet_in_channels`); see sdweb.models.flow_detect.
         Family(name="flux-dev", label="Flux.1 dev", template="flux-dev", **_FLUX,
-               sentinel_keys=("double_blocks.0.img_attn.norm.key_norm.scale", "guidance_in.in_layer.weight")),
+               sentinel_keys=(_FLUX_SENTINEL, "guidance_in.in_layer.weight")),
         Family(name="flux-schnell", label="Flux.1 schnell", template="flux-schnell",
                **(_FLUX | {"scheduling": Scheduling(kind="flow", shift=2.718281828459045),
                            "guidance": Guidance(cfg=False, distilled=False),
                            "defaults": Defaults(steps=4, cfg_scale=1.0, sampler="Euler", scheduler="Simple")}),
-               sentinel_keys=("double_blocks.0.img_attn.norm.key_norm.scale",)),
+               sentinel_keys=(_FLUX_SENTINEL,)),
+        # Flux.1 Fill dev: the inpainting / outpainting model (input = latents + mask + masked image latents)
+        Family(name="flux-fill", label="Flux.1 Fill dev", template="flux-fill",
+               **(_FLUX | {"load_pipeline": "FluxFillPipeline",
+                           "txt2img_pipeline": None,
+                           "img2img_pipeline": "FluxFillPipeline",
+                           "inpaint_pipeline": "FluxFillPipeline",
+                           "unet_in_channels": 384,
+                           "is_inpaint": True,
+                           "defaults": Defaults(steps=50, cfg_scale=1.0, distilled_cfg_scale=30.0, sampler="Euler",
+                                                scheduler="Simple")}),
+               sentinel_keys=(_FLUX_SENTINEL, "guidance_in.in_layer.weight")),
         Family(name="chroma", label="Chroma", template="chroma",
                **(_FLUX | {"base": "chroma",
                            "load_pipeline": "ChromaPipeline",
@@ -359,14 +375,14 @@ FAMILIES: dict[str, Family] = {
                            "scheduling": Scheduling(kind="flow", shift=2.718281828459045),
                            "guidance": Guidance(cfg=True, distilled=False),
                            "defaults": Defaults(steps=30, cfg_scale=3.0, sampler="Euler", scheduler="Simple")}),
-               sentinel_keys=("distilled_guidance_layer.in_proj.weight",)),
-        Family(name="sd3", label="SD 3 medium", template="sd3", **_SD3,
-               sentinel_keys=("joint_blocks.0.context_block.adaLN_modulation.1.weight",)),
+               sentinel_keys=(_FLUX_SENTINEL, "distilled_guidance_layer.in_proj.weight")),
+        Family(name="sd3", label="SD 3 medium", template="sd3", **_SD3, sentinel_keys=(_SD3_SENTINEL,)),
         Family(name="sd35-medium", label="SD 3.5 medium", template="sd35-medium", **_SD3,
-               sentinel_keys=("joint_blocks.0.x_block.attn2.qkv.weight",)),
+               sentinel_keys=(_SD3_SENTINEL, "joint_blocks.0.x_block.attn.ln_q.weight",
+                              "joint_blocks.0.x_block.attn2.qkv.weight")),
         Family(name="sd35-large", label="SD 3.5 large", template="sd35-large",
                **(_SD3 | {"defaults": Defaults(steps=28, cfg_scale=4.5, sampler="Euler", scheduler="Simple")}),
-               sentinel_keys=("joint_blocks.0.x_block.attn.ln_q.weight",)),
+               sentinel_keys=(_SD3_SENTINEL, "joint_blocks.0.x_block.attn.ln_q.weight")),
     )
 }
 

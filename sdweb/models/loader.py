@@ -1,10 +1,13 @@
-"""Load A1111 single-file checkpoints (.safetensors, .ckpt) into diffusers pipelines, offline and safely.
+"""Load checkpoints into diffusers pipelines, offline and safely: `load_checkpoint` is the one entry.
 
-The path: read the tensor shapes (a safetensors header, or the safe unpickler for .ckpt) -> detect the
-family -> infer the architecture -> write the family's bundled config template with those numbers, the
-prediction type and the CLIP tokenizer into a cached config dir -> `Pipeline.from_single_file(path,
-config=dir, local_files_only=True)`. Nothing reaches the network; a damaged, unsafe or misplaced file
-becomes an `InvalidModelFileError` that names it.
+SD 1.x / 2.x / SDXL single files (.safetensors, .ckpt): read the tensor shapes (a safetensors header, or the
+safe unpickler for .ckpt) -> detect the family -> infer the architecture -> write the family's bundled
+config template with those numbers, the prediction type and the CLIP tokenizer into a cached config dir ->
+`Pipeline.from_single_file(path, config=dir, local_files_only=True)`.
+Flow-matching families (Flux, Chroma, SD 3/3.5; all-in-one, transformer-only + module files, GGUF, fp8):
+`sdweb.models.flow_loader`. Diffusers folders: `sdweb.models.diffusers_dir`.
+Nothing reaches the network; a damaged, unsafe or misplaced file becomes an `InvalidModelFileError` that
+names it.
 """
 
 from __future__ import annotations
@@ -13,21 +16,15 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
-import pickle
 import shutil
-import struct
 import tempfile
-import zipfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy
-import safetensors
 import safetensors.torch
 import torch
 
@@ -35,6 +32,14 @@ from sdweb.core.atomic import make_temp_folder
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.detect import Shapes, detect_family, infer_architecture
 from sdweb.models.families import FAMILIES, Family
+from sdweb.models.reading import (
+    FileHeader,
+    _safe_unpickling,
+    read_header,
+    read_metadata,
+    read_shapes,
+    read_state_dict,
+)
 
 # Before huggingface_hub is imported (diffusers is imported lazily below): no hub look-ups.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,14 +61,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SAFETENSORS_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 CONFIGS = resources.files("sdweb.models") / "configs"
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8}  # fmt: skip
-_UNSAFE_HINT = "Convert it to .safetensors, or pass --disable-safe-unpickle if you trust where it came from."
 
 
 @dataclass(frozen=True)
@@ -77,183 +76,12 @@ class PredictionChoice:
 class LoadedCheckpoint:
     pipeline: Any  # a diffusers DiffusionPipeline of family.load_pipeline
     family: Family
-    prediction_type: str
+    prediction_type: str  # "epsilon", "v_prediction" or "flow"
     prediction_source: str
-    config_dir: Path
-
-
-# ------------------------------------------------------------------------------------------- reading
-
-
-def _suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
-        raise InvalidModelFileError(
-            f"{path.name}: unsupported model file type {suffix or '(none)'!r}.",
-            hint="Use .safetensors (preferred) or .ckpt.",
-        )
-    return suffix
-
-
-def _damaged(path: Path, why: str) -> InvalidModelFileError:
-    return InvalidModelFileError(
-        f"{path.name} is damaged or not a model file: {why}.",
-        code="damaged_model_file",
-        hint="Download it again; an interrupted download leaves a truncated file.",
-    )
-
-
-def _safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Shapes and __metadata__ from the header, after checking that the file can hold what it claims."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise _damaged(path, f"{size} bytes, too short for a safetensors file")
-            if prefix == b"version ":
-                raise _damaged(path, "it is a Git LFS pointer, not the model itself")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
-                raise _damaged(path, f"the header claims {header_len} bytes but the file has {size}")
-            raw = handle.read(header_len)
-    except OSError as exc:
-        raise InvalidModelFileError(f"{path.name} cannot be read: {exc.strerror or exc}.") from exc
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _damaged(path, "the header is not valid JSON") from exc
-    except RecursionError:  # thousands of nested brackets: no real header is nested more than 3 deep
-        raise _damaged(path, "the header is nested too deeply to be a safetensors header") from None
-    if not isinstance(header, dict):
-        raise _damaged(path, "the header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
-    data_size = size - 8 - header_len
-    shapes = {name: _checked_entry(path, name, entry, data_size) for name, entry in header.items()}
-    return shapes, {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
-
-
-def _checked_entry(path: Path, name: str, entry: Any, data_size: int) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(d) for d in entry["shape"])
-        begin, end = (int(o) for o in entry["data_offsets"])
-        dtype = str(entry["dtype"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise _damaged(path, f"tensor {name!r} has a malformed header entry") from exc
-    if any(d < 0 for d in shape) or not 0 <= begin <= end <= data_size:
-        raise _damaged(path, f"tensor {name!r} lies outside the file (truncated?)")
-    itemsize = _DTYPE_BYTES.get(dtype)
-    if itemsize is not None and end - begin != math.prod(shape) * itemsize:
-        raise _damaged(path, f"tensor {name!r} has {end - begin} bytes for shape {list(shape)} of {dtype}")
-    return shape
-
-
-class _LightningCallback:
-    """Stands in for pytorch_lightning's ModelCheckpoint, which old SD 1.x .ckpt files name as a dict key."""
-
-
-def _ckpt_safe_globals() -> list[Any]:
-    # What A1111's safe unpickler also accepts in real SD checkpoints: numpy scalars and dtypes
-    # (training metadata) and the Lightning callback class. None of them runs code from the file.
-    core = getattr(numpy, "_core", None) or numpy.core
-    allowed: list[Any] = [
-        (core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-        (core.multiarray.scalar, "numpy._core.multiarray.scalar"),
-        numpy.dtype,
-        (_LightningCallback, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"),
-    ]
-    allowed += [type(numpy.dtype(code)) for code in ("f2", "f4", "f8", "i4", "i8", "u1", "b1")]
-    return allowed
-
-
-@contextlib.contextmanager
-def _safe_unpickling() -> Iterator[None]:
-    with torch.serialization.safe_globals(_ckpt_safe_globals()):
-        yield
-
-
-# How torch's weights_only unpickler words a refused global or call (as opposed to a damaged stream).
-_REFUSED_SIGNS = (
-    "GLOBAL",
-    "allowlist this global",
-    "unrecognized function",
-    "Can only build",
-    "Can only create",
-)
-
-
-def _pickle_problem(path: Path) -> str:
-    with contextlib.suppress(OSError), path.open("rb") as handle:
-        if handle.read(40).startswith(b"version https://git-lfs"):
-            return "it is a Git LFS pointer, not the model itself"
-    return "the pickle stream is unreadable"
-
-
-def _torch_load(path: Path, allow_unsafe_pickle: bool) -> Any:
-    try:
-        mmap = zipfile.is_zipfile(path)
-        with _safe_unpickling():
-            return torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle, mmap=mmap)
-    except MemoryError:
-        raise
-    except pickle.UnpicklingError as exc:
-        if any(sign in str(exc) for sign in _REFUSED_SIGNS):
-            raise InvalidModelFileError(
-                f"{path.name} contains code or objects that safe loading refuses.",
-                code="unsafe_pickle",
-                hint=_UNSAFE_HINT,
-            ) from exc
-        raise _damaged(path, _pickle_problem(path)) from exc
-    except Exception as exc:  # torch.load raises many types for damaged files (RuntimeError, EOFError, ...)
-        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise _damaged(path, f"unreadable ({type(exc).__name__}: {first_line})") from exc
-
-
-def _flatten_tensors(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Tensors of a loaded pickle, `{"state_dict": ...}` unwrapped, nested dicts joined with dots."""
-    while isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    found: dict[str, torch.Tensor] = {}
-    if not isinstance(obj, Mapping):
-        return found
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, torch.Tensor):
-            found[name] = value
-        elif isinstance(value, Mapping) and not prefix:  # one level: {"string_to_param": {"*": t}}
-            found |= _flatten_tensors(value, f"{name}.")
-    return found
-
-
-def read_shapes(
-    path: str | os.PathLike[str], *, allow_unsafe_pickle: bool = False
-) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape. For .safetensors only the header is read; .ckpt files are unpickled safely."""
-    path = Path(path)
-    if _suffix(path) in SAFETENSORS_SUFFIXES:
-        return _safetensors_header(path)[0]
-    tensors = _flatten_tensors(_torch_load(path, allow_unsafe_pickle))
-    return {name: tuple(tensor.shape) for name, tensor in tensors.items()}
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """A safetensors file's __metadata__ ({} for other formats)."""
-    path = Path(path)
-    return _safetensors_header(path)[1] if _suffix(path) in SAFETENSORS_SUFFIXES else {}
-
-
-def read_state_dict(
-    path: str | os.PathLike[str], *, allow_unsafe_pickle: bool = False
-) -> dict[str, torch.Tensor]:
-    """All tensors of a model file on the CPU (`{"state_dict": ...}` unwrapped)."""
-    path = Path(path)
-    if _suffix(path) in PICKLE_SUFFIXES:
-        return _flatten_tensors(_torch_load(path, allow_unsafe_pickle))
-    _safetensors_header(path)  # validates sizes before safetensors maps the file
-    try:
-        return safetensors.torch.load_file(path, device="cpu")
-    except (safetensors.SafetensorError, OSError, ValueError) as exc:
-        raise _damaged(path, str(exc)[:200]) from exc
+    config_dir: Path | None  # the filled config dir (None for a diffusers folder: the folder is its own)
+    # Module files used (VAE / text encoders), in the order given: stems for the infotext ("Module 1: ae")
+    modules: tuple[str, ...] = ()
+    module_paths: tuple[Path, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------- prediction
@@ -418,22 +246,18 @@ def write_config_dir(
 # ------------------------------------------------------------------------------------------- loading
 
 
-def _read_file_info(
-    path: Path, allow_unsafe_pickle: bool
-) -> tuple[dict[str, tuple[int, ...]], dict[str, str], bool]:
-    """Shapes, safetensors metadata, and whether only the unsafe unpickler can read the file."""
+def _read_file_info(path: Path, allow_unsafe_pickle: bool) -> tuple[FileHeader, bool]:
+    """The file's header, and whether only the unsafe unpickler can read it."""
     if not path.is_file():
         raise InvalidModelFileError(
             f"{path.name} does not exist or is not a file.", code="model_file_missing"
         )
-    if _suffix(path) in SAFETENSORS_SUFFIXES:
-        return (*_safetensors_header(path), False)
     try:
-        return read_shapes(path), {}, False
+        return read_header(path), False
     except InvalidModelFileError as exc:
         if not allow_unsafe_pickle or exc.code != "unsafe_pickle":
             raise
-    return read_shapes(path, allow_unsafe_pickle=True), {}, True
+    return read_header(path, allow_unsafe_pickle=True), True
 
 
 def _scheduler_overrides(choice: PredictionChoice) -> dict[str, Any]:
@@ -548,13 +372,41 @@ def _probe_sd2_prediction(
 
 def check_checkpoint(path: str | os.PathLike[str], *, allow_unsafe_pickle: bool = False) -> Family:
     """What load_checkpoint checks before it builds anything: the file exists, is not damaged (every tensor
-    lies inside it), loads safely and is a checkpoint of a known family. Cheap for .safetensors (header only).
-    InvalidModelFileError naming the file otherwise."""
+    lies inside it), loads safely and is a checkpoint of a known family whose architecture sdweb can build.
+    Cheap: headers only (.safetensors, .gguf) or the JSON files of a diffusers folder. InvalidModelFileError
+    naming the file otherwise. Module files are checked when loading."""
+    from sdweb.models.diffusers_dir import detect_diffusers_family, is_diffusers_dir
+
     path = Path(path)
-    shapes, _, _ = _read_file_info(path, allow_unsafe_pickle)
-    family = detect_family(shapes, path.name)
-    _inferred_architecture(path, shapes, family)
+    if is_diffusers_dir(path):
+        return detect_diffusers_family(path)
+    header, _ = _read_file_info(path, allow_unsafe_pickle)
+    family = detect_family(header.shapes, path.name)
+    if family.engine == "flow":
+        from sdweb.models.flow_loader import check_flow_checkpoint
+
+        check_flow_checkpoint(path, header, family)
+    else:
+        _inferred_architecture(path, header.shapes, family)
     return family
+
+
+def _with_vae_modules(loaded: LoadedCheckpoint, modules: Sequence[Path], allow_unsafe_pickle: bool) -> LoadedCheckpoint:
+    """A checkpoint that carries its text encoders takes only a VAE module file (it replaces the VAE)."""
+    from sdweb.models.modules import classify_module_file
+    from sdweb.models.vae import read_vae_file
+
+    files = [classify_module_file(m) for m in modules]
+    wrong = [m for m in files if m.info.kind != "vae"]
+    if wrong or len(files) > 1:
+        what = f"{wrong[0].name} is not a VAE" if wrong else "only one VAE can be chosen"
+        raise InvalidModelFileError(
+            f"{what}: a {loaded.family.label} checkpoint takes only a VAE as module.", code="module_wrong_kind",
+            hint="Text encoders can be chosen for transformer-only Flux, Chroma and SD 3 files.")
+    pipeline = loaded.pipeline
+    vae = read_vae_file(files[0].path, loaded.family, dict(pipeline.vae.config), allow_unsafe_pickle=allow_unsafe_pickle)
+    pipeline.vae = vae.to(dtype=pipeline.vae.dtype)
+    return replace(loaded, modules=(files[0].stem,), module_paths=(files[0].path,))
 
 
 def load_checkpoint(
@@ -565,20 +417,51 @@ def load_checkpoint(
     prediction_type: str | None = None,
     config_cache_dir: Path | None = None,
     allow_unsafe_pickle: bool = False,
+    modules: Sequence[str | os.PathLike[str]] = (),
 ) -> LoadedCheckpoint:
-    """Load an A1111 single-file checkpoint as the diffusers pipeline of its family.
+    """Load a checkpoint as the diffusers pipeline of its family: an A1111 single file (SD 1.x / 2.x /
+    SDXL), a Flux / Chroma / SD 3 file (all-in-one, transformer-only, GGUF, fp8), or a diffusers folder.
 
-    prediction_type: the per-model user override ("epsilon" / "v_prediction"); None decides from a
-    .yaml beside the file, the file's metadata and keys, and for plain SD2 files A1111's UNet test.
+    prediction_type: the per-model user override ("epsilon" / "v_prediction") for SD files; None decides
+    from a .yaml beside the file, the file's metadata and keys, and for plain SD2 files A1111's UNet test.
+    modules: VAE and text-encoder files (Forge's "VAE / Text encoder" choice; pick them with
+    `sdweb.models.modules.resolve_modules` for "Automatic"). Each replaces what the checkpoint carries for
+    its slot; a flow family's missing or wrong component is an InvalidModelFileError naming the file and
+    the fix. `LoadedCheckpoint.modules` holds the stems used, for the infotext.
     """
-    import diffusers
+    from sdweb.models.diffusers_dir import is_diffusers_dir, load_diffusers_dir
 
     path = Path(path)
-    shapes, metadata, unsafe_only = _read_file_info(path, allow_unsafe_pickle)
-    family = detect_family(shapes, path.name)
-    overrides = _inferred_architecture(path, shapes, family)
-    choice = choose_prediction(path, shapes, metadata, family, prediction_type)
     cache_dir = config_cache_dir if config_cache_dir is not None else default_config_cache_dir()
+    module_paths = [Path(m) for m in modules]
+    if is_diffusers_dir(path):
+        pipeline, family, prediction = load_diffusers_dir(path, dtype=dtype)
+        loaded = LoadedCheckpoint(pipeline, family, prediction, "folder config", None)
+    else:
+        header, unsafe_only = _read_file_info(path, allow_unsafe_pickle)
+        family = detect_family(header.shapes, path.name)
+        if family.engine == "flow":
+            from sdweb.models.flow_loader import load_flow_checkpoint
+
+            loaded = load_flow_checkpoint(path, header, family, module_paths, dtype=dtype, cache_dir=cache_dir,
+                                          allow_unsafe_pickle=allow_unsafe_pickle)
+            module_paths = []
+        else:
+            loaded = _load_sd_single_file(path, header, unsafe_only, family, dtype, prediction_type, cache_dir)
+    if module_paths:
+        loaded = _with_vae_modules(loaded, module_paths, allow_unsafe_pickle)
+    if torch.device(device).type != "cpu":
+        loaded.pipeline.to(device)
+    return loaded
+
+
+def _load_sd_single_file(path: Path, header: FileHeader, unsafe_only: bool, family: Family, dtype: torch.dtype,
+                         prediction_type: str | None, cache_dir: Path) -> LoadedCheckpoint:
+    import diffusers
+
+    shapes = header.shapes
+    overrides = _inferred_architecture(path, shapes, family)
+    choice = choose_prediction(path, shapes, header.metadata, family, prediction_type)
     components: dict[str, Any] = {}
     with _loadable_copy(path, unsafe_only, cache_dir / "tmp") as source:
         if choice is None:  # a plain SD2 file with no hint
@@ -592,8 +475,6 @@ def load_checkpoint(
         config_dir = write_config_dir(family, files, cache_dir)
         pipeline_class = getattr(diffusers, family.load_pipeline)
         pipeline = _from_single_file(pipeline_class, path, source, config_dir, dtype, components)
-    if torch.device(device).type != "cpu":
-        pipeline.to(device)
     log.info("loaded %s as %s (%s from %s)", path.name, family.name, choice.prediction_type, choice.source)
     return LoadedCheckpoint(pipeline, family, choice.prediction_type, choice.source, config_dir)
 

@@ -22,8 +22,10 @@ from sdweb.models.hashing import HashCache, LoggingProgress
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt")
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".gguf")
 VAE_SUFFIXES = (".safetensors", ".ckpt", ".pt")
+# Forge lists these in its "VAE / Text encoder" choice (models/VAE, models/text_encoder)
+MODULE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
 LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -126,14 +128,16 @@ class ModelRegistry:
         self.loras: list[NamedModelFile] = []
         self.embeddings: list[NamedModelFile] = []
         self.file_checks = FileChecks()  # damaged VAE / LoRA files, found when listed
+        self.modules: list[NamedModelFile] = []
         self._to_hash: queue.Queue[Path] = queue.Queue()
         self._hasher: threading.Thread | None = None
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def _checkpoint_sources(self) -> list[tuple[Path, Path]]:
-        """(file or diffusers folder, the folder its name is relative to)."""
+        """(file or diffusers folder, the folder its name is relative to): models/Stable-diffusion, --ckpt-dir,
+        then ComfyUI's models/diffusion_models and models/unet when present (transformer-only files, GGUF)."""
         found: list[tuple[Path, Path]] = []
-        for root in (self.paths.checkpoints, self.paths.extra_checkpoint_dir):
+        for root in (self.paths.checkpoints, self.paths.extra_checkpoint_dir, *self.paths.diffusion_models):
             if root is None or not root.is_dir():
                 continue
             for index in sorted(root.rglob("model_index.json")):
@@ -157,7 +161,7 @@ class ModelRegistry:
         entries = {}
         for path, root in self._checkpoint_sources():
             entry = self._entry_for(path, root)
-            entries[entry.name] = entry
+            entries.setdefault(entry.name, entry)  # the same name in two folders: the first folder wins
         if not entries:
             demo = ensure_demo_checkpoint(self.paths.cache_dir)
             entries[DEMO_TITLE] = CheckpointEntry(path=demo, name=demo.name, is_demo=True,
@@ -268,9 +272,22 @@ class ModelRegistry:
                 found.setdefault(file.stem, NamedModelFile(file.stem, file))
         self.embeddings = sorted(found.values(), key=lambda v: v.name.lower())
 
+    def refresh_modules(self) -> None:
+        """Forge's module files ("VAE / Text encoder"): every model file in models/VAE, --vae-dir,
+        models/text_encoder, --text-encoder-dir and (when present) ComfyUI's models/clip and
+        models/text_encoders, by file name. What each one is: sdweb.models.modules.classify_module_file."""
+        roots = (self.paths.vae, self.paths.extra_vae_dir, self.paths.text_encoder, self.paths.extra_text_encoder_dir,
+                 *self.paths.text_encoder_more)
+        found: dict[str, NamedModelFile] = {}
+        for root in roots:
+            for file in _walk(root, MODULE_SUFFIXES):
+                found.setdefault(file.name, NamedModelFile(file.name, file, file.stem))
+        self.modules = sorted(found.values(), key=lambda m: m.name.lower())
+
     def refresh_all(self) -> None:
         self.refresh_checkpoints()
         self.refresh_vaes()
+        self.refresh_modules()
         self.refresh_loras()
         self.refresh_embeddings()
 
@@ -285,6 +302,10 @@ class ModelRegistry:
 
     def find_vae(self, name: str) -> NamedModelFile | None:
         return next((v for v in self.vaes if name in (v.name, Path(v.name).stem, str(v.path))), None)
+
+    def find_module(self, name: str) -> NamedModelFile | None:
+        """A module file by file name, stem (as Forge's infotext names it: "Module 1: ae") or path."""
+        return next((m for m in self.modules if name in (m.name, m.alias, str(m.path))), None)
 
     def find_lora(self, name: str) -> NamedModelFile | None:
         return next((x for x in self.loras if name == x.name), None) or next(

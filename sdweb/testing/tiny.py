@@ -1,8 +1,9 @@
 """Tiny deterministic random-weight models in the file formats users download (a few MB each).
 
 A1111 single-file checkpoints (SD1, SD1-inpaint, SD2, SD2-v, SD2-inpaint, SDXL, SDXL-inpaint, SDXL refiner),
-a standalone VAE, a kohya LoRA, textual-inversion embeddings, an ESRGAN x4 upscaler and a ControlNet.
-The same seed gives byte-identical files. Also the built-in demo model.
+a standalone VAE, a kohya LoRA, textual-inversion embeddings, an ESRGAN x4 upscaler and a ControlNet; Flux.1,
+Chroma and SD 3.5 files, their module files (CLIP-L, CLIP-G, T5-XXL, the Flux VAE), a Flux GGUF and diffusers
+folders (sdweb.testing.tiny_flow). The same seed gives byte-identical files. Also the built-in demo model.
 
     python -m sdweb.testing.tiny KIND OUT [--seed N] [--format safetensors|ckpt]
 """
@@ -52,7 +53,10 @@ __all__ = [
     "write_tiny",
 ]
 
-TINY_KINDS = (*CHECKPOINT_KINDS, "vae", "lora", "embedding", "embedding-sdxl", "esrgan", "controlnet")
+# The flow kinds live in sdweb.testing.tiny_flow (imported when used: it imports this module).
+FLOW_KINDS = ("flux-dev", "flux-schnell", "flux-gguf", "chroma", "sd35-medium", "clip-l", "clip-g", "t5xxl",
+              "t5xxl-fp8", "t5xxl-fp8-scaled", "flux-ae", "diffusers-sd1", "diffusers-flux")
+TINY_KINDS = (*CHECKPOINT_KINDS, "vae", "lora", "embedding", "embedding-sdxl", "esrgan", "controlnet", *FLOW_KINDS)
 FORMATS = ("safetensors", "ckpt")
 DEMO_FILE_NAME = "demo-tiny-random.safetensors"
 DEMO_SEED = 1234
@@ -323,9 +327,16 @@ def save_tiny_file(content: TinyFile, out_path: str | Path, fmt: str = "safetens
 
 
 def write_tiny(kind: str, out_path: str | Path, *, seed: int = 0, fmt: str = "safetensors") -> Path:
-    """Write a tiny model file of this kind atomically (fmt "safetensors" or "ckpt", the pickle format)."""
+    """Write a tiny model file of this kind atomically (fmt "safetensors" or "ckpt", the pickle format).
+    Flow kinds are written in their own format (.safetensors, .gguf for flux-gguf, a folder for diffusers-*)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if kind in FLOW_KINDS:
+        if fmt != "safetensors":
+            raise ValueError(f"{kind} files are written in their own format; --format does not apply")
+        from sdweb.testing.tiny_flow import write_flow_tiny
+
+        return write_flow_tiny(kind, out_path, seed)
     return save_tiny_file(tiny_file_content(kind, seed), out_path, fmt)
 
 
@@ -348,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     path = write_tiny(args.kind, args.out, seed=args.seed, fmt=args.fmt)
-    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    print(f"wrote {path} ({size} bytes)")
     if args.config_dir is not None:
         print(f"wrote {tiny_config_dir(args.kind, args.config_dir)}")
     return 0

@@ -120,3 +120,29 @@ def test_hash_cache_survives_a_broken_cache_file(tmp_path):
     cache = HashCache(cache_file)
     assert cache.get(path, "sha256") == hashlib.sha256(b"abc").hexdigest()
     assert HashCache(cache_file).cached(path, "sha256") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_module_files_and_comfyui_checkpoint_folders(data_dir, tmp_path):
+    models = data_dir / "models"
+    _write(models / "VAE" / "ae.safetensors", b"x")
+    _write(models / "text_encoder" / "t5xxl_fp16.safetensors", b"x")
+    _write(models / "text_encoder" / "notes.txt", b"x")
+    _write(models / "clip" / "clip_l.safetensors", b"x")
+    _write(models / "text_encoders" / "t5" / "t5xxl_fp8_e4m3fn.safetensors", b"x")
+    _write(models / "text_encoders" / "t5xxl_fp16.safetensors", b"x")  # the same name again: listed once
+    _write(tmp_path / "extra-te" / "clip_g.safetensors", b"x")
+    _write(models / "diffusion_models" / "flux1-schnell.safetensors", b"x")
+    _write(models / "unet" / "flux1-dev-Q8_0.gguf", b"x")
+    _write(models / "Stable-diffusion" / "chroma-Q4_K.gguf", b"x")
+    _write(models / "unet" / "a.safetensors", b"x")  # a name models/Stable-diffusion already has
+    registry = _registry(data_dir, "--no-hashing", "--text-encoder-dir", str(tmp_path / "extra-te"))
+    assert [m.name for m in registry.modules] == [
+        "ae.safetensors", "clip_g.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors",
+        "t5xxl_fp8_e4m3fn.safetensors"]
+    assert registry.find_module("t5xxl_fp16").path == models / "text_encoder" / "t5xxl_fp16.safetensors"
+    assert registry.find_module("ae.safetensors").path == models / "VAE" / "ae.safetensors"
+    assert registry.find_module("missing") is None
+    by_name = {entry.name: entry for entry in registry.checkpoints}
+    assert {"flux1-schnell.safetensors", "flux1-dev-Q8_0.gguf", "chroma-Q4_K.gguf"} <= set(by_name)
+    assert by_name["a.safetensors"].path == models / "Stable-diffusion" / "a.safetensors"
+    assert registry.find_checkpoint("flux1-dev-Q8_0").path == models / "unet" / "flux1-dev-Q8_0.gguf"

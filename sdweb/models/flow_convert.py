@@ -1,0 +1,232 @@
+"""Original transformer keys (BFL for Flux and Chroma, MMDiT for SD3) -> diffusers keys, at any width.
+
+A conversion is a *plan*: one `Piece` per diffusers weight, naming the original key it comes from and how
+(a part of a fused q/k/v(/mlp) tensor split along dim 0, or BFL's (shift, scale) halves swapped to diffusers'
+(scale, shift)). The plan is computed from the file's shapes only, so it can be checked against the model
+before any tensor is read, executed tensor by tensor (`take`), and inverted (`to_original`) to write test
+files in the original layout. diffusers' own Flux and Chroma converters hard-code the 3072 width; the key
+names here are the ones those converters (and diffusers' width-agnostic SD3 converter) read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sdweb.models.families import Family
+
+__all__ = ["Layout", "Piece", "conversion_plan", "layout_from_config", "layout_from_shapes", "take", "target_shape",
+           "to_original"]
+
+Shapes = Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One diffusers weight `target` made from the original weight `source`."""
+
+    target: str
+    source: str
+    sizes: tuple[int, ...] = ()  # split the source along dim 0 into these sizes and take `part`
+    part: int = 0
+    swap: bool = False  # exchange the two halves along dim 0 (BFL shift, scale -> diffusers scale, shift)
+
+
+def _swap_halves(tensor: torch.Tensor) -> torch.Tensor:
+    first, second = tensor.chunk(2, dim=0)
+    return torch.cat([second, first], dim=0)
+
+
+def take(piece: Piece, source: torch.Tensor) -> torch.Tensor:
+    """The diffusers tensor of `piece` from its original tensor."""
+    tensor = torch.split(source, piece.sizes, dim=0)[piece.part] if piece.sizes else source
+    return _swap_halves(tensor) if piece.swap else tensor
+
+
+def target_shape(piece: Piece, source_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape `take` gives for a source of `source_shape` (a logical shape)."""
+    return (piece.sizes[piece.part], *source_shape[1:]) if piece.sizes else tuple(source_shape)
+
+
+def to_original(plan: list[Piece], state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of the plan: original-layout tensors from a diffusers state dict (for writing test files)."""
+    by_source: dict[str, list[Piece]] = {}
+    for piece in plan:
+        by_source.setdefault(piece.source, []).append(piece)
+    original = {}
+    for source, pieces in by_source.items():
+        parts = [state_dict[p.target] for p in sorted(pieces, key=lambda p: p.part)]
+        if pieces[0].swap:  # swapping is its own inverse
+            parts = [_swap_halves(parts[0])]
+        original[source] = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+    return original
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a plan depends on: the structure of one transformer (from a file's shapes or a diffusers config)."""
+
+    kind: str  # "flux", "chroma" or "sd3"
+    width: int
+    layers: int  # double blocks (Flux, Chroma) or joint blocks (SD3)
+    single_layers: int = 0
+    mlp: int = 0  # the single blocks' MLP width
+    guidance: bool = False  # Flux dev: a guidance embedder
+    approximator_layers: int = 0  # Chroma
+    qk_norm: bool = False  # SD3.5
+    dual_attention_layers: tuple[int, ...] = ()  # SD3.5 medium
+
+
+def _kind(family: Family) -> str:
+    return {"SD3Transformer2DModel": "sd3", "ChromaTransformer2DModel": "chroma"}.get(family.transformer_class or "",
+                                                                                        "flux")
+
+
+def _count(shapes: Shapes, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = [int(m.group(1)) for key in shapes if (m := pattern.match(key))]
+    return max(found) + 1 if found else 0
+
+
+def layout_from_shapes(shapes: Shapes, family: Family) -> Layout:
+    """The layout of a transformer in original keys (`shapes` without prefix)."""
+    kind = _kind(family)
+    if kind == "sd3":
+        layers = _count(shapes, "joint_blocks.")
+        return Layout(kind, shapes["joint_blocks.0.x_block.attn.qkv.weight"][0] // 3, layers,
+                      qk_norm="joint_blocks.0.x_block.attn.ln_q.weight" in shapes,
+                      dual_attention_layers=tuple(i for i in range(layers)
+                                                  if f"joint_blocks.{i}.x_block.attn2.qkv.weight" in shapes))
+    width = shapes["img_in.weight"][0]
+    linear1 = shapes.get("single_blocks.0.linear1.weight", (3 * width,))
+    return Layout(kind, width, _count(shapes, "double_blocks."), _count(shapes, "single_blocks."),
+                  linear1[0] - 3 * width, "guidance_in.in_layer.weight" in shapes,
+                  _count(shapes, "distilled_guidance_layer.layers."))
+
+
+def layout_from_config(config: Mapping[str, Any], family: Family) -> Layout:
+    """The layout of a diffusers transformer config (for writing original-layout files)."""
+    kind = _kind(family)
+    width = config["num_attention_heads"] * config["attention_head_dim"]
+    if kind == "sd3":
+        return Layout(kind, width, config["num_layers"], qk_norm=bool(config.get("qk_norm")),
+                      dual_attention_layers=tuple(config.get("dual_attention_layers") or ()))
+    return Layout(kind, width, config["num_layers"], config["num_single_layers"], 4 * width,
+                  bool(config.get("guidance_embeds")), int(config.get("approximator_layers") or 0))
+
+
+def _linear(target: str, source: str, swap: bool = False) -> list[Piece]:
+    return [Piece(f"{target}.weight", f"{source}.weight", swap=swap),
+            Piece(f"{target}.bias", f"{source}.bias", swap=swap)]
+
+
+def _split(targets: tuple[str, ...], source: str, sizes: tuple[int, ...]) -> list[Piece]:
+    """A fused linear (weight and bias) split along its outputs into `targets`."""
+    return [Piece(f"{target}.{kind}", f"{source}.{kind}", sizes, part)
+            for kind in ("weight", "bias") for part, target in enumerate(targets)]
+
+
+def _flux_double_block(i: int, width: int, chroma: bool) -> list[Piece]:
+    new, old = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+    qkv = (width, width, width)
+    plan = [] if chroma else _linear(new + "norm1.linear", old + "img_mod.lin") + _linear(
+        new + "norm1_context.linear", old + "txt_mod.lin")
+    plan += _split((new + "attn.to_q", new + "attn.to_k", new + "attn.to_v"), old + "img_attn.qkv", qkv)
+    plan += _split((new + "attn.add_q_proj", new + "attn.add_k_proj", new + "attn.add_v_proj"),
+                   old + "txt_attn.qkv", qkv)
+    for side, q, k in (("img_attn", "norm_q", "norm_k"), ("txt_attn", "norm_added_q", "norm_added_k")):
+        plan += [Piece(f"{new}attn.{q}.weight", f"{old}{side}.norm.query_norm.scale"),
+                 Piece(f"{new}attn.{k}.weight", f"{old}{side}.norm.key_norm.scale")]
+    plan += _linear(new + "ff.net.0.proj", old + "img_mlp.0") + _linear(new + "ff.net.2", old + "img_mlp.2")
+    plan += _linear(new + "ff_context.net.0.proj", old + "txt_mlp.0")
+    plan += _linear(new + "ff_context.net.2", old + "txt_mlp.2")
+    plan += _linear(new + "attn.to_out.0", old + "img_attn.proj") + _linear(new + "attn.to_add_out", old + "txt_attn.proj")
+    return plan
+
+
+def _flux_single_block(i: int, width: int, mlp: int, chroma: bool) -> list[Piece]:
+    new, old = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+    plan = [] if chroma else _linear(new + "norm.linear", old + "modulation.lin")
+    plan += _split((new + "attn.to_q", new + "attn.to_k", new + "attn.to_v", new + "proj_mlp"), old + "linear1",
+                   (width, width, width, mlp))
+    plan += [Piece(new + "attn.norm_q.weight", old + "norm.query_norm.scale"),
+             Piece(new + "attn.norm_k.weight", old + "norm.key_norm.scale")]
+    return plan + _linear(new + "proj_out", old + "linear2")
+
+
+def _flux_plan(layout: Layout) -> list[Piece]:
+    chroma = layout.kind == "chroma"
+    plan = _linear("context_embedder", "txt_in") + _linear("x_embedder", "img_in")
+    if chroma:
+        plan += _linear("distilled_guidance_layer.in_proj", "distilled_guidance_layer.in_proj")
+        plan += _linear("distilled_guidance_layer.out_proj", "distilled_guidance_layer.out_proj")
+        for i in range(layout.approximator_layers):
+            new = f"distilled_guidance_layer.layers.{i}."
+            plan += _linear(new + "linear_1", new + "in_layer") + _linear(new + "linear_2", new + "out_layer")
+            plan.append(Piece(f"distilled_guidance_layer.norms.{i}.weight", f"distilled_guidance_layer.norms.{i}.scale"))
+    else:
+        embedders = [("timestep_embedder", "time_in"), ("text_embedder", "vector_in")]
+        embedders += [("guidance_embedder", "guidance_in")] if layout.guidance else []
+        for new, old in embedders:
+            plan += _linear(f"time_text_embed.{new}.linear_1", f"{old}.in_layer")
+            plan += _linear(f"time_text_embed.{new}.linear_2", f"{old}.out_layer")
+    for i in range(layout.layers):
+        plan += _flux_double_block(i, layout.width, chroma)
+    for i in range(layout.single_layers):
+        plan += _flux_single_block(i, layout.width, layout.mlp, chroma)
+    plan += _linear("proj_out", "final_layer.linear")
+    if not chroma:
+        plan += _linear("norm_out.linear", "final_layer.adaLN_modulation.1", swap=True)
+    return plan
+
+
+def _sd3_block(layout: Layout, i: int) -> list[Piece]:
+    new, x, c = f"transformer_blocks.{i}.", f"joint_blocks.{i}.x_block.", f"joint_blocks.{i}.context_block."
+    last = i == layout.layers - 1
+    qkv = (layout.width,) * 3
+    plan = _split((new + "attn.to_q", new + "attn.to_k", new + "attn.to_v"), x + "attn.qkv", qkv)
+    plan += _split((new + "attn.add_q_proj", new + "attn.add_k_proj", new + "attn.add_v_proj"), c + "attn.qkv", qkv)
+    if layout.qk_norm:
+        plan += [Piece(new + "attn.norm_q.weight", x + "attn.ln_q.weight"),
+                 Piece(new + "attn.norm_k.weight", x + "attn.ln_k.weight"),
+                 Piece(new + "attn.norm_added_q.weight", c + "attn.ln_q.weight"),
+                 Piece(new + "attn.norm_added_k.weight", c + "attn.ln_k.weight")]
+    plan += _linear(new + "attn.to_out.0", x + "attn.proj")
+    if not last:
+        plan += _linear(new + "attn.to_add_out", c + "attn.proj")
+    if i in layout.dual_attention_layers:
+        plan += _split((new + "attn2.to_q", new + "attn2.to_k", new + "attn2.to_v"), x + "attn2.qkv", qkv)
+        if layout.qk_norm:
+            plan += [Piece(new + "attn2.norm_q.weight", x + "attn2.ln_q.weight"),
+                     Piece(new + "attn2.norm_k.weight", x + "attn2.ln_k.weight")]
+        plan += _linear(new + "attn2.to_out.0", x + "attn2.proj")
+    plan += _linear(new + "norm1.linear", x + "adaLN_modulation.1")
+    # the last context block only conditions the image: diffusers' AdaLayerNormContinuous wants (scale, shift)
+    plan += _linear(new + "norm1_context.linear", c + "adaLN_modulation.1", swap=last)
+    plan += _linear(new + "ff.net.0.proj", x + "mlp.fc1") + _linear(new + "ff.net.2", x + "mlp.fc2")
+    if not last:
+        plan += _linear(new + "ff_context.net.0.proj", c + "mlp.fc1") + _linear(new + "ff_context.net.2", c + "mlp.fc2")
+    return plan
+
+
+def _sd3_plan(layout: Layout) -> list[Piece]:
+    plan = [Piece("pos_embed.pos_embed", "pos_embed")] + _linear("pos_embed.proj", "x_embedder.proj")
+    plan += _linear("time_text_embed.timestep_embedder.linear_1", "t_embedder.mlp.0")
+    plan += _linear("time_text_embed.timestep_embedder.linear_2", "t_embedder.mlp.2")
+    plan += _linear("context_embedder", "context_embedder")
+    plan += _linear("time_text_embed.text_embedder.linear_1", "y_embedder.mlp.0")
+    plan += _linear("time_text_embed.text_embedder.linear_2", "y_embedder.mlp.2")
+    for i in range(layout.layers):
+        plan += _sd3_block(layout, i)
+    plan += _linear("proj_out", "final_layer.linear")
+    return plan + _linear("norm_out.linear", "final_layer.adaLN_modulation.1", swap=True)
+
+
+def conversion_plan(layout: Layout) -> list[Piece]:
+    """One Piece per diffusers weight of a transformer of this layout (Flux / Chroma BFL keys or SD3 MMDiT
+    keys -> diffusers keys)."""
+    return _sd3_plan(layout) if layout.kind == "sd3" else _flux_plan(layout)

@@ -1,0 +1,300 @@
+"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5) from key names and tensor shapes alone.
+
+A file may carry a transformer (BFL keys for Flux and Chroma, MMDiT keys for SD3; bare, under
+`model.diffusion_model.` as ComfyUI/Forge checkpoints have it, or `diffusion_model.`), a VAE (LDM keys under
+`vae.` or `first_stage_model.`) and text encoders (`text_encoders.{clip_l,clip_g,t5xxl}.transformer.`).
+`file_components` says which; `detect_flow_family` names the family from the records' sentinel keys; the
+config readers turn shapes into diffusers config numbers, so tiny, full-size and pruned files share one path:
+
+- Flux / Chroma: width and input channels from `img_in`, head width from the q-norm size (heads = width /
+  head width), block counts from key indices, joint width from `txt_in`, pooled width from `vector_in`,
+  `guidance_embeds` from `guidance_in`, output channels from `final_layer.linear`, Chroma's approximator
+  from `distilled_guidance_layer`. The RoPE axes (no weights) follow `flux_rope_axes`.
+- SD3: width, input channels and patch from `x_embedder.proj`, layers from `joint_blocks`, head width from
+  `ln_q` (3.5), else width / layers (SD3's rule: 64 per layer), caption and joint widths from
+  `context_embedder`, pooled from `y_embedder`, dual attention layers from `x_block.attn2`, qk-norm from
+  `ln_q`, the position grid from `pos_embed`.
+- CLIP (HF layout, with or without `text_model.`) and T5 (HF `encoder.block.N.layer.*`): widths, depths,
+  vocabulary, heads (T5: from the relative attention bias; CLIP: width / 64, as in every released CLIP).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sdweb.core.errors import InvalidModelFileError
+from sdweb.models.families import FAMILIES, TEXT_ENCODERS_PREFIX, Family
+
+__all__ = [
+    "TRANSFORMER_PREFIXES",
+    "FileComponents",
+    "clip_config",
+    "clip_inner_prefix",
+    "detect_flow_family",
+    "file_components",
+    "flux_rope_axes",
+    "strip_prefix",
+    "t5_config",
+    "transformer_config",
+    "transformer_prefix",
+]
+
+Shapes = Mapping[str, tuple[int, ...]]
+
+TRANSFORMER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
+VAE_PREFIXES = ("vae.", "first_stage_model.")
+ENCODER_SLOTS = ("clip_l", "clip_g", "t5xxl")
+_FLOW_FAMILIES = tuple(f for f in FAMILIES.values() if f.engine == "flow")
+_QUANT_MARKERS = ("bitsandbytes__nf4", "bitsandbytes__fp4", ".quant_state.", ".absmax", ".quant_map")
+
+
+def _count(shapes: Shapes, prefix: str) -> int:
+    """1 + the largest N among keys `prefix + N.`, or 0."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = [int(m.group(1)) for key in shapes if (m := pattern.match(key))]
+    return max(found) + 1 if found else 0
+
+
+def _need(shapes: Shapes, key: str) -> tuple[int, ...]:
+    shape = shapes.get(key)
+    if shape is None:
+        raise InvalidModelFileError(f"the weight {key!r} is missing; the file is damaged or of an unsupported layout.")
+    return shape
+
+
+def strip_prefix(shapes: Shapes, prefix: str) -> dict[str, tuple[int, ...]]:
+    """The entries under `prefix`, named without it."""
+    return {key[len(prefix):]: shape for key, shape in shapes.items() if key.startswith(prefix)}
+
+
+# ------------------------------------------------------------------------------------ what a file holds
+
+
+def transformer_prefix(shapes: Shapes) -> str | None:
+    """The prefix of a flow transformer's keys in this file ("" for a bare one), or None when it has none."""
+    sentinels = {key for family in _FLOW_FAMILIES for key in family.sentinel_keys[:1]}
+    for prefix in TRANSFORMER_PREFIXES:
+        if any(prefix + key in shapes for key in sentinels):
+            return prefix
+    return None
+
+
+def _vae_prefix(shapes: Shapes) -> str | None:
+    for prefix in VAE_PREFIXES:
+        if prefix + "decoder.conv_in.weight" in shapes and prefix + "encoder.conv_in.weight" in shapes:
+            return prefix
+    return None
+
+
+@dataclass(frozen=True)
+class FileComponents:
+    """Which parts of a pipeline one file carries, and under which key prefix."""
+
+    transformer_prefix: str | None
+    vae_prefix: str | None
+    text_encoder_prefixes: dict[str, str]  # slot ("clip_l", "clip_g", "t5xxl") -> prefix
+
+    @property
+    def components(self) -> frozenset[str]:
+        """"transformer", "vae" and the text-encoder slots present."""
+        found = set(self.text_encoder_prefixes)
+        if self.transformer_prefix is not None:
+            found.add("transformer")
+        if self.vae_prefix is not None:
+            found.add("vae")
+        return frozenset(found)
+
+
+def file_components(shapes: Shapes) -> FileComponents:
+    """What a flow checkpoint carries: all-in-one (ComfyUI / Forge layout) or transformer-only."""
+    prefix = transformer_prefix(shapes)
+    encoders = {}
+    for slot in ENCODER_SLOTS:
+        encoder_prefix = f"{TEXT_ENCODERS_PREFIX}{slot}.transformer."
+        if any(key.startswith(encoder_prefix) for key in shapes):
+            encoders[slot] = encoder_prefix
+    return FileComponents(prefix, _vae_prefix(shapes), encoders)
+
+
+# ---------------------------------------------------------------------------------------- detection
+
+
+def _refuse_known_unsupported(inner: Shapes, file_name: str) -> None:
+    if "double_stream_modulation_img.lin.weight" in inner:
+        raise InvalidModelFileError(
+            f"{file_name} is a Flux.2 transformer; sdweb loads Flux.1, Chroma and SD 3 / 3.5 flow models.",
+            code="unsupported_family", hint="Use a Flux.1 dev / schnell, Chroma or SD 3.5 file.")
+    if any(marker in key for key in inner for marker in _QUANT_MARKERS) or inner.get("img_in.weight", (0, 0))[1:] == (1,):
+        raise InvalidModelFileError(
+            f"{file_name} is a bitsandbytes NF4/FP4 quantized transformer, which sdweb cannot load.",
+            code="unsupported_quantization",
+            hint="Use the GGUF (Q8_0, Q5, Q4) or fp8 / fp16 version of the model instead.")
+    if "distilled_guidance_layer.in_proj.weight" in inner and "img_in.weight" not in inner:
+        raise InvalidModelFileError(
+            f"{file_name} is Chroma Radiance (a pixel-space model); sdweb loads the latent Chroma models.",
+            code="unsupported_family", hint="Use Chroma1-HD or another latent Chroma file.")
+
+
+def _in_channels(inner: Shapes) -> int | None:
+    for key in ("img_in.weight", "x_embedder.proj.weight"):
+        if key in inner and len(inner[key]) >= 2:
+            return inner[key][1]
+    return None
+
+
+def detect_flow_family(shapes: Shapes, file_name: str) -> Family | None:
+    """The flow family of a file holding a Flux / Chroma / SD3 transformer (all-in-one or transformer-only),
+    None when it holds none. Among the families whose sentinel keys are all present and whose transformer
+    takes the file's input channels, the one with most sentinels wins (Chroma over schnell, dev over
+    schnell, 3.5 medium over 3.5 large over SD3). InvalidModelFileError for a known unsupported variant."""
+    prefix = transformer_prefix(shapes)
+    if prefix is None:
+        return None
+    inner = strip_prefix(shapes, prefix)
+    _refuse_known_unsupported(inner, file_name)
+    in_channels = _in_channels(inner)
+    candidates = [f for f in _FLOW_FAMILIES if f.sentinel_keys and all(k in inner for k in f.sentinel_keys)]
+    matching = [f for f in candidates if f.unet_in_channels == in_channels]
+    if not matching:
+        what = candidates[0].label if candidates else "flow-matching"
+        raise InvalidModelFileError(
+            f"{file_name} is a {what} transformer whose input takes {in_channels} channels; sdweb supports "
+            f"{', '.join(sorted({str(f.unet_in_channels) for f in candidates})) or 'none'} for it "
+            "(Flux depth / canny control models are not supported).",
+            code="unsupported_family", hint="Use a normal or Fill model of the family.")
+    return max(matching, key=lambda f: len(f.sentinel_keys))
+
+
+# ------------------------------------------------------------------------------------ config numbers
+
+
+def flux_rope_axes(head_dim: int) -> list[int]:
+    """RoPE axes (no weights, so not in the file) for a Flux / Chroma head width: (16, 56, 56) for the real
+    128; otherwise the first axis about 1/8 of the head, the other two equal, all even (16 -> 4, 6, 6)."""
+    first = max(2, head_dim // 8 // 2 * 2)
+    while first < head_dim and (head_dim - first) % 4:
+        first += 2
+    rest = (head_dim - first) // 2
+    if rest <= 0:
+        raise InvalidModelFileError(f"unsupported attention head width {head_dim}.")
+    return [first, rest, rest]
+
+
+def _flux_config(inner: Shapes, family: Family) -> dict[str, Any]:
+    hidden, in_channels = _need(inner, "img_in.weight")
+    head_dim = _need(inner, "double_blocks.0.img_attn.norm.query_norm.scale")[0]
+    if hidden % head_dim or _need(inner, "double_blocks.0.img_mlp.0.weight")[0] != 4 * hidden:
+        raise InvalidModelFileError("unsupported Flux layout (attention or MLP widths do not fit diffusers' model).")
+    config: dict[str, Any] = {
+        "in_channels": in_channels,
+        "out_channels": _need(inner, "final_layer.linear.weight")[0],
+        "num_layers": _count(inner, "double_blocks."),
+        "num_single_layers": _count(inner, "single_blocks."),
+        "attention_head_dim": head_dim,
+        "num_attention_heads": hidden // head_dim,
+        "joint_attention_dim": _need(inner, "txt_in.weight")[1],
+        "axes_dims_rope": flux_rope_axes(head_dim),
+        "patch_size": 1,
+    }
+    if family.transformer_class == "ChromaTransformer2DModel":
+        approximator = _need(inner, "distilled_guidance_layer.in_proj.weight")
+        config |= {
+            "approximator_num_channels": approximator[1],
+            "approximator_hidden_dim": approximator[0],
+            "approximator_layers": _count(inner, "distilled_guidance_layer.layers."),
+        }
+    else:
+        config |= {
+            "pooled_projection_dim": _need(inner, "vector_in.in_layer.weight")[1],
+            "guidance_embeds": "guidance_in.in_layer.weight" in inner,
+        }
+    return config
+
+
+def _sd3_config(inner: Shapes) -> dict[str, Any]:
+    hidden, in_channels, patch, _ = _need(inner, "x_embedder.proj.weight")
+    layers = _count(inner, "joint_blocks.")
+    ln_q = inner.get("joint_blocks.0.x_block.attn.ln_q.weight")
+    # without qk-norm (SD3 medium) the heads equal the depth: width = 64 x depth
+    sd3_head = hidden // layers if layers and hidden % layers == 0 else 64
+    head_dim = ln_q[0] if ln_q is not None else sd3_head
+    grid = _need(inner, "pos_embed")[1]
+    max_size = math.isqrt(grid)
+    if hidden % head_dim or max_size * max_size != grid:
+        raise InvalidModelFileError("unsupported SD3 layout (attention width or position grid do not fit).")
+    caption, joint = _need(inner, "context_embedder.weight")
+    return {
+        "in_channels": in_channels,
+        "patch_size": patch,
+        "out_channels": _need(inner, "final_layer.linear.weight")[0] // (patch * patch),
+        "num_layers": layers,
+        "attention_head_dim": head_dim,
+        "num_attention_heads": hidden // head_dim,
+        "joint_attention_dim": joint,
+        "caption_projection_dim": caption,
+        "pooled_projection_dim": _need(inner, "y_embedder.mlp.0.weight")[1],
+        "pos_embed_max_size": max_size,
+        "dual_attention_layers": [i for i in range(layers) if f"joint_blocks.{i}.x_block.attn2.qkv.weight" in inner],
+        "qk_norm": "rms_norm" if ln_q is not None else None,
+    }
+
+
+def transformer_config(inner: Shapes, family: Family, template: Mapping[str, Any]) -> dict[str, Any]:
+    """The transformer config: `template` (the family's bundled full-size config) with the numbers read from
+    `inner`, the transformer's shapes without prefix."""
+    if family.transformer_class == "SD3Transformer2DModel":
+        numbers = _sd3_config(inner)
+        numbers["sample_size"] = min(int(template.get("sample_size", 128)), numbers["pos_embed_max_size"])
+    else:
+        numbers = _flux_config(inner, family)
+    return dict(template) | numbers
+
+
+def clip_inner_prefix(shapes: Shapes, prefix: str) -> str:
+    """`prefix + "text_model."` when the CLIP weights under `prefix` use it, else `prefix` (flattened form)."""
+    return prefix + "text_model." if prefix + "text_model.embeddings.token_embedding.weight" in shapes else prefix
+
+
+def clip_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    """CLIPTextConfig numbers of the HF-layout CLIP text encoder under `prefix` (heads: width / 64, min 1)."""
+    inner = clip_inner_prefix(shapes, prefix)
+    vocab, hidden = _need(shapes, inner + "embeddings.token_embedding.weight")
+    heads = max(1, hidden // 64)
+    while hidden % heads:
+        heads -= 1
+    projection = shapes.get(prefix + "text_projection.weight")
+    return {
+        "hidden_size": hidden,
+        "vocab_size": vocab,
+        "max_position_embeddings": _need(shapes, inner + "embeddings.position_embedding.weight")[0],
+        "num_hidden_layers": _count(shapes, inner + "encoder.layers."),
+        "intermediate_size": _need(shapes, inner + "encoder.layers.0.mlp.fc1.weight")[0],
+        "num_attention_heads": heads,
+        "projection_dim": projection[0] if projection else hidden,
+    }
+
+
+def t5_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    """T5Config numbers of the HF-layout T5 encoder under `prefix`."""
+    attention = prefix + "encoder.block.0.layer.0.SelfAttention."
+    embedding = shapes.get(prefix + "shared.weight") or _need(shapes, prefix + "encoder.embed_tokens.weight")
+    buckets, heads = _need(shapes, attention + "relative_attention_bias.weight")
+    inner = _need(shapes, attention + "q.weight")[0]
+    gated = prefix + "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in shapes
+    wi = "wi_0" if gated else "wi"
+    return {
+        "vocab_size": embedding[0],
+        "d_model": embedding[1],
+        "d_kv": inner // heads,
+        "num_heads": heads,
+        "num_layers": _count(shapes, prefix + "encoder.block."),
+        "d_ff": _need(shapes, f"{prefix}encoder.block.0.layer.1.DenseReluDense.{wi}.weight")[0],
+        "relative_attention_num_buckets": buckets,
+        "feed_forward_proj": "gated-gelu" if gated else "relu",
+        "is_gated_act": gated,
+        "dense_act_fn": "gelu_new" if gated else "relu",
+    }

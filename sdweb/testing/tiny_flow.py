@@ -1,0 +1,265 @@
+"""Tiny random-weight Flux.1 / Chroma / SD 3.5 files in the layouts users download (each under 5 MB).
+
+Kinds (`python -m sdweb.testing.tiny KIND OUT`):
+
+- flux-dev: all-in-one as ComfyUI / Forge save it: `model.diffusion_model.` + BFL keys (bf16),
+  `text_encoders.clip_l.transformer.text_model.*`, `text_encoders.t5xxl.transformer.*`, `vae.` LDM keys.
+- flux-schnell, chroma: transformer-only, bare BFL keys (bf16), as Black Forest Labs and lodestones ship them.
+- flux-gguf: the flux-dev transformer as a city96-style GGUF: BFL names, Q8_0 where a row has a multiple of 32
+  values, F16 for other matrices, F32 for vectors.
+- clip-l, clip-g, t5xxl (fp16), t5xxl-fp8 (fp8_e4m3fn matrices), t5xxl-fp8-scaled (ComfyUI's `scaled_fp8`
+  marker + per-weight `scale_weight`), flux-ae (16-channel LDM VAE, no prefix): the loose module files.
+- sd35-medium: all-in-one: `model.diffusion_model.` + MMDiT keys, `text_encoders.{clip_l,clip_g,t5xxl}
+  .transformer.*`, `first_stage_model.` VAE keys.
+- diffusers-sd1, diffusers-flux: diffusers folders (`save_pretrained`); OUT is a folder.
+
+The original layouts come from our conversion plans inverted (sdweb.models.flow_convert); a test checks
+them against the keys diffusers' own converters read. Same seed, same bytes; each component has its own
+seed stream, so the loose files equal the all-in-one file's parts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import numpy
+import torch
+import transformers
+
+from sdweb.core.atomic import atomic_write_bytes
+from sdweb.models.families import FAMILIES
+from sdweb.models.flow_convert import conversion_plan, layout_from_config, to_original
+from sdweb.models.flow_detect import flux_rope_axes
+from sdweb.models.flow_loader import tokenizer_for
+from sdweb.models.ldm_convert import clip_l_to_ldm, vae_to_ldm
+from sdweb.testing.tiny import FLOW_KINDS, TinyFile, _seeded_module, build_tiny_pipeline, save_tiny_file
+
+__all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFlowFiles", "build_flow_pipeline", "build_tiny_component", "flow_file_content",
+           "write_flow_tiny"]
+
+FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
+FILE_KINDS = tuple(kind for kind in FLOW_KINDS if kind not in FOLDER_KINDS)
+
+_CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "layer_norm_eps": 1e-5, "pad_token_id": 1,
+                "bos_token_id": 0, "eos_token_id": 2, "num_attention_heads": 1}
+# Different widths (diffusers mixes up same-width CLIP-L / G) and the real depths' relation: G deeper than 12.
+# The 49408 x width token embeddings are most of each file, hence the narrow widths.
+CLIP_L = _CLIP_COMMON | {"hidden_size": 8, "intermediate_size": 32, "num_hidden_layers": 2, "projection_dim": 8,
+                         "hidden_act": "quick_gelu"}
+CLIP_G = _CLIP_COMMON | {"hidden_size": 12, "intermediate_size": 48, "num_hidden_layers": 32, "projection_dim": 12,
+                         "hidden_act": "gelu"}
+# SD3 pads the CLIP-L + CLIP-G features (8 + 12) to the T5 width, so T5 must be at least 20 wide.
+T5 = {"vocab_size": 32128, "d_model": 24, "d_kv": 8, "d_ff": 37, "num_layers": 2, "num_heads": 3,
+      "relative_attention_num_buckets": 8, "relative_attention_max_distance": 16, "feed_forward_proj": "gated-gelu",
+      "is_gated_act": True, "dense_act_fn": "gelu_new", "pad_token_id": 0, "eos_token_id": 1}
+_VAE_COMMON = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
+               "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [8, 8, 16, 16],
+               "layers_per_block": 1, "latent_channels": 16, "norm_num_groups": 8, "sample_size": 64,
+               "use_quant_conv": False, "use_post_quant_conv": False}
+FLUX_VAE = _VAE_COMMON | {"scaling_factor": 0.3611, "shift_factor": 0.1159}
+SD3_VAE = _VAE_COMMON | {"scaling_factor": 1.5305, "shift_factor": 0.0609}
+_HEAD = 16
+FLUX = {"patch_size": 1, "in_channels": 64, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": _HEAD,
+        "num_attention_heads": 2, "joint_attention_dim": T5["d_model"], "axes_dims_rope": flux_rope_axes(_HEAD)}
+FLUX_DEV = FLUX | {"pooled_projection_dim": CLIP_L["hidden_size"], "guidance_embeds": True}
+FLUX_SCHNELL = FLUX_DEV | {"guidance_embeds": False}
+CHROMA = FLUX | {"approximator_num_channels": 16, "approximator_hidden_dim": 32, "approximator_layers": 1}
+SD35_MEDIUM = {"sample_size": 16, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 2,
+               "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": T5["d_model"],
+               "caption_projection_dim": 32, "pooled_projection_dim": CLIP_L["projection_dim"] + CLIP_G["projection_dim"],
+               "pos_embed_max_size": 16, "dual_attention_layers": (0,), "qk_norm": "rms_norm"}
+TRANSFORMERS = {"flux-dev": FLUX_DEV, "flux-schnell": FLUX_SCHNELL, "chroma": CHROMA, "sd35-medium": SD35_MEDIUM}
+
+
+def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
+    """A seeded tiny module (fp32): "<family>-transformer" for the families in TRANSFORMERS, "flux-vae",
+    "sd3-vae", "clip_l", "clip_l-projection" (SD3's CLIP-L, with a projection), "clip_g", "t5xxl"."""
+    if name.endswith("-transformer"):
+        family = FAMILIES[name.removesuffix("-transformer")]
+        model_class = getattr(diffusers, family.transformer_class or "")
+        return _seeded_module(seed, name, lambda: model_class(**TRANSFORMERS[family.name]))
+    factories: dict[str, Any] = {
+        "flux-vae": lambda: diffusers.AutoencoderKL(**FLUX_VAE),
+        "sd3-vae": lambda: diffusers.AutoencoderKL(**SD3_VAE),
+        "clip_l": lambda: transformers.CLIPTextModel(transformers.CLIPTextConfig(**CLIP_L)),
+        "clip_l-projection": lambda: transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_L)),
+        "clip_g": lambda: transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_G)),
+        "t5xxl": lambda: transformers.T5EncoderModel(transformers.T5Config(**T5)),
+    }
+    # SD3's CLIP-L is CLIP-L with an identity projection (SD3 files keep none): same seed stream as CLIP-L.
+    seed_name = "clip_l" if name == "clip_l-projection" else name
+    module = _seeded_module(seed, seed_name, factories[name])
+    if name == "clip_l-projection":
+        with torch.no_grad():
+            module.text_projection.weight.copy_(torch.eye(CLIP_L["hidden_size"]))
+    if name == "t5xxl":
+        module.encoder.embed_tokens.weight = module.shared.weight
+    return module
+
+
+def _transformer_tensors(family_name: str, seed: int) -> dict[str, torch.Tensor]:
+    model = build_tiny_component(f"{family_name}-transformer", seed)
+    plan = conversion_plan(layout_from_config(model.config, FAMILIES[family_name]))
+    return to_original(plan, model.state_dict())
+
+
+def _clip_tensors(name: str, seed: int, prefix: str) -> dict[str, torch.Tensor]:
+    model = build_tiny_component(name, seed)
+    tensors = clip_l_to_ldm(model.state_dict(), prefix)  # `prefix + text_model.*` (no projection)
+    if name == "clip_g":
+        tensors[prefix + "text_projection.weight"] = model.state_dict()["text_projection.weight"]
+    return tensors
+
+
+def _t5_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
+    state = build_tiny_component("t5xxl", seed).state_dict()
+    return {prefix + k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}  # tied: only `shared`
+
+
+def _vae_tensors(name: str, seed: int, prefix: str) -> dict[str, torch.Tensor]:
+    vae = build_tiny_component(name, seed)
+    return vae_to_ldm(vae.state_dict(), vae.config, prefix=prefix)
+
+
+def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {key: tensors[key].detach().to(dtype).contiguous() for key in sorted(tensors)}
+
+
+def _fp8(tensors: dict[str, torch.Tensor], scaled: bool) -> dict[str, torch.Tensor]:
+    """Matrices as fp8_e4m3fn (ComfyUI's `*_fp8_e4m3fn`); scaled: stored as weight / scale, with the scale
+    beside it and the `scaled_fp8` marker (`*_fp8_scaled`)."""
+    result: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        if tensor.ndim != 2:
+            result[key] = tensor.detach().to(torch.float16).contiguous()
+            continue
+        tensor = tensor.detach().float()
+        if scaled:
+            scale = tensor.abs().max().clamp(min=1e-12) / 448.0  # e4m3fn's largest finite value
+            result[key.removesuffix(".weight") + ".scale_weight"] = scale.reshape(()).clone()
+            tensor = tensor / scale
+        result[key] = tensor.to(torch.float8_e4m3fn).contiguous()
+    if scaled:
+        result["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+    return dict(sorted(result.items()))
+
+
+def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
+    """The tensors and metadata of a tiny flow file kind (not the GGUF or folder kinds)."""
+    metadata = {"format": "pt", "sdweb.tiny": f"{kind} seed={seed}"}
+    if kind == "flux-dev":
+        tensors = _cast({f"model.diffusion_model.{k}": v for k, v in _transformer_tensors("flux-dev", seed).items()},
+                        torch.bfloat16)
+        tensors |= _cast(_clip_tensors("clip_l", seed, "text_encoders.clip_l.transformer.")
+                         | _t5_tensors(seed, "text_encoders.t5xxl.transformer.")
+                         | _vae_tensors("flux-vae", seed, "vae."), torch.float16)
+    elif kind in ("flux-schnell", "chroma"):
+        tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
+    elif kind == "sd35-medium":
+        tensors = _cast({f"model.diffusion_model.{k}": v for k, v in _transformer_tensors(kind, seed).items()}
+                        | _clip_tensors("clip_l", seed, "text_encoders.clip_l.transformer.")
+                        | _clip_tensors("clip_g", seed, "text_encoders.clip_g.transformer.")
+                        | _t5_tensors(seed, "text_encoders.t5xxl.transformer.")
+                        | _vae_tensors("sd3-vae", seed, "first_stage_model."), torch.float16)
+    elif kind in ("clip-l", "clip-g"):
+        tensors = _cast(_clip_tensors(kind.replace("-", "_"), seed, ""), torch.float16)
+    elif kind == "t5xxl":
+        tensors = _cast(_t5_tensors(seed, ""), torch.float16)
+    elif kind in ("t5xxl-fp8", "t5xxl-fp8-scaled"):
+        tensors = _fp8(_t5_tensors(seed, ""), scaled=kind.endswith("scaled"))
+    elif kind == "flux-ae":
+        tensors = _cast(_vae_tensors("flux-vae", seed, ""), torch.float16)
+    else:
+        raise ValueError(f"unknown tiny flow kind {kind!r}; expected one of {', '.join(FILE_KINDS)}")
+    return TinyFile(tensors, metadata, tensors)
+
+
+def _gguf_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    import gguf
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.gguf"
+        writer = gguf.GGUFWriter(str(path), arch="flux")
+        for name in sorted(tensors):
+            array = tensors[name].detach().float().numpy()
+            if array.ndim == 2 and array.shape[1] % 32 == 0:
+                quantized = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
+                writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            else:
+                writer.add_tensor(name, array.astype(numpy.float16 if array.ndim >= 2 else numpy.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()
+
+
+def build_flow_pipeline(family_name: str, seed: int = 0) -> Any:
+    """The tiny diffusers pipeline of a flow family (fp32), from the same seeded components as the files."""
+    family = FAMILIES[family_name]
+    parts: dict[str, Any] = {
+        "transformer": build_tiny_component(f"{family_name}-transformer", seed),
+        "vae": build_tiny_component("sd3-vae" if family.base == "sd3" else "flux-vae", seed),
+        "scheduler": diffusers.FlowMatchEulerDiscreteScheduler(shift=family.scheduling.shift),
+    }
+    for spec in family.text_encoders:
+        name = {"clip_l": "clip_l-projection" if family.base == "sd3" else "clip_l"}.get(spec.slot, spec.slot)
+        parts[spec.component] = build_tiny_component(name, seed)
+        parts[spec.component.replace("text_encoder", "tokenizer")] = tokenizer_for(spec.tokenizer)
+    return getattr(diffusers, family.load_pipeline)(**parts)
+
+
+def write_flow_tiny(kind: str, out_path: str | Path, seed: int = 0) -> Path:
+    """Write a tiny flow file (or folder, for FOLDER_KINDS) atomically."""
+    out = Path(out_path)
+    if kind == "flux-gguf":
+        return atomic_write_bytes(out, _gguf_bytes(_transformer_tensors("flux-dev", seed)))
+    if kind in FOLDER_KINDS:
+        pipe = build_tiny_pipeline("sd1", seed) if kind == "diffusers-sd1" else build_flow_pipeline("flux-dev", seed)
+        pipe.to(torch.float16)  # as many published folders are; halves the files
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
+            pipe.save_pretrained(staging, safe_serialization=True)
+            Path(staging).rename(out)  # the folder appears whole
+            Path(staging).mkdir()  # for the context manager to remove
+        return out
+    return save_tiny_file(flow_file_content(kind, seed), out)
+
+
+# Where each kind goes in an A1111 / Forge data folder, under the names users have.
+DATA_DIR_NAMES = {
+    "flux-dev": "models/Stable-diffusion/flux1-dev-tiny.safetensors",
+    "flux-schnell": "models/Stable-diffusion/flux1-schnell-tiny.safetensors",
+    "flux-gguf": "models/Stable-diffusion/flux1-dev-tiny-Q8_0.gguf",
+    "chroma": "models/Stable-diffusion/chroma-tiny.safetensors",
+    "sd35-medium": "models/Stable-diffusion/sd3.5_medium_incl_clips-tiny.safetensors",
+    "diffusers-sd1": "models/Stable-diffusion/sd1-tiny-diffusers",
+    "diffusers-flux": "models/Stable-diffusion/flux1-dev-tiny-diffusers",
+    "flux-ae": "models/VAE/ae.safetensors",
+    "clip-l": "models/text_encoder/clip_l.safetensors",
+    "clip-g": "models/text_encoder/clip_g.safetensors",
+    "t5xxl": "models/text_encoder/t5xxl_fp16.safetensors",
+    "t5xxl-fp8": "models/text_encoder/t5xxl_fp8_e4m3fn.safetensors",
+    "t5xxl-fp8-scaled": "models/text_encoder/t5xxl_fp8_e4m3fn_scaled.safetensors",
+}
+
+
+class TinyFlowFiles:
+    """Tiny flow files in a data folder (`root`), written on first use under the names users have
+    (DATA_DIR_NAMES): for tests that share them (a session fixture) and for the lead's API / UI tests."""
+
+    def __init__(self, root: str | Path, seed: int = 0) -> None:
+        self.root = Path(root)
+        self.seed = seed
+
+    def path(self, kind: str) -> Path:
+        target = self.root / DATA_DIR_NAMES[kind]
+        if not target.exists():
+            write_flow_tiny(kind, target, self.seed)
+        return target
+
+    def paths(self, *kinds: str) -> list[Path]:
+        return [self.path(kind) for kind in kinds]
