@@ -142,7 +142,8 @@ def build_app_state(options: object) -> AppState:
                            vae_path=getattr(options, "vae_path", None))
     service = GenerationService(manager, settings, paths, plan, options)
     queue = JobQueue(lambda job, context: run_job(service, job, context))
-    extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all)
+    extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
+                                 services=service.script_services)
     for warning in settings.register_options(extensions.option_infos()):
         log.warning("Extension setting: %s", warning)
     service.scripts = extensions.runner
