@@ -125,13 +125,14 @@ def test_choosing_a_script_shows_its_controls_and_none_hides_them(page, server):
 def test_script_controls_sit_right_under_the_dropdown(page):
     """Bug 12: the chosen script's controls were placed at the bottom, below ControlNet, far from the dropdown."""
     page.get_by_role("tab", name="txt2img", exact=True).first.click()
-    dropdown = page.locator("#txt2img_script").bounding_box()
-    controlnet = page.locator("#txt2img_script_controlnet").bounding_box()
-    assert controlnet["y"] + controlnet["height"] <= dropdown["y"], "ControlNet comes before the Script dropdown"
     _choose(page, "txt2img_script", "X/Y/Z plot")
     x_type = page.locator("#script_txt2img_xyz_plot_x_type")
     expect(x_type).to_be_visible()
+    page.wait_for_timeout(300)  # the dropdown's list has closed; measure in one scroll position
+    dropdown = page.locator("#txt2img_script").bounding_box()
+    controlnet = page.locator("#txt2img_script_controlnet").bounding_box()
     controls = x_type.bounding_box()
+    assert controlnet["y"] + controlnet["height"] <= dropdown["y"], "ControlNet comes before the Script dropdown"
     assert 0 <= controls["y"] - (dropdown["y"] + dropdown["height"]) < 80, (dropdown, controls)
 
 
