@@ -149,7 +149,7 @@ class GenerationService:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
                             code="unsupported_mode", hint="Use it as a refiner, or choose another checkpoint.")
         p.model = model
-        if model not in p.scope.models:
+        if all(used is not model for used in p.scope.models):
             p.scope.models.append(model)
         hooks.process(p)
         request = p.request
