@@ -211,6 +211,7 @@ def test_sd_upscale_a1111_args_return_the_upscaled_image(api):
     images, info = _post(client, "img2img", {**payload, "script_args": ["", 8, "Lanczos", 2.0]})
     assert len(images) == 1 and images[0].size == (64, 64)
     assert "SD upscale overlap: 8, SD upscale upscaler: Lanczos" in info["infotexts"][0]
+    assert images[0].info["parameters"] == info["infotexts"][0], "the PNG carries its infotext"
     by_index, info = _post(client, "img2img", {**payload, "script_args": ["", 16, 1, 2.0]})  # 1 = Lanczos
     assert by_index[0].size == (64, 64) and "SD upscale upscaler: Lanczos" in info["infotexts"][0]
     bigger = {**payload, "init_images": [_b64(init.resize((64, 64)))], "batch_size": 9}
@@ -238,6 +239,7 @@ def test_outpainting_mk2_grows_the_image_and_keeps_the_original_side(api):
                                           "script_name": "Outpainting mk2",
                                           "script_args": ["", 64, 4, ["right"], 1.0, 0.05]})
     assert len(images) == 1 and images[0].size == (128, 64)
+    assert "Denoising strength: 0.8" in images[0].info["parameters"]
     pixels = np.asarray(images[0].convert("RGB"), dtype=np.int16)
     assert np.abs(pixels[:, :24] - np.array([10, 200, 30])).max() <= 3, "the far side of the original stays"
 

@@ -51,6 +51,8 @@ class Collected:
 
     def add_image(self, image: Image.Image, infotext: str, seed: int, subseed: int, prompt: str,
                   negative_prompt: str) -> None:
+        """An image the script made itself (a combined upscale, a grown canvas), with its infotext."""
+        image.info["parameters"] = infotext
         self.images.append(image)
         self.infotexts.append(infotext)
         self.seeds.append(seed)
