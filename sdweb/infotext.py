@@ -153,6 +153,22 @@ def format_infotext(prompt: str, negative_prompt: str, params: Mapping[str, obje
     return f"{prompt}{negative}\n{line}".strip()
 
 
+def add_params(text: str, extra: Mapping[str, object]) -> str:
+    """`text` with `extra` pairs added to its parameter line, before the trailing keys (Version, User), as
+    A1111 writes a script's keys (``Script: X/Y/Z plot, X Type: Steps, ...``) into a grid's infotext."""
+    pairs = ", ".join(f"{key}: {quote(value)}" for key, value in extra.items() if value is not None)
+    if not pairs:
+        return text
+    head, _, last = text.rpartition("\n")
+    if len(last) > MAX_PARAMETER_LINE or len(_PARAM_RE.findall(last)) < 3:
+        return f"{text}\n{pairs}" if text else pairs
+    cut = min((match.start() for key in TRAILING_KEYS
+               if (match := re.search(rf"(?:^|, ){re.escape(key)}: ", last))), default=len(last))
+    before, after = last[:cut], last[cut:]
+    line = f"{before}, {pairs}{after}" if before else f"{pairs}, {after.removeprefix(', ')}"
+    return f"{head}\n{line}" if head else line
+
+
 # ---------------------------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------------------------

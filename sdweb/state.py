@@ -167,7 +167,8 @@ def build_app_state(options: object) -> AppState:
     service = GenerationService(manager, settings, paths, plan, options)
     service.postprocess.upscalers.problems()  # a damaged upscaler file is logged at start, as VAEs and LoRAs
     queue = JobQueue(lambda job, context: run_job(service, job, context))
-    extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all)
+    extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
+                                 services=service.script_services)
     for warning in settings.register_options(extensions.option_infos()):
         log.warning("Extension setting: %s", warning)
     service.scripts = extensions.runner

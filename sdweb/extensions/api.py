@@ -19,15 +19,20 @@ from sdweb.generation.control import CONTROL_MODES
 from sdweb.generation.hooks import ControlUnit, Processing, SamplingCall, StepInfo
 from sdweb.generation.outpaint import DIRECTIONS as OUTPAINT_DIRECTIONS
 from sdweb.generation.outpaint import outpaint_canvas
+from sdweb.generation.seeds import resolve_seed
+from sdweb.generation.service import GenerationResult
+from sdweb.infotext import add_params as add_infotext_params
 from sdweb.models.controlnet import load_controlnet
 from sdweb.models.hashing import legacy_model_hash
+from sdweb.outputs.grid import GridAnnotation, draw_grid_annotations, make_grid
 
 API_VERSION = 1
 
 __all__ = [
-    "API_VERSION", "AlwaysVisible", "CONTROL_MODES", "ControlUnit", "ExtensionContext", "ImageSaveParams",
-    "NotFoundError", "OUTPAINT_DIRECTIONS", "OptionSpec", "Processing", "SamplingCall", "Script", "StepInfo",
-    "UserError", "decode_image", "encode_image", "legacy_model_hash", "load_controlnet", "outpaint_canvas",
+    "API_VERSION", "AlwaysVisible", "CONTROL_MODES", "ControlUnit", "ExtensionContext", "GenerationResult",
+    "GridAnnotation", "ImageSaveParams", "NotFoundError", "OUTPAINT_DIRECTIONS", "OptionSpec", "Processing",
+    "SamplingCall", "Script", "StepInfo", "UserError", "add_infotext_params", "decode_image", "draw_grid_annotations",
+    "encode_image", "legacy_model_hash", "load_controlnet", "make_grid", "outpaint_canvas", "resolve_seed",
 ]
 
 MAX_IMAGE_PIXELS = 8192 * 8192
@@ -163,11 +168,14 @@ class ExtensionContext:
 
     def __init__(self, name: str, path: Path, callbacks: Callbacks, options: list[OptionSpec],
                  paths: Any, launch_options: Any, settings: Any,
-                 refresh_models: Callable[[], None] | None = None) -> None:
+                 refresh_models: Callable[[], None] | None = None, services: Any = None) -> None:
         self.name = name
         self.path = path
         self.paths = paths  # sdweb.config.paths.DataPaths: models folders, outputs, ...
         self.launch_options = launch_options  # the frozen command-line options (read-only)
+        # sdweb.generation.script_services.ScriptServices: names of models, samplers, upscalers, styles (for
+        # ui()); the same object is `p.services` in a job
+        self.services = services
         self._settings = settings
         self._callbacks = callbacks
         self._options = options

@@ -28,6 +28,8 @@ from sdweb.extensions.scripts import LoadedScript, ScriptRunner
 log = logging.getLogger(__name__)
 
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "builtin_extensions"
+BUILTIN_SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "builtin_scripts"
+BUILTIN_SCRIPTS_OWNER = "built-in"  # LoadedScript.extension of A1111's own scripts
 INSTALL_TIMEOUT_S = 600
 
 
@@ -193,15 +195,22 @@ def _needs_arguments(cls: type) -> bool:
                for p in parameters)
 
 
+def _module_scripts(module: ModuleType, context: ExtensionContext, owner: str) -> list[LoadedScript]:
+    """What setup() added, then the module's no-argument Script classes it did not add an instance of."""
+    setup = getattr(module, "setup", None)
+    if callable(setup):
+        setup(context)
+    added = context.take_added_scripts()
+    built = {type(script) for script in added}
+    return [LoadedScript(script, owner) for script in added] + [
+        LoadedScript(cls(), owner) for cls in _script_classes(module)
+        if cls not in built and not _needs_arguments(cls)]
+
+
 def _load_one(extension: Extension, context: ExtensionContext, scripts: list[LoadedScript]) -> None:
     found: list[LoadedScript] = []
     for module in _modules(extension):
-        setup = getattr(module, "setup", None)
-        if callable(setup):
-            setup(context)
-        found += [LoadedScript(script, extension.name) for script in context.take_added_scripts()]
-        found += [LoadedScript(cls(), extension.name) for cls in _script_classes(module)
-                  if not _needs_arguments(cls)]
+        found += _module_scripts(module, context, extension.name)
     for loaded in found:
         if loaded.script.title() not in extension.scripts:  # one title may have a txt2img and an img2img script
             extension.scripts.append(loaded.script.title())
@@ -214,12 +223,29 @@ def _load_one(extension: Extension, context: ExtensionContext, scripts: list[Loa
     extension.loaded = True
 
 
+def _builtin_scripts(paths: Any, settings: Any, options: Any, services: Any) -> list[LoadedScript]:
+    """A1111's own scripts (X/Y/Z plot, SD upscale, ...): always on, listed before the extensions' scripts."""
+    scripts: list[LoadedScript] = []
+    context = ExtensionContext(BUILTIN_SCRIPTS_OWNER, BUILTIN_SCRIPTS_DIR, Callbacks(), [], paths, options,
+                               settings, services=services)
+    for path in sorted(BUILTIN_SCRIPTS_DIR.glob("*.py")):
+        if path.stem.startswith("_"):
+            continue
+        try:
+            module = importlib.import_module(f"sdweb.builtin_scripts.{path.stem}")
+            scripts += _module_scripts(module, context, BUILTIN_SCRIPTS_OWNER)
+        except Exception:  # a broken script must not stop the start; the log names it
+            log.exception("Built-in script %s failed to load and is skipped", path.name)
+    return scripts
+
+
 def load_extensions(paths: Any, settings: Any, options: Any,
-                    refresh_models: Callable[[], None] | None = None) -> ExtensionSet:
+                    refresh_models: Callable[[], None] | None = None, services: Any = None) -> ExtensionSet:
     cleanup_leftovers(Path(paths.extensions))  # half-finished installs/removals of an earlier run
     extensions = discover(Path(paths.extensions))
     apply_enabled(extensions, settings, options)
-    callbacks, option_specs, scripts = Callbacks(), [], []
+    callbacks, option_specs = Callbacks(), []
+    scripts = _builtin_scripts(paths, settings, options, services)
     install_cache = install_cache_file(paths)
     attention = attention_file(paths)
     for extension in extensions:
@@ -228,7 +254,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
         # a failing extension must not stop the others: what it registered so far is dropped with it
         own_callbacks, own_options, own_scripts = Callbacks(), [], []
         context = ExtensionContext(extension.name, extension.path, own_callbacks, own_options, paths, options,
-                                   settings, refresh_models)
+                                   settings, refresh_models, services)
         try:
             if not getattr(options, "skip_install", False):
                 run_install_script(extension, install_cache, attention)

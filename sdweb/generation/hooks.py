@@ -8,24 +8,60 @@ request and extra infotext), `SamplingCall` (the pipeline call about to run: Con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from PIL import Image
 
 from sdweb.core.requests import GenerationRequest
+from sdweb.generation.jobs import JobContext
+from sdweb.generation.seeds import resolve_seed
 
 _OWN_ATTRIBUTES = {"mode", "request", "extra_generation_params", "model", "notes", "batch_number",
-                   "prompts", "seeds", "subseeds", "state", "process_images"}
+                   "prompts", "seeds", "subseeds", "state", "scope"}
+
+
+@dataclass(frozen=True)
+class ScriptImage:
+    """An image a script saves itself (a grid, a combined upscale), named like the job's own files."""
+
+    image: Image.Image
+    infotext: str
+    seed: int
+    grid: bool = False
+    basename: str = ""  # A1111's file name prefix: "xyz_grid" -> xyz_grid-0000.png
+
+
+@dataclass
+class JobScope:
+    """What a job's Processing and its copies share: how to run the job and save a script's images (set by the
+    service), the job's progress and interrupt, how many runs a script plans (for the progress bar), the models
+    the runs loaded (their LoRAs are switched off when the job ends) and the services scripts may call."""
+
+    run: Callable[[Processing], Any]
+    save: Callable[[Processing, ScriptImage], Path | None] | None = None
+    context: JobContext | None = None
+    services: Any = None
+    planned_runs: int = 1
+    runs_started: int = 0
+    jobs_done: int = 0
+    models: list[Any] = field(default_factory=list)
+
+
+def _no_run(p: Processing) -> Any:
+    raise RuntimeError("this Processing is not bound to a job")
 
 
 class Processing:
     """A job as scripts see it (A1111's `p`): request fields read and written as attributes.
 
     `p.prompt = "..."` validates and sets the request's field (a bad value raises with the field's name);
-    `p.extra_generation_params[key] = value` adds a key to every image's infotext."""
+    `p.extra_generation_params[key] = value` adds a key to every image's infotext. A selectable script's
+    `run(p, ...)` may run the job several times: `p.copy()`, change the copy, `copy.process_images()`."""
 
-    def __init__(self, mode: str, request: GenerationRequest) -> None:
+    def __init__(self, mode: str, request: GenerationRequest, scope: JobScope | None = None) -> None:
         object.__setattr__(self, "mode", mode)
         object.__setattr__(self, "request", request.model_copy(deep=False))
         object.__setattr__(self, "extra_generation_params", {})
@@ -36,11 +72,54 @@ class Processing:
         object.__setattr__(self, "seeds", [])
         object.__setattr__(self, "subseeds", [])
         object.__setattr__(self, "state", {})  # free space for scripts, per job
-        object.__setattr__(self, "process_images", None)  # set by the service: run the (changed) job
+        object.__setattr__(self, "scope", scope or JobScope(run=_no_run))
 
     @property
     def is_img2img(self) -> bool:
         return self.mode == "img2img"
+
+    @property
+    def services(self) -> Any:
+        """sdweb.generation.script_services.ScriptServices: model names, upscaling, interrogation."""
+        return self.scope.services
+
+    @property
+    def interrupted(self) -> bool:
+        """The user pressed Interrupt: a script running several jobs stops before the next one."""
+        return self.scope.context is not None and self.scope.context.interrupted
+
+    def process_images(self) -> Any:
+        """Run the job as this Processing now describes it; the GenerationResult."""
+        return self.scope.run(self)
+
+    def copy(self) -> Processing:
+        """An independent copy of the job (its own request, lists and infotext keys) sharing the scope."""
+        request = self.request
+        changes = {name: list(value) if isinstance(value, list) else dict(value)
+                   for name in ("styles", "override_settings", "script_args", "alwayson_scripts", "init_images")
+                   if isinstance(value := getattr(request, name, None), list | dict)}
+        copied = Processing(self.mode, request.model_copy(update=changes), self.scope)
+        copied.extra_generation_params.update(self.extra_generation_params)
+        copied.notes.extend(self.notes)
+        return copied
+
+    def fix_seed(self) -> None:
+        """-1 seeds become fixed random ones (A1111's fix_seed), so every run of a script uses the same."""
+        self.seed = resolve_seed(self.seed)
+        self.subseed = resolve_seed(self.subseed)
+
+    def plan_runs(self, count: int) -> None:
+        """A script says how many times it will call process_images, so progress counts over all of them."""
+        self.scope.planned_runs = max(1, int(count))
+
+    def save_image(self, image: Image.Image, infotext: str, basename: str = "", seed: int | None = None,
+                   grid: bool = False) -> Path | None:
+        """Save a script's own image (a grid, a combined upscale) as the job's settings say; the path or None
+        when saving is off (an API call without save_images, `grid_save` off)."""
+        if self.scope.save is None:
+            return None
+        first_seed = seed if seed is not None else self.seed
+        return self.scope.save(self, ScriptImage(image, infotext, first_seed, grid, basename))
 
     def __getattr__(self, name: str) -> Any:
         request = object.__getattribute__(self, "request")

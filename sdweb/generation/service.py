@@ -20,13 +20,14 @@ from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.generation.hires import check_upscaler
-from sdweb.generation.hooks import NO_HOOKS, HookProvider, JobHooks, Processing
+from sdweb.generation.hooks import NO_HOOKS, HookProvider, JobHooks, JobScope, Processing, ScriptImage
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.model_extras import apply_model_extras
 from sdweb.generation.oom import run_with_oom_retry
 from sdweb.generation.prompting import PreparedPrompt, prepare_prompt
 from sdweb.generation.refiner import check_refiner_pair, refiner_infotext, refiner_switch
 from sdweb.generation.runner import BatchExtras, BatchOutcome, run_batch
+from sdweb.generation.script_services import ScriptServices
 from sdweb.generation.seeds import plan_seeds
 from sdweb.generation.writer import SAVE_ERRORS, OutputWriter, infotext_params
 from sdweb.models.manager import LoadedModel, ModelManager
@@ -76,6 +77,7 @@ class GenerationService:
         # upscalers (hires fix) and face restoration (restore_faces); AppState may share one with Extras
         self.postprocess = postprocess or PostprocessService(paths, settings, plan, guard=self.output_guard)
         self.scripts: HookProvider | None = None  # the extension layer's scripts, set once at start
+        self.script_services = ScriptServices(self)  # what scripts may ask of the app (names, upscaling)
         self.styles = StyleDatabase(paths.styles_files)  # styles.csv, re-read when the file changes
         self.embeddings = EmbeddingLibrary()  # textual inversions from embeddings/, cached by path + mtime
         self._embeddings_folder_stamp: int | None = None
@@ -115,16 +117,30 @@ class GenerationService:
                   save: SaveOptions) -> GenerationResult:
         started = time.perf_counter()
         hooks = self.scripts.bind(mode, request) if self.scripts is not None else NO_HOOKS
-        p = Processing(mode, request)
-        p.process_images = lambda: self._process(p, hooks, context, save, started)
+        scope = JobScope(run=lambda q: self._process(q, hooks, context, save, started),
+                         save=lambda q, item: self._save_script_image(q, item, save), context=context,
+                         services=self.script_services)
+        p = Processing(mode, request, scope)
         try:
             taken = hooks.run_selected(p)
             if taken is not None:
                 return taken
             return self._process(p, hooks, context, save, started)
         finally:
-            if p.model is not None:  # LoRAs off again: the next job without tags is the base model
-                self.manager.deactivate_loras(p.model)
+            for model in scope.models:  # LoRAs off again: the next job without tags is the base model
+                self.manager.deactivate_loras(model)
+
+    def _save_script_image(self, p: Processing, item: ScriptImage, save: SaveOptions) -> Path | None:
+        """A script's own image (grid, combined upscale), saved when the job saves its images or grids."""
+        settings = self.effective_settings(p.request)
+        writer = OutputWriter(self.paths, settings, self.options, p.mode, datetime.now(), self.output_guard)
+        if item.grid:
+            if not (save.save_grid and settings.get("grid_save", True)):
+                return None
+            return writer.save_grid(item.image, item.infotext, p.request, item.seed, item.basename or "grid")
+        if not save.save_samples or p.request.do_not_save_samples:
+            return None
+        return writer.save_sample(item.image, item.infotext, p.request, p.model, p.request.prompt, item.seed, 0)
 
     def _process(self, p: Processing, hooks: JobHooks, context: JobContext | None, save: SaveOptions,
                  started: float) -> GenerationResult:
@@ -138,6 +154,8 @@ class GenerationService:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
                             code="unsupported_mode", hint="Use it as a refiner, or choose another checkpoint.")
         p.model = model
+        if all(used is not model for used in p.scope.models):
+            p.scope.models.append(model)
         hooks.process(p)
         request = p.request
         hires = isinstance(request, Txt2ImgRequest) and request.enable_hr
@@ -156,12 +174,17 @@ class GenerationService:
         writer = OutputWriter(self.paths, settings, self.options, mode, datetime.now(), self.output_guard)
         result = GenerationResult()
         passes = 2 if hires else 1  # A1111 counts each hires pass as a job
-        if context is not None:
-            context.set_job_count(request.n_iter * passes)
+        scope = p.scope
+        jobs_before = scope.jobs_done
+        if context is not None:  # a script's runs count together: the ones done, this one, the ones planned
+            runs_left = max(1, scope.planned_runs - scope.runs_started)
+            context.set_job_count(jobs_before + request.n_iter * passes * runs_left)
+        scope.runs_started += 1
+        scope.jobs_done += request.n_iter * passes
         for batch_index in range(request.n_iter):
             batch_seeds, batch_subseeds = seeds.for_batch(batch_index, request.batch_size)
             if context is not None:
-                context.start_batch(batch_index * passes, request.steps,
+                context.start_batch(jobs_before + batch_index * passes, request.steps,
                                     f"Batch {batch_index + 1} of {request.n_iter}")
             p.batch_number, p.seeds, p.subseeds = batch_index, batch_seeds, batch_subseeds
             p.prompts = [prepared.prompt] * len(batch_seeds)
@@ -231,8 +254,8 @@ class GenerationService:
                 image, infotext = extras.hooks.before_image_saved(extras.p, image, infotext)
                 image.info["parameters"] = infotext
                 try:
-                    path = writer.save_sample(image, infotext, request, model, prepared, seeds[index], batch_index,
-                                              index)
+                    path = writer.save_sample(image, infotext, request, model, prepared.prompt, seeds[index],
+                                              batch_index)
                 except SAVE_ERRORS as error:
                     _save_failed(result, error)
                 else:

@@ -127,9 +127,9 @@ class OutputWriter:
                 raise WriteFailedError(error, path) from error
         return saved
 
-    def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest, model: LoadedModel,
-                    prepared: PreparedPrompt, seed: int, batch_index: int, index: int) -> Path:
-        context = self._context(request, model, prepared.prompt, seed, batch_index)
+    def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest, model: LoadedModel | None,
+                    prompt: str, seed: int, batch_index: int) -> Path:
+        context = self._context(request, model, prompt, seed, batch_index)
         limit = int(getattr(self.options, "filenames_max_length", 128) or 128)
         unix = bool(getattr(self.options, "unix_filenames_sanitization", False))
 
@@ -143,11 +143,12 @@ class OutputWriter:
         return make_grid(images, n_rows=int(self.settings.get("n_rows", -1)), batch_size=batch_size,
                          prevent_empty_spots=bool(self.settings.get("grid_prevent_empty_spots", False)))
 
-    def save_grid(self, grid: Image.Image, infotext: str, request: GenerationRequest, seed: int) -> Path:
+    def save_grid(self, grid: Image.Image, infotext: str, request: GenerationRequest, seed: int,
+                  basename: str = "grid") -> Path:
         context = self._context(request, None, request.prompt, seed)
 
         def path_of(outdir: Path, taken: Taken) -> Path:
-            return build_grid_path(outdir, context, self.settings, taken=taken)
+            return build_grid_path(outdir, context, self.settings, taken=taken, basename=basename)
 
         return self._save(grid, "grids", path_of, infotext, "grid_format")
 

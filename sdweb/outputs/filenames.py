@@ -351,11 +351,13 @@ def build_image_path(outdir: Path, ctx: FilenameContext, settings: Mapping[str, 
 
 
 def build_grid_path(outdir: Path, ctx: FilenameContext, settings: Mapping[str, object], *,
-                    max_length: int = 128, unix_sanitization: bool = False, taken: Taken = _exists) -> Path:
-    """Path for a grid: ``<outdir>/<date>/grid-NNNN.png`` with default settings (ctx: first seed/prompt)."""
+                    max_length: int = 128, unix_sanitization: bool = False, taken: Taken = _exists,
+                    basename: str = "grid") -> Path:
+    """Path for a grid: ``<outdir>/<date>/grid-NNNN.png`` with default settings (ctx: first seed/prompt);
+    scripts name theirs (``xyz_grid-NNNN.png``)."""
     fmt = effective_extension(str(settings.get("grid_format", "png")), ctx.width, ctx.height)
     short = not settings.get("grid_extended_filename", False)
-    rule = _NameRule(fmt, "grid", short, bool(settings.get("grid_save_to_dirs", True)))
+    rule = _NameRule(fmt, basename, short, bool(settings.get("grid_save_to_dirs", True)))
     return _build_path(outdir, ctx, settings, rule, max_length, unix_sanitization, taken)
 
 

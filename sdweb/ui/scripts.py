@@ -51,25 +51,30 @@ def _script_ui(script: Any, is_img2img: bool) -> list[Any]:
 
 
 def build_script_inputs(state: AppState, is_img2img: bool, tab: str) -> ScriptInputs:
+    """Always-on scripts' accordions, then (as in A1111) the Script dropdown with the chosen script's controls
+    right below it."""
     runner = state.extensions.runner if state.extensions is not None else None
     always, selectable = runner.visible(is_img2img) if runner is not None else ([], [])
     selectable = [loaded for loaded in selectable if loaded.script.shown_in_ui()]
-    titles = [loaded.script.title() for loaded in selectable]
-    inputs = ScriptInputs(dropdown=gr.Dropdown(label="Script", choices=[NONE, *titles], value=NONE,
-                                               elem_id=f"{tab}_script"))
+    always_inputs: dict[str, list[Any]] = {}
     for loaded in always:
         title = loaded.script.title()
         with gr.Accordion(title, open=False, elem_id=f"{tab}_script_{_slug(title)}"):
-            inputs.always[title] = _script_ui(loaded.script, is_img2img)
-    groups: dict[str, gr.Group] = {}
-    for loaded in selectable:
-        title = loaded.script.title()
-        with gr.Group(visible=False, elem_id=f"{tab}_script_{_slug(title)}") as group:
-            inputs.selectable[title] = _script_ui(loaded.script, is_img2img)
-        groups[title] = group
+            always_inputs[title] = _script_ui(loaded.script, is_img2img)
+    titles = [loaded.script.title() for loaded in selectable]
+    with gr.Column(elem_id=f"{tab}_script_container"):
+        inputs = ScriptInputs(dropdown=gr.Dropdown(label="Script", choices=[NONE, *titles], value=NONE,
+                                                   elem_id=f"{tab}_script"), always=always_inputs)
+        groups: dict[str, gr.Group] = {}
+        for loaded in selectable:
+            title = loaded.script.title()
+            with gr.Group(visible=False, elem_id=f"{tab}_script_{_slug(title)}") as group:
+                inputs.selectable[title] = _script_ui(loaded.script, is_img2img)
+            groups[title] = group
     if groups:
-        def show(chosen: str) -> list[gr.Group]:
-            return [gr.Group(visible=title == chosen) for title in groups]
+        def show(chosen: str) -> dict[gr.Group, gr.Group]:
+            # a dict, not a list: with one script a one-item list would be taken as that one output's value
+            return {group: gr.Group(visible=title == chosen) for title, group in groups.items()}
 
         inputs.dropdown.change(show, inputs=inputs.dropdown, outputs=list(groups.values()), queue=False,
                                api_visibility="private")

@@ -133,3 +133,20 @@ def test_webuiapi_controlnet_unit_end_to_end(server):
     difference = abs(np.asarray(plain.image, dtype=np.int16) - np.asarray(controlled.image, dtype=np.int16))
     assert difference.max() > 0
     assert "ControlNet 0:" in controlled.info["infotexts"][0]
+
+
+def test_webuiapi_builtin_scripts(server):
+    """The issue's client call: SD upscale with ["", 8, "Lanczos", 2.0]; and an X/Y/Z plot's grid comes first."""
+    _, port, _ = server
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=port, sampler="Euler", steps=1)
+    init = Image.new("RGB", (32, 32), (200, 60, 60))
+    upscaled = api.img2img(images=[init], prompt="a cat", width=64, height=64, denoising_strength=0.3,
+                           script_name="sd upscale", script_args=["", 8, "Lanczos", 2.0])
+    assert len(upscaled.images) == 1 and upscaled.image.size == (64, 64)
+    assert "SD upscale upscaler: Lanczos" in upscaled.image.info["parameters"]
+    plot = api.txt2img(prompt="a cat", width=64, height=64, seed=3, script_name="X/Y/Z plot",
+                       script_args=[4, "1, 2", [], 0, "", [], 0, "", [], True, True, False, False, False, False,
+                                    False, 0, False])
+    assert len(plot.images) == 3 and plot.info["index_of_first_image"] == 1
+    assert plot.images[0].width == 2 * 64 and plot.images[0].height > 64, "X labels only"
+    assert "X Type: Steps" in plot.images[0].info["parameters"]

@@ -65,11 +65,11 @@ def _response(result: GenerationResult, request: GenerationRequest, wire: Genera
     images = list(result.images)
     info = dict(result.info) if result.info else fallback_info(request)
     infotexts = list(info.get("infotexts") or [])
-    index_of_first = 0
+    index_of_first = int(info.get("index_of_first_image") or 0)  # a script's grid comes first (X/Y/Z plot)
     if wire.save_images and result.grid is not None and state.settings.get("return_grid", True):
         images.insert(0, result.grid)
         infotexts.insert(0, str(result.grid.info.get("parameters", infotexts[0] if infotexts else "")))
-        index_of_first = 1
+        index_of_first += 1
     info.update(index_of_first_image=index_of_first, infotexts=infotexts)
     encoded = [encode_for_api(image, fmt) for image in images] if wire.send_images else []
     return GenerationResponse(images=encoded, parameters=echo, info=json.dumps(info, default=lambda _: None))

@@ -1,4 +1,5 @@
-"""Built-in "Poor man's outpainting" (img2img Script dropdown and API `script_name`), on the extension API.
+"""Poor man's outpainting (A1111's scripts/poor_mans_outpainting.py, img2img): the image on a larger canvas,
+the new area inpainted in one job.
 
 A1111's arguments, in order: pixels, mask_blur, inpainting_fill (index), direction (list of left/right/up/down).
 """
