@@ -52,8 +52,8 @@ def test_run_generation_streams_then_shows_the_result(state):
     updates = list(run_generation(state, "txt2img", request, panel))
     assert updates[0][panel.job_id].startswith("task(txt2img-")
     final = updates[-1]
-    assert len(final[panel.gallery]) == 1 and "Negative prompt: blurry" in final[panel.info]
-    assert "Seed: 5" in final[panel.gallery][0].info["parameters"]
+    assert len(final[panel.gallery]["value"]) == 1 and "Negative prompt: blurry" in final[panel.info]
+    assert "Seed: 5" in final[panel.gallery]["value"][0].info["parameters"]
     assert final[panel.seeds][0][0] == 5 and final[panel.status].startswith("Time taken")
     assert list((state.paths.data_dir / "outputs" / "txt2img-images").rglob("*.png"))
 
