@@ -79,7 +79,10 @@ def save_to_log(images: Sequence[tuple[Image.Image, str | None]], folder: Path, 
     if not images:
         raise ValueError("there are no images to save")
     folder = Path(folder)
-    names = {**settings, "save_to_dirs": False}
+    # no date folder; the name decoration still follows the save_to_dirs setting, as A1111's Save button does
+    pattern = settings.get("samples_filename_pattern") or (
+        "[seed]" if settings.get("save_to_dirs", True) else "[seed]-[prompt_spaces]")
+    names = {**settings, "save_to_dirs": False, "samples_filename_pattern": pattern}
     fmt = str(settings.get("samples_format", "png"))
     parsed = [parse_infotext(text or "") for _, text in images]
     saved: list[Path] = []

@@ -41,9 +41,9 @@ CSS = """
 #txt2img_generate, #img2img_generate, #extras_generate { min-height: 4.5em; font-size: 1.2em; }
 #extras_interrupt { min-height: 4.5em; }
 .sdweb-status { min-height: 1.5em; font-size: 0.9em; }
-#quicksettings, #extras_upscaler_row { align-items: end; }
+#quicksettings, #extras_upscaler_row, #modelmerger_models, .sdweb-align-end { align-items: end; }
 .sdweb-tools { gap: 4px !important; flex-wrap: wrap; }
-.sdweb-tool, .sdweb-gallery-buttons button { min-width: 36px !important; flex-grow: 0 !important; }
+.sdweb-tool { min-width: 36px !important; flex-grow: 0 !important; }
 .sdweb-gallery-buttons { flex-wrap: wrap; gap: 4px !important; }
 .sdweb-gallery-wrap { position: relative; }
 .sdweb-progressbar-box { position: absolute !important; top: 0; left: 0; right: 0; z-index: 50;

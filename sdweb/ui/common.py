@@ -187,10 +187,9 @@ def build_output_panel(tab: str, show_open_folder: bool = True) -> OutputPanel:
         progressbar = gr.HTML("", elem_id=f"{tab}_progressbar", elem_classes=["sdweb-progressbar-box"])
         gallery = result_gallery(f"{tab}_gallery")
     with gr.Row(elem_id=f"{tab}_gallery_buttons", elem_classes=["sdweb-gallery-buttons"]):
-        open_folder = gr.Button("📂", size="sm", min_width=40, scale=0, elem_id=f"{tab}_open_folder",
-                                visible=show_open_folder)
-        save = gr.Button("💾", size="sm", min_width=40, scale=0, elem_id=f"{tab}_save")
-        save_zip = gr.Button("🗃️", size="sm", min_width=40, scale=0, elem_id=f"{tab}_save_zip")
+        open_folder = _tool("📂", f"{tab}_open_folder", visible=show_open_folder)
+        save = _tool("💾", f"{tab}_save")
+        save_zip = _tool("🗃️", f"{tab}_save_zip")
         send_img2img = gr.Button("🖼️ Send to img2img", size="sm", elem_id=f"{tab}_send_to_img2img")
         send_inpaint = gr.Button("🎨 Send to inpaint", size="sm", elem_id=f"{tab}_send_to_inpaint")
         send_extras = gr.Button("📐 Send to extras", size="sm", elem_id=f"{tab}_send_to_extras")
@@ -327,7 +326,7 @@ def build_prompt_row(tab: str, style_names: list[str] | None = None) -> PromptRo
                 apply_styles = _tool("📋", f"{tab}_style_apply")
                 edit_styles = _tool("🖌️", f"{tab}_style_edit")
             styles = gr.Dropdown(label="Styles", choices=list(style_names or []), value=[], multiselect=True,
-                                 elem_id=f"{tab}_styles", container=False)
+                                 elem_id=f"{tab}_styles")
     for box, counter in ((prompt, prompt_tokens), (negative, negative_tokens)):
         box.change(token_counter_text, inputs=box, outputs=counter, trigger_mode="always_last",
                    show_progress="hidden", api_visibility="private", queue=False)
@@ -348,8 +347,9 @@ TOOL_TITLES = {
 }
 
 
-def _tool(icon: str, elem_id: str) -> gr.Button:
-    return gr.Button(icon, size="sm", min_width=36, scale=0, elem_id=elem_id, elem_classes=["sdweb-tool"])
+def _tool(icon: str, elem_id: str, visible: bool = True) -> gr.Button:
+    return gr.Button(icon, size="sm", min_width=36, scale=0, elem_id=elem_id, elem_classes=["sdweb-tool"],
+                     visible=visible)
 
 
 @lru_cache(maxsize=1)

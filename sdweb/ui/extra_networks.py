@@ -36,7 +36,7 @@ THUMBNAIL = 256
 
 @dataclass
 class ExtraNetworksPanel:
-    group: gr.Group
+    group: gr.Column
     open: gr.State  # whether the panel is shown
     search: gr.Textbox
     sort: gr.Dropdown
@@ -81,8 +81,8 @@ def card_image(card: Card) -> Image.Image:
 
 def build_extra_networks_panel(tab: str) -> ExtraNetworksPanel:
     galleries: dict[str, gr.Gallery] = {}
-    with gr.Group(visible=False, elem_id=f"{tab}_extra_networks_panel") as group:
-        with gr.Row(equal_height=True):
+    with gr.Column(visible=False, variant="panel", elem_id=f"{tab}_extra_networks_panel") as group:
+        with gr.Row(equal_height=False, elem_classes=["sdweb-align-end"]):
             search = gr.Textbox(label="Search", placeholder="Search...", scale=4, elem_id=f"{tab}_extra_search")
             sort = gr.Dropdown(label="Sort", choices=list(SORT_KEYS), value="Default", scale=2,
                                elem_id=f"{tab}_extra_sort")
@@ -105,7 +105,7 @@ def build_extra_networks_panel(tab: str) -> ExtraNetworksPanel:
                 weight = gr.Slider(label="Preferred weight (0 = the default multiplier)", minimum=-1, maximum=2,
                                    step=0.05, value=0, elem_id=f"{tab}_extra_preferred_weight")
             notes = gr.Textbox(label="Notes", lines=2, elem_id=f"{tab}_extra_notes")
-            with gr.Row():
+            with gr.Row(elem_classes=["sdweb-align-end"]):
                 save = gr.Button("Save metadata", variant="primary", scale=0, min_width=160,
                                  elem_id=f"{tab}_extra_metadata_save")
                 message = gr.Markdown("", elem_id=f"{tab}_extra_metadata_message")
@@ -156,7 +156,7 @@ def wire_extra_networks(state: AppState, row: PromptRow, panel: ExtraNetworksPan
 
     def toggle(is_open: bool, search: str, sort: str, descending: bool) -> list[Any]:
         shown = not is_open
-        return [shown, gr.Group(visible=shown), *(render(search, sort, descending) if shown
+        return [shown, gr.Column(visible=shown), *(render(search, sort, descending) if shown
                                                   else [gr.skip()] * len(view_outputs))]
 
     row.extra_networks.click(toggle, inputs=[panel.open, *view_inputs], outputs=[panel.open, panel.group,

@@ -16,7 +16,7 @@ from sdweb.ui.common import PromptRow, user_error
 
 @dataclass
 class StyleEditor:
-    group: gr.Group
+    group: gr.Column
     name: gr.Dropdown
     prompt: gr.Textbox
     negative_prompt: gr.Textbox
@@ -28,15 +28,16 @@ class StyleEditor:
 
 
 def build_style_editor(tab: str, names: Sequence[str]) -> StyleEditor:
-    with gr.Group(visible=False, elem_id=f"{tab}_styles_dialog") as group:
-        with gr.Row(equal_height=True):
-            name = gr.Dropdown(label="Style", choices=list(names), value=None, allow_custom_value=True, scale=3,
-                               elem_id=f"{tab}_edit_style_name", info="Pick a style to edit, or type a new name.")
-            copy = gr.Button("📋 Copy the main prompts", size="sm", scale=1, elem_id=f"{tab}_style_copy")
+    with gr.Column(visible=False, variant="panel", elem_id=f"{tab}_styles_dialog") as group:
+        with gr.Row(equal_height=False, elem_classes=["sdweb-align-end"]):
+            name = gr.Dropdown(label="Style (pick one to edit, or type a new name)", choices=list(names), value=None,
+                               allow_custom_value=True, scale=3, elem_id=f"{tab}_edit_style_name")
+            copy = gr.Button("Copy the main prompts", size="sm", scale=0, min_width=200,
+                             elem_id=f"{tab}_style_copy")
         prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{tab}_edit_style_prompt",
                             placeholder="{prompt} marks where your prompt goes; without it the style is appended.")
         negative = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_edit_style_neg_prompt")
-        with gr.Row():
+        with gr.Row(elem_classes=["sdweb-align-end"]):
             save = gr.Button("Save", variant="primary", scale=0, min_width=120, elem_id=f"{tab}_edit_style_save")
             delete = gr.Button("Delete", variant="stop", scale=0, min_width=120, elem_id=f"{tab}_edit_style_delete")
             close = gr.Button("Close", scale=0, min_width=120, elem_id=f"{tab}_edit_style_close")
@@ -96,10 +97,10 @@ def wire_styles(database: StyleDatabase, pairs: Sequence[tuple[PromptRow, StyleE
                                                                                      selected),
                                inputs=[row.prompt, row.negative_prompt, row.styles],
                                outputs=[row.prompt, row.negative_prompt, row.styles], api_visibility="private")
-        row.edit_styles.click(lambda selected: (gr.Group(visible=True), (selected or [None])[0], ""),
+        row.edit_styles.click(lambda selected: (gr.Column(visible=True), (selected or [None])[0], ""),
                               inputs=row.styles, outputs=[editor.group, editor.name, editor.message],
                               api_visibility="private")
-        editor.close.click(lambda: gr.Group(visible=False), outputs=editor.group, queue=False,
+        editor.close.click(lambda: gr.Column(visible=False), outputs=editor.group, queue=False,
                            api_visibility="private")
         editor.name.change(lambda name: _style_fields(database, name), inputs=editor.name,
                            outputs=[editor.prompt, editor.negative_prompt], show_progress="hidden",

@@ -77,7 +77,7 @@ def build_merger_tab(state: AppState) -> tuple[MergerTab, dict[str, Any]]:
         with gr.Column(variant="panel"):
             gr.Markdown("A merger of two or three checkpoints. The result is saved as .safetensors in the "
                         "checkpoints folder.")
-            with gr.Row(equal_height=True):
+            with gr.Row(equal_height=False, elem_id="modelmerger_models"):
                 primary = gr.Dropdown(label="Primary model (A)", choices=titles, value=None, scale=3,
                                       elem_id="modelmerger_primary_model_name")
                 secondary = gr.Dropdown(label="Secondary model (B)", choices=titles, value=None, scale=3,
