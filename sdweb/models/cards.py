@@ -156,7 +156,7 @@ def _tag_pattern(card: Card) -> re.Pattern[str]:
 
 
 def _tidy(text: str) -> str:
-    return re.sub(r"\s{2,}", " ", text).strip(" ,")
+    return re.sub(r"\s+,", ",", re.sub(r"\s{2,}", " ", text)).strip(" ,")
 
 
 def toggle_in_prompt(prompt: str, card: Card, addition: str) -> str:

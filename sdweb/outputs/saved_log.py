@@ -45,7 +45,8 @@ def _int(value: object, default: int | None = None) -> int | None:
 
 
 def _context(params: Mapping[str, object], image: Image.Image, all_seeds: tuple[int, ...] = ()) -> FilenameContext:
-    return FilenameContext(seed=_int(params.get("Seed")), all_seeds=all_seeds, steps=_int(params.get("Steps")),
+    return FilenameContext(seed=_int(params.get("Seed")), all_seeds=all_seeds, batch_size=max(1, len(all_seeds)),
+                           steps=_int(params.get("Steps")),
                            width=image.width, height=image.height, sampler=str(params.get("Sampler") or "") or None,
                            model_hash=str(params.get("Model hash") or "") or None,
                            model_name=str(params.get("Model") or "") or None, prompt=str(params.get("Prompt") or ""),

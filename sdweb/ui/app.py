@@ -69,12 +69,15 @@ JS = """
     const button = row && document.getElementById(row.id.replace(/_toprow$/, "_generate"));
     if (button) { event.preventDefault(); button.click(); }
   });
-  const titles = __TITLES__;
-  const setTitles = () => document.querySelectorAll("button").forEach((button) => {
-    const title = titles[button.textContent.trim()];
-    if (title && !button.title) button.title = title;
+  const titles = Object.entries(__TITLES__);
+  const setTitles = () => document.querySelectorAll("button[id]").forEach((button) => {
+    const found = button.title ? null : titles.find(([part]) => button.id.includes(part));
+    if (found) button.title = found[1];
   });
-  new MutationObserver(setTitles).observe(document.body, {childList: true, subtree: true});
+  let pending = false;  // at most one pass per 200 ms, however busy the page is
+  new MutationObserver(() => {
+    if (!pending) { pending = true; setTimeout(() => { pending = false; setTitles(); }, 200); }
+  }).observe(document.body, {childList: true, subtree: true});
   setTitles();
 }
 """.replace("__TITLES__", json.dumps(TOOL_TITLES, ensure_ascii=False))

@@ -190,9 +190,9 @@ def build_output_panel(tab: str, show_open_folder: bool = True) -> OutputPanel:
         open_folder = _tool("📂", f"{tab}_open_folder", visible=show_open_folder)
         save = _tool("💾", f"{tab}_save")
         save_zip = _tool("🗃️", f"{tab}_save_zip")
-        send_img2img = gr.Button("🖼️ Send to img2img", size="sm", elem_id=f"{tab}_send_to_img2img")
-        send_inpaint = gr.Button("🎨 Send to inpaint", size="sm", elem_id=f"{tab}_send_to_inpaint")
-        send_extras = gr.Button("📐 Send to extras", size="sm", elem_id=f"{tab}_send_to_extras")
+        send_img2img = _tool("🖼️", f"{tab}_send_to_img2img")
+        send_inpaint = _tool("🎨", f"{tab}_send_to_inpaint")
+        send_extras = _tool("📐", f"{tab}_send_to_extras")
     download = gr.File(label="Saved files", file_count="multiple", interactive=False, visible=False,
                        elem_id=f"{tab}_download_files")
     status = gr.Markdown("", elem_id=f"{tab}_progress", elem_classes=["sdweb-status"])
@@ -336,14 +336,21 @@ def build_prompt_row(tab: str, style_names: list[str] | None = None) -> PromptRo
                      apply_styles=apply_styles, edit_styles=edit_styles)
 
 
-# Hover text of the icon buttons, by icon (A1111's wording); the page script sets them as title attributes.
+# Hover text of the icon buttons (A1111's wording), by a part of their elem_id, checked in this order; the page
+# script sets them as title attributes (Gradio buttons have no title argument).
 TOOL_TITLES = {
-    "↙️": "Read generation parameters from prompt or last generation if prompt is empty into user interface.",
-    "🗑️": "Clear prompt", "🎴": "Show/hide extra networks", "📋": "Apply all selected styles to prompts.",
-    "🖌️": "Edit styles", "📂": "Open images output directory", "💾": "Save the image to a dedicated directory "
-    "(log/images), with a row in log.csv", "🗃️": "Save all images in a zip archive", "📐": "Auto detect size "
-    "from img2img", "⇅": "Switch width/height", "🎲": "Set seed to -1, which will cause a new random number "
-    "to be used every time", "♻️": "Reuse seed from last generation", "🔄": "Refresh",
+    "paste_": "Read generation parameters from prompt or last generation if prompt is empty into user interface.",
+    "_clear_prompt": "Clear prompt", "_extra_networks": "Show/hide extra networks",
+    "_style_apply": "Apply all selected styles to prompts.", "_style_edit": "Edit styles",
+    "_open_folder": "Open images output directory",
+    "_save_zip": "Save all images in a zip archive (in log/images)",
+    "_save": "Save the selected image to log/images, with a row in log.csv",
+    "_send_to_img2img": "Send image and generation parameters to img2img tab.",
+    "_send_to_inpaint": "Send image and generation parameters to img2img inpaint tab.",
+    "_send_to_extras": "Send image and generation parameters to extras tab.",
+    "_detect_image_size_btn": "Auto detect size from img2img", "_res_switch_btn": "Switch width/height",
+    "_random_": "Set seed to -1, which will cause a new random number to be used every time",
+    "_reuse_": "Reuse seed from last generation", "refresh": "Refresh",
 }
 
 

@@ -67,8 +67,9 @@ def size_checker(label: str, minimum: int = MIN_SIDE, maximum: int = MAX_SIDE):
 
 def wire_size_checks(sliders: dict[str, Any], minimum: int = MIN_SIDE, maximum: int = MAX_SIDE) -> None:
     for label, slider in sliders.items():
+        # through the queue: gr.Warning reaches the page only from queued events
         slider.change(size_checker(label, minimum, maximum), inputs=slider, outputs=slider, preprocess=False,
-                      show_progress="hidden", queue=False, api_visibility="private")
+                      show_progress="hidden", api_visibility="private")
 
 
 def width_height(tab: str) -> tuple[gr.Slider, gr.Slider]:

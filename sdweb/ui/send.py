@@ -65,6 +65,8 @@ def pasted_values(text: str | None, mode: str, send_seed: bool = True, send_size
         fields.pop(name, None)
     if "mask_blur_x" in fields:
         fields["mask_blur"] = fields["mask_blur_x"]
+    if settings is not None:  # settings sdweb does not have (FP8 weight, ...) would be chips that do nothing
+        overrides = {key: value for key, value in overrides.items() if settings.option(key) is not None}
     return fields, overrides
 
 

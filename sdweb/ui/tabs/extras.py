@@ -219,8 +219,10 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
             status = gr.Markdown("", elem_id=f"{TAB}_progress", elem_classes=["sdweb-status"])
             gallery = result_gallery("extras_gallery", height=480)
             with gr.Row(elem_id="extras_gallery_buttons"):
-                send_img2img = gr.Button("🖼️ Send to img2img", size="sm", elem_id="extras_send_to_img2img")
-                send_inpaint = gr.Button("🎨 Send to inpaint", size="sm", elem_id="extras_send_to_inpaint")
+                send_img2img = gr.Button("🖼️", size="sm", min_width=36, scale=0, elem_id="extras_send_to_img2img",
+                                         elem_classes=["sdweb-tool"])
+                send_inpaint = gr.Button("🎨", size="sm", min_width=36, scale=0, elem_id="extras_send_to_inpaint",
+                                         elem_classes=["sdweb-tool"])
             info = gr.HTML("", elem_id="html_info_extras")
     fields["show_extras_results"] = inputs.pop("show_extras_results")
     infos = gr.State([])
