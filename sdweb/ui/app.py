@@ -41,6 +41,8 @@ CSS = """
 #txt2img_generate, #img2img_generate, #extras_generate { min-height: 4.5em; font-size: 1.2em; }
 #extras_interrupt { min-height: 4.5em; }
 .sdweb-status { min-height: 1.5em; font-size: 0.9em; }
+#sd_model_checkpoint_column { gap: 2px !important; }
+#sd_checkpoint_status { font-size: 0.85em; min-height: 0; }
 #quicksettings, #extras_upscaler_row, #modelmerger_models, .sdweb-align-end { align-items: end; }
 .sdweb-tools { gap: 4px !important; flex-wrap: wrap; }
 .sdweb-tool { min-width: 36px !important; flex-grow: 0 !important; }
@@ -54,7 +56,9 @@ CSS = """
   transition: width 0.4s ease; }
 .sdweb-progressbar-text { position: relative; display: block; text-align: center; line-height: 22px;
   font-size: 13px; color: #fff; text-shadow: 0 0 3px #000; }
-.sdweb-cards .thumbnail-item { aspect-ratio: 2 / 3; }
+.sdweb-cards .grid-container { grid-template-columns: repeat(auto-fill, minmax(110px, 150px)) !important;
+  justify-content: start; }
+.sdweb-cards .thumbnail-item { aspect-ratio: 2 / 3; width: 100%; height: auto; }
 .sdweb-settings-sections .wrap { flex-direction: column; align-items: stretch; }
 .sdweb-settings-sections label { width: 100%; }
 """

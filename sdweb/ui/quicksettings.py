@@ -90,15 +90,16 @@ def switch_checkpoint(state: AppState, title: str | None) -> Iterator[tuple[Any,
 def build_quicksettings(state: AppState) -> QuickSettings:
     titles, selected = checkpoint_choices(state)
     with gr.Row(elem_id="quicksettings", equal_height=False):
-        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=titles, value=selected,
-                                 elem_id="sd_model_checkpoint", scale=4, min_width=300)
+        with gr.Column(scale=4, min_width=300, elem_id="sd_model_checkpoint_column"):
+            checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=titles, value=selected,
+                                     elem_id="sd_model_checkpoint")
+            status = gr.Markdown("", elem_id="sd_checkpoint_status", container=False)
         refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40, size="sm")
         vae = gr.Dropdown(label="SD VAE", choices=vae_choices(state), value=state.settings.get("sd_vae", "Automatic"),
                           elem_id="sd_vae", scale=3, min_width=200, allow_custom_value=True)
         clip_skip = gr.Slider(label="Clip skip", minimum=1, maximum=12, step=1,
                               value=int(state.settings.get("CLIP_stop_at_last_layers", 1)),
                               elem_id="CLIP_stop_at_last_layers", scale=2, min_width=200)
-    status = gr.Markdown("", elem_id="sd_checkpoint_status", elem_classes=["sdweb-status"])
     quick = QuickSettings(checkpoint=checkpoint, refresh=refresh, vae=vae, clip_skip=clip_skip, status=status)
     def on_checkpoint(title: str | None) -> Iterator[tuple[Any, str]]:
         yield from switch_checkpoint(state, title)

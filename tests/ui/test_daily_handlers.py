@@ -82,3 +82,15 @@ def test_restart_hint_names_the_button_the_tab_shows(monkeypatch):
     assert "Apply and restart UI" not in extensions_handlers.restart_hint()
     monkeypatch.setenv("SD_WEBUI_RESTART", str(Path("tmp") / "restart"))
     assert "**Apply and restart UI**" in extensions_handlers.restart_hint()
+
+
+def test_open_folder_only_where_browser_and_server_are_one_machine():
+    from types import SimpleNamespace
+
+    from sdweb.ui.gallery_tools import folder_setting, open_folder_allowed
+
+    assert open_folder_allowed(SimpleNamespace(webui_is_non_local=False, hide_ui_dir_config=False))
+    assert not open_folder_allowed(SimpleNamespace(webui_is_non_local=True, hide_ui_dir_config=False))
+    assert not open_folder_allowed(SimpleNamespace(webui_is_non_local=False, hide_ui_dir_config=True))
+    assert folder_setting({"outdir_txt2img_samples": "outputs/txt2img-images"}, "txt2img") == "outputs/txt2img-images"
+    assert folder_setting({"outdir_samples": "/pictures"}, "img2img") == "/pictures"

@@ -74,7 +74,7 @@ def _vae_names(state: AppState) -> list[str]:
 def build_merger_tab(state: AppState) -> tuple[MergerTab, dict[str, Any]]:
     titles = _titles(state)
     with gr.Row(equal_height=False):
-        with gr.Column(variant="panel"):
+        with gr.Column(variant="panel", scale=2):
             gr.Markdown("A merger of two or three checkpoints. The result is saved as .safetensors in the "
                         "checkpoints folder.")
             with gr.Row(equal_height=False, elem_id="modelmerger_models"):
@@ -100,7 +100,7 @@ def build_merger_tab(state: AppState) -> tuple[MergerTab, dict[str, Any]]:
             discard_weights = gr.Textbox(label="Discard weights with matching name (regular expression)",
                                          elem_id="modelmerger_discard_weights")
             merge = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
-        with gr.Column():
+        with gr.Column(scale=1):
             status = gr.Markdown("", elem_id="modelmerger_status", elem_classes=["sdweb-status"])
             result = gr.HTML("", elem_id="modelmerger_result")
     tab = MergerTab(primary=primary, secondary=secondary, tertiary=tertiary, bake_in_vae=bake_in_vae, merge=merge,
