@@ -248,7 +248,7 @@ def follow_job(state: AppState, job: Any, panel: OutputPanel, label: str = "") -
         preview = job.progress.preview
         if preview is not None and job.progress.preview_id != shown_preview:
             shown_preview = job.progress.preview_id
-            update[panel.gallery] = [preview]
+            update[panel.gallery] = gallery_update([preview])  # shown whole, as the result will be
         yield update
     if isinstance(job.error, JobInterrupted):
         raise job.error

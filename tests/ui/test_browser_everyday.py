@@ -229,6 +229,18 @@ def test_checkpoint_merger_result_loads_and_generates(page, server):
     wait_for_info(page, "txt2img", r"Model: merged,")
 
 
+def test_a_checkpoint_card_selects_and_loads_that_checkpoint(page):
+    _tab(page, "txt2img")
+    page.locator("#txt2img_extra_networks").click()
+    panel = page.locator("#txt2img_extra_networks_panel").first
+    panel.get_by_role("tab", name="Checkpoints").click()
+    page.locator("#txt2img_checkpoints_cards .thumbnail-item").filter(has_text="beta").click()
+    wait_for_text(page, "#sd_checkpoint_status", r"Loaded beta\.safetensors")
+    expect(page.locator("#sd_model_checkpoint input")).to_have_value(re.compile(r"^beta\.safetensors"))
+    page.locator("#txt2img_extra_networks").click()
+    expect(panel).to_be_hidden()
+
+
 def _titles(url: str) -> list[str]:
     return [item["title"] for item in requests.get(f"{url}sdapi/v1/sd-models", timeout=30).json()]
 
