@@ -68,7 +68,7 @@ def switch_checkpoint(state: AppState, title: str | None) -> Iterator[tuple[Any,
         raise user_error(f"Checkpoint {title!r} is not in the list any more; press 🔄 to refresh it.")
     previous = state.settings.get("sd_model_checkpoint")
     if entry.title in state.manager.loaded_titles() and previous == entry.title:
-        yield gr.skip(), f"Loaded: {entry.title}"
+        yield gr.skip(), f"Loaded {entry.title}"
         return
     save_setting(state, "sd_model_checkpoint", entry.title)
     job = state.submit("reload-checkpoint", None, SaveOptions(save_samples=False, save_grid=False))
@@ -84,7 +84,11 @@ def switch_checkpoint(state: AppState, title: str | None) -> Iterator[tuple[Any,
         raise to_gr_error(job.error)
     loaded = job.result
     seconds = getattr(loaded, "load_seconds", 0.0) if loaded is not None else 0.0
-    yield gr.skip(), f"Loaded {entry.title} in {max(seconds, time.monotonic() - started):.1f} s"
+    title = loaded.entry.title if loaded is not None else entry.title  # hashed while loading: "name [abcdef1234]"
+    if title != entry.title:
+        state.settings.update({"sd_model_checkpoint": title})
+    yield (gr.Dropdown(choices=state.registry.checkpoint_titles(), value=title),
+           f"Loaded {title} in {max(seconds, time.monotonic() - started):.1f} s")
 
 
 def build_quicksettings(state: AppState) -> QuickSettings:

@@ -223,6 +223,7 @@ def test_checkpoint_merger_result_loads_and_generates(page, server):
     page.locator("#sd_model_checkpoint input").click()
     page.get_by_role("option", name=re.compile(r"^merged\.safetensors")).click()
     wait_for_text(page, "#sd_checkpoint_status", r"Loaded merged\.safetensors")
+    expect(page.locator("#sd_model_checkpoint input")).to_have_value(re.compile(r"^merged\.safetensors \["))
     assert requests.get(f"{url}sdapi/v1/options", timeout=30).json()["sd_model_checkpoint"].startswith("merged")
     page.locator("#txt2img_prompt textarea").fill("a merged cat")
     generate_small(page, "txt2img", steps=2)
@@ -233,6 +234,7 @@ def test_a_checkpoint_card_selects_and_loads_that_checkpoint(page):
     _tab(page, "txt2img")
     page.locator("#txt2img_extra_networks").click()
     panel = page.locator("#txt2img_extra_networks_panel").first
+    page.locator("#txt2img_extra_search textarea").fill("")
     panel.get_by_role("tab", name="Checkpoints").click()
     page.locator("#txt2img_checkpoints_cards .thumbnail-item").filter(has_text="beta").click()
     wait_for_text(page, "#sd_checkpoint_status", r"Loaded beta\.safetensors")
