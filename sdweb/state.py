@@ -19,6 +19,7 @@ from sdweb.generation.service import GenerationService, SaveOptions
 from sdweb.models.first_run import FirstRunStatus
 from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
+from sdweb.models.merge import MergePlan, run_merge
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
 from sdweb.models.vae import checked_vae_setting
 from sdweb.prompts.prompt_limits import check_request_prompts
@@ -126,11 +127,26 @@ def _run_extras(service: GenerationService, extras: ExtrasJob, context: JobConte
                                   output_dir=extras.output_dir, progress=progress)
 
 
+def _run_merge(service: GenerationService, plan: MergePlan, context: JobContext) -> Path:
+    """Checkpoint Merger through the queue (it reads and writes whole models: one thing at a time); progress
+    per tensor, Interrupt checked between tensors; the new file joins the checkpoint list."""
+    def progress(done: int, total: int) -> None:
+        context.job.progress.sampling_steps = total
+        context.report_step(done)
+
+    context.start_batch(0, 1, "Merging")
+    merged = run_merge(plan, service.paths.checkpoints, progress)
+    service.manager.registry.refresh_checkpoints()
+    return merged
+
+
 def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
     """The queue's runner: dispatch a job to the service by kind."""
     payload: GenerationJob = job.request
     if job.kind == "extras":
         return _run_extras(service, job.request, context)
+    if job.kind == "merge":
+        return _run_merge(service, job.request, context)
     if job.kind == "interrogate":
         return service.postprocess.interrogate(job.request.image, job.request.model)
     if job.kind == "txt2img":
@@ -140,12 +156,11 @@ def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
     if job.kind == "unload-checkpoint":  # queued like a job, so a running job never loses its model
         service.manager.unload_all()
         return None
-    if job.kind == "reload-checkpoint":
+    if job.kind == "reload-checkpoint":  # the selected checkpoint, loaded now (the quick setting, the API)
         settings = service.settings.as_dict()
-        service.manager.get(settings.get("sd_model_checkpoint") or None,
-                            limit=int(settings.get("sd_checkpoints_limit", 1)),
-                            prediction_overrides=settings.get("sd_model_prediction_types") or {})
-        return None
+        return service.manager.get(settings.get("sd_model_checkpoint") or None,
+                                   limit=int(settings.get("sd_checkpoints_limit", 1)),
+                                   prediction_overrides=settings.get("sd_model_prediction_types") or {})
     raise UserError(f"Unknown job kind {job.kind!r}.")
 
 

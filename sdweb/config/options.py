@@ -43,6 +43,7 @@ SAMPLER = "Sampler parameters"
 PREVIEW = "Live previews"
 INFOTEXT = "Infotext"
 UI = "User interface"
+EXTRA_NETWORKS = "Extra Networks"
 UPSCALING = "Upscaling"
 FACES = "Face restoration"
 EXTENSIONS = "Extensions"
@@ -198,12 +199,15 @@ OPTIONS: tuple[OptionInfo, ...] = (
        choices=("Ignore", "Apply", "Discard", "Apply if any")),
     _o("send_seed", True, INFOTEXT, "Send seed when sending prompt or image to other interface"),
     _o("send_size", True, INFOTEXT, "Send size when sending prompt or image to another interface"),
+    _o("disable_weights_auto_swap", True, INFOTEXT, "Disregard checkpoint information from pasted infotext"),
     # UI
     _o("quicksettings_list", ["sd_model_checkpoint"], UI, "Quicksettings list"),
     _o("return_grid", True, UI, "Show grid in gallery"),
     _o("samples_log_stdout", False, UI, "Always print all generation info to standard output"),
-    _o("lora_preferred_name", "Alias from file", UI, "When adding to prompt, refer to Lora by", "choice",
-       choices=("Alias from file", "Filename")),
+    _o("lora_preferred_name", "Alias from file", EXTRA_NETWORKS, "When adding to prompt, refer to Lora by",
+       "choice", choices=("Alias from file", "Filename")),
+    _o("extra_networks_default_multiplier", 1.0, EXTRA_NETWORKS, "Default multiplier for extra networks",
+       minimum=0, maximum=2),
     # Upscaling and faces
     _o("ESRGAN_tile", 192, UPSCALING, "Tile size for ESRGAN upscalers; 0 = no tiling", minimum=0, maximum=512),
     _o("ESRGAN_tile_overlap", 8, UPSCALING, "Tile overlap for ESRGAN upscalers", minimum=0, maximum=48),

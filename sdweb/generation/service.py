@@ -184,8 +184,8 @@ class GenerationService:
         for batch_index in range(request.n_iter):
             batch_seeds, batch_subseeds = seeds.for_batch(batch_index, request.batch_size)
             if context is not None:
-                context.start_batch(jobs_before + batch_index * passes, request.steps,
-                                    f"Batch {batch_index + 1} of {request.n_iter}")
+                context.start_batch(jobs_before + batch_index * passes, request.steps,  # named only if several
+                                    f"Batch {batch_index + 1} of {request.n_iter}" if request.n_iter > 1 else "")
             p.batch_number, p.seeds, p.subseeds = batch_index, batch_seeds, batch_subseeds
             p.prompts = [prepared.prompt] * len(batch_seeds)
             hooks.process_batch(p)
@@ -255,7 +255,7 @@ class GenerationService:
                 image.info["parameters"] = infotext
                 try:
                     path = writer.save_sample(image, infotext, request, model, prepared.prompt, seeds[index],
-                                              batch_index)
+                                              batch_index, index)
                 except SAVE_ERRORS as error:
                     _save_failed(result, error)
                 else:

@@ -97,7 +97,7 @@ class OutputWriter:
         return self.guard.output_folder(str(folder), key)
 
     def _context(self, request: GenerationRequest, model: LoadedModel | None, prompt: str, seed: int,
-                 batch_index: int = 0) -> FilenameContext:
+                 batch_index: int = 0, index: int = 0) -> FilenameContext:
         return FilenameContext(
             seed=seed, steps=request.steps, cfg_scale=request.cfg_scale, width=request.width,
             height=request.height, sampler=request.sampler_name, scheduler=request.scheduler,
@@ -105,6 +105,7 @@ class OutputWriter:
             model_name=model.entry.model_name if model else None, prompt=prompt, main_prompt=request.prompt,
             negative_prompt=request.negative_prompt, styles=tuple(request.styles), job_timestamp=self.job_time,
             batch_number=batch_index + 1, batch_size=request.batch_size, n_iter=request.n_iter,
+            generation_number=batch_index * request.batch_size + index + 1,
             clip_skip=int(self.settings.get("CLIP_stop_at_last_layers", 1)),
             denoising=getattr(request, "denoising_strength", None))
 
@@ -128,8 +129,8 @@ class OutputWriter:
         return saved
 
     def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest, model: LoadedModel | None,
-                    prompt: str, seed: int, batch_index: int) -> Path:
-        context = self._context(request, model, prompt, seed, batch_index)
+                    prompt: str, seed: int, batch_index: int, index: int = 0) -> Path:
+        context = self._context(request, model, prompt, seed, batch_index, index)
         limit = int(getattr(self.options, "filenames_max_length", 128) or 128)
         unix = bool(getattr(self.options, "unix_filenames_sanitization", False))
 

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
 
 from sdweb import __version__
-from sdweb.core.errors import UserError
 from sdweb.state import AppState
-from sdweb.ui.common import choice_values, marked_choices
+from sdweb.ui.common import TOOL_TITLES, marked_choices
 from sdweb.ui.demo_banner import DemoBanner, banner_updates, build_demo_banner, wire_demo_banner
-from sdweb.ui.send import Tabs, wire_send_buttons
+from sdweb.ui.extra_networks import wire_extra_networks
+from sdweb.ui.quicksettings import (
+    QuickSettings,
+    build_quicksettings,
+    quick_values,
+    save_setting,
+    switch_checkpoint,
+    vae_choices,
+)
+from sdweb.ui.send import PasteSources, Tabs, wire_send_buttons
+from sdweb.ui.styles import wire_styles
 from sdweb.ui.tabs.extensions import build_extensions_tab
 from sdweb.ui.tabs.extras import build_extras_tab
 from sdweb.ui.tabs.img2img import build_img2img_tab
+from sdweb.ui.tabs.merger import build_merger_tab, wire_merger
 from sdweb.ui.tabs.png_info import build_png_info_tab
 from sdweb.ui.tabs.settings import SettingsTab, build_settings_tab, current_values
 from sdweb.ui.tabs.txt2img import build_txt2img_tab, hires_upscalers
 
+__all__ = ["build_blocks", "mount_ui", "save_setting", "vae_choices"]
+
 log = logging.getLogger(__name__)
-VAE_SPECIAL = ("Automatic", "None")
 
 CSS = """
 .sdweb-tokens { text-align: right; font-size: 0.8em; opacity: 0.7; margin-bottom: -0.6em; }
@@ -31,10 +42,30 @@ CSS = """
 #txt2img_generate, #img2img_generate, #extras_generate { min-height: 4.5em; font-size: 1.2em; }
 #extras_interrupt { min-height: 4.5em; }
 .sdweb-status { min-height: 1.5em; font-size: 0.9em; }
-#quicksettings, #extras_upscaler_row { align-items: end; }
+#sd_model_checkpoint_column { gap: 2px !important; }
+#sd_checkpoint_status { font-size: 0.85em; min-height: 0; }
+#quicksettings, #extras_upscaler_row, #modelmerger_models, .sdweb-align-end { align-items: end; }
+.sdweb-tools { gap: 4px !important; flex-wrap: wrap; }
+.sdweb-tool { min-width: 36px !important; flex-grow: 0 !important; }
+.sdweb-gallery-buttons { flex-wrap: wrap; gap: 4px !important; }
+.sdweb-gallery-wrap { position: relative; }
+.sdweb-progressbar-box { position: absolute !important; top: 0; left: 0; right: 0; z-index: 50;
+  padding: 0 !important; min-height: 0 !important; pointer-events: none; }
+.sdweb-progressbar { position: relative; height: 22px; margin: 6px; border-radius: 6px; overflow: hidden;
+  background: rgba(40, 40, 48, 0.55); }
+.sdweb-progressbar-fill { position: absolute; top: 0; bottom: 0; left: 0; background: #f97316;
+  transition: width 0.4s ease; }
+.sdweb-progressbar-text { position: relative; display: block; text-align: center; line-height: 22px;
+  font-size: 13px; color: #fff; text-shadow: 0 0 3px #000; }
+.sdweb-cards .grid-container { grid-template-columns: repeat(auto-fill, minmax(110px, 150px)) !important;
+  justify-content: start; }
+.sdweb-cards .thumbnail-item { aspect-ratio: 2 / 3; width: 100%; height: auto; }
+.sdweb-settings-sections .wrap { flex-direction: column; align-items: stretch; }
+.sdweb-settings-sections label { width: 100%; }
 """
 
-# Ctrl+Enter (Cmd+Enter) in a prompt box clicks that tab's Generate button, as in A1111.
+# Ctrl+Enter (Cmd+Enter) in a prompt box clicks that tab's Generate button, as in A1111; icon buttons get their
+# hover text (Gradio buttons have no title argument).
 JS = """
 () => {
   document.addEventListener("keydown", (event) => {
@@ -43,80 +74,18 @@ JS = """
     const button = row && document.getElementById(row.id.replace(/_toprow$/, "_generate"));
     if (button) { event.preventDefault(); button.click(); }
   });
+  const titles = Object.entries(__TITLES__);
+  const setTitles = () => document.querySelectorAll("button[id]").forEach((button) => {
+    const found = button.title ? null : titles.find(([part]) => button.id.includes(part));
+    if (found) button.title = found[1];
+  });
+  let pending = false;  // at most one pass per 200 ms, however busy the page is
+  new MutationObserver(() => {
+    if (!pending) { pending = true; setTimeout(() => { pending = false; setTitles(); }, 200); }
+  }).observe(document.body, {childList: true, subtree: true});
+  setTitles();
 }
-"""
-
-
-@dataclass
-class QuickSettings:
-    checkpoint: gr.Dropdown
-    refresh: gr.Button
-    vae: gr.Dropdown
-    clip_skip: gr.Slider
-
-
-def checkpoint_choices(state: AppState) -> tuple[list[str], str | None]:
-    selected = state.selected_checkpoint()
-    return state.registry.checkpoint_titles(), selected.title if selected else None
-
-
-def vae_choices(state: AppState) -> list[str | tuple[str, str]]:
-    """Automatic, None, then the VAE files (a damaged one marked: see marked_choices)."""
-    return marked_choices([*VAE_SPECIAL, *(vae.name for vae in state.registry.vaes)], state.registry.vae_problems())
-
-
-def save_setting(state: AppState, key: str, value: Any) -> None:
-    """A quick setting changed: validate and save it (the model loads with the next job)."""
-    if value is None:
-        return
-    try:
-        if key == "sd_model_checkpoint":
-            state.check_checkpoint_change(value)
-        state.settings.update({key: value})  # unknown checkpoint or VAE names: the settings' own checks refuse
-    except UserError as error:
-        raise gr.Error(f"{error.message} {error.hint}".strip()) from None
-
-
-def _quick_values(state: AppState) -> tuple[gr.Dropdown, gr.Dropdown, int]:
-    titles, selected = checkpoint_choices(state)
-    vae = state.settings.get("sd_vae", "Automatic")
-    choices = vae_choices(state)
-    return (gr.Dropdown(choices=titles, value=selected),
-            gr.Dropdown(choices=choices if vae in choice_values(choices) else [*choices, vae], value=vae),
-            int(state.settings.get("CLIP_stop_at_last_layers", 1)))
-
-
-def build_quicksettings(state: AppState) -> QuickSettings:
-    titles, selected = checkpoint_choices(state)
-    with gr.Row(elem_id="quicksettings", equal_height=False):
-        checkpoint = gr.Dropdown(label="Stable Diffusion checkpoint", choices=titles, value=selected,
-                                 elem_id="sd_model_checkpoint", scale=4, min_width=300)
-        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40, size="sm")
-        vae = gr.Dropdown(label="SD VAE", choices=vae_choices(state), value=state.settings.get("sd_vae", "Automatic"),
-                          elem_id="sd_vae", scale=3, min_width=200, allow_custom_value=True)
-        clip_skip = gr.Slider(label="Clip skip", minimum=1, maximum=12, step=1,
-                              value=int(state.settings.get("CLIP_stop_at_last_layers", 1)),
-                              elem_id="CLIP_stop_at_last_layers", scale=2, min_width=200)
-    quick = QuickSettings(checkpoint=checkpoint, refresh=refresh, vae=vae, clip_skip=clip_skip)
-    for component, key in ((checkpoint, "sd_model_checkpoint"), (vae, "sd_vae"),
-                           (clip_skip, "CLIP_stop_at_last_layers")):
-        component.input(_saver(state, key), inputs=component, outputs=None, trigger_mode="always_last",
-                        api_visibility="private")
-
-    def on_refresh() -> tuple[gr.Dropdown, gr.Dropdown, int]:
-        state.registry.refresh_checkpoints()
-        state.registry.refresh_vaes()
-        return _quick_values(state)
-
-    refresh.click(on_refresh, outputs=[checkpoint, vae, clip_skip], api_visibility="private")
-    return quick
-
-
-def _saver(state: AppState, key: str):
-    def save(value: Any) -> None:
-        save_setting(state, key, value)
-
-    return save
+""".replace("__TITLES__", json.dumps(TOOL_TITLES, ensure_ascii=False))
 
 
 def _build_extension_tabs(state: AppState) -> list[tuple[Any, str, str] | str]:
@@ -158,32 +127,57 @@ def build_blocks(state: AppState) -> gr.Blocks:
                 extras = build_extras_tab(state)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 png_info = build_png_info_tab()
+            with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
+                merger, merger_values = build_merger_tab(state)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings_tab = build_settings_tab(state.settings, bool(getattr(state.options, "hide_ui_dir_config", False)))
             _render_extension_tabs(extension_tabs)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(state)
         gr.Markdown(f"sdweb {__version__} · [API docs](/docs)", elem_id="footer_version")
-        wire_send_buttons(Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info, extras=extras),
-                          state.settings)
+        tabs = Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info, extras=extras)
+        wire_send_buttons(tabs, PasteSources(state.settings, state.service.styles), state.paths.params_file)
+        _wire_prompt_areas(state, tabs, quick)
+        refiners = [txt2img.fields["refiner_checkpoint"], img2img.fields["refiner_checkpoint"]]
+        wire_merger(state, merger, merger_values, [quick.checkpoint, *refiners])
         wire_demo_banner(banner, main, quick.checkpoint, state)
-        _wire_page_load(blocks, state, quick, settings_tab, txt2img.fields["hr_upscaler"], banner)
+        _wire_page_load(blocks, state, quick, settings_tab, txt2img.fields["hr_upscaler"],
+                        [txt2img.row.styles, img2img.row.styles], banner)
     return blocks
 
 
+def _wire_prompt_areas(state: AppState, tabs: Tabs, quick: QuickSettings) -> None:
+    """Styles (one styles.csv for both tabs) and the Extra Networks panels (a checkpoint card loads it)."""
+    areas = (tabs.txt2img.area, tabs.img2img.area)
+    wire_styles(state.service.styles, [(area.row, area.style_editor) for area in areas])
+
+    for area in areas:
+        wire_extra_networks(state, area.row, area.extra_networks, quick.checkpoint, _load_chosen(state),
+                            [quick.checkpoint, quick.status])
+
+
+def _load_chosen(state: AppState):
+    def load(title: str | None):
+        yield from switch_checkpoint(state, title)
+
+    return load
+
+
 def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, settings_tab: SettingsTab,
-                    hr_upscaler: gr.Dropdown, banner: DemoBanner) -> None:
-    """Each page load shows the current settings (another tab or the API may have changed them), the
-    upscaler files now in the model folders, and the demo-model banner when it applies."""
-    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, hr_upscaler, *banner.outputs,
+                    hr_upscaler: gr.Dropdown, style_lists: list[gr.Dropdown], banner: DemoBanner) -> None:
+    """Each page load shows the current settings (another tab or the API may have changed them), the upscaler
+    files now in the model folders, the styles now in styles.csv and the demo-model banner when it applies."""
+    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, hr_upscaler, *style_lists, *banner.outputs,
                *settings_tab.components.values()]
 
     def on_load() -> dict[Any, Any]:
-        checkpoint, vae, clip_skip = _quick_values(state)
+        checkpoint, vae, clip_skip = quick_values(state)
         registry = state.service.postprocess.upscalers
         upscalers = marked_choices(hires_upscalers(registry.names()), registry.problems())
+        styles = state.service.styles.names()
         return {quick.checkpoint: checkpoint, quick.vae: vae, quick.clip_skip: clip_skip,
                 hr_upscaler: gr.Dropdown(choices=upscalers),
+                **{styles_list: gr.Dropdown(choices=styles) for styles_list in style_lists},
                 **dict(zip(banner.outputs, banner_updates(state), strict=True)),
                 **current_values(state.settings, settings_tab.components)}
 

@@ -6,6 +6,7 @@ it through the job queue, poll the job for progress and previews, show the resul
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,7 +26,7 @@ from sdweb.state import AppState
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
-RESULT_GALLERY_COLUMNS = 2
+RESULT_GALLERY_HEIGHT = 520
 
 
 # -- dropdowns of model files ---------------------------------------------------------------------------------
@@ -61,9 +62,17 @@ def user_message(error: BaseException) -> str:
     return f"Generation failed ({type(error).__name__}). The server log has the details."
 
 
+def user_error(message: str, title: str = "Error") -> gr.Error:
+    """A gr.Error for something the user can fix: it stays until closed, its text is shown as text (Gradio
+    renders the message as HTML), and no traceback goes to the log."""
+    return gr.Error(html.escape(message), duration=None, title=title, print_exception=False)
+
+
 def to_gr_error(error: BaseException) -> gr.Error:
-    return gr.Error(user_message(error), title="Error" if isinstance(error, UserError | ValidationError)
-                    else "Unexpected error")
+    if isinstance(error, UserError | ValidationError | JobInterrupted):
+        return user_error(user_message(error))
+    return gr.Error(html.escape(user_message(error)), duration=None, title="Unexpected error",
+                    print_exception=False)  # the job's own traceback is logged where it failed
 
 
 # -- request building by name ------------------------------------------------------------------------------
@@ -90,11 +99,16 @@ def make_request(model: type[BaseModel], values: Mapping[str, Any]) -> Any:
         return model(**clean_values(values))
     except ValidationError as error:
         raise to_gr_error(error) from None
+    except UserError as error:  # a request validator that names the field in a UserError
+        raise to_gr_error(error) from None
 
 
 # -- progress ----------------------------------------------------------------------------------------------
 def progress_text(progress: JobProgress, position: int | None, now: float) -> str:
-    """'Waiting in queue (position 2)' or 'Step 5/20 · Batch 1/2 · 25% · ETA 3s'."""
+    """'Waiting in queue (position 2)' or 'Step 5/20 · Batch 1 of 2 · 25% · ETA 3s'.
+
+    The stage (batch of several, hires fix, refiner) is the job's own text, so one image with hires fix reads
+    'Hires fix', never 'Batch 2/2'."""
     if position is not None:
         return f"Waiting in queue (position {position + 1})…"
     if progress.started_at is None:
@@ -104,14 +118,38 @@ def progress_text(progress: JobProgress, position: int | None, now: float) -> st
         parts.append(f"Step {progress.sampling_step}/{progress.sampling_steps}")
     else:
         parts.append("Loading model…")
-    if progress.job_count > 1:
-        parts.append(f"Batch {progress.job_no + 1}/{progress.job_count}")
+    if progress.textinfo:
+        parts.append(progress.textinfo)
     fraction = progress.fraction()
     parts.append(f"{fraction * 100:.0f}%")
-    elapsed = max(0.0, now - progress.started_at)
-    if fraction > 0.01:
-        parts.append(f"ETA {max(0.0, elapsed / fraction - elapsed):.0f}s")
+    eta = eta_seconds(progress, now)
+    if eta is not None:
+        parts.append(f"ETA {eta:.0f}s")
     return " · ".join(parts)
+
+
+def eta_seconds(progress: JobProgress, now: float) -> float | None:
+    """Seconds left, extrapolated from the time taken so far; None until there is enough to go on."""
+    fraction = progress.fraction()
+    if progress.started_at is None or fraction <= 0.01:
+        return None
+    elapsed = max(0.0, now - progress.started_at)
+    return max(0.0, elapsed / fraction - elapsed)
+
+
+def progress_bar_html(progress: JobProgress | None, position: int | None, now: float) -> str:
+    """A1111's progress bar over the gallery: a filled bar with 'NN% ETA Ns' (or the queue position)."""
+    if progress is None:
+        return ""
+    if position is not None:
+        percent, text = 0.0, f"Waiting in queue (position {position + 1})…"
+    else:
+        percent = progress.fraction() * 100 if progress.started_at is not None else 0.0
+        eta = eta_seconds(progress, now)
+        text = f"{percent:.0f}%" + (f" ETA {eta:.0f}s" if eta is not None else "")
+    return (f"<div class='sdweb-progressbar' role='progressbar' aria-valuemin='0' aria-valuemax='100' "
+            f"aria-valuenow='{percent:.0f}'><div class='sdweb-progressbar-fill' style='width:{percent:.1f}%'>"
+            f"</div><span class='sdweb-progressbar-text'>{html.escape(text)}</span></div>")
 
 
 def save_options(state: AppState) -> SaveOptions:
@@ -125,31 +163,56 @@ class OutputPanel:
     gallery: gr.Gallery
     info: gr.Textbox
     status: gr.Markdown
+    progressbar: gr.HTML  # A1111's bar with percent and ETA, over the top of the gallery
     send_img2img: gr.Button
     send_inpaint: gr.Button
     send_extras: gr.Button
+    open_folder: gr.Button  # 📂 (not rendered on an exposed server)
+    save: gr.Button  # 💾 to log/images
+    save_zip: gr.Button  # 🗃️ the same, plus a zip
+    download: gr.File  # what Save / Zip wrote, to download
     job_id: gr.State  # the running job's id (Interrupt targets it)
     infotexts: gr.State  # one per gallery entry
     seeds: gr.State  # (seed, subseed) per gallery entry
     selected: gr.State  # the selected gallery index
 
     def result_outputs(self) -> list[Any]:
-        return [self.gallery, self.info, self.status, self.job_id, self.infotexts, self.seeds, self.selected]
+        return [self.gallery, self.info, self.status, self.progressbar, self.job_id, self.infotexts, self.seeds,
+                self.selected]
 
 
-def build_output_panel(tab: str) -> OutputPanel:
-    gallery = gr.Gallery(label="Output", show_label=False, format="png", type="pil", columns=RESULT_GALLERY_COLUMNS,
-                         height=520, object_fit="contain", interactive=False, elem_id=f"{tab}_gallery",
-                         buttons=["download", "fullscreen"])
-    with gr.Row():
-        send_img2img = gr.Button("🖼️ Send to img2img", size="sm", elem_id=f"{tab}_send_to_img2img")
-        send_inpaint = gr.Button("🎨 Send to inpaint", size="sm", elem_id=f"{tab}_send_to_inpaint")
-        send_extras = gr.Button("📐 Send to extras", size="sm", elem_id=f"{tab}_send_to_extras")
+def result_gallery(elem_id: str, height: int = RESULT_GALLERY_HEIGHT) -> gr.Gallery:
+    """A1111's result gallery: the chosen image shown whole (preview mode, scaled to fit, never cropped) with
+    the others as thumbnails; PNG so the infotext travels with a download."""
+    return gr.Gallery(label="Output", show_label=False, format="png", type="pil", columns=4, height=height,
+                      object_fit="contain", preview=True, interactive=False, elem_id=elem_id,
+                      buttons=["download", "fullscreen"])
+
+
+def gallery_update(images: list[Any]) -> dict[str, Any]:
+    """New results, the first one shown whole (preview mode)."""
+    return gr.update(value=images, selected_index=0 if images else None)
+
+
+def build_output_panel(tab: str, show_open_folder: bool = True) -> OutputPanel:
+    with gr.Column(elem_classes=["sdweb-gallery-wrap"], elem_id=f"{tab}_gallery_container"):
+        progressbar = gr.HTML("", elem_id=f"{tab}_progressbar", elem_classes=["sdweb-progressbar-box"])
+        gallery = result_gallery(f"{tab}_gallery")
+    with gr.Row(elem_id=f"{tab}_gallery_buttons", elem_classes=["sdweb-gallery-buttons"]):
+        open_folder = _tool("📂", f"{tab}_open_folder", visible=show_open_folder)
+        save = _tool("💾", f"{tab}_save")
+        save_zip = _tool("🗃️", f"{tab}_save_zip")
+        send_img2img = _tool("🖼️", f"{tab}_send_to_img2img")
+        send_inpaint = _tool("🎨", f"{tab}_send_to_inpaint")
+        send_extras = _tool("📐", f"{tab}_send_to_extras")
+    download = gr.File(label="Saved files", file_count="multiple", interactive=False, visible=False,
+                       elem_id=f"{tab}_download_files")
     status = gr.Markdown("", elem_id=f"{tab}_progress", elem_classes=["sdweb-status"])
     info = gr.Textbox(label="Generation info", lines=4, max_lines=12, interactive=False, buttons=["copy"],
                       elem_id=f"{tab}_info")
-    panel = OutputPanel(gallery=gallery, info=info, status=status, send_img2img=send_img2img,
-                        send_inpaint=send_inpaint, send_extras=send_extras, job_id=gr.State(None), infotexts=gr.State([]),
+    panel = OutputPanel(gallery=gallery, info=info, status=status, progressbar=progressbar, send_img2img=send_img2img,
+                        send_inpaint=send_inpaint, send_extras=send_extras, open_folder=open_folder, save=save,
+                        save_zip=save_zip, download=download, job_id=gr.State(None), infotexts=gr.State([]),
                         seeds=gr.State([]), selected=gr.State(0))
     gallery.select(_on_select, inputs=panel.infotexts, outputs=[panel.info, panel.selected],
                    api_visibility="private", queue=False)
@@ -188,22 +251,24 @@ def follow_job(state: AppState, job: Any, panel: OutputPanel, label: str = "") -
     """Stream a submitted job's progress and previews; the generator's return value is its result.
 
     Raises gr.Error for a failed job and JobInterrupted when it was interrupted before it produced anything."""
-    yield {panel.job_id: job.id, panel.status: f"{label}Queued…"}
+    yield {panel.job_id: job.id, panel.status: f"{label}Queued…",
+           panel.progressbar: progress_bar_html(job.progress, state.queue.position(job.id), time.time())}
     shown_preview = 0
     while not job.finished.wait(POLL_SECONDS):
-        update: dict[Any, Any] = {panel.status: label + progress_text(job.progress, state.queue.position(job.id),
-                                                                      time.time())}
+        position, now = state.queue.position(job.id), time.time()
+        update: dict[Any, Any] = {panel.status: label + progress_text(job.progress, position, now),
+                                  panel.progressbar: progress_bar_html(job.progress, position, now)}
         preview = job.progress.preview
         if preview is not None and job.progress.preview_id != shown_preview:
             shown_preview = job.progress.preview_id
-            update[panel.gallery] = [preview]
+            update[panel.gallery] = gallery_update([preview])  # shown whole, as the result will be
         yield update
     if isinstance(job.error, JobInterrupted):
         raise job.error
     if job.error is not None:
         if not isinstance(job.error, UserError | ValidationError):
             log.error("Job %s failed: %s", job.id, job.error)
-        yield {panel.status: "", panel.job_id: None}
+        yield {panel.status: "", panel.progressbar: "", panel.job_id: None}
         raise to_gr_error(job.error)
     return job.result
 
@@ -211,15 +276,18 @@ def follow_job(state: AppState, job: Any, panel: OutputPanel, label: str = "") -
 def submit_job(state: AppState, kind: str, request: Any, save: SaveOptions | None = None) -> Any:
     try:
         return state.submit(kind, request, save or save_options(state))
-    except (UserError, RuntimeError) as error:
-        raise gr.Error(str(error)) from None
+    except UserError as error:
+        raise to_gr_error(error) from None
+    except RuntimeError as error:  # the queue is shut down
+        raise user_error(str(error)) from None
 
 
 def show_result(state: AppState, result: GenerationResult, panel: OutputPanel) -> dict[Any, Any]:
     images, infotexts, seeds = result_entries(result, bool(state.settings.get("return_grid", True)))
-    return {panel.gallery: images, panel.info: infotexts[0] if infotexts else "",
-            panel.status: finished_status(result), panel.job_id: None, panel.infotexts: infotexts,
-            panel.seeds: seeds, panel.selected: 0}
+    return {panel.gallery: gallery_update(images),
+            panel.info: infotexts[0] if infotexts else "", panel.status: finished_status(result),
+            panel.progressbar: "", panel.job_id: None, panel.infotexts: infotexts, panel.seeds: seeds,
+            panel.selected: 0}
 
 
 def run_generation(state: AppState, kind: str, request: Any, panel: OutputPanel) -> Iterator[dict[Any, Any]]:
@@ -228,7 +296,7 @@ def run_generation(state: AppState, kind: str, request: Any, panel: OutputPanel)
     try:
         result: GenerationResult = yield from follow_job(state, job, panel)
     except JobInterrupted:
-        yield {panel.status: "Interrupted.", panel.job_id: None}
+        yield {panel.status: "Interrupted.", panel.progressbar: "", panel.job_id: None}
         return
     yield show_result(state, result, panel)
 
@@ -241,9 +309,15 @@ class PromptRow:
     generate: gr.Button
     interrupt: gr.Button
     skip: gr.Button
+    paste: gr.Button  # ↙️ read generation parameters from the prompt box (or the last job's params.txt)
+    clear: gr.Button  # 🗑️ clear both prompts
+    extra_networks: gr.Button  # 🎴 show / hide the Extra Networks panel
+    styles: gr.Dropdown  # the selected styles (the request's `styles`)
+    apply_styles: gr.Button  # 📋 write the selected styles into the prompts
+    edit_styles: gr.Button  # 🖌️ open the style editor
 
 
-def build_prompt_row(tab: str) -> PromptRow:
+def build_prompt_row(tab: str, style_names: list[str] | None = None) -> PromptRow:
     with gr.Row(elem_id=f"{tab}_toprow", equal_height=False):
         with gr.Column(scale=6, min_width=400):
             prompt_tokens = gr.HTML("0/75", elem_id=f"{tab}_token_counter", elem_classes=["sdweb-tokens"])
@@ -253,15 +327,49 @@ def build_prompt_row(tab: str) -> PromptRow:
                                       elem_classes=["sdweb-tokens"])
             negative = gr.Textbox(label="Negative prompt", show_label=False, lines=2, max_lines=12,
                                   placeholder="Negative prompt", elem_id=f"{tab}_neg_prompt")
-        with gr.Column(scale=1, min_width=180, elem_classes=["sdweb-generate-box"]):
+        with gr.Column(scale=2, min_width=240, elem_classes=["sdweb-generate-box"]):
             generate = gr.Button("Generate", variant="primary", size="lg", elem_id=f"{tab}_generate")
             with gr.Row():
                 interrupt = gr.Button("Interrupt", size="sm", elem_id=f"{tab}_interrupt", min_width=60)
                 skip = gr.Button("Skip", size="sm", elem_id=f"{tab}_skip", min_width=60)
+            with gr.Row(elem_id=f"{tab}_tools", elem_classes=["sdweb-tools"]):
+                paste = _tool("↙️", f"paste_{tab}")
+                clear = _tool("🗑️", f"{tab}_clear_prompt")
+                extra_networks = _tool("🎴", f"{tab}_extra_networks")
+                apply_styles = _tool("📋", f"{tab}_style_apply")
+                edit_styles = _tool("🖌️", f"{tab}_style_edit")
+            styles = gr.Dropdown(label="Styles", choices=list(style_names or []), value=[], multiselect=True,
+                                 elem_id=f"{tab}_styles")
     for box, counter in ((prompt, prompt_tokens), (negative, negative_tokens)):
         box.change(token_counter_text, inputs=box, outputs=counter, trigger_mode="always_last",
                    show_progress="hidden", api_visibility="private", queue=False)
-    return PromptRow(prompt=prompt, negative_prompt=negative, generate=generate, interrupt=interrupt, skip=skip)
+    clear.click(lambda: ("", ""), inputs=None, outputs=[prompt, negative], queue=False, api_visibility="private")
+    return PromptRow(prompt=prompt, negative_prompt=negative, generate=generate, interrupt=interrupt, skip=skip,
+                     paste=paste, clear=clear, extra_networks=extra_networks, styles=styles,
+                     apply_styles=apply_styles, edit_styles=edit_styles)
+
+
+# Hover text of the icon buttons (A1111's wording), by a part of their elem_id, checked in this order; the page
+# script sets them as title attributes (Gradio buttons have no title argument).
+TOOL_TITLES = {
+    "paste_": "Read generation parameters from prompt or last generation if prompt is empty into user interface.",
+    "_clear_prompt": "Clear prompt", "_extra_networks": "Show/hide extra networks",
+    "_style_apply": "Apply all selected styles to prompts.", "_style_edit": "Edit styles",
+    "_open_folder": "Open images output directory",
+    "_save_zip": "Save all images in a zip archive (in log/images)",
+    "_save": "Save the selected image to log/images, with a row in log.csv",
+    "_send_to_img2img": "Send image and generation parameters to img2img tab.",
+    "_send_to_inpaint": "Send image and generation parameters to img2img inpaint tab.",
+    "_send_to_extras": "Send image and generation parameters to extras tab.",
+    "_detect_image_size_btn": "Auto detect size from img2img", "_res_switch_btn": "Switch width/height",
+    "_random_": "Set seed to -1, which will cause a new random number to be used every time",
+    "_reuse_": "Reuse seed from last generation", "refresh": "Refresh",
+}
+
+
+def _tool(icon: str, elem_id: str, visible: bool = True) -> gr.Button:
+    return gr.Button(icon, size="sm", min_width=36, scale=0, elem_id=elem_id, elem_classes=["sdweb-tool"],
+                     visible=visible)
 
 
 @lru_cache(maxsize=1)

@@ -24,25 +24,79 @@ def sampler_controls(tab: str) -> dict[str, Any]:
     return {"sampler_name": sampler, "scheduler": scheduler, "steps": steps}
 
 
-def size_controls(tab: str) -> dict[str, Any]:
-    """Width / height with the ⇅ swap button, batch count and batch size."""
-    with gr.Row():
-        with gr.Column(scale=4, min_width=160):
-            width = gr.Slider(label="Width", minimum=64, maximum=2048, step=8, value=512, elem_id=f"{tab}_width")
-            height = gr.Slider(label="Height", minimum=64, maximum=2048, step=8, value=512,
-                               elem_id=f"{tab}_height")
-        swap = gr.Button("⇅", size="sm", min_width=40, scale=0, elem_id=f"{tab}_res_switch_btn")
-        with gr.Column(scale=3, min_width=160):
-            n_iter = gr.Slider(label="Batch count", minimum=1, maximum=100, step=1, value=1,
-                               elem_id=f"{tab}_batch_count")
-            batch_size = gr.Slider(label="Batch size", minimum=1, maximum=8, step=1, value=1,
-                                   elem_id=f"{tab}_batch_size")
-    swap.click(swap_values, inputs=[width, height], outputs=[width, height], queue=False, api_visibility="private")
-    return {"width": width, "height": height, "n_iter": n_iter, "batch_size": batch_size}
+MIN_SIDE, MAX_SIDE, SIDE_STEP = 64, 2048, 8
 
 
 def swap_values(first: float, second: float) -> tuple[float, float]:
     return second, first
+
+
+def snapped_size(value: Any, minimum: int = MIN_SIDE, maximum: int = MAX_SIDE) -> int | None:
+    """The nearest allowed size (a multiple of 8 within the slider's range) when `value` is not one; None when
+    it is fine or not a number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number:  # NaN
+        return minimum
+    snapped = min(maximum, max(minimum, int(number / SIDE_STEP + 0.5) * SIDE_STEP))
+    return None if snapped == number else snapped
+
+
+def size_checker(label: str, minimum: int = MIN_SIDE, maximum: int = MAX_SIDE):
+    """A change handler (run without Gradio's range check, which would refuse 7 with a message that names no
+    field) that puts a size the model cannot take right at once and says so."""
+
+    def check(value: Any) -> Any:
+        fixed = snapped_size(value, minimum, maximum)
+        if fixed is None:
+            return gr.skip()
+        if float(value) < minimum:
+            why = f"is below the smallest size, {minimum}"
+        elif float(value) > maximum:
+            why = f"is above the largest size, {maximum}"
+        else:
+            why = f"is not a multiple of {SIDE_STEP}"
+        gr.Warning(f"{label} {value:g} {why}: it is set to {fixed}." if isinstance(value, int | float)
+                   else f"{label}: set to {fixed}.")
+        return fixed
+
+    return check
+
+
+def wire_size_checks(sliders: dict[str, Any], minimum: int = MIN_SIDE, maximum: int = MAX_SIDE) -> None:
+    for label, slider in sliders.items():
+        # through the queue: gr.Warning reaches the page only from queued events
+        slider.change(size_checker(label, minimum, maximum), inputs=slider, outputs=slider, preprocess=False,
+                      show_progress="hidden", api_visibility="private")
+
+
+def width_height(tab: str) -> tuple[gr.Slider, gr.Slider]:
+    width = gr.Slider(label="Width", minimum=MIN_SIDE, maximum=MAX_SIDE, step=SIDE_STEP, value=512,
+                      elem_id=f"{tab}_width")
+    height = gr.Slider(label="Height", minimum=MIN_SIDE, maximum=MAX_SIDE, step=SIDE_STEP, value=512,
+                       elem_id=f"{tab}_height")
+    wire_size_checks({"Width": width, "Height": height})
+    return width, height
+
+
+def batch_controls(tab: str) -> dict[str, Any]:
+    n_iter = gr.Slider(label="Batch count", minimum=1, maximum=100, step=1, value=1, elem_id=f"{tab}_batch_count")
+    batch_size = gr.Slider(label="Batch size", minimum=1, maximum=8, step=1, value=1, elem_id=f"{tab}_batch_size")
+    return {"n_iter": n_iter, "batch_size": batch_size}
+
+
+def size_controls(tab: str) -> dict[str, Any]:
+    """Width / height with the ⇅ swap button, batch count and batch size."""
+    with gr.Row():
+        with gr.Column(scale=4, min_width=160):
+            width, height = width_height(tab)
+        swap = gr.Button("⇅", size="sm", min_width=40, scale=0, elem_id=f"{tab}_res_switch_btn")
+        with gr.Column(scale=3, min_width=160):
+            batch = batch_controls(tab)
+    swap.click(swap_values, inputs=[width, height], outputs=[width, height], queue=False, api_visibility="private")
+    return {"width": width, "height": height, **batch}
 
 
 def cfg_control(tab: str) -> dict[str, Any]:

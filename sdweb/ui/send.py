@@ -1,5 +1,9 @@
 """Send to txt2img / img2img / inpaint / extras: an image and its pasted generation parameters, mapped by
-field name (extras takes the image only; its infotext travels in the image so the result keeps it)."""
+field name (extras takes the image only; its infotext travels in the image so the result keeps it).
+
+Settings that come with the parameters (Clip skip, the model when `disable_weights_auto_swap` is off, ENSD,
+...) fill the tab's "Override settings" box, as in A1111. The prompt row's ↙️ pastes the same way from the
+prompt box, or from params.txt (the last job) when the box is empty."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from PIL import Image
 from sdweb.config.settings import Settings
 from sdweb.infotext import infotext_to_request_fields, parse_infotext
 from sdweb.outputs.save import read_infotext
-from sdweb.ui.common import OutputPanel
+from sdweb.prompts.styles import StyleDatabase
+from sdweb.ui.common import OutputPanel, PromptRow, user_error
+from sdweb.ui.overrides import override_box_update
 from sdweb.ui.tabs.extras import ExtrasTab
 from sdweb.ui.tabs.img2img import (
     INPAINT_AREAS,
@@ -38,14 +44,30 @@ SIZE_FIELDS = ("width", "height")
 def fields_from_infotext(text: str | None, mode: str, send_seed: bool = True,
                          send_size: bool = True) -> dict[str, Any]:
     """Request field values pasted from an infotext (settings `send_seed` / `send_size` respected)."""
+    return pasted_values(text, mode, send_seed, send_size)[0]
+
+
+def pasted_values(text: str | None, mode: str, send_seed: bool = True, send_size: bool = True,
+                  settings: Settings | None = None, styles: StyleDatabase | None = None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(request field values, override_settings) of an infotext. With `settings`, overrides equal to the
+    current value are dropped and `disable_weights_auto_swap` / `infotext_styles` apply; with `styles`, styles
+    found in the prompt are taken out of it and selected."""
     if not text or not text.strip():
-        return {}
-    fields, _overrides = infotext_to_request_fields(parse_infotext(text), mode=mode)
+        return {}, {}
+    current = settings.as_dict() if settings is not None else None
+    params = parse_infotext(text, extract_styles=styles.extract if styles is not None else None,
+                            infotext_styles=str((current or {}).get("infotext_styles", "Apply if any")))
+    fields, overrides = infotext_to_request_fields(
+        params, mode=mode, current_settings=current,
+        disable_weights_auto_swap=bool((current or {}).get("disable_weights_auto_swap", True)))
     for name in (() if send_seed else SEED_FIELDS) + (() if send_size else SIZE_FIELDS):
         fields.pop(name, None)
     if "mask_blur_x" in fields:
         fields["mask_blur"] = fields["mask_blur_x"]
-    return fields
+    if settings is not None:  # settings sdweb does not have (FP8 weight, ...) would be chips that do nothing
+        overrides = {key: value for key, value in overrides.items() if settings.option(key) is not None}
+    return fields, overrides
 
 
 def ui_value(name: str, value: Any) -> Any:
@@ -100,22 +122,40 @@ class Tabs:
     extras: ExtrasTab
 
 
+@dataclass(frozen=True)
+class PasteSources:
+    """What pasting reads besides the text: the settings and the styles (to find styles in the prompt)."""
+
+    settings: Settings
+    styles: StyleDatabase | None = None
+
+
 def _send_flags(settings: Settings) -> tuple[bool, bool]:
     return bool(settings.get("send_seed", True)), bool(settings.get("send_size", True))
 
 
-def _to_img2img(tabs: Tabs, settings: Settings, mode: str) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
+def pasted_updates(sources: PasteSources, fields: Mapping[str, Any], override: Any, infotext: str | None,
+                   mode: str) -> dict[Any, Any]:
+    """`{component: value}` for a tab's fields and its Override settings box from an infotext."""
+    send_seed, send_size = _send_flags(sources.settings)
+    values, overrides = pasted_values(infotext, mode, send_seed, send_size, sources.settings, sources.styles)
+    updates = field_updates(fields, values)
+    if infotext and infotext.strip():
+        updates[override] = override_box_update(overrides)
+    return updates
+
+
+def _to_img2img(tabs: Tabs, sources: PasteSources, mode: str) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
     """A handler (image, infotext) -> updates that fill the img2img tab in `mode` and switch to it."""
     target = tabs.img2img
     image_component = target.images["inpaint" if mode == "inpaint" else "init_img"]
     outputs = [tabs.main, target.tabs, target.images["mode"], target.inpaint_group, image_component,
-               *target.fields.values()]
+               target.override, *target.fields.values()]
 
     def send(image: Image.Image | None, infotext: str | None) -> dict[Any, Any]:
         if image is None:
-            raise gr.Error("There is no image to send.")
-        send_seed, send_size = _send_flags(settings)
-        updates = field_updates(target.fields, fields_from_infotext(infotext, "img2img", send_seed, send_size))
+            raise user_error("There is no image to send.")
+        updates = pasted_updates(sources, target.fields, target.override, infotext, "img2img")
         updates.update({tabs.main: gr.Tabs(selected="img2img"), target.tabs: gr.Tabs(selected=mode),
                         target.images["mode"]: mode,
                         target.inpaint_group: gr.Group(visible=mode in INPAINT_MODES), image_component: image})
@@ -124,18 +164,17 @@ def _to_img2img(tabs: Tabs, settings: Settings, mode: str) -> tuple[Callable[...
     return send, outputs
 
 
-def _to_txt2img(tabs: Tabs, settings: Settings) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
-    fields = tabs.txt2img.fields
+def _to_txt2img(tabs: Tabs, sources: PasteSources) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
+    target = tabs.txt2img
 
     def send(infotext: str | None) -> dict[Any, Any]:
         if not infotext:
-            raise gr.Error("This image has no generation parameters to send.")
-        send_seed, send_size = _send_flags(settings)
-        updates = field_updates(fields, fields_from_infotext(infotext, "txt2img", send_seed, send_size))
+            raise user_error("This image has no generation parameters to send.")
+        updates = pasted_updates(sources, target.fields, target.override, infotext, "txt2img")
         updates[tabs.main] = gr.Tabs(selected="txt2img")
         return updates
 
-    return send, [tabs.main, *fields.values()]
+    return send, [tabs.main, target.override, *target.fields.values()]
 
 
 def with_infotext(image: Image.Image, infotext: str | None) -> Image.Image:
@@ -154,7 +193,7 @@ def _to_extras(tabs: Tabs) -> tuple[Callable[..., dict[Any, Any]], list[Any]]:
 
     def send(image: Image.Image | None, infotext: str | None) -> dict[Any, Any]:
         if image is None:
-            raise gr.Error("There is no image to send.")
+            raise user_error("There is no image to send.")
         return {tabs.main: gr.Tabs(selected="extras"), target.tabs: gr.Tabs(selected="single_image"),
                 target.inputs["mode"]: "single_image", target.inputs["image"]: with_infotext(image, infotext)}
 
@@ -179,16 +218,50 @@ def _wire_panel(panel: OutputPanel, to_img2img: tuple, to_inpaint: tuple, to_ext
                      outputs=outputs, api_visibility="private")
 
 
-def wire_send_buttons(tabs: Tabs, settings: Settings) -> None:
-    to_img2img = _to_img2img(tabs, settings, "img2img")
-    to_inpaint = _to_img2img(tabs, settings, "inpaint")
+def _wire_extras_gallery(tabs: Tabs, to_img2img: tuple, to_inpaint: tuple) -> None:
+    """Extras' send buttons: its result image (the source's infotext is kept in it) to img2img / inpaint."""
+    extras = tabs.extras
+    for button, (send, outputs) in ((extras.send_img2img, to_img2img), (extras.send_inpaint, to_inpaint)):
+        def from_extras(gallery: list[Any] | None, index: int | None, send=send) -> dict[Any, Any]:
+            image = selected_image(gallery, index)
+            return send(image, read_infotext(image)[0] if image is not None else None)
+
+        button.click(from_extras, inputs=[extras.gallery, extras.selected], outputs=outputs,
+                     api_visibility="private")
+
+
+def params_txt_text(path: Any) -> str:
+    """The last job's infotext (params.txt), or a gr.Error saying there is none yet."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise user_error("The prompt is empty and there is no previous generation (params.txt) to read "
+                         "parameters from; paste an infotext into the prompt box first.") from None
+
+
+def _wire_paste(sources: PasteSources, row: PromptRow, fields: Mapping[str, Any], override: Any, mode: str,
+                params_file: Any) -> None:
+    """↙️: parameters from the prompt box (a pasted infotext), or from params.txt when the box is empty."""
+    def paste(prompt: str | None) -> dict[Any, Any]:
+        text = prompt if prompt and prompt.strip() else params_txt_text(params_file)
+        return pasted_updates(sources, fields, override, text, mode)
+
+    row.paste.click(paste, inputs=row.prompt, outputs=[override, *fields.values()], api_visibility="private")
+
+
+def wire_send_buttons(tabs: Tabs, sources: PasteSources, params_file: Any) -> None:
+    to_img2img = _to_img2img(tabs, sources, "img2img")
+    to_inpaint = _to_img2img(tabs, sources, "inpaint")
     to_extras = _to_extras(tabs)
     for panel in (tabs.txt2img.panel, tabs.img2img.panel):
         _wire_panel(panel, to_img2img, to_inpaint, to_extras)
+    _wire_extras_gallery(tabs, to_img2img, to_inpaint)
     info = tabs.png_info
-    send_txt2img, txt2img_outputs = _to_txt2img(tabs, settings)
+    send_txt2img, txt2img_outputs = _to_txt2img(tabs, sources)
     info.send_txt2img.click(send_txt2img, inputs=info.parameters, outputs=txt2img_outputs,
                             api_visibility="private")
     for button, (send, outputs) in ((info.send_img2img, to_img2img), (info.send_inpaint, to_inpaint),
                                     (info.send_extras, to_extras)):
         button.click(send, inputs=[info.image, info.parameters], outputs=outputs, api_visibility="private")
+    for tab, mode in ((tabs.txt2img, "txt2img"), (tabs.img2img, "img2img")):
+        _wire_paste(sources, tab.row, tab.fields, tab.override, mode, params_file)

@@ -291,3 +291,14 @@ def test_scripts_come_from_the_extension_layer(api):
     assert all(set(item) >= {"name", "is_alwayson", "is_img2img", "args"} for item in info.values())
     missing = client.post("/sdapi/v1/txt2img", json={"script_name": "no such script", **SMALL})
     assert missing.status_code == 422 and missing.json()["detail"] == "Script 'no such script' not found"
+
+
+def test_options_name_the_checkpoint_in_use_never_an_empty_string(api):
+    """Bug 11: GET /options said sd_model_checkpoint "" while a model was loaded; clients read it from there."""
+    client, state, _ = api
+    first = state.registry.checkpoints[0]
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == first.title  # before any load
+    assert client.post("/sdapi/v1/reload-checkpoint").status_code == 200
+    options = client.get("/sdapi/v1/options").json()
+    assert options["sd_model_checkpoint"] == state.manager.loaded_titles()[-1] == first.title
+    assert state.settings.get("sd_model_checkpoint") in ("", first.title)  # reading it stores nothing

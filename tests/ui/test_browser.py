@@ -25,13 +25,14 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-GENERATION_TIMEOUT_MS = 60_000
+GENERATION_TIMEOUT_MS = 240_000  # two shared CPU cores under load
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 expect = sync_api.expect
+expect.set_options(timeout=30_000)  # the page answers slowly while other jobs load the machine
 
 
 def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -81,7 +82,7 @@ def page(server, outside_requests):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("request", lambda request: None if urlparse(request.url).hostname in LOCAL_HOSTS
                 else outside.append(request.url))
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(60_000)
         started = time.perf_counter()
         page.goto(url)
         expect(page.locator("#txt2img_prompt textarea")).to_be_visible(timeout=30_000)  # hydrated
@@ -249,13 +250,13 @@ def test_extras_upscales_2x_size_checked(page, server, txt2img_png):
         assert "Postprocess upscale by: 2" in result.info["postprocessing"]
 
 
-def test_bad_width_shows_a_readable_error_and_the_next_generate_works(page):
+def test_bad_width_is_put_right_with_a_readable_message_and_generate_works(page):
     page.get_by_role("tab", name="txt2img").first.click()
     _set_number(page, "txt2img_width", "70")
-    page.locator("#txt2img_generate").click()
-    toast = page.get_by_test_id("toast-body").first
+    toast = page.get_by_test_id("toast-body").filter(has_text="Width 70")
     expect(toast).to_be_visible()
-    assert "width" in toast.inner_text() and "multiple of 8" in toast.inner_text()
+    assert "not a multiple of 8" in toast.inner_text() and "set to 72" in toast.inner_text()
+    expect(page.locator("#txt2img_width input[type=number]")).to_have_value("72")
     page.screenshot(path=str(ARTIFACTS / "bad_width.png"), full_page=True)
     for close in page.locator("[data-testid=toast-close]").all():
         close.click()

@@ -79,7 +79,7 @@ def _saved(state):
 def test_single_image_2x_lanczos_doubles_the_size_and_keeps_the_infotext(state, tab):
     before = set(_saved(state))
     final = _run(tab, _values(tab, image=_source(), upscaling_resize=2.0, upscaler_1="Lanczos"))
-    [result] = final[tab.gallery]
+    [result] = final[tab.gallery]["value"]
     assert result.size == (80, 60)
     assert "Postprocess upscale by: 2" in final[tab.info] and "Postprocess upscaler: Lanczos" in final[tab.info]
     assert "Postprocess upscale by" in result.info["postprocessing"]
@@ -98,11 +98,11 @@ def test_single_image_2x_lanczos_doubles_the_size_and_keeps_the_infotext(state, 
 def test_scale_to_with_and_without_crop(tab):
     cropped = _run(tab, _values(tab, image=_source(), resize_mode=1, upscaling_resize_w=64.0,
                                 upscaling_resize_h=64.0, upscaler_1="Lanczos"))
-    assert cropped[tab.gallery][0].size == (64, 64)
+    assert cropped[tab.gallery]["value"][0].size == (64, 64)
     assert "Postprocess crop to: 64x64" in cropped[tab.info]
     covered = _run(tab, _values(tab, image=_source(), resize_mode=1, upscaling_resize_w=64.0,
                                 upscaling_resize_h=64.0, upscaling_crop=False, upscaler_1="Lanczos"))
-    width, height = covered[tab.gallery][0].size
+    width, height = covered[tab.gallery]["value"][0].size
     assert height == 64 and width == 85, "without crop the image covers the box, keeping its aspect ratio"
 
 
@@ -113,7 +113,7 @@ def test_batch_process_keeps_file_names(state, tab, tmp_path):
         path.write_bytes(_png_bytes(*size, seed=index))
         files.append(str(path))
     final = _run(tab, _values(tab, mode="batch_process", files=files, upscaling_resize=2.0, upscaler_1="Nearest"))
-    assert [image.size for image in final[tab.gallery]] == [(40, 40), (60, 20)]
+    assert [image.size for image in final[tab.gallery]["value"]] == [(40, 40), (60, 20)]
     names = {path.name for path in _saved(state)}
     assert {"upload-0.png", "upload-1.png"} <= names
     assert "2 files saved" in final[tab.status]
@@ -128,7 +128,7 @@ def test_batch_from_directory_in_and_out(tab, tmp_path):
     (source / "broken.png").write_bytes(b"not a png")
     final = _run(tab, _values(tab, mode="batch_from_directory", input_dir=str(source), output_dir=str(target),
                               upscaling_resize=3.0, upscaler_1="Lanczos", show_extras_results=False))
-    assert final[tab.gallery] == [], "Show result images off: nothing shown, everything saved"
+    assert final[tab.gallery]["value"] == [], "Show result images off: nothing shown, everything saved"
     written = sorted(path.name for path in target.iterdir())
     assert written == ["00.png", "01.png", "02.png"]
     with Image.open(target / "01.png") as image:

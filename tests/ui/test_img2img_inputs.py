@@ -1,5 +1,7 @@
 """img2img sub-tab inputs without a browser: inpaint sketch, uploaded masks, outpainting, batch folders."""
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 from PIL import Image
@@ -51,10 +53,24 @@ def test_batch_items_pair_masks_by_name_and_skip_unreadable_files(tmp_path):
     (source / "broken.png").write_bytes(b"not a png")
     (source / "notes.txt").write_text("ignored")
     Image.new("L", (64, 64), 255).save(masks / "b.png")
-    items = batch_items(str(source), str(masks))
+    folder = batch_items(str(source), str(masks))
+    items = folder.items
     assert [item.source.name for item in items] == ["a.jpg", "b.png"]
     assert items[0].mask is None and items[1].mask.getpixel((0, 0)) == 255
     assert (source / "broken.png").read_bytes() == b"not a png"  # never touched
+    assert len(folder.skipped) == 1 and folder.skipped[0].startswith("broken.png (")  # bug 10: said, not silent
+    assert "broken.png" in folder.skipped_note()
+
+
+def test_batch_output_names_follow_the_input_names():
+    """Bug 10: A1111 names batch results after their inputs: out/<name>.png, <name>-<n> when several."""
+    from sdweb.ui.tabs.img2img_inputs import batch_output_settings
+
+    single = batch_output_settings("/out", Path("/in/cat [1].png"), several=False)
+    assert single == {"outdir_samples": "/out", "save_to_dirs": False, "save_images_add_number": False,
+                      "samples_filename_pattern": "cat (1)"}
+    assert batch_output_settings("/out", Path("/in/dog.jpg"), several=True)["samples_filename_pattern"] == \
+        "dog-[generation_number]"
 
 
 def test_batch_items_missing_folder_names_it(tmp_path):

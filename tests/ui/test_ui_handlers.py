@@ -14,6 +14,7 @@ from sdweb.ui.common import (
     clean_values,
     collect_fields,
     finished_status,
+    progress_bar_html,
     progress_text,
     result_entries,
     token_counter_text,
@@ -146,10 +147,28 @@ def test_user_message_for_each_kind_of_error():
 def test_progress_text_waiting_running_and_eta():
     assert progress_text(JobProgress(), 1, 0.0) == "Waiting in queue (position 2)…"
     assert progress_text(JobProgress(), None, 0.0) == "Starting…"
-    progress = JobProgress(job_no=1, job_count=2, sampling_step=5, sampling_steps=10, started_at=100.0)
+    progress = JobProgress(job_no=1, job_count=2, sampling_step=5, sampling_steps=10, started_at=100.0,
+                           textinfo="Batch 2 of 2")
     text = progress_text(progress, None, 115.0)
-    assert text == "Step 5/10 · Batch 2/2 · 75% · ETA 5s"
+    assert text == "Step 5/10 · Batch 2 of 2 · 75% · ETA 5s"
     assert progress_text(JobProgress(started_at=1.0), None, 2.0).startswith("Loading model")
+
+
+def test_progress_of_one_image_with_hires_fix_names_the_pass_not_a_batch():
+    """Bug 6: one image with hires fix is two 'jobs' (A1111's count); the text said 'Batch 1/2', 'Batch 2/2'."""
+    first = JobProgress(job_no=0, job_count=2, sampling_step=10, sampling_steps=20, started_at=100.0, textinfo="")
+    second = JobProgress(job_no=1, job_count=2, sampling_step=5, sampling_steps=10, started_at=100.0,
+                         textinfo="Hires fix")
+    assert "Batch" not in progress_text(first, None, 110.0)
+    assert progress_text(second, None, 115.0) == "Step 5/10 · Hires fix · 75% · ETA 5s"
+
+
+def test_progress_bar_shows_percent_and_eta_or_the_queue_position():
+    running = JobProgress(job_no=0, job_count=1, sampling_step=5, sampling_steps=20, started_at=100.0)
+    bar = progress_bar_html(running, None, 110.0)
+    assert "width:25.0%" in bar and "25% ETA 30s" in bar and "aria-valuenow='25'" in bar
+    assert "Waiting in queue (position 3)" in progress_bar_html(JobProgress(), 2, 0.0)
+    assert progress_bar_html(None, None, 0.0) == ""
 
 
 def test_result_entries_put_the_grid_first():

@@ -52,8 +52,8 @@ def test_run_generation_streams_then_shows_the_result(state):
     updates = list(run_generation(state, "txt2img", request, panel))
     assert updates[0][panel.job_id].startswith("task(txt2img-")
     final = updates[-1]
-    assert len(final[panel.gallery]) == 1 and "Negative prompt: blurry" in final[panel.info]
-    assert "Seed: 5" in final[panel.gallery][0].info["parameters"]
+    assert len(final[panel.gallery]["value"]) == 1 and "Negative prompt: blurry" in final[panel.info]
+    assert "Seed: 5" in final[panel.gallery]["value"][0].info["parameters"]
     assert final[panel.seeds][0][0] == 5 and final[panel.status].startswith("Time taken")
     assert list((state.paths.data_dir / "outputs" / "txt2img-images").rglob("*.png"))
 
@@ -104,3 +104,18 @@ def test_quick_checkpoint_refuses_a_damaged_file_and_keeps_the_setting(state):
     finally:
         broken.unlink()
         state.registry.refresh_checkpoints()
+
+
+def test_choosing_a_checkpoint_loads_it_at_once_with_messages(state):
+    from sdweb.ui.quicksettings import switch_checkpoint
+
+    title = state.registry.checkpoints[0].title
+    state.manager.unload_all()
+    state.settings.update({"sd_model_checkpoint": ""})
+    updates = list(switch_checkpoint(state, title))
+    assert updates[0][1].startswith(f"Loading {title}")
+    assert updates[-1][1].startswith(f"Loaded {title} in ")
+    assert title in state.manager.loaded_titles() and state.settings.get("sd_model_checkpoint") == title
+    assert list(switch_checkpoint(state, title))[-1][1] == f"Loaded {title}"  # already loaded: nothing to do
+    with pytest.raises(gr.Error, match="not in the list"):
+        list(switch_checkpoint(state, "no-such-model.safetensors"))

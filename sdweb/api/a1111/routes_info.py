@@ -78,7 +78,16 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
 
     @router.get("/options", response_model=dict[str, Any])
     def get_options() -> dict[str, Any]:
-        return public_settings(state.settings)
+        """The settings, with `sd_model_checkpoint` / `sd_checkpoint_hash` naming the checkpoint in use (the
+        chosen one, else the loaded one, else the one the next job loads) as A1111 keeps them: never "" while
+        there is a checkpoint, since clients read the current model from here."""
+        options = public_settings(state.settings)
+        chosen = str(options.get("sd_model_checkpoint") or "")
+        current = (state.registry.find_checkpoint(chosen) if chosen else None) or _current_checkpoint(state)
+        if current is not None:
+            options["sd_model_checkpoint"] = current.title
+            options["sd_checkpoint_hash"] = current.sha256 or options.get("sd_checkpoint_hash", "")
+        return options
 
     @router.post("/options", response_model=None)
     def set_options(changes: dict[str, Any] = Body(...)) -> None:  # noqa: B008 (FastAPI idiom)

@@ -86,8 +86,16 @@ def _install_work(actions: ExtensionActions, url: str, branch: str | None,
         if result.warnings:
             text += " " + " ".join(result.warnings)
         progress(f"Installed {result.name}; restart sdweb to load it.")
-        return text + " Restart sdweb (Installed › Apply and restart UI) to load it."
+        return text + " " + restart_hint()
     return work
+
+
+def restart_hint() -> str:
+    """How to load a new extension, naming the button as the Installed tab shows it."""
+    if can_restart():
+        return "Press Installed › **Apply and restart UI** to load it."
+    return ("Press Installed › **Apply**, then stop sdweb and start it again to load it (started by webui.sh or "
+            "webui.bat, sdweb can restart itself).")
 
 
 def install_from_url(state: AppState, url: str, branch: str = "", name: str = "") -> Iterator[tuple[str, str]]:

@@ -25,9 +25,12 @@ from sdweb.state import AppState, ExtrasJob
 from sdweb.ui.common import (
     POLL_SECONDS,
     collect_fields,
+    gallery_update,
     make_request,
     marked_choices,
+    result_gallery,
     to_gr_error,
+    user_error,
     user_message,
 )
 from sdweb.ui.controls import swap_values
@@ -52,6 +55,9 @@ class ExtrasTab:
     refresh: Callable[[str | None, str | None], tuple[Any, Any]]  # the upscaler list refresh handler
     interrupt: Callable[[str | None], None]  # stops the tab's job after the image it is working on
     job_id: gr.State  # the id of the tab's last job (the Interrupt button's input)
+    send_img2img: gr.Button
+    send_inpaint: gr.Button
+    selected: gr.State  # the selected gallery index
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------------
@@ -71,7 +77,7 @@ def _open_upload(item: Any) -> ExtrasInput:
             image = opened.copy()
             image.info = dict(opened.info)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
-        raise gr.Error(f"Batch Process: {path.name} is not a readable image ({error}).") from None
+        raise user_error(f"Batch Process: {path.name} is not a readable image ({error}).") from None
     return ExtrasInput(image, path.name)
 
 
@@ -80,13 +86,13 @@ def extras_job(request: ExtrasRequest, inputs: Mapping[str, Any], allow_dirs: bo
     mode = inputs.get("mode") or MODES[0]
     if mode == "batch_from_directory":
         if not allow_dirs:
-            raise gr.Error("Batch from Directory is disabled on this server (--hide-ui-dir-config).")
+            raise user_error("Batch from Directory is disabled on this server (--hide-ui-dir-config).")
         input_dir = str(inputs.get("input_dir") or "").strip()
         if not input_dir:
-            raise gr.Error("Input directory: type the path of a folder of images on the server machine.")
+            raise user_error("Input directory: type the path of a folder of images on the server machine.")
         folder = Path(input_dir).expanduser()
         if not folder.is_dir():
-            raise gr.Error(f"Input directory {input_dir!r} does not exist or is not a folder.")
+            raise user_error(f"Input directory {input_dir!r} does not exist or is not a folder.")
         output_dir = str(inputs.get("output_dir") or "").strip()
         return ExtrasJob(request, save=True, input_dir=folder,
                          output_dir=Path(output_dir).expanduser() if output_dir else None)
@@ -94,11 +100,11 @@ def extras_job(request: ExtrasRequest, inputs: Mapping[str, Any], allow_dirs: bo
     if mode == "batch_process":
         files = inputs.get("files") or []
         if not files:
-            raise gr.Error("Batch Process: drop one or more images first.")
+            raise user_error("Batch Process: drop one or more images first.")
         return ExtrasJob(request, tuple(_open_upload(item) for item in files), save=True)
     image = inputs.get("image")
     if image is None:
-        raise gr.Error("Single Image: upload an image first.")
+        raise user_error("Single Image: upload an image first.")
     return ExtrasJob(request, (ExtrasInput(image),), save=True)
 
 
@@ -213,13 +219,17 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
                                             scale=3)
                 interrupt_button = gr.Button("Interrupt", size="lg", elem_id="extras_interrupt", scale=1)
             status = gr.Markdown("", elem_id=f"{TAB}_progress", elem_classes=["sdweb-status"])
-            gallery = gr.Gallery(label="Output", show_label=False, format="png", type="pil", columns=2, height=480,
-                                 object_fit="contain", interactive=False, elem_id="extras_gallery",
-                                 buttons=["download", "fullscreen"])
+            gallery = result_gallery("extras_gallery", height=480)
+            with gr.Row(elem_id="extras_gallery_buttons"):
+                send_img2img = gr.Button("🖼️", size="sm", min_width=36, scale=0, elem_id="extras_send_to_img2img",
+                                         elem_classes=["sdweb-tool"])
+                send_inpaint = gr.Button("🎨", size="sm", min_width=36, scale=0, elem_id="extras_send_to_inpaint",
+                                         elem_classes=["sdweb-tool"])
             info = gr.HTML("", elem_id="html_info_extras")
     fields["show_extras_results"] = inputs.pop("show_extras_results")
     infos = gr.State([])
     job_id = gr.State(None)
+    selected = gr.State(0)
     for name, sub_tab in sub_tabs.items():
         sub_tab.select(_constant(name), inputs=None, outputs=inputs["mode"], queue=False, api_visibility="private")
     for name, resize_tab in resize_tabs.items():
@@ -241,8 +251,8 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
         shown = entries[0] if entries else info_html(None, result.infotexts[-1] if result.infotexts else None)
         if result.notes:
             shown += info_html(None, None, result.notes)
-        yield {gallery: result.images, info: shown, infos: entries,
-               status: _finished_status(result, time.monotonic() - started)}
+        yield {gallery: gallery_update(result.images), info: shown,
+               infos: entries, selected: 0, status: _finished_status(result, time.monotonic() - started)}
 
     def refresh(first: str | None, second: str | None) -> tuple[Any, Any]:
         names = registry.names()  # the registry rescans the model folders
@@ -255,15 +265,16 @@ def build_extras_tab(state: AppState) -> ExtrasTab:
             state.queue.interrupt(current)
 
     generate_button.click(generate, inputs=set(fields.values()) | set(inputs.values()),
-                          outputs=[gallery, info, infos, status, job_id], show_progress="minimal", show_progress_on=[status],
+                          outputs=[gallery, info, infos, status, job_id, selected], show_progress="minimal", show_progress_on=[status],
                           api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY,
                           concurrency_id="generate")
     interrupt_button.click(interrupt, inputs=job_id, outputs=None, queue=False, api_visibility="private")
     upscaler_dropdowns = [fields["upscaler_1"], fields["upscaler_2"]]
     refresh_button.click(refresh, inputs=upscaler_dropdowns, outputs=upscaler_dropdowns, api_visibility="private")
-    gallery.select(_on_select, inputs=infos, outputs=info, api_visibility="private", queue=False)
+    gallery.select(_on_select, inputs=infos, outputs=[info, selected], api_visibility="private", queue=False)
     return ExtrasTab(fields=fields, inputs=inputs, tabs=tabs, gallery=gallery, info=info, status=status,
-                     generate=generate, refresh=refresh, interrupt=interrupt, job_id=job_id)
+                     generate=generate, refresh=refresh, interrupt=interrupt, job_id=job_id,
+                     send_img2img=send_img2img, send_inpaint=send_inpaint, selected=selected)
 
 
 def _constant(value: Any) -> Callable[[], Any]:
@@ -274,6 +285,6 @@ def _constant(value: Any) -> Callable[[], Any]:
     return chosen
 
 
-def _on_select(infos: list[str], evt: gr.SelectData) -> Any:
+def _on_select(infos: list[str], evt: gr.SelectData) -> tuple[Any, int]:
     index = evt.index if isinstance(evt.index, int) else 0
-    return infos[index] if 0 <= index < len(infos or []) else gr.skip()
+    return (infos[index] if 0 <= index < len(infos or []) else gr.skip()), index

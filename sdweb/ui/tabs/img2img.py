@@ -19,7 +19,6 @@ from sdweb.ui.common import (
     OutputPanel,
     PromptRow,
     build_output_panel,
-    build_prompt_row,
     collect_fields,
     follow_job,
     make_request,
@@ -27,18 +26,29 @@ from sdweb.ui.common import (
     show_result,
     submit_job,
     to_gr_error,
+    user_error,
     wire_stop_buttons,
 )
-from sdweb.ui.controls import (
-    cfg_control,
-    refiner_controls,
-    sampler_controls,
-    seed_controls,
-    size_controls,
-    wire_seed_reuse,
-)
+from sdweb.ui.controls import cfg_control, refiner_controls, sampler_controls, seed_controls, wire_seed_reuse
+from sdweb.ui.gallery_tools import open_folder_allowed, wire_gallery_tools
+from sdweb.ui.overrides import build_override_box
+from sdweb.ui.prompt_area import PromptArea, build_prompt_area, override_fields
 from sdweb.ui.scripts import build_script_inputs
-from sdweb.ui.tabs.img2img_inputs import INPAINT_MODES, MODES, batch_items, img2img_request
+from sdweb.ui.tabs.img2img_inputs import (
+    INPAINT_MODES,
+    MODES,
+    active_image,
+    batch_items,
+    batch_output_settings,
+    img2img_request,
+)
+from sdweb.ui.tabs.img2img_size import (
+    SizeControls,
+    detected_size,
+    requested_size,
+    scale_text,
+    size_controls_img2img,
+)
 from sdweb.ui.tabs.txt2img import GENERATE_CONCURRENCY
 
 __all__ = ["MODES", "INPAINT_MODES", "RESIZE_MODES", "MASK_MODES", "MASKED_CONTENT", "INPAINT_AREAS",
@@ -50,6 +60,7 @@ MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 SKETCH_COLOURS = ["#000000", "#ffffff", "#ff0000", "#00a000", "#0000ff", "#ffff00"]
+MASK_BRUSH = "#ffffff99"  # translucent, so the picture shows through the mask (the mask is where alpha > 0)
 EDITOR_HEIGHT = 420
 BATCH_DISABLED = "Batch processing of folders on the server machine is disabled (--hide-ui-dir-config)."
 
@@ -63,6 +74,8 @@ class Img2ImgTab:
     tabs: gr.Tabs  # the sub-tabs (ids: MODES)
     inpaint_group: gr.Group  # inpaint-only controls, shown in the inpaint modes
     interrogate: gr.Button  # Interrogate CLIP: fills the prompt from the active sub-tab's image
+    area: PromptArea  # prompt row, style editor, Extra Networks panel
+    override: gr.Dropdown  # Override settings (chips from pasted parameters)
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
@@ -82,7 +95,7 @@ def _image_inputs(allow_dirs: bool) -> tuple[dict[str, Any], gr.Tabs, dict[str, 
         with gr.Tab("Sketch", id="sketch", elem_id="img2img_img2img_sketch_tab") as sub_tabs["sketch"]:
             sketch = _editor("img2img_sketch", "Image for img2img", SKETCH_COLOURS, fixed=False)
         with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as sub_tabs["inpaint"]:
-            inpaint = _editor("img2maskimg", "Image for inpainting with mask", ["#ffffff"], fixed=True)
+            inpaint = _editor("img2maskimg", "Image for inpainting with mask", [MASK_BRUSH], fixed=True)
         with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as \
                 sub_tabs["inpaint_sketch"]:
             inpaint_sketch = _editor("inpaint_sketch", "Color sketch inpainting", SKETCH_COLOURS, fixed=False)
@@ -146,21 +159,26 @@ def mode_switcher(mode: str):
 # -- handlers ------------------------------------------------------------------------------------------------------
 def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, Any], panel: OutputPanel
                      ) -> Iterator[dict[Any, Any]]:
-    """One job per image of the input folder, run in order; the results are shown together. The folders are
-    refused with --hide-ui-dir-config, and limited to the data folder on a server reachable from others."""
+    """One job per image of the input folder, run in order; the results are shown together. With an output
+    folder each result is named after its input (A1111); unreadable files are listed in the status. The folders
+    are refused with --hide-ui-dir-config, and limited to the data folder on a server reachable from others."""
     if getattr(state.options, "hide_ui_dir_config", False):
         raise gr.Error(BATCH_DISABLED)
     folders = _batch_folders(state, images)
-    items = batch_items(folders["batch_input"], folders["batch_masks"])
+    folder = batch_items(folders["batch_input"], folders["batch_masks"])
     output_dir = folders["batch_output"]
     fields = dict(values)
     blur = int(fields.pop("mask_blur", 4) or 0)
-    if output_dir:
-        fields["override_settings"] = {"outdir_samples": output_dir}
+    several = int(fields.get("n_iter") or 1) * int(fields.get("batch_size") or 1) > 1
     combined = GenerationResult()
+    items = folder.items
     for number, item in enumerate(items, start=1):
+        overrides = dict(fields.get("override_settings") or {})
+        if output_dir:
+            overrides.update(batch_output_settings(output_dir, item.source, several))
         request = make_request(Img2ImgRequest, {**fields, "init_images": [item.image], "mask": item.mask,
-                                                "mask_blur_x": blur, "mask_blur_y": blur})
+                                                "mask_blur_x": blur, "mask_blur_y": blur,
+                                                "override_settings": overrides})
         job = submit_job(state, "img2img", request)
         try:
             result = yield from follow_job(state, job, panel, label=f"Image {number}/{len(items)} · ")
@@ -173,7 +191,10 @@ def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, 
         if result.interrupted:
             combined.interrupted = True
             break
-    yield show_result(state, combined, panel)
+    shown = show_result(state, combined, panel)
+    if folder.skipped:
+        shown[panel.status] = f"{shown[panel.status]} · {folder.skipped_note()}"
+    yield shown
 
 
 def _batch_folders(state: AppState, images: Mapping[str, Any]) -> dict[str, str]:
@@ -195,15 +216,9 @@ def _batch_folders(state: AppState, images: Mapping[str, Any]) -> dict[str, str]
 
 def image_to_interrogate(mode: str, images: Mapping[str, Any]) -> Image.Image:
     """The active sub-tab's picture (no mask needed); gr.Error when there is none."""
-    if mode in ("sketch", "inpaint", "inpaint_sketch"):
-        editor = images.get(mode) or {}
-        image = editor.get("composite") if editor.get("composite") is not None else editor.get("background")
-    elif mode == "inpaint_upload":
-        image = images.get("inpaint_base")
-    else:
-        image = images.get("init_img")
+    image = active_image(mode, images)
     if image is None:
-        raise gr.Error("Interrogate CLIP: put an image in the img2img tab first.")
+        raise user_error("Interrogate CLIP: put an image in the img2img tab first.")
     return image.convert("RGB")
 
 
@@ -217,7 +232,8 @@ def interrogate_clip(state: AppState, mode: str, images: Mapping[str, Any]) -> s
 
 
 def build_img2img_tab(state: AppState) -> Img2ImgTab:
-    row = build_prompt_row(TAB)
+    area = build_prompt_area(state, TAB)
+    row = area.row
     mode = gr.State("img2img")
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
@@ -225,45 +241,80 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
             with gr.Row():
                 interrogate = gr.Button("Interrogate CLIP", size="sm", elem_id="interrogate", scale=0,
                                         min_width=160)
-            fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt}
+            fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt,
+                                      "styles": row.styles}
             fields.update(_img2img_controls())
             inpaint_fields, inpaint_group = _inpaint_controls()
             fields.update(inpaint_fields)
             fields.update(sampler_controls(TAB))
-            fields.update(size_controls(TAB))
+            size = size_controls_img2img(TAB)
+            fields.update(size.fields)
             fields.update(cfg_control(TAB))
             seeds = seed_controls(TAB)
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
             fields.update(refiner_controls(TAB, state.registry.checkpoint_titles()))
+            override = build_override_box(TAB)
             scripts = build_script_inputs(state, True, TAB)
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
-            panel = build_output_panel(TAB)
-    images["mode"] = mode
+            panel = build_output_panel(TAB, open_folder_allowed(state.options))
+    images.update({"mode": mode, "resize_tab": size.resize_tab, "scale_by": size.scale_by})
     for name, sub_tab in sub_tabs.items():
         sub_tab.select(mode_switcher(name), inputs=None, outputs=[mode, inpaint_group], queue=False,
                        api_visibility="private")
     wire_seed_reuse(seeds, panel)
     wire_stop_buttons(state, row, panel)
+    wire_gallery_tools(state, panel, TAB)
+    _wire_size_tools(images, size)
 
     def generate(values: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
         image_values = collect_fields(images, values)
-        field_values = {**collect_fields(fields, values), **scripts.request_fields(values)}
         chosen = image_values.get("mode") or "img2img"
+        field_values = {**collect_fields(fields, values), **override_fields(override, values),
+                        **scripts.request_fields(values)}
         if chosen == "batch":
             yield from run_batch_folder(state, field_values, image_values, panel)
             return
+        field_values = requested_size(field_values, image_values.get("resize_tab"), image_values.get("scale_by"),
+                                      active_image(chosen, image_values))
         request = img2img_request(field_values, chosen, image_values)
         yield from run_generation(state, "img2img", request, panel)
 
-    row.generate.click(generate, inputs=set(fields.values()) | set(images.values()) | scripts.components(),
+    row.generate.click(generate, inputs=set(fields.values()) | set(images.values()) | scripts.components() | {override},
                        outputs=panel.result_outputs(), show_progress="minimal", show_progress_on=[panel.status],
                        api_visibility="private", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
+
     def on_interrogate(values: dict[Any, Any]) -> str:
         image_values = collect_fields(images, values)
         return interrogate_clip(state, image_values.get("mode") or "img2img", image_values)
 
-    interrogate.click(on_interrogate, inputs=set(images.values()), outputs=row.prompt, api_visibility="private",
+    # progress and errors on the status line: an error must not cover the prompt box with a badge
+    interrogate.click(on_interrogate, inputs=set(images.values()), outputs=row.prompt, show_progress="minimal",
+                      show_progress_on=[panel.status], api_visibility="private",
                       concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
     return Img2ImgTab(fields=fields, images=images, row=row, panel=panel, tabs=tabs, inpaint_group=inpaint_group,
-                      interrogate=interrogate)
+                      interrogate=interrogate, area=area, override=override)
+
+
+def _wire_size_tools(images: dict[str, Any], size: SizeControls) -> None:
+    """📐 sets width and height from the active sub-tab's image; Resize by shows the size it will give."""
+    def auto_size(values: dict[Any, Any]) -> tuple[Any, Any]:
+        image_values = collect_fields(images, values)
+        detected = detected_size(active_image(image_values.get("mode") or "img2img", image_values))
+        if detected is None:
+            raise user_error("📐: put an image in the img2img tab first.")
+        return detected
+
+    def preview(values: dict[Any, Any]) -> str:
+        image_values = collect_fields(images, values)
+        return scale_text(active_image(image_values.get("mode") or "img2img", image_values),
+                          float(image_values.get("scale_by") or 1.0))
+
+    picture_inputs = set(images.values())
+    size.auto_size.click(auto_size, inputs=picture_inputs, outputs=[size.fields["width"], size.fields["height"]],
+                         api_visibility="private")
+    size.scale_by.change(preview, inputs=picture_inputs, outputs=size.scale_label, show_progress="hidden",
+                         trigger_mode="always_last", api_visibility="private")
+    for name in ("init_img", "inpaint_base"):
+        images[name].change(preview, inputs=picture_inputs, outputs=size.scale_label, show_progress="hidden",
+                            api_visibility="private")

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sdweb.core.requests import Img2ImgRequest
-from sdweb.ui.common import make_request
+from sdweb.ui.common import make_request, user_error
 
 MODES = ("img2img", "sketch", "inpaint", "inpaint_sketch", "inpaint_upload", "batch")
 INPAINT_MODES = ("inpaint", "inpaint_sketch", "inpaint_upload")
@@ -57,7 +56,7 @@ def _editor_images(value: Mapping[str, Any] | None, tab: str, composite: bool) -
     editor = value or {}
     init = _rgb(editor.get("composite") if composite else editor.get("background")) or _rgb(editor.get("background"))
     if init is None:
-        raise gr.Error(f"Upload an image in the {tab} tab first.")
+        raise user_error(f"Upload an image in the {tab} tab first.")
     return init, mask_from_editor(editor)
 
 
@@ -71,17 +70,29 @@ def images_for_mode(mode: str, images: Mapping[str, Any]) -> tuple[Image.Image, 
         # Inpaint sketch: the coloured strokes are both new content (composite) and the mask.
         init, mask = _editor_images(images.get(mode), tab, composite=mode == "inpaint_sketch")
         if mask is None:
-            raise gr.Error(f"Paint the area to change on the image in the {tab} tab (the mask is empty).")
+            raise user_error(f"Paint the area to change on the image in the {tab} tab (the mask is empty).")
         return init, mask
     if mode == "inpaint_upload":
         init, mask = _rgb(images.get("inpaint_base")), images.get("inpaint_mask")
         if init is None or mask is None:
-            raise gr.Error("Inpaint upload needs both an image and a mask.")
+            raise user_error("Inpaint upload needs both an image and a mask.")
         return init, mask
     init = _rgb(images.get("init_img"))
     if init is None:
-        raise gr.Error("Upload an image in the img2img tab first.")
+        raise user_error("Upload an image in the img2img tab first.")
     return init, None
+
+
+def active_image(mode: str, images: Mapping[str, Any]) -> Image.Image | None:
+    """The active sub-tab's picture (sketches with their strokes), or None when there is none."""
+    if mode in ("sketch", "inpaint", "inpaint_sketch"):
+        editor = images.get(mode) or {}
+        image = editor.get("composite") if editor.get("composite") is not None else editor.get("background")
+    elif mode == "inpaint_upload":
+        image = images.get("inpaint_base")
+    else:
+        image = images.get("init_img")
+    return image if isinstance(image, Image.Image) else None
 
 
 def upload_mask(mask: Image.Image) -> Image.Image:
@@ -111,35 +122,57 @@ class BatchItem:
     mask: Image.Image | None
 
 
-def batch_items(input_dir: str, mask_dir: str = "") -> list[BatchItem]:
-    """The images of a batch input folder (sorted by name), each with the same-stem mask from `mask_dir`."""
+@dataclass(frozen=True)
+class BatchFolder:
+    items: list[BatchItem]
+    skipped: list[str]  # "name: why" for each file that could not be read (never touched)
+
+    def skipped_note(self) -> str:
+        return f"Skipped {len(self.skipped)} unreadable file(s): {'; '.join(self.skipped)}." if self.skipped else ""
+
+
+def batch_items(input_dir: str, mask_dir: str = "") -> BatchFolder:
+    """The images of a batch input folder (sorted by name), each with the same-stem mask from `mask_dir`; the
+    files that cannot be read are listed, not silently dropped."""
     folder = Path((input_dir or "").strip()).expanduser()
     if not str(input_dir or "").strip() or not folder.is_dir():
-        raise gr.Error(f"Batch input directory {input_dir!r} does not exist; type the path of a folder of images.")
+        raise user_error(f"Batch input directory {input_dir!r} does not exist; type the path of a folder of images.")
     masks_folder = Path(mask_dir.strip()).expanduser() if mask_dir and mask_dir.strip() else None
     if masks_folder is not None and not masks_folder.is_dir():
-        raise gr.Error(f"Batch mask directory {mask_dir!r} does not exist; leave it empty for plain img2img.")
-    items = []
+        raise user_error(f"Batch mask directory {mask_dir!r} does not exist; leave it empty for plain img2img.")
+    items, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
-        image = _open(path)
+        image, problem = _open(path)
         if image is None:
+            skipped.append(f"{path.name} ({problem})")
             continue
         mask = None
         if masks_folder is not None:
             candidates = [m for m in masks_folder.iterdir() if m.stem == path.stem and m.suffix.lower() in
                           IMAGE_SUFFIXES]
-            mask = _open(candidates[0]) if candidates else None
+            mask, problem = _open(candidates[0]) if candidates else (None, "")
+            if candidates and mask is None:
+                skipped.append(f"mask {candidates[0].name} ({problem}); {path.name} done without a mask")
         items.append(BatchItem(source=path, image=image.convert("RGB"), mask=upload_mask(mask) if mask else None))
     if not items:
-        raise gr.Error(f"No images (.png, .jpg, .webp, .bmp) found in {folder}.")
-    return items
+        note = f" {BatchFolder([], skipped).skipped_note()}" if skipped else ""
+        raise user_error(f"No images (.png, .jpg, .webp, .bmp) found in {folder}.{note}")
+    return BatchFolder(items, skipped)
 
 
-def _open(path: Path) -> Image.Image | None:
-    """A readable image, or None (an unreadable file is skipped, never touched)."""
+def _open(path: Path) -> tuple[Image.Image | None, str]:
+    """(a readable image, "") or (None, why): an unreadable file is reported, never touched."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image.copy()
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
-        return None
+            return image.copy(), ""
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        return None, str(error).split(" (", 1)[0] if "cannot identify" in str(error) else type(error).__name__
+
+
+def batch_output_settings(output_dir: str, source: Path, several: bool) -> dict[str, object]:
+    """A1111's batch naming: `<output dir>/<input name>.png` (`<name>-<n>` when a run makes several images), no
+    date folder, no counter."""
+    stem = source.stem.replace("[", "(").replace("]", ")")  # brackets would read as pattern tags
+    return {"outdir_samples": output_dir, "save_to_dirs": False, "save_images_add_number": False,
+            "samples_filename_pattern": f"{stem}-[generation_number]" if several else stem}

@@ -85,22 +85,66 @@ def apply_settings(settings: Settings, values: Mapping[str, Any]) -> tuple[str, 
 RELOAD_JS = "() => { window.location.reload(); }"
 
 
+def section_id(section: str) -> str:
+    return "settings_section_" + "".join(char if char.isalnum() else "_" for char in section.lower())
+
+
+def matches(option: OptionInfo, query: str) -> bool:
+    """Search by words in the label, the key or the section (all words must match, any case)."""
+    text = f"{option.label} {option.key} {option.section}".lower()
+    return all(word in text for word in query.lower().split())
+
+
+def search_visibility(sections: Mapping[str, list[OptionInfo]], query: str, chosen: str | None
+                      ) -> tuple[dict[str, bool], dict[str, bool]]:
+    """(section -> shown, setting key -> shown): the chosen section when not searching, else every setting
+    that matches, in the sections that have one."""
+    query = (query or "").strip()
+    shown_keys = {option.key: not query or matches(option, query) for options in sections.values()
+                  for option in options}
+    shown_sections = {section: (any(shown_keys[o.key] for o in options) if query else section == chosen)
+                      for section, options in sections.items()}
+    return shown_sections, shown_keys
+
+
 def build_settings_tab(settings: Settings, hide_dirs: bool = False) -> SettingsTab:
     current = settings.as_dict()
     components: dict[str, Any] = {}
-    with gr.Row():
+    shown = visible_options(hide_dirs) + [option for option in settings.extra_options()
+                                          if option.kind in SHOWN_KINDS]
+    sections = options_by_section(shown)
+    names = list(sections)
+    with gr.Row(equal_height=True):
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", scale=0, min_width=200)
         reload = gr.Button("Reload UI", elem_id="settings_reload_ui", scale=0, min_width=120)
-        result = gr.Markdown("", elem_id="settings_result")
-    with gr.Tabs(elem_id="settings_sections"):
-        shown = visible_options(hide_dirs) + [option for option in settings.extra_options()
-                                              if option.kind in SHOWN_KINDS]
-        for section, options in options_by_section(shown).items():
-            with gr.Tab(section, elem_id=f"settings_section_{section.lower().replace(' ', '_').replace('/', '_')}"):
-                for option in options:
-                    components[option.key] = component_for(option, current.get(option.key, option.default),
-                                                           settings.lock_reason(option.key))
+        search = gr.Textbox(placeholder="Search settings…", show_label=False, container=False, scale=2,
+                            elem_id="settings_search")
+    result = gr.Markdown("", elem_id="settings_result")
+    columns: dict[str, gr.Column] = {}
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=200):
+            chosen = gr.Radio(choices=names, value=names[0] if names else None, show_label=False,
+                              elem_id="settings_sections", elem_classes=["sdweb-settings-sections"])
+        with gr.Column(scale=4):
+            for index, (section, options) in enumerate(sections.items()):
+                with gr.Column(visible=index == 0, elem_id=section_id(section)) as columns[section]:
+                    gr.Markdown(f"### {section}")
+                    for option in options:
+                        components[option.key] = component_for(option, current.get(option.key, option.default),
+                                                               settings.lock_reason(option.key))
     reload.click(None, js=RELOAD_JS, api_visibility="private")
+
+    def filtered(query: str, section: str | None) -> list[Any]:
+        shown_sections, shown_keys = search_visibility(sections, query, section)
+        return [*(gr.Column(visible=shown_sections[name]) for name in names),
+                *(gr.update(visible=shown_keys[key]) for key in components)]
+
+    view_outputs = [*columns.values(), *components.values()]
+    search.change(filtered, inputs=[search, chosen], outputs=view_outputs, trigger_mode="always_last",
+                  show_progress="hidden", api_visibility="private")
+    chosen.change(lambda section: filtered("", section), inputs=chosen, outputs=view_outputs, queue=False,
+                  show_progress="hidden", api_visibility="private")
+    chosen.input(lambda: "", outputs=search, queue=False, api_visibility="private")
 
     def on_apply(values: dict[Any, Any]) -> dict[Any, Any]:
         by_key = {key: values[component] for key, component in components.items()}

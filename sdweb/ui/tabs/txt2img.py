@@ -15,7 +15,6 @@ from sdweb.ui.common import (
     OutputPanel,
     PromptRow,
     build_output_panel,
-    build_prompt_row,
     collect_fields,
     make_request,
     marked_choices,
@@ -30,6 +29,9 @@ from sdweb.ui.controls import (
     size_controls,
     wire_seed_reuse,
 )
+from sdweb.ui.gallery_tools import open_folder_allowed, wire_gallery_tools
+from sdweb.ui.overrides import build_override_box
+from sdweb.ui.prompt_area import PromptArea, build_prompt_area, override_fields
 from sdweb.ui.scripts import build_script_inputs
 
 TAB = "txt2img"
@@ -41,6 +43,8 @@ class Txt2ImgTab:
     fields: dict[str, Any]  # request field name -> component
     row: PromptRow
     panel: OutputPanel
+    area: PromptArea  # prompt row, style editor, Extra Networks panel
+    override: gr.Dropdown  # Override settings (chips from pasted parameters)
 
 
 def hires_upscalers(upscalers: Sequence[str] = tuple(PIXEL_RESAMPLERS)) -> list[str]:
@@ -78,10 +82,12 @@ def txt2img_request(values: Mapping[str, Any]) -> Txt2ImgRequest:
 
 
 def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
-    row = build_prompt_row(TAB)
+    area = build_prompt_area(state, TAB)
+    row = area.row
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
-            fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt}
+            fields: dict[str, Any] = {"prompt": row.prompt, "negative_prompt": row.negative_prompt,
+                                      "styles": row.styles}
             fields.update(sampler_controls(TAB))
             upscaler_registry = state.service.postprocess.upscalers
             fields.update(hires_controls(upscaler_registry.names(), upscaler_registry.problems()))
@@ -91,17 +97,20 @@ def build_txt2img_tab(state: AppState) -> Txt2ImgTab:
             fields.update(seeds.fields())
             fields["tiling"] = gr.Checkbox(label="Tiling", value=False, elem_id=f"{TAB}_tiling")
             fields.update(refiner_controls(TAB, state.registry.checkpoint_titles()))
+            override = build_override_box(TAB)
             scripts = build_script_inputs(state, False, TAB)
         with gr.Column(scale=1, elem_id=f"{TAB}_results"):
-            panel = build_output_panel(TAB)
+            panel = build_output_panel(TAB, open_folder_allowed(state.options))
     wire_seed_reuse(seeds, panel)
     wire_stop_buttons(state, row, panel)
+    wire_gallery_tools(state, panel, TAB)
 
     def generate(values: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
-        request = txt2img_request({**collect_fields(fields, values), **scripts.request_fields(values)})
+        request = txt2img_request({**collect_fields(fields, values), **override_fields(override, values),
+                                   **scripts.request_fields(values)})
         yield from run_generation(state, "txt2img", request, panel)
 
-    row.generate.click(generate, inputs=set(fields.values()) | scripts.components(), outputs=panel.result_outputs(),
-                       show_progress="minimal", show_progress_on=[panel.status], api_name="txt2img",
-                       concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
-    return Txt2ImgTab(fields=fields, row=row, panel=panel)
+    row.generate.click(generate, inputs=set(fields.values()) | scripts.components() | {override},
+                       outputs=panel.result_outputs(), show_progress="minimal", show_progress_on=[panel.status],
+                       api_name="txt2img", concurrency_limit=GENERATE_CONCURRENCY, concurrency_id="generate")
+    return Txt2ImgTab(fields=fields, row=row, panel=panel, area=area, override=override)
