@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from sdweb.core.errors import InvalidModelFileError
-from sdweb.models.loader import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_metadata
+from sdweb.models.reading import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_metadata
 
 log = logging.getLogger(__name__)
 
