@@ -42,7 +42,7 @@ __all__ = [
 # The fixed head of A1111's parameter line (processing.create_infotext). Keys the caller does not
 # supply (or supplies as None) are left out; extra parameters follow in insertion order; then TRAILING_KEYS.
 CANONICAL_KEY_ORDER: tuple[str, ...] = (
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration", "Size",
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Image CFG scale", "Seed", "Face restoration", "Size",
     "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash", "VAE", "Variation seed",
     "Variation seed strength", "Seed resize from", "Denoising strength", "Conditional mask weight", "Clip skip",
     "ENSD", "Token merging ratio", "Token merging ratio hr", "Init image hash", "RNG", "Tiling",
@@ -55,6 +55,7 @@ SETTING_FOR_INFOTEXT_KEY: dict[str, tuple[str, type]] = {
     "Model hash": ("sd_model_checkpoint", str),
     "VAE": ("sd_vae", str),
     "Clip skip": ("CLIP_stop_at_last_layers", int),
+    "Shift": ("flow_shift", float),
     "VAE Encoder": ("sd_vae_encode_method", str),
     "VAE Decoder": ("sd_vae_decode_method", str),
     "Conditional mask weight": ("inpainting_mask_weight", float),
@@ -423,7 +424,7 @@ def novelai_infotext(items: Mapping[str, object], width: int, height: int) -> st
 
 _COMMON_FIELDS: tuple[tuple[str, str, type], ...] = (
     ("Prompt", "prompt", str), ("Negative prompt", "negative_prompt", str), ("Steps", "steps", int),
-    ("CFG scale", "cfg_scale", float), ("Seed", "seed", int), ("Size-1", "width", int), ("Size-2", "height", int),
+    ("CFG scale", "cfg_scale", float), ("Distilled CFG Scale", "distilled_cfg_scale", float), ("Seed", "seed", int), ("Size-1", "width", int), ("Size-2", "height", int),
     ("Batch size", "batch_size", int), ("Denoising strength", "denoising_strength", float),
     ("Variation seed", "subseed", int), ("Variation seed strength", "subseed_strength", float),
     # A1111 quirk, kept: the first number of "Seed resize from" (the width) goes to _h and vice versa.
@@ -501,7 +502,20 @@ def _override_settings(params: Mapping[str, object], current: Mapping[str, objec
         if value is None or (current is not None and current.get(setting) == value):
             continue
         overrides[setting] = value
+    modules = module_names(params)
+    if modules and (current is None or current.get("forge_additional_modules") != modules):
+        overrides["forge_additional_modules"] = modules
     return overrides
+
+
+def module_names(params: Mapping[str, object]) -> list[str]:
+    """Forge's ``Module 1: ae, Module 2: clip_l, ...`` keys, in order (the module files' names)."""
+    found = []
+    number = 1
+    while isinstance(params.get(f"Module {number}"), str):
+        found.append(str(params[f"Module {number}"]))
+        number += 1
+    return found
 
 
 def _cast(value: object, kind: type) -> object:

@@ -16,6 +16,7 @@ from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue
 from sdweb.generation.service import GenerationService, SaveOptions
+from sdweb.models.families import Family
 from sdweb.models.first_run import FirstRunStatus
 from sdweb.models.loader import check_checkpoint
 from sdweb.models.manager import ModelManager
@@ -68,6 +69,7 @@ class AppState:
     queue: JobQueue
     extensions: ExtensionSet | None = None
     first_run: FirstRunStatus = field(default_factory=FirstRunStatus)  # the first-run download, for the UI
+    _families: dict[tuple[Path, int, int], Family] = field(default_factory=dict)  # family_of's cache
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
         """The checkpoint the sd_model_checkpoint setting names (--ckpt sets it at start), else the first one."""
@@ -77,6 +79,21 @@ class AppState:
             return entry
         checkpoints = self.registry.checkpoints
         return checkpoints[0] if checkpoints else None
+
+    def family_of(self, title: str) -> Family | None:
+        """The family of a listed checkpoint (its header read once per file version); None if unknown or
+        unreadable (the load says why)."""
+        entry = self.registry.find_checkpoint(str(title))
+        if entry is None:
+            return None
+        try:
+            stat = entry.path.stat()
+            key = (entry.path, stat.st_mtime_ns, stat.st_size)
+            if key not in self._families:
+                self._families[key] = check_checkpoint(entry.path, allow_unsafe_pickle=self.manager.allow_unsafe_pickle)
+            return self._families[key]
+        except (OSError, UserError):
+            return None
 
     def check_new_checkpoint(self, entry: CheckpointEntry) -> None:
         """Before `entry` becomes the selected checkpoint: its file is checked (header, family) unless it is the
@@ -158,9 +175,7 @@ def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
         return None
     if job.kind == "reload-checkpoint":  # the selected checkpoint, loaded now (the quick setting, the API)
         settings = service.settings.as_dict()
-        return service.manager.get(settings.get("sd_model_checkpoint") or None,
-                                   limit=int(settings.get("sd_checkpoints_limit", 1)),
-                                   prediction_overrides=settings.get("sd_model_prediction_types") or {})
+        return service.selected_model(settings)
     raise UserError(f"Unknown job kind {job.kind!r}.")
 
 
@@ -192,6 +207,8 @@ def build_app_state(options: object) -> AppState:
                      manager=manager, service=service, queue=queue, extensions=extensions)
     settings.set_value_check("sd_model_checkpoint", state.checked_checkpoint_setting)
     settings.set_value_check("sd_vae", lambda value: checked_vae_setting(registry, value))
+    settings.set_value_check("forge_additional_modules",
+                             lambda value: [path.name for path in manager.module_paths(list(value or []))])
     _select_launch_checkpoint(state)
     return state
 

@@ -119,6 +119,8 @@ OPTIONS: tuple[OptionInfo, ...] = (
     _o("sd_checkpoints_keep_in_cpu", True, SD, "Only keep one model on device"),
     _o("sd_unet", "Automatic", SD, "SD Unet"),
     _o("CLIP_stop_at_last_layers", 1, SD, "Clip skip", minimum=1, maximum=12),
+    _o("flow_shift", 0.0, SD, "Shift for flow-matching models (Flux, Chroma, SD 3); 0 = the model's own",
+       minimum=0, maximum=100),
     _o("enable_emphasis", True, SD, "Enable emphasis"),
     _o("emphasis", "Original", SD, "Emphasis mode", "choice",
        choices=("None", "Ignore", "Original", "No norm")),
@@ -138,6 +140,9 @@ OPTIONS: tuple[OptionInfo, ...] = (
     _o("sdxl_refiner_high_aesthetic_score", 6.0, SDXL, "SDXL high aesthetic score", minimum=0, maximum=10),
     # VAE
     _o("sd_vae", "Automatic", VAE, "SD VAE"),
+    # Forge's "VAE / Text Encoder": module files (VAE, CLIP-L, CLIP-G, T5-XXL) loaded with the checkpoint;
+    # [] = Automatic (the matching files present, for a checkpoint that lacks them)
+    _o("forge_additional_modules", [], VAE, "VAE / Text Encoder"),
     _o("sd_vae_overrides_per_model_preferences", True, VAE, "Selected VAE overrides per-model preferences"),
     _o("sd_vae_encode_method", "Full", VAE, "VAE type for encode", "choice", choices=("Full", "TAESD")),
     _o("sd_vae_decode_method", "Full", VAE, "VAE type for decode", "choice", choices=("Full", "TAESD")),

@@ -45,6 +45,7 @@ class GenerationRequest(BaseModel):
     n_iter: int = Field(1, ge=1, le=MAX_BATCH_COUNT)
     steps: int = Field(20, ge=1, le=150)
     cfg_scale: float = Field(7.0, ge=0.0, le=100.0)
+    distilled_cfg_scale: float = Field(3.5, ge=0.0, le=100.0)  # models with guidance distilled in (Forge's)
     width: int = Field(512, ge=64, le=MAX_SIDE)
     height: int = Field(512, ge=64, le=MAX_SIDE)
     restore_faces: bool = False

@@ -82,6 +82,9 @@ class PromptEncoder:
                              hint="Use fewer [a:b:when] / [a|b] groups that change at different steps, or a "
                                   "shorter prompt.")
 
+    def chunks(self, text: str) -> int:
+        return chunks_of(self.encode(text))
+
     def padded(self, text: str, chunks: int) -> Conditioning:
         """The text's conditioning padded with empty chunks to ``chunks`` chunks (the pooled output comes from
         the first chunk, so padding leaves it alone). Made once per text and length: every step state that
@@ -166,7 +169,7 @@ def build_plan(encoder: PromptEncoder, prompt: str, negative: str, options: Sche
     def state_at(step: int) -> StepConditioning:
         texts = (text_at(uncond_schedule, step), *(text_at(s, step) for s in cond_schedules))
         if texts not in states:
-            chunks = max(chunks_of(encoder.encode(text)) for text in texts)
+            chunks = max(encoder.chunks(text) for text in texts)
             uncond, *conds = (encoder.padded(text, chunks) for text in texts)
             states[texts] = StepConditioning(uncond, conds)
         return states[texts]

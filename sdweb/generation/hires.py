@@ -13,6 +13,7 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import Txt2ImgRequest
+from sdweb.engines import engine_for
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepTracker, decode_latents
@@ -35,9 +36,9 @@ PIXEL_RESAMPLERS = {"None": Image.Resampling.LANCZOS, "Lanczos": Image.Resamplin
                     "Nearest": Image.Resampling.NEAREST}
 
 
-def hires_size(request: Txt2ImgRequest) -> tuple[int, int]:
+def hires_size(request: Txt2ImgRequest, multiple: int = 8) -> tuple[int, int]:
     width, height = request.hires_target_size()
-    return width - width % 8, height - height % 8
+    return width - width % multiple, height - height % multiple
 
 
 def check_upscaler(name: str, upscalers: UpscalerRegistry | None = None) -> None:
@@ -64,10 +65,11 @@ def _cover_then_crop(latents: torch.Tensor, width: int, height: int, mode: str, 
 
 
 def upscale_first_pass(request: Txt2ImgRequest, pipe: Any, latents: torch.Tensor,
-                       settings: Mapping[str, Any] | None = None, upscalers: UpscalerRegistry | None = None) -> Any:
+                       settings: Mapping[str, Any] | None = None, upscalers: UpscalerRegistry | None = None,
+                       multiple: int = 8) -> Any:
     """The second pass's input: upscaled latents, or upscaled images for pixel upscalers (a model upscaler
     runs at its native scale, then the result is Lanczos-resized to the exact size)."""
-    width, height = hires_size(request)
+    width, height = hires_size(request, multiple)
     if request.hr_upscaler in LATENT_MODES:
         mode, antialias = LATENT_MODES[request.hr_upscaler]
         return _cover_then_crop(latents, width, height, mode, antialias)
@@ -96,26 +98,27 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
     hr_steps = request.hr_second_pass_steps or request.steps
     resolution = resolve_sampler(request.hr_sampler_name or request.sampler_name,
                                  request.hr_scheduler or request.scheduler, strict=True)
-    width, height = hires_size(request)
+    multiple = model.family.size_multiple
+    width, height = hires_size(request, multiple)
     with torch.no_grad():
         conditioning = plan_conditioning(model, pipe, _hires_prompt(prepared, request), hr_steps, settings,
                                          second_order=resolution.sampler.second_order, first_pass_steps=request.steps)
-        upscaled = upscale_first_pass(request, pipe, first_latents, settings, upscalers)
+        upscaled = upscale_first_pass(request, pipe, first_latents, settings, upscalers, multiple)
         init_latent = upscaled if isinstance(upscaled, torch.Tensor) else encode_images(pipe, upscaled, noise.seeds)
     plan = SamplingPlan(sampler=resolution.sampler, schedule=resolution.scheduler, steps=hr_steps,
                         cfg_scale=request.cfg_scale, eta=request.eta,
                         denoising_strength=max(float(request.denoising_strength), MIN_STRENGTH), exact_steps=True,
-                        is_sdxl=model.is_sdxl, v_prediction=model.prediction_type == "v_prediction",
-                        settings=SamplerSettings.from_settings(settings))
-    tracker = StepTracker(context, total_steps=hr_steps, preview_every=0, is_sdxl=model.is_sdxl, on_step=on_step)
+                        is_sdxl=model.family.scheduling.sdxl_tables, v_prediction=model.prediction_type == "v_prediction",
+                        flow=model.family.scheduling.kind == "flow", settings=SamplerSettings.from_settings(settings))
+    tracker = StepTracker(context, total_steps=hr_steps, preview_every=0, on_step=on_step)
     if context is not None:
         context.start_batch(context.job.progress.job_no + 1, hr_steps, "Hires fix")
     extras = UNetExtras(width=width, height=height, batch=len(noise.seeds),
                         crop_top_left=(int(settings.get("sdxl_crop_top", 0)), int(settings.get("sdxl_crop_left", 0))),
-                        sampling_fraction=tracker.progress)
+                        sampling_fraction=tracker.progress, distilled_guidance=request.distilled_cfg_scale)
     job = UNetPass(plan=plan, stages=[UNetStage(model, pipe, conditioning)], extras=extras, noise=noise,
                    init_latent=init_latent, on_step=tracker,
-                   zero_terminal_snr=settings.get("sd_noise_schedule") == "Zero Terminal SNR")
+                   schedule=engine_for(model.family).noise_schedule(model, settings))
     latents = sample_pass(job).latents
     if params is not None:
         params.update({key: value for key, value in job.params.items() if key not in params})

@@ -8,6 +8,7 @@ request and extra infotext), `SamplingCall` (the pipeline call about to run: Con
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from sdweb.core.requests import GenerationRequest
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.seeds import resolve_seed
+from sdweb.models.families import ModelCapabilities
 
 _OWN_ATTRIBUTES = {"mode", "request", "extra_generation_params", "model", "notes", "batch_number",
                    "prompts", "seeds", "subseeds", "state", "scope"}
@@ -153,7 +155,7 @@ class SamplingCall:
     """The pipeline call about to run for one batch (first pass; the hires pass gets its own)."""
 
     mode: str  # "txt2img" / "img2img" / "inpaint"
-    family: str  # "sd1" / "sd2" / "sdxl"
+    capabilities: ModelCapabilities  # what the loaded model can do (the family record's facts)
     width: int
     height: int
     batch_size: int
@@ -164,6 +166,13 @@ class SamplingCall:
     init_images: list[Image.Image] = field(default_factory=list)  # img2img / inpaint input (resized)
     mask: Image.Image | None = None
     controlnets: list[ControlUnit] = field(default_factory=list)
+
+    @property
+    def family(self) -> str:
+        """Deprecated (one version): the model's compatibility key; read ``capabilities`` instead."""
+        warnings.warn("SamplingCall.family is deprecated: use SamplingCall.capabilities (compatible_with, engine, "
+                      "...)", DeprecationWarning, stacklevel=2)
+        return self.capabilities.compatible_with
 
 
 @dataclass

@@ -54,7 +54,8 @@ def run_with_oom_retry(run: Callable[[], BatchOutcome], request: GenerationReque
             raise
         first = error
     free_memory(plan.device)
-    modes = oom_fallback_modes(plan, is_sdxl=model.is_sdxl, in_vae=oom_in_vae(first), vae_tiling_on=tiling_on)
+    large = model.family.native_size >= 1024  # SDXL-size and flow models: the --medvram-sdxl rules
+    modes = oom_fallback_modes(plan, is_sdxl=large, in_vae=oom_in_vae(first), vae_tiling_on=tiling_on)
     if not modes:
         raise _out_of_memory(request, first) from first
     labels = " and ".join(OOM_MODE_LABELS[mode] for mode in modes)

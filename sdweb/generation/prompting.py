@@ -11,8 +11,9 @@ from typing import Any
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.core.requests import GenerationRequest
 from sdweb.generation.conditioning_plan import ConditioningPlan, PromptEncoder, ScheduleOptions, build_plan
+from sdweb.models.clip_slots import clip_slots
 from sdweb.models.manager import LoadedModel
-from sdweb.prompts.conditioning import EncoderSlot, encoder_slots
+from sdweb.prompts.conditioning import EncoderSlot
 from sdweb.prompts.embeddings import TextualInversion, bind_embeddings
 from sdweb.prompts.parser import LoraCall, lora_calls, parse_extra_networks
 from sdweb.prompts.styles import StyleDatabase
@@ -71,7 +72,7 @@ def prepare_prompt(request: GenerationRequest, model: LoadedModel, settings: Map
 
 def model_slots(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt | None = None) -> list[EncoderSlot]:
     """The pipeline's text encoders, knowing the job's textual-inversion embeddings (bound once per job)."""
-    slots = encoder_slots(pipeline, model.family.base, model.family.pad_token_ids)
+    slots = clip_slots(pipeline, model.family)
     if prepared is None or not prepared.embeddings:
         return slots
     key = ("embeddings", *(id(slot.encoder) for slot in slots))
@@ -112,13 +113,29 @@ def plan_conditioning(model: LoadedModel, pipeline: Any, prepared: PreparedPromp
                       settings: Mapping[str, Any], second_order: bool = False,
                       first_pass_steps: int | None = None) -> ConditioningPlan:
     """Encode each distinct text of the AND sub-prompts' and the negative prompt's editing schedules once per
-    job; record where they change. ``first_pass_steps`` marks a hires-fix pass of ``steps`` steps."""
+    job, with the model's engine; record where they change. ``first_pass_steps`` marks a hires-fix pass of
+    ``steps`` steps."""
+    from sdweb.engines import engine_for
+
+    return engine_for(model.family).plan_conditioning(model, pipeline, prepared, steps, settings, second_order,
+                                                      first_pass_steps)
+
+
+def schedule_options(steps: int, settings: Mapping[str, Any], second_order: bool = False,
+                     first_pass_steps: int | None = None) -> ScheduleOptions:
+    return ScheduleOptions(steps=steps, second_order=second_order, first_pass_steps=first_pass_steps,
+                           old_scheduling=bool(settings.get("use_old_scheduling", False)))
+
+
+def plan_clip_conditioning(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt, steps: int,
+                           settings: Mapping[str, Any], second_order: bool = False,
+                           first_pass_steps: int | None = None) -> ConditioningPlan:
+    """plan_conditioning for CLIP-conditioned UNets (A1111's chunks, embeddings, clip skip)."""
     encoder = PromptEncoder(model_slots(model, pipeline, prepared), prepared.encoded,
                             clip_skip=int(settings.get("CLIP_stop_at_last_layers", 1)),
                             emphasis=str(settings.get("emphasis", "Original")),
                             comma_backtrack=int(settings.get("comma_padding_backtrack", 20)))
-    options = ScheduleOptions(steps=steps, second_order=second_order, first_pass_steps=first_pass_steps,
-                              old_scheduling=bool(settings.get("use_old_scheduling", False)))
+    options = schedule_options(steps, settings, second_order, first_pass_steps)
     plan = build_plan(encoder, prepared.encode_text, prepared.encode_negative, options)
     if encoder.used and settings.get("textual_inversion_add_hashes_to_infotext", True):
         _record_ti_hashes(prepared, encoder.used)

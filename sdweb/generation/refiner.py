@@ -25,14 +25,17 @@ def refiner_switch(request: GenerationRequest) -> float | None:
 
 
 def check_refiner_pair(base: LoadedModel, refiner: LoadedModel) -> None:
-    if base.family.base != "sdxl":
-        raise UserError(f"The refiner needs an SDXL base model; {base.entry.name} is {base.family.label}.",
+    """A1111 takes any checkpoint as refiner whose latents the base's are (the switch hands them over), for a
+    base the record says a refiner may follow."""
+    if not base.family.features.refiner:
+        raise UserError(f"A refiner pass does not apply to {base.entry.name} ({base.family.label}).",
                         code="unsupported_refiner",
                         hint="Choose an SDXL checkpoint, or leave Refiner empty.")
-    if refiner.family.base != "sdxl" or refiner.family.img2img_pipeline is None:
-        raise UserError(f"{refiner.entry.name} ({refiner.family.label}) cannot be used as an SDXL refiner.",
-                        code="unsupported_refiner",
-                        hint="Use the SDXL refiner or another SDXL checkpoint.")
+    if (refiner.family.latent != base.family.latent or refiner.family.engine != base.family.engine
+            or refiner.family.img2img_pipeline is None):
+        raise UserError(f"{refiner.entry.name} ({refiner.family.label}) cannot refine {base.family.label} images: "
+                        "its latents are different.", code="unsupported_refiner",
+                        hint=f"Use the SDXL refiner or another {base.family.label} checkpoint.")
 
 
 def refiner_infotext(refiner: LoadedModel, switch_at: float) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.engines import engine_for
 from sdweb.generation.conditioning_plan import ConditioningPlan
 from sdweb.generation.control import control_notes
 from sdweb.generation.hires import second_pass
@@ -32,6 +33,7 @@ from sdweb.generation.unet_sampling import (
     sample_pass,
 )
 from sdweb.generation.vae_decode import decode_checked
+from sdweb.models.families import capabilities_of
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.runtime.policy import RuntimePlan
@@ -60,7 +62,8 @@ def sampling_plan(request: GenerationRequest, resolution: Any, model: LoadedMode
     multiplier = float(settings.get("initial_noise_multiplier", 1.0)) if strength is not None else 1.0
     return SamplingPlan(sampler=resolution.sampler, schedule=resolution.scheduler, steps=request.steps,
                         cfg_scale=request.cfg_scale, eta=request.eta, denoising_strength=strength,
-                        is_sdxl=model.is_sdxl, v_prediction=model.prediction_type == "v_prediction",
+                        is_sdxl=model.family.scheduling.sdxl_tables, v_prediction=model.prediction_type == "v_prediction",
+                        flow=model.family.scheduling.kind == "flow",
                         settings=SamplerSettings.from_settings(settings), noise_multiplier=multiplier)
 
 
@@ -128,6 +131,7 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
               plan: RuntimePlan, context: JobContext | None,
               extras: BatchExtras | None = None) -> BatchOutcome:
     extras = extras or BatchExtras()
+    engine = engine_for(model.family)
     pipe_mode = _pipeline_mode(mode, request, model)
     pipe = model.pipeline(pipe_mode)
     noise = noise_spec(seeds, subseeds, request.subseed_strength, _resize_from(request), settings)
@@ -135,28 +139,35 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     strength = inputs.call_kwargs.get("strength") if mode != "txt2img" else None
     sampling = sampling_plan(request, resolution, model, settings, strength)
     stages, switch_at = _stages(model, pipe, prepared, request, resolution, settings, extras.refiner)
-    call = SamplingCall(mode=pipe_mode, family=model.family.base, width=request.width, height=request.height,
+    call = SamplingCall(mode=pipe_mode, capabilities=capabilities_of(model.family, model.prediction_type),
+                        width=request.width, height=request.height,
                         batch_size=len(seeds), steps=request.steps, init_images=_as_list(inputs.call_kwargs.get("image")),
-                        mask=inputs.call_kwargs.get("mask_image"), device=str(pipe.unet.device), dtype=pipe.unet.dtype)
+                        mask=inputs.call_kwargs.get("mask_image"), device=str(execution_device(pipe)),
+                        dtype=engine.denoiser(pipe).dtype)
     if extras.p is not None:
         extras.hooks.before_sampling(extras.p, call)
+    if call.controlnets and not model.family.features.controlnet:
+        raise UserError(f"ControlNet does not apply to {model.family.label} models yet.",
+                        code="unsupported_for_model", hint="Turn the ControlNet units off for this checkpoint.")
     outcome = BatchOutcome(notes=list(inputs.notes) + control_notes(call.controlnets))
     total = img2img_steps(sampling)[1] + 1 if strength is not None else request.steps
     tracker = StepTracker(context, total_steps=total, preview_every=_preview_period(settings),
-                          is_sdxl=model.is_sdxl, on_step=_step_hook(extras))
+                          preview=lambda latents: engine.preview(model.family, pipe, latents),
+                          on_step=_step_hook(extras))
     with seamless_tiling(pipe, request.tiling), plan.autocast_context(), plan.sdpa_context(), torch.no_grad():
         init_latent = _init_latents(mode, inputs, pipe, seeds)
         unet_extras = UNetExtras(width=request.width, height=request.height, batch=len(seeds),
                                  crop_top_left=(int(settings.get("sdxl_crop_top", 0)),
                                                 int(settings.get("sdxl_crop_left", 0))),
                                  image_conditioning=_image_conditioning(inputs, model, pipe, seeds, settings),
-                                 controlnets=call.controlnets, sampling_fraction=tracker.progress)
+                                 controlnets=call.controlnets, sampling_fraction=tracker.progress,
+                                 distilled_guidance=request.distilled_cfg_scale)
         mask = inputs.call_kwargs.get("mask_image") if pipe_mode == "inpaint" else None
         job = UNetPass(plan=sampling, stages=stages, extras=unet_extras, noise=noise, init_latent=init_latent,
-                       blend_mask=latent_mask(mask, request.width, request.height, request.mask_round)
+                       blend_mask=latent_mask(mask, request.width, request.height, request.mask_round,
+                                              model.family.latent.downscale)
                        if mask is not None and init_latent is not None else None,
-                       switch_at=switch_at, on_step=tracker,
-                       zero_terminal_snr=settings.get("sd_noise_schedule") == "Zero Terminal SNR")
+                       switch_at=switch_at, on_step=tracker, schedule=engine.noise_schedule(model, settings))
         try:
             latents = sample_pass(job).latents
         except BatchStopped as stop:
@@ -206,6 +217,6 @@ def _image_inputs(mode: str, pipe_mode: str, request: GenerationRequest, model: 
                   settings: Mapping[str, Any]) -> Img2ImgInputs:
     """Init image, mask and strength for img2img / inpaint (and txt2img on an inpainting model, which A1111
     runs with an all-white mask over a grey image). The seeds' first noise fills masked content "latent noise"."""
-    shape = (model.family.latent_channels, request.height // 8, request.width // 8)
+    shape = engine_for(model.family).latent_shape(model.family, request.width, request.height)
     first_noise = noise.rng(shape, execution_device(model.pipeline(pipe_mode))).next()
     return prepare_img2img_inputs(mode, pipe_mode, request, model, first_noise, settings)

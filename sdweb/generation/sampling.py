@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from sdweb.generation.jobs import JobContext
-from sdweb.generation.previews import latent_preview
 from sdweb.samplers.context import StepState
 
 
@@ -26,12 +25,13 @@ class StepTracker:
     A1111's default "Prompt" preview), the scripts' on_step hook, and interrupt / skip (raised as
     BatchStopped; the last denoised latents are kept so the partial batch can still be decoded)."""
 
-    def __init__(self, context: JobContext | None, *, total_steps: int, preview_every: int, is_sdxl: bool,
+    def __init__(self, context: JobContext | None, *, total_steps: int, preview_every: int,
+                 preview: Callable[[torch.Tensor], Any] | None = None,
                  on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> None:
         self.context = context
         self.total_steps = max(1, total_steps)
         self.preview_every = preview_every
-        self.is_sdxl = is_sdxl
+        self.preview = preview  # the engine's latent -> image for live previews
         self.on_step = on_step
         self.done = 0
         self.last_denoised: torch.Tensor | None = None
@@ -52,8 +52,9 @@ class StepTracker:
         if self.context.skipped:
             raise BatchStopped("skipped", state.denoised)
         preview = None
-        if self.preview_every > 0 and self.done % self.preview_every == 0 and self.done < self.total_steps:
-            preview = latent_preview(state.denoised, is_sdxl=self.is_sdxl)
+        if (self.preview is not None and self.preview_every > 0 and self.done % self.preview_every == 0
+                and self.done < self.total_steps):
+            preview = self.preview(state.denoised)
         self.context.job.progress.sampling_step = min(self.done, self.total_steps)
         if preview is not None:
             self.context.job.progress.preview = preview

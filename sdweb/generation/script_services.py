@@ -49,12 +49,12 @@ class ScriptServices:
         return [name for name in sampler_names() if name not in hidden]
 
     def find_sampler(self, name: str) -> str | None:
-        """The sampler a name means (legacy names with a schedule, "DPM++ 2M Karras", too), if it runs here."""
+        """The sampler a name means (legacy names with a schedule, "DPM++ 2M Karras", too)."""
         try:
             sampler = resolve_sampler(name.strip(), None, strict=True).sampler
         except NotFoundError:
             return None
-        return sampler.name if sampler.available else None
+        return sampler.name
 
     def scheduler_labels(self) -> list[str]:
         return scheduler_labels()

@@ -19,6 +19,7 @@ from sdweb.config.paths import DataPaths
 from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from sdweb.engines import engine_for
 from sdweb.generation.hires import check_upscaler
 from sdweb.generation.hooks import NO_HOOKS, HookProvider, JobHooks, JobScope, Processing, ScriptImage
 from sdweb.generation.jobs import JobContext
@@ -100,10 +101,11 @@ class GenerationService:
         files = [(item.name, item.path) for item in self.manager.registry.embeddings]
         return self.embeddings.load(files)
 
-    def _model(self, settings: Mapping[str, Any]) -> LoadedModel:
+    def selected_model(self, settings: Mapping[str, Any]) -> LoadedModel:
         return self.manager.get(settings.get("sd_model_checkpoint") or None,
                                 limit=int(settings.get("sd_checkpoints_limit", 1)),
-                                prediction_overrides=settings.get("sd_model_prediction_types") or {})
+                                prediction_overrides=settings.get("sd_model_prediction_types") or {},
+                                modules=list(settings.get("forge_additional_modules") or []))
 
     def txt2img(self, request: Txt2ImgRequest, context: JobContext | None,
                 save: SaveOptions = SaveOptions()) -> GenerationResult:  # noqa: B008 (frozen default)
@@ -149,7 +151,7 @@ class GenerationService:
         request = p.request
         settings = self.effective_settings(request)
         resolution = resolve_sampler(request.sampler_name, request.scheduler, strict=True)
-        model = self._model(settings)
+        model = self.selected_model(settings)
         if mode == "txt2img" and model.family.txt2img_pipeline is None:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
                             code="unsupported_mode", hint="Use it as a refiner, or choose another checkpoint.")
@@ -165,8 +167,12 @@ class GenerationService:
                 raise UserError("Hires fix with an inpainting checkpoint is not supported.", code="unsupported_mode")
         if request.restore_faces:
             self.postprocess.faces.require_model(str(settings.get("face_restoration_model") or "CodeFormer"))
+        engine = engine_for(model.family)
+        engine_notes = engine.check_request(model, request, resolution, settings)
         embeddings = self._embeddings()
         prepared = prepare_prompt(request, model, settings, self.styles, embeddings.embeddings, embeddings.errors)
+        prepared.notes.extend(engine_notes)
+        prepared.extra_params.update(engine.infotext(model, request, settings))
         apply_model_extras(self.manager, model, prepared, settings)
         extras = BatchExtras(refiner=self._refiner(request, model, settings, prepared), hooks=hooks, p=p,
                              upscalers=self.postprocess.upscalers)
@@ -214,6 +220,8 @@ class GenerationService:
         result.info = processed_info(result, request, model, prepared, resolution, seeds.subseed_strength, settings)
         if result.warnings:
             result.info["warnings"] = list(result.warnings)
+        if result.notes:  # what the model ignored or approximated (also in the UI's status line)
+            result.info["notes"] = list(result.notes)
         hooks.postprocess(p, result)
         return result
 
@@ -246,7 +254,7 @@ class GenerationService:
                  batch_index: int, extras: BatchExtras) -> None:
         for index, image in enumerate(outcome.images):
             params = infotext_params(request, model, prepared, resolution, seeds[index], subseeds[index],
-                                     settings, __version__)
+                                     settings, __version__, self.plan.device)
             infotext = writer.format(prepared.prompt, prepared.negative_prompt, params)
             image.info["parameters"] = infotext
             keep = outcome.stopped is None or settings.get("save_incomplete_images")

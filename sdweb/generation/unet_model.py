@@ -47,6 +47,7 @@ class UNetExtras:
     image_conditioning: torch.Tensor | None = None  # (N, 5, h, w): mask + masked-image latents
     controlnets: list[ControlUnit] = field(default_factory=list)
     sampling_fraction: Callable[[], tuple[int, int]] = lambda: (0, 1)  # (steps done, total) for ControlNet
+    distilled_guidance: float | None = None  # flow models with guidance distilled in (Flux dev)
 
 
 def _control_image(image: Image.Image, width: int, height: int) -> torch.Tensor:

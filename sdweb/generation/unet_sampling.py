@@ -1,9 +1,9 @@
-"""The seam between generation and the sampling layer for SD-style UNet models: :func:`sample_pass` is the
-one call txt2img, img2img, inpainting, the hires pass and the refiner go through.
+"""The seam between generation and the sampling layer: :func:`sample_pass` is the one call txt2img, img2img,
+inpainting, the hires pass and the refiner go through, for every engine.
 
-It builds the model's discrete noise table (LDM's), the per-image noise (A1111's ImageRNG), the UNet model call
-(:mod:`sdweb.generation.unet_model`) and hands them to :func:`sdweb.samplers.run.sample`; previews,
-progress, script hooks and interrupt/skip hang on the sampler's per-step callback.
+It takes the model's noise table and network call from its engine (:mod:`sdweb.engines`), builds the per-image
+noise (A1111's ImageRNG) and hands them to :func:`sdweb.samplers.run.sample`; previews, progress, script hooks
+and interrupt/skip hang on the sampler's per-step callback.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdweb.generation.unet_model import UNetExtras, UNetModelCall, UNetStage
-from sdweb.models.manager import LoadedModel
+from sdweb.engines import engine_for
+from sdweb.generation.unet_model import UNetExtras, UNetStage
 from sdweb.samplers.context import StepState
 from sdweb.samplers.denoisers import MaskBlend
-from sdweb.samplers.discrete import DiscreteSchedule, ldm_alphas_cumprod
 from sdweb.samplers.rng import DEFAULT_SOURCE, ImageRNG
 from sdweb.samplers.run import SamplingOutcome, SamplingPlan, sample
 
@@ -52,28 +51,24 @@ class UNetPass:
     blend_mask: torch.Tensor | None = None  # inpainting: (N or 1, 1, h, w), 1 = sample here (A1111's nmask)
     switch_at: float | None = None  # refiner switch point (stages[1] takes over)
     on_step: Callable[[StepState], None] | None = None
-    zero_terminal_snr: bool = False
+    schedule: Any = None  # the engine's noise table (engine.noise_schedule); None = the model's default
     params: dict[str, Any] = field(default_factory=dict)  # infotext keys the sampler added (filled in)
     final_stage: int = 0  # the stage that ran last (1 after a refiner switch; filled in)
 
 
 def execution_device(pipe: Any) -> torch.device:
-    return torch.device(getattr(pipe, "_execution_device", None) or pipe.unet.device)
-
-
-def discrete_schedule(model: LoadedModel, zero_terminal_snr: bool = False) -> DiscreteSchedule:
-    return DiscreteSchedule(ldm_alphas_cumprod(model.scheduler_config, zero_terminal_snr))
+    return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
 
 
 def sample_pass(job: UNetPass) -> SamplingOutcome:
     """Sample one batch of one pass; returns the final latents (inpainting: blended with the init latent)."""
     base = job.stages[0]
+    engine = engine_for(base.model.family)
     device = execution_device(base.pipe)
-    channels = 4
-    shape = (channels, job.extras.height // 8, job.extras.width // 8)
-    discrete = discrete_schedule(base.model, job.zero_terminal_snr)
+    shape = engine.latent_shape(base.model.family, job.extras.width, job.extras.height)
+    discrete = job.schedule if job.schedule is not None else engine.noise_schedule(base.model, {})
     rng = job.noise.rng(shape, device)
-    model_call = UNetModelCall(job.stages, job.extras, discrete.to(device), job.switch_at)
+    model_call = engine.model_call(job.stages, job.extras, discrete.to(device), job.switch_at)
     init_latent = job.init_latent.to(device, torch.float32) if job.init_latent is not None else None
     blend = None
     if init_latent is not None and job.blend_mask is not None:
@@ -90,9 +85,10 @@ def sample_pass(job: UNetPass) -> SamplingOutcome:
     return outcome
 
 
-def latent_mask(mask: Image.Image, width: int, height: int, round_mask: bool = True) -> torch.Tensor:
+def latent_mask(mask: Image.Image, width: int, height: int, round_mask: bool = True,
+                downscale: int = 8) -> torch.Tensor:
     """A1111's latent mask (its p.nmask): the mask at latent size (bicubic), rounded; (1, 1, h, w), 1 = inpaint."""
-    small = mask.convert("RGB").resize((width // 8, height // 8), Image.Resampling.BICUBIC)
+    small = mask.convert("RGB").resize((width // downscale, height // downscale), Image.Resampling.BICUBIC)
     values = np.asarray(small, dtype=np.float32)[:, :, 0] / 255
     if round_mask:
         values = np.around(values)

@@ -26,6 +26,7 @@ from sdweb.outputs.grid import make_grid
 from sdweb.outputs.guard import OutputGuard, OutputPathError
 from sdweb.outputs.save import save_image, write_params_txt, write_sidecar_txt
 from sdweb.samplers.resolve import scheduler_for_infotext
+from sdweb.samplers.rng import recorded_source
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ SAVE_ERRORS = (WriteFailedError, OutputPathError)  # a save that failed: the ima
 
 
 def infotext_params(request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt, resolution: Any,
-                    seed: int, subseed: int, settings: Mapping[str, Any], version: str) -> dict[str, Any]:
+                    seed: int, subseed: int, settings: Mapping[str, Any], version: str,
+                    device: str = "cuda") -> dict[str, Any]:
     """One image's parameter line, in A1111's order (None values are left out)."""
     clip_skip = int(settings.get("CLIP_stop_at_last_layers", 1))
     params: dict[str, Any] = {
@@ -54,7 +56,7 @@ def infotext_params(request: GenerationRequest, model: LoadedModel, prepared: Pr
         "Clip skip": clip_skip if clip_skip > 1 else None,
         "ENSD": int(settings["eta_noise_seed_delta"]) if settings.get("eta_noise_seed_delta") and
         resolution.sampler.uses_ensd else None,
-        "RNG": settings.get("randn_source") if settings.get("randn_source", "GPU") != "GPU" else None,
+        "RNG": recorded_source(str(settings.get("randn_source") or "GPU"), device),
         "Tiling": True if request.tiling else None,
     }
     if isinstance(request, Txt2ImgRequest) and request.enable_hr:

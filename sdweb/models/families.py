@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["FAMILIES", "Family", "Features", "Guidance", "LatentFormat", "Scheduling", "TextEncoderSpec",
-           "get_family"]
+__all__ = ["FAMILIES", "Family", "Features", "Guidance", "LatentFormat", "ModelCapabilities", "Scheduling",
+           "TextEncoderSpec", "capabilities_of", "get_family"]
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -27,6 +27,16 @@ OPEN_CLIP_G_REFINER = "conditioner.embedders.0.model."
 # ComfyUI / Forge all-in-one files of the flow families
 TEXT_ENCODERS_PREFIX = "text_encoders."
 FLOW_VAE_PREFIX = "vae."
+
+# Latent -> RGB fits of the VAEs' latent spaces, for previews (one row per latent channel)
+SD1_PREVIEW_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264), (-0.184, -0.271, -0.473))
+SDXL_PREVIEW_RGB = ((0.3448, 0.4168, 0.4395), (-0.1953, -0.0290, 0.0250), (0.1074, 0.0886, -0.0163),
+                    (-0.3730, -0.2499, -0.2088))
+FLUX_PREVIEW_RGB = (
+    (-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778))
 
 EOS_ID = 49407  # <|endoftext|>: SD1 and SDXL's CLIP-L pad with it
 ZERO_PAD_ID = 0  # "!": OpenCLIP encoders (SD2, SDXL G) pad with id 0 in A1111
@@ -45,6 +55,10 @@ class TextEncoderSpec:
     pad_token_id: int
     sequence: bool = True  # its per-token output is part of the denoiser's text sequence
     mask_padding: bool = False  # padding is masked in the encoder and the denoiser (Chroma's T5)
+    # CLIP for UNets: which hidden state A1111 reads ("skip": SD1's, honouring clip skip; "last": SD2's normed
+    # final state; "penultimate": SDXL's) and the key of its vectors in SDXL embedding files
+    hidden_layer: str = "penultimate"
+    embedding_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class LatentFormat:
     shift_factor: float = 0.0
     downscale: int = 8  # image pixels per latent pixel
     patch: int = 1  # the transformer packs patch x patch latent pixels into one token (Flux: 2)
+    # live previews: RGB = latent channels x these rows (least-squares fits of the VAE); () = decode with the VAE
+    preview_rgb: tuple[tuple[float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,7 @@ class Scheduling:
     max_shift: float = 1.15
     base_seq_len: int = 256
     max_seq_len: int = 4096
+    sdxl_tables: bool = False  # discrete: the SDXL variants of published schedules (Align Your Steps)
 
 
 @dataclass(frozen=True)
@@ -154,8 +171,8 @@ _SD1 = {
     "unet_fixed_heads": 8,
     "unet_head_width": None,
     "add_time_ids": 0,
-    "text_encoders": (TextEncoderSpec("clip_l", "text_encoder", "clip", 77, False, EOS_ID),),
-    "latent": LatentFormat(channels=4, scaling_factor=0.18215),
+    "text_encoders": (TextEncoderSpec("clip_l", "text_encoder", "clip", 77, False, EOS_ID, hidden_layer="skip"),),
+    "latent": LatentFormat(channels=4, scaling_factor=0.18215, preview_rgb=SD1_PREVIEW_RGB),
 }
 _SD2 = _SD1 | {
     "base": "sd2",
@@ -164,7 +181,7 @@ _SD2 = _SD1 | {
     "pad_token_ids": (ZERO_PAD_ID,),
     "unet_fixed_heads": None,
     "unet_head_width": 64,
-    "text_encoders": (TextEncoderSpec("clip_h", "text_encoder", "clip", 77, False, ZERO_PAD_ID),),
+    "text_encoders": (TextEncoderSpec("clip_h", "text_encoder", "clip", 77, False, ZERO_PAD_ID, hidden_layer="last"),),
 }
 _SDXL = _SD2 | {
     "base": "sdxl",
@@ -176,9 +193,11 @@ _SDXL = _SD2 | {
     "pad_token_ids": (EOS_ID, ZERO_PAD_ID),
     "has_text_encoder_2": True,
     "add_time_ids": 6,
-    "text_encoders": (TextEncoderSpec("clip_l", "text_encoder", "clip", 77, False, EOS_ID),
-                      TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID)),
-    "latent": LatentFormat(channels=4, scaling_factor=0.13025),
+    "text_encoders": (TextEncoderSpec("clip_l", "text_encoder", "clip", 77, False, EOS_ID, embedding_key="clip_l"),
+                      TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID,
+                                      embedding_key="clip_g")),
+    "latent": LatentFormat(channels=4, scaling_factor=0.13025, preview_rgb=SDXL_PREVIEW_RGB),
+    "scheduling": Scheduling(kind="discrete", sdxl_tables=True),
     "features": Features(refiner=True),
 }
 _SD_PIPELINES = {
@@ -226,7 +245,8 @@ _FLOW_COMMON = {
     "size_multiple": 16,
     "dtypes": ("bfloat16", "float32"),  # fp16 overflows in these transformers
 }
-_FLUX_LATENT = LatentFormat(channels=16, scaling_factor=0.3611, shift_factor=0.1159, patch=2)
+_FLUX_LATENT = LatentFormat(channels=16, scaling_factor=0.3611, shift_factor=0.1159, patch=2,
+                            preview_rgb=FLUX_PREVIEW_RGB)
 _FLUX = _FLOW_COMMON | {
     "base": "flux",
     "load_pipeline": "FluxPipeline",
@@ -330,7 +350,8 @@ FAMILIES: dict[str, Family] = {
                     "pad_token_ids": (ZERO_PAD_ID,),
                     "only_text_encoder_2": True,
                     "add_time_ids": 5,
-                    "text_encoders": (TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID),),
+                    "text_encoders": (TextEncoderSpec("clip_g", "text_encoder_2", "clip", 77, True, ZERO_PAD_ID,
+                                                      embedding_key="clip_g"),),
                     "features": Features(),
                 }
             ),
@@ -385,6 +406,33 @@ FAMILIES: dict[str, Family] = {
                sentinel_keys=(_SD3_SENTINEL, "joint_blocks.0.x_block.attn.ln_q.weight")),
     )
 }
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """What extensions are told about the loaded model (instead of a family name): the record's facts."""
+
+    label: str  # for messages: "SDXL", "Flux.1 dev"
+    engine: str  # "unet" (SD eps / v-prediction) or "flow" (flow-matching transformer)
+    compatible_with: str  # the key LoRA, ControlNet and VAE files must match ("sd1", "sdxl", "flux", ...)
+    latent_channels: int
+    native_size: int
+    size_multiple: int
+    cfg: bool  # real CFG with a negative prompt
+    distilled_guidance: bool  # a "Distilled CFG Scale" input
+    controlnet: bool
+    hires_fix: bool
+    inpainting_model: bool
+    v_prediction: bool = False
+
+
+def capabilities_of(family: Family, prediction_type: str | None = None) -> ModelCapabilities:
+    return ModelCapabilities(
+        label=family.label, engine=family.engine, compatible_with=family.base,
+        latent_channels=family.latent.channels, native_size=family.native_size, size_multiple=family.size_multiple,
+        cfg=family.guidance.cfg, distilled_guidance=family.guidance.distilled, controlnet=family.features.controlnet,
+        hires_fix=family.features.hires_fix, inpainting_model=family.is_inpaint,
+        v_prediction=(prediction_type or family.prediction_type) == "v_prediction")
 
 
 def get_family(name: str) -> Family:

@@ -35,12 +35,16 @@ from sdweb.models.loader import read_metadata, read_state_dict
 from sdweb.models.registry import ModelRegistry, NamedModelFile
 from sdweb.prompts.parser import LoraCall
 
-__all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_module_count"]
+__all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_fits", "lora_module_count"]
+
+# Flux LoRA key names: kohya (lora_unet_double_blocks_0_...), ai-toolkit / ComfyUI (diffusion_model.double_blocks),
+# XLabs (double_blocks.0.processor...), diffusers / peft (transformer.single_transformer_blocks...)
+_FLUX_LORA_KEY = re.compile(r"(double_blocks|single_blocks|single_transformer_blocks)")
 
 log = logging.getLogger(__name__)
 
 ADAPTERS_KEPT = 8  # LoRAs kept injected per loaded model (inactive ones beyond this are deleted, oldest first)
-_BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+_BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1", "sd3": "SD 3 / 3.5"}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
 _LYCORIS = re.compile(r"\.(hada_w1_a|lokr_w1|lokr_w1_a|oft_blocks|oft_diag|diff|on_input)$")
 _NOT_NAME_CHARS = re.compile(r"[^0-9A-Za-z_]")
@@ -75,11 +79,25 @@ def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None
         return "sd2"
     if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
         return "sd1"
+    if version.startswith("flux") or architecture.startswith("flux"):
+        return "flux"
+    if version.startswith("sd3") or architecture.startswith("stable-diffusion-v3"):
+        return "sd3"
     if metadata.get("ss_v2", "").lower() == "true":
         return "sd2"
+    if any(_FLUX_LORA_KEY.search(key) for key in keys):
+        return "flux"
+    if any("joint_blocks" in key for key in keys):
+        return "sd3"
     if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for key in keys):
         return "sdxl"
     return None
+
+
+def lora_fits(made_for: str, family: Family) -> bool:
+    """A LoRA made for `made_for` applies to the family: its own base, and Flux LoRAs to Chroma (a Flux
+    schnell derivative: the layers they share take them, as in Forge and ComfyUI)."""
+    return made_for == family.base or (made_for == "flux" and family.base == "chroma")
 
 
 def lora_module_count(keys: Sequence[str]) -> int:
@@ -242,7 +260,7 @@ def _load_adapter(pipe: Any, family: Family, file: NamedModelFile, registry: Mod
     model_label = family.label
     tensors, metadata = _read_lora(file, allow_unsafe_pickle)
     made_for = lora_base_of(list(tensors), metadata)
-    if made_for is not None and made_for != family.base:
+    if made_for is not None and not lora_fits(made_for, family):
         raise _mismatch(file, made_for, model_label)
     expected = lora_module_count(list(tensors))
     adapter = _adapter_name(file.path)

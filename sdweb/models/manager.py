@@ -18,11 +18,12 @@ from sdweb.core.errors import NotFoundError
 from sdweb.models.families import Family
 from sdweb.models.loader import check_checkpoint, load_checkpoint
 from sdweb.models.lora import AppliedLoras, LoraCache
+from sdweb.models.modules import choose_modules
 from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 from sdweb.models.vae import choose_vae, read_vae_file
 from sdweb.prompts.parser import LoraCall
 from sdweb.runtime.compile import fuse_qkv, note_structure_change, unfuse_qkv
-from sdweb.runtime.memory import free_memory
+from sdweb.runtime.memory import free_memory, model_cache_budget, module_bytes
 from sdweb.runtime.policy import RuntimePlan, apply_plan_to_pipeline, apply_plan_to_vae, park_module
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class LoadedModel:
     vae: VaeInUse | None = None  # the external VAE in use, None = the checkpoint's own
     vae_upcast: bool = False  # a decode gave NaNs: the VAE stays fp32 for the session (A1111)
     loras: LoraCache = field(default_factory=LoraCache)
+    modules: tuple[str, ...] = ()  # module files loaded with it (Forge's infotext "Module 1: ae, ...")
+    module_paths: tuple[Path, ...] = ()
+    weight_bytes: int = 0  # parameters and buffers of its components (the cache's byte budget counts these)
 
     @property
     def is_sdxl(self) -> bool:
@@ -102,7 +106,10 @@ class LoadedModel:
 
 
 class ModelManager:
-    """Thread-safe: one load at a time; lookups are cheap."""
+    """Thread-safe. The cache keeps at most `limit` checkpoints (A1111's sd_checkpoints_limit) and at most
+    `cache_bytes` of their weights (runtime.memory.model_cache_budget), evicting the least recently used.
+    The lock guards the cache only: lookups, LoRA and VAE changes of other models go on during a load, and a
+    second request for a checkpoint being loaded waits for that load."""
 
     def __init__(
         self,
@@ -112,6 +119,7 @@ class ModelManager:
         cache_dir: Path,
         allow_unsafe_pickle: bool = False,
         vae_path: str | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
         self.registry = registry
         self.plan = plan
@@ -119,8 +127,10 @@ class ModelManager:
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self.vae_path = vae_path  # --vae-path: this VAE for every model, the sd_vae setting is ignored
         self._loaded: OrderedDict[Path, LoadedModel] = OrderedDict()
+        self._loading: dict[Path, threading.Event] = {}
         self.on_loaded: list[Any] = []  # extensions' model-loaded callbacks: fn(LoadedModel)
         self._lock = threading.RLock()
+        self.cache_bytes = cache_bytes if cache_bytes is not None else model_cache_budget(plan.device)
 
     def resolve(self, name: str | None) -> CheckpointEntry:
         entry = self.registry.find_checkpoint(name) if name else None
@@ -136,44 +146,104 @@ class ModelManager:
             )
         return entry
 
+    def module_paths(self, names: list[str] | tuple[str, ...]) -> list[Path]:
+        """The module files named (Forge's forge_additional_modules: names, stems or paths); NotFoundError
+        naming an unknown one."""
+        paths = []
+        for name in names:
+            found = self.registry.find_module(str(name))
+            if found is None:
+                known = ", ".join(m.name for m in self.registry.modules[:12]) or "none"
+                raise NotFoundError(f"Module file {name!r} (VAE / Text encoder) not found.", code="module_not_found",
+                                    hint=f"Present: {known}. Put VAEs in models/VAE and text encoders in "
+                                         "models/text_encoder, then refresh.")
+            paths.append(found.path)
+        return paths
+
     def get(
-        self, name: str | None, *, limit: int = 1, prediction_overrides: dict[str, str] | None = None
+        self, name: str | None, *, limit: int = 1, prediction_overrides: dict[str, str] | None = None,
+        modules: list[str] | tuple[str, ...] = (),
     ) -> LoadedModel:
-        """The loaded model for a checkpoint name/alias, loading it (and evicting the oldest) if needed."""
+        """The loaded model for a checkpoint name/alias, loading it (and evicting the oldest) if needed.
+        `modules`: the VAE / text-encoder files chosen (none: Automatic for checkpoints that lack parts)."""
         entry = self.resolve(name)
-        with self._lock:
-            loaded = self._loaded.get(entry.path)
-            if loaded is not None:
-                self._loaded.move_to_end(entry.path)
-                return loaded
-            if len(self._loaded) >= max(1, limit):  # a damaged or wrong file must not cost the loaded model
-                check_checkpoint(entry.path, allow_unsafe_pickle=self.allow_unsafe_pickle)
-            while len(self._loaded) >= max(1, limit):
-                self._evict_oldest()
-            loaded = self._load(
+        chosen = self.module_paths(modules)
+        while True:
+            with self._lock:
+                loaded = self._cached(entry.path, chosen)
+                if loaded is not None:
+                    return loaded
+                pending = self._loading.get(entry.path)
+                if pending is None:
+                    done = self._loading[entry.path] = threading.Event()
+                    break
+            pending.wait()  # another request is loading this checkpoint: use what it loads
+        try:
+            self._make_room(entry, max(1, limit))
+            loaded = self._load(  # outside the lock: a load takes seconds to minutes
                 entry,
                 (prediction_overrides or {}).get(entry.title) or (prediction_overrides or {}).get(entry.name),
+                chosen,
             )
-            self._loaded[entry.path] = loaded
-            for callback in self.on_loaded:
-                try:
-                    callback(loaded)
-                except Exception:
-                    log.exception("A model-loaded callback failed")
-            return loaded
+            with self._lock:
+                self._loaded[entry.path] = loaded
+        finally:
+            with self._lock:
+                self._loading.pop(entry.path, None)
+            done.set()
+        for callback in self.on_loaded:
+            try:
+                callback(loaded)
+            except Exception:
+                log.exception("A model-loaded callback failed")
+        return loaded
 
-    def _load(self, entry: CheckpointEntry, prediction_type: str | None) -> LoadedModel:
+    def _cached(self, path: Path, chosen: list[Path]) -> LoadedModel | None:
+        loaded = self._loaded.get(path)
+        if loaded is not None and chosen and list(loaded.module_paths) != chosen:
+            self._evict(path)  # the same checkpoint with other modules: loaded again
+            return None
+        if loaded is not None:
+            self._loaded.move_to_end(path)
+        return loaded
+
+    def _make_room(self, entry: CheckpointEntry, limit: int) -> None:
+        """Evict least recently used models until the new one fits the count limit and the byte budget (its
+        file size stands in for its weights). A damaged or wrong file must not cost a loaded model: the file
+        is checked first."""
+        with self._lock:
+            needed = _file_bytes(entry.path)
+            over_count = len(self._loaded) >= limit
+            over_bytes = self._loaded and self.loaded_bytes() + needed > self.cache_bytes
+            if not (over_count or over_bytes):
+                return
+        check_checkpoint(entry.path, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        with self._lock:
+            while len(self._loaded) >= limit:
+                self._evict_oldest()
+            while self._loaded and self.loaded_bytes() + needed > self.cache_bytes:
+                log.info("Model cache over %.1f GB: unloading the least recently used model", self.cache_bytes / 1e9)
+                self._evict_oldest()
+
+    def loaded_bytes(self) -> int:
+        with self._lock:
+            return sum(model.weight_bytes for model in self._loaded.values())
+
+    def _load(self, entry: CheckpointEntry, prediction_type: str | None, chosen: list[Path]) -> LoadedModel:
         started = time.perf_counter()
         entry = self.registry.ensure_sha256(entry)
+        family = check_checkpoint(entry.path, allow_unsafe_pickle=self.allow_unsafe_pickle)
+        modules = choose_modules(family, entry.path, chosen, [m.path for m in self.registry.modules])
         result = load_checkpoint(
             entry.path,
             dtype=self.plan.unet_dtype,
             prediction_type=prediction_type,
             config_cache_dir=self.cache_dir / "configs",
             allow_unsafe_pickle=self.allow_unsafe_pickle,
+            modules=modules,
         )
-        is_sdxl = result.family.base == "sdxl"
-        apply_plan_to_pipeline(result.pipeline, self.plan, is_sdxl=is_sdxl)
+        is_large = result.family.native_size >= 1024  # SDXL-size models: the --medvram-sdxl rules apply
+        apply_plan_to_pipeline(result.pipeline, self.plan, is_sdxl=is_large, denoiser_dtypes=result.family.dtypes)
         seconds = time.perf_counter() - started
         log.info(
             "Loaded %s (%s, %s) in %.1f s", entry.title, result.family.label, result.prediction_type, seconds
@@ -185,10 +255,16 @@ class ModelManager:
             base_pipeline=result.pipeline,
             load_seconds=seconds,
             scheduler_config=dict(result.pipeline.scheduler.config),
+            modules=result.modules,
+            module_paths=result.module_paths,
+            weight_bytes=module_bytes(result.pipeline.components.values()),
         )
 
     def _evict_oldest(self) -> None:
-        _, loaded = self._loaded.popitem(last=False)
+        self._evict(next(iter(self._loaded)))
+
+    def _evict(self, path: Path) -> None:
+        loaded = self._loaded.pop(path)
         log.info("Unloading %s", loaded.entry.title)
         loaded.loras.adapters.clear()
         loaded._by_mode.clear()
@@ -241,7 +317,7 @@ class ModelManager:
         """Activate exactly these LoRAs (loading those not loaded yet); call `deactivate_loras` after the job."""
         with self._lock:
             pipe = loaded.base_pipeline
-            if calls and unfuse_qkv(pipe.unet):  # the fused processor would bypass LoRA layers on to_q/k/v
+            if calls and unfuse_qkv(getattr(pipe, "unet", None)):  # the fused processor would bypass LoRA layers on to_q/k/v
                 log.info("Fused QKV projections of %s undone while LoRAs are loaded", loaded.entry.title)
             before = set(loaded.loras.adapters)
             try:
@@ -274,6 +350,13 @@ class ModelManager:
         with self._lock:
             while self._loaded:
                 self._evict_oldest()
+
+
+def _file_bytes(path: Path) -> int:
+    """A checkpoint's size on disk (a diffusers folder: its files)."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def _stamp(path: Path) -> tuple[int, int]:

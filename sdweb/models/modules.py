@@ -33,6 +33,8 @@ __all__ = [
     "ModuleInfo",
     "ModuleResolution",
     "assign_modules",
+    "carried_components",
+    "choose_modules",
     "classify_module",
     "classify_module_file",
     "missing_module_error",
@@ -269,3 +271,30 @@ def resolve_modules(family: Family, carried: frozenset[str] | set[str],
         rank = (lambda m: _vae_rank(family, m)) if slot == "vae" else _encoder_rank
         chosen.append(min(candidates, key=rank))
     return ModuleResolution(tuple(chosen), tuple(missing))
+
+
+def carried_components(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The parts a flow checkpoint file carries itself besides the transformer ("vae", "clip_l", ...)."""
+    from sdweb.models.flow_detect import file_components
+
+    return file_components(read_header(Path(path)).shapes).components - {"transformer"}
+
+
+def choose_modules(family: Family, checkpoint: str | os.PathLike[str], chosen: Sequence[Path],
+                   available: Sequence[Path]) -> list[Path]:
+    """The module files to load with `checkpoint`: the user's choice (`chosen`, checked when loading), or
+    for a flow family with none chosen Forge's Automatic among `available`: the parts the file lacks, each
+    a clear InvalidModelFileError (naming what to put where) when no present file fits. An SD checkpoint
+    with nothing chosen takes none (its VAE follows the SD VAE setting)."""
+    if chosen or family.engine != "flow" or Path(checkpoint).is_dir():  # a diffusers folder has its own parts
+        return list(chosen)
+    files = []
+    for path in available:
+        try:
+            files.append(classify_module_file(path))
+        except InvalidModelFileError:
+            continue  # a damaged file in the folder is shown as such in the lists, never picked
+    resolution = resolve_modules(family, carried_components(checkpoint), files)
+    if resolution.missing:
+        raise missing_module_error(family, resolution.missing[0])
+    return [module.path for module in resolution.chosen]

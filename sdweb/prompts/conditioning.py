@@ -283,22 +283,6 @@ def encode_pair(slots: Sequence[EncoderSlot], prompt: str, negative: str, *, cli
     return cond, uncond
 
 
-def encoder_slots(pipeline: Any, base: str, pad_ids: Sequence[int],
-                  embedding_sequences: Sequence[Mapping[tuple[int, ...], list[int]]] = ()) -> list[EncoderSlot]:
-    """The encoders of a pipeline as A1111 reads them: SD1 honours clip skip, SD2's (already truncated)
-    OpenCLIP uses its normed last state, SDXL uses both encoders' penultimate states."""
-    pairs = [(getattr(pipeline, "tokenizer", None), getattr(pipeline, "text_encoder", None), "clip_l"),
-             (getattr(pipeline, "tokenizer_2", None), getattr(pipeline, "text_encoder_2", None), "clip_g")]
-    present = [(tok, enc, key) for tok, enc, key in pairs if tok is not None and enc is not None]
-    layer = {"sd1": "skip", "sd2": "last"}.get(base, "penultimate")
-    slots = []
-    for index, (tokenizer, encoder, key) in enumerate(present):
-        sequences = embedding_sequences[index] if index < len(embedding_sequences) else {}
-        pad_id = pad_ids[index] if index < len(pad_ids) else EOS_ID
-        slots.append(EncoderSlot(tokenizer, encoder, pad_id, layer, sequences, ti_key=key if base == "sdxl" else ""))
-    return slots
-
-
 def used_embeddings(slot: EncoderSlot, text: str, *, emphasis: str = "Original",
                     comma_backtrack: int = 20, chunk_cache: dict | None = None) -> list[str]:
     """Names of the embeddings the text uses (in order of first use), for the TI hashes infotext."""

@@ -196,3 +196,25 @@ def lower_memory_modes(pipe: DiffusionPipeline, plan: RuntimePlan, modes: tuple[
             pipe.to(plan.device)
         if "vae_tiling" in modes:
             pipe.vae.disable_tiling()
+
+
+def model_cache_budget(plan_device: str) -> int:
+    """How many bytes of loaded checkpoints the model cache may keep: 80% of the device's memory for a CUDA
+    device, else 60% of the machine's RAM (the models live there, and the OS and the job need the rest)."""
+    if plan_device.startswith("cuda"):
+        with contextlib.suppress(RuntimeError, AssertionError):
+            return int(torch.cuda.get_device_properties(torch.device(plan_device)).total_memory * 0.8)
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): no byte bound, the count limit applies
+        return 1 << 62
+    return int(ram * 0.6)
+
+
+def module_bytes(modules: Any) -> int:
+    """Bytes of the parameters and buffers of the torch modules among `modules` (a pipeline's components)."""
+    total = 0
+    for module in modules:
+        if isinstance(module, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+    return total

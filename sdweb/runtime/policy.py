@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -187,6 +188,7 @@ class RuntimePlan:
     gfpgan_device: str
     codeformer_device: str
     reasons: tuple[str, ...]
+    device_memory_bytes: int = 0  # the CUDA device's memory (0: not CUDA): large models are placed by it
 
     def offload_for(self, is_sdxl: bool) -> str:
         """The offload mode for a model: --medvram-sdxl offloads SDXL only."""
@@ -302,7 +304,7 @@ def plan_runtime(options: DeviceOptions, hardware: HardwareInfo) -> RuntimePlan:
         load_weights_to_device=_load_weights_to_device(options, device, offload, reasons),
         interrogate_device=aux("interrogate"), upscaler_device=aux("esrgan"),
         gfpgan_device=aux("gfpgan"), codeformer_device=aux("codeformer"),
-        reasons=tuple(reasons),
+        reasons=tuple(reasons), device_memory_bytes=cuda.total_memory_bytes if cuda is not None else 0,
     )
 
 
@@ -510,22 +512,65 @@ def _load_weights_to_device(options: DeviceOptions, device: str, offload: str, r
 # ----------------------------------------------------------------------------------------------------- applying
 
 
-def apply_plan_to_pipeline(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdxl: bool) -> None:
-    """Apply the plan to a freshly loaded pipeline (call once per pipeline): dtypes, attention, VAE, placement."""
-    _apply_dtypes(pipe, plan, is_sdxl)
+def apply_plan_to_pipeline(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdxl: bool,
+                           denoiser_dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")) -> None:
+    """Apply the plan to a freshly loaded pipeline (call once per pipeline): dtypes, attention, VAE, placement.
+    `is_sdxl`: an SDXL-size model (the --medvram-sdxl rules); `denoiser_dtypes`: what the family's denoiser
+    may run in (the family record's dtypes: fp16 overflows in the flow transformers)."""
+    _apply_dtypes(pipe, plan, is_sdxl, denoiser_dtypes)
     _apply_attention(pipe, plan)
-    if plan.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
-    if plan.fused_qkv:
-        fuse_qkv(pipe.unet)
+    unet = getattr(pipe, "unet", None)
+    if plan.channels_last and unet is not None:
+        unet.to(memory_format=torch.channels_last)
+    if plan.fused_qkv and unet is not None:
+        fuse_qkv(unet)
     if plan.vae_slicing:
         pipe.vae.enable_slicing()
     else:
         pipe.vae.disable_slicing()
-    offload = plan.offload_for(is_sdxl)
-    _place(pipe, plan, offload)
-    if plan.compile and offload == "none":
+    placement = place_model(plan, {name: _module_bytes(module) for name, module in pipe.components.items()
+                                   if isinstance(module, torch.nn.Module)}, is_sdxl=is_sdxl)
+    if placement.reason:
+        log.info("Placing the model: %s", placement.reason)
+    _place(pipe, plan, placement.offload)
+    for name in placement.cpu_components:
+        getattr(pipe, name).to("cpu")
+    if plan.compile and placement.offload == "none":
         compile_pipeline(pipe)
+
+
+WORKING_MEMORY_BYTES = int(1.5 * GIB)  # activations, attention and the VAE decode of a 1024² image
+
+
+@dataclass(frozen=True)
+class ModelPlacement:
+    offload: str  # OFFLOAD_MODES
+    cpu_components: tuple[str, ...] = ()  # components kept on the CPU (T5 when VRAM is short)
+    reason: str = ""
+
+
+def place_model(plan: RuntimePlan, component_bytes: Mapping[str, int], *, is_sdxl: bool) -> ModelPlacement:
+    """Where a freshly loaded model's components go. Flags decide when given (--medvram, --lowvram, ...);
+    otherwise on a CUDA device a model that does not fit is placed by size: the largest text encoder (T5) kept
+    on the CPU when that suffices (its output is moved to the device), else model offload (each component on
+    the device while it runs, so the text encoders leave it after encoding), else group offload."""
+    offload = plan.offload_for(is_sdxl)
+    if offload != "none" or not plan.device.startswith("cuda") or not plan.device_memory_bytes:
+        return ModelPlacement(offload)
+    budget = plan.device_memory_bytes - WORKING_MEMORY_BYTES
+    total = sum(component_bytes.values())
+    if total <= budget:
+        return ModelPlacement("none")
+    sizes = f"the model needs {total / GIB:.1f} GB, the GPU has {plan.device_memory_bytes / GIB:.1f} GB"
+    encoders = {name: size for name, size in component_bytes.items() if name.startswith("text_encoder")}
+    largest = max(encoders, key=encoders.get) if encoders else None
+    if largest is not None and total - encoders[largest] <= budget:
+        return ModelPlacement("none", (largest,), f"{sizes}: {largest} ({encoders[largest] / GIB:.1f} GB) runs "
+                                                  "on the CPU")
+    denoiser = max((size for name, size in component_bytes.items() if name in ("unet", "transformer")), default=0)
+    if denoiser + component_bytes.get("vae", 0) <= budget:
+        return ModelPlacement("model", (), f"{sizes}: model offload (one component on the GPU at a time)")
+    return ModelPlacement("group", (), f"{sizes}: group offload (the denoiser streamed block by block)")
 
 
 def set_vae_tiling_for_size(pipe: DiffusionPipeline, plan: RuntimePlan, width: int, height: int) -> bool:
@@ -538,7 +583,18 @@ def set_vae_tiling_for_size(pipe: DiffusionPipeline, plan: RuntimePlan, width: i
     return tile
 
 
-def _apply_dtypes(pipe: DiffusionPipeline, plan: RuntimePlan, is_sdxl: bool) -> None:
+def _allowed_dtype(dtype: torch.dtype, allowed: tuple[str, ...]) -> torch.dtype:
+    """`dtype`, or the nearest the denoiser allows: bf16 in place of fp16 where bf16 is allowed, else fp32."""
+    if str(dtype).removeprefix("torch.") in allowed:
+        return dtype
+    if dtype == torch.float16 and "bfloat16" in allowed:
+        log.info("fp16 is not allowed for this model's denoiser (it overflows): using bf16")
+        return torch.bfloat16
+    return torch.float32
+
+
+def _apply_dtypes(pipe: DiffusionPipeline, plan: RuntimePlan, is_sdxl: bool,
+                  denoiser_dtypes: tuple[str, ...]) -> None:
     for name, module in pipe.components.items():
         if not isinstance(module, torch.nn.Module):
             continue
@@ -552,8 +608,20 @@ def _apply_dtypes(pipe: DiffusionPipeline, plan: RuntimePlan, is_sdxl: bool) -> 
             module.enable_layerwise_casting(storage_dtype=plan.unet_dtype, compute_dtype=plan.unet_compute_dtype)
         elif name == "unet":
             module.to(dtype=plan.unet_dtype)
+        elif name == "transformer":  # weights stored in fp8 / GGUF keep their storage (see models.weights)
+            if not _has_quantized_storage(module):
+                module.to(dtype=_allowed_dtype(plan.unet_compute_dtype, denoiser_dtypes))
         else:  # ControlNet, image encoder, ...: they compute alongside the UNet
             module.to(dtype=plan.unet_compute_dtype)
+
+
+def _has_quantized_storage(module: torch.nn.Module) -> bool:
+    return any(p.dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.uint8, torch.int8)
+               for p in module.parameters()) or getattr(module, "is_quantized", False)
+
+
+def _module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
 def _apply_attention(pipe: DiffusionPipeline, plan: RuntimePlan) -> None:
@@ -563,8 +631,9 @@ def _apply_attention(pipe: DiffusionPipeline, plan: RuntimePlan) -> None:
     if plan.attention == "sliced":
         pipe.enable_attention_slicing()
         return
-    for module in pipe.components.values():
-        _set_module_attention(module, plan)
+    for name, module in pipe.components.items():
+        if name != "transformer":  # flow transformers keep their own processors (SDPA with rope / joint attention)
+            _set_module_attention(module, plan)
 
 
 def _set_module_attention(module: object, plan: RuntimePlan) -> None:

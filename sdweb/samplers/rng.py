@@ -29,6 +29,15 @@ def generator_device(source: str, device: torch.device | str) -> torch.device:
     return device if source == "GPU" and device.type == "cuda" else torch.device("cpu")
 
 
+def recorded_source(source: str, device: torch.device | str) -> str | None:
+    """The infotext's RNG value for noise drawn with `source` on `device`: A1111 writes nothing for its "GPU"
+    default; where "GPU" ran on the CPU generator (no CUDA) "CPU" is written, so pasting the infotext (which
+    reads a missing RNG as NVIDIA's GPU noise) gives the same picture back."""
+    if source != "GPU":
+        return source
+    return None if torch.device(device).type == "cuda" else "CPU"
+
+
 def create_generator(seed: int, source: str, device: torch.device | str) -> Any:
     if source == "NV":
         return philox.Generator(seed)

@@ -22,6 +22,7 @@ from sdweb.samplers.denoisers import (
     TimestepEpsDenoiser,
 )
 from sdweb.samplers.discrete import DiscreteSchedule
+from sdweb.samplers.flow import ANCESTRAL_RF, FlowDenoiser, noised_start
 from sdweb.samplers.resolve import effective_schedule
 from sdweb.samplers.rng import ImageRNG
 from sdweb.samplers.schedules import ScheduleOptions, discard_penultimate, schedule_sigmas
@@ -96,6 +97,7 @@ class SamplingPlan:
     noise_multiplier: float = 1.0  # img2img: setting initial_noise_multiplier (scales the initial noise)
     is_sdxl: bool = False
     v_prediction: bool = False
+    flow: bool = False  # a flow-matching model: velocity output, noise on the (1 - sigma, sigma) line
     settings: SamplerSettings = field(default_factory=SamplerSettings)
 
 
@@ -170,6 +172,8 @@ def _context(plan: SamplingPlan, denoiser: CFGDenoiser, rng: ImageRNG, eta: floa
 
 
 def _inner(plan: SamplingPlan, model: ModelCall, discrete: DiscreteSchedule) -> Any:
+    if plan.flow:
+        return FlowDenoiser(model)
     if plan.sampler.is_timestep_sampler:
         return TimestepEpsDenoiser(model, discrete.alphas_cumprod, plan.v_prediction)
     if plan.sampler.function == "sample_lcm":
@@ -212,6 +216,8 @@ def _brownian(plan: SamplingPlan, x: torch.Tensor, sigmas: torch.Tensor, seeds: 
 def _sample_sigmas(plan: SamplingPlan, ctx: SamplerContext, discrete: DiscreteSchedule, noise: torch.Tensor,
                    init_latent: torch.Tensor | None, seeds: list[int], params: dict[str, Any]) -> tuple:
     function = SIGMA_FUNCTIONS[plan.sampler.function]
+    if plan.flow:
+        function = ANCESTRAL_RF.get(plan.sampler.function, function)
     if init_latent is None:
         sigmas = get_sigmas(plan, discrete, plan.steps, params)
         x = noise * sigmas[0]
@@ -222,7 +228,7 @@ def _sample_sigmas(plan: SamplingPlan, ctx: SamplerContext, discrete: DiscreteSc
     steps, t_enc = img2img_steps(plan)
     sigmas = get_sigmas(plan, discrete, steps, params)
     sigma_sched = sigmas[steps - t_enc - 1:]
-    x = init_latent + noise * sigma_sched[0]
+    x = noised_start(init_latent, noise, sigma_sched[0]) if plan.flow else init_latent + noise * sigma_sched[0]
     ctx.sigma_range = (float(sigma_sched[-2]), float(sigma_sched[0]))
     ctx.steps = len(sigma_sched) - 1
     ctx.noise_sampler = _brownian(plan, init_latent, sigmas, seeds)

@@ -263,3 +263,34 @@ class TinyFlowFiles:
 
     def paths(self, *kinds: str) -> list[Path]:
         return [self.path(kind) for kind in kinds]
+
+
+def write_flux_lora(out_path: str | Path, layout: str = "kohya", seed: int = 0) -> Path:
+    """A tiny Flux LoRA for the tiny flux-dev / schnell transformer, in kohya's layout (`lora_unet_double_blocks_0_
+    img_attn_qkv.lora_down.weight`, with alphas and kohya metadata) or diffusers / peft's (`transformer.
+    transformer_blocks.0.attn.to_q.lora_A.weight`, as ai-toolkit saves)."""
+    hidden = FLUX["num_attention_heads"] * FLUX["attention_head_dim"]
+    generator = torch.Generator().manual_seed(seed + 77)
+    rank = 4
+
+    def pair(fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(rank, fan_in, generator=generator) * 0.3,
+                torch.randn(fan_out, rank, generator=generator) * 0.3)
+
+    tensors: dict[str, torch.Tensor] = {}
+    metadata = {"format": "pt"}
+    if layout == "kohya":
+        for name, (fan_in, fan_out) in {"double_blocks_0_img_attn_qkv": (hidden, 3 * hidden),
+                                        "double_blocks_0_img_attn_proj": (hidden, hidden),
+                                        "double_blocks_0_txt_attn_proj": (hidden, hidden)}.items():
+            down, up = pair(fan_in, fan_out)
+            tensors |= {f"lora_unet_{name}.lora_down.weight": down, f"lora_unet_{name}.lora_up.weight": up,
+                        f"lora_unet_{name}.alpha": torch.tensor(float(rank))}
+        metadata |= {"ss_base_model_version": "flux1", "ss_network_module": "networks.lora_flux",
+                     "ss_output_name": "tiny-flux-lora"}
+    else:
+        for name in ("transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k",
+                     "transformer_blocks.0.attn.to_out.0"):
+            down, up = pair(hidden, hidden)
+            tensors |= {f"transformer.{name}.lora_A.weight": down, f"transformer.{name}.lora_B.weight": up}
+    return save_tiny_file(TinyFile(tensors, metadata, tensors), Path(out_path))

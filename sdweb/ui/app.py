@@ -14,6 +14,7 @@ from sdweb.state import AppState
 from sdweb.ui.common import TOOL_TITLES, marked_choices
 from sdweb.ui.demo_banner import DemoBanner, banner_updates, build_demo_banner, wire_demo_banner
 from sdweb.ui.extra_networks import wire_extra_networks
+from sdweb.ui.family_presets import wire_family_presets
 from sdweb.ui.quicksettings import (
     QuickSettings,
     build_quicksettings,
@@ -141,6 +142,7 @@ def build_blocks(state: AppState) -> gr.Blocks:
         refiners = [txt2img.fields["refiner_checkpoint"], img2img.fields["refiner_checkpoint"]]
         wire_merger(state, merger, merger_values, [quick.checkpoint, *refiners])
         wire_demo_banner(banner, main, quick.checkpoint, state)
+        wire_family_presets(blocks, state, quick.checkpoint, [txt2img.fields, img2img.fields])
         _wire_page_load(blocks, state, quick, settings_tab, txt2img.fields["hr_upscaler"],
                         [txt2img.row.styles, img2img.row.styles], banner)
     return blocks

@@ -244,6 +244,7 @@ def finished_status(result: GenerationResult) -> str:
         parts.insert(0, "Interrupted")
     parts.append(f"{saved} file{'s' if saved != 1 else ''} saved" if saved else "not saved")
     parts += [f"⚠ {warning}" for warning in result.warnings]  # e.g. a full disk: the images are still shown
+    parts += [f"ℹ {note}" for note in result.notes]  # what the model ignored or approximated
     return " · ".join(parts)
 
 

@@ -101,7 +101,10 @@ def size_controls(tab: str) -> dict[str, Any]:
 
 def cfg_control(tab: str) -> dict[str, Any]:
     cfg = gr.Slider(label="CFG Scale", minimum=1, maximum=30, step=0.5, value=7.0, elem_id=f"{tab}_cfg_scale")
-    return {"cfg_scale": cfg}
+    # Forge's: models with guidance distilled in (Flux dev); shown only for them (ui/family_presets.py)
+    distilled = gr.Slider(label="Distilled CFG Scale", minimum=0, maximum=30, step=0.1, value=3.5, visible=False,
+                          elem_id=f"{tab}_distilled_cfg_scale")
+    return {"cfg_scale": cfg, "distilled_cfg_scale": distilled}
 
 
 @dataclass

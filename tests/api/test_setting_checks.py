@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import gradio as gr
 import pytest
-from fastapi.testclient import TestClient
 
 from sdweb.cli import parse_options
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.tiny import write_tiny
 from sdweb.ui.app import save_setting
 from sdweb.ui.tabs.settings import apply_settings
@@ -25,7 +25,7 @@ def app(tmp_path_factory):
     write_tiny("vae", data / "models" / "VAE" / "tiny.vae.safetensors")
     picked = write_tiny("sd1", tmp_path_factory.mktemp("elsewhere") / "picked.safetensors", seed=2)
     state = build_app_state(parse_options(["--data-dir", str(data), "--nowebui", "--ckpt", str(picked)], {}))
-    yield state, TestClient(create_app(state), raise_server_exceptions=False), picked
+    yield state, local_client(create_app(state), raise_server_exceptions=False), picked
     state.queue.shutdown()
 
 

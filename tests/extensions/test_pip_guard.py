@@ -12,7 +12,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from sdweb.cli import parse_options
 from sdweb.extensions.actions import ExtensionActions
@@ -25,6 +24,7 @@ from sdweb.extensions.pip_guard import (
 )
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.pip_env import installed_version, overlay_environment, write_wheel
 from sdweb.ui.tabs.extensions_tables import installed_html
 
@@ -154,7 +154,7 @@ def test_hostile_extension_install_keeps_sdweb_working_and_needs_attention(overl
         assert installed_version(python, "transformers") == metadata.version("transformers")
         assert installed_version(python, "needs-old-transformers") is None
 
-        listing = TestClient(create_app(state)).get("/sdweb/v1/extensions").json()
+        listing = local_client(create_app(state)).get("/sdweb/v1/extensions").json()
         (entry,) = [item for item in listing if item["name"] == "sd-dynamic-prompts"]
         assert "transformers" in entry["needs_attention"]
         html = installed_html([], actions.installed(), {}, actions.needing_attention())

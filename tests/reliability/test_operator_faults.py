@@ -20,7 +20,6 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from fastapi.testclient import TestClient
 
 from sdweb.cli import FLAGS, build_parser, parse_options
 from sdweb.extensions.installer import install_from_url
@@ -28,6 +27,7 @@ from sdweb.extensions.pip_guard import protected_versions
 from sdweb.models.first_run import ModelDownload, start_first_run_download
 from sdweb.server import create_app
 from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.pip_env import installed_version, installed_versions, overlay_environment, write_wheel
 from sdweb.testing.server import free_port, stop_process_group, wait_until_answers
 from sdweb.testing.tiny import save_tiny_file, tiny_file_content, write_tiny
@@ -140,7 +140,7 @@ def test_damaged_model_files_are_skipped_and_named_only_when_used(tmp_path, capl
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             state = build_app_state(parse_options(["--data-dir", str(root), "--nowebui"], {}))
-            client = TestClient(create_app(state), raise_server_exceptions=False)
+            client = local_client(create_app(state), raise_server_exceptions=False)
             try:
                 answer = client.post("/sdapi/v1/txt2img", json=SMALL)
                 assert answer.status_code == 200, f"start {start}: {answer.text[:300]}"

@@ -40,6 +40,7 @@ from sdweb.extensions.installer import install_from_url
 from sdweb.generation.service import SaveOptions
 from sdweb.server import create_app
 from sdweb.state import AppState, ExtrasJob, build_app_state
+from sdweb.testing.client import local_client
 from sdweb.testing.faults import disk_full
 from sdweb.testing.tiny import write_tiny
 from sdweb.ui.app import save_setting
@@ -143,7 +144,7 @@ def _app(world: World, *flags: str, config: dict | None = None) -> Iterator[tupl
         _write_config(world.data, config)
     state = build_app_state(parse_options(["--data-dir", str(world.data), "--nowebui", *flags], {}))
     try:
-        yield state, TestClient(create_app(state), raise_server_exceptions=False)
+        yield state, local_client(create_app(state), raise_server_exceptions=False)
     finally:
         state.queue.shutdown()
 

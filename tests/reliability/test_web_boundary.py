@@ -49,7 +49,9 @@ from sdweb.core.limits import (
 from sdweb.core.requests import Txt2ImgRequest
 from sdweb.generation.conditioning_plan import PromptEncoder, ScheduleOptions, build_plan
 from sdweb.generation.jobs import JobQueue
-from sdweb.prompts.conditioning import EOS_ID, chunk_count, encode_prompt, encoder_slots
+from sdweb.models.clip_slots import clip_slots
+from sdweb.models.families import get_family
+from sdweb.prompts.conditioning import chunk_count, encode_prompt
 from sdweb.prompts.parser import prompt_schedules
 from sdweb.server import create_app
 from sdweb.state import build_app_state
@@ -394,7 +396,7 @@ def test_ui_refuses_over_limit_prompts_with_a_message(tmp_path):
 
 @pytest.fixture(scope="module")
 def sd1_slots():
-    return encoder_slots(build_tiny_pipeline("sd1", seed=3), "sd1", (EOS_ID,))
+    return clip_slots(build_tiny_pipeline("sd1", seed=3), get_family("sd1"))
 
 
 def test_each_distinct_chunk_is_encoded_once(sd1_slots):

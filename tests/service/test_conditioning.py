@@ -1,14 +1,16 @@
 """The prompt encoder against diffusers' own encode_prompt, and A1111's chunking and emphasis rules."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+from sdweb.models.clip_slots import clip_slots
+from sdweb.models.families import get_family
 from sdweb.prompts.conditioning import (
     CHUNK_LENGTH,
-    EOS_ID,
     encode_pair,
     encode_prompt,
-    encoder_slots,
     token_count,
     tokenize_to_chunks,
 )
@@ -31,15 +33,16 @@ def tokenizer():
 
 
 def test_plain_prompt_equals_diffusers_sd1(sd1):
-    ours = encode_prompt(encoder_slots(sd1, "sd1", (EOS_ID,)), "a photo of a cat").embeds
+    ours = encode_prompt(clip_slots(sd1, get_family("sd1")), "a photo of a cat").embeds
     theirs, _ = sd1.encode_prompt("a photo of a cat", "cpu", 1, False)
     assert ours.shape == (1, 77, 32)
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
 def test_plain_prompt_equals_diffusers_sdxl_with_same_padding(sdxl):
-    pads = (sdxl.tokenizer.pad_token_id, sdxl.tokenizer_2.pad_token_id)
-    cond = encode_prompt(encoder_slots(sdxl, "sdxl", pads), "a photo of a cat")
+    pads = (sdxl.tokenizer.pad_token_id, sdxl.tokenizer_2.pad_token_id)  # diffusers pads with the tokenizer's
+    slots = [replace(slot, pad_id=pad) for slot, pad in zip(clip_slots(sdxl, get_family("sdxl")), pads, strict=True)]
+    cond = encode_prompt(slots, "a photo of a cat")
     embeds, _, pooled, _ = sdxl.encode_prompt("a photo of a cat", device="cpu", num_images_per_prompt=1,
                                               do_classifier_free_guidance=False)
     assert torch.allclose(cond.embeds, embeds, atol=1e-5)
@@ -47,14 +50,14 @@ def test_plain_prompt_equals_diffusers_sdxl_with_same_padding(sdxl):
 
 
 def test_clip_skip_changes_sd1_only(sd1):
-    slots = encoder_slots(sd1, "sd1", (EOS_ID,))
+    slots = clip_slots(sd1, get_family("sd1"))
     one = encode_prompt(slots, "a cat", clip_skip=1).embeds
     two = encode_prompt(slots, "a cat", clip_skip=2).embeds
     assert not torch.allclose(one, two)
 
 
 def test_emphasis_changes_output_and_original_keeps_mean(sd1):
-    slots = encoder_slots(sd1, "sd1", (EOS_ID,))
+    slots = clip_slots(sd1, get_family("sd1"))
     plain = encode_prompt(slots, "a cat").embeds
     weighted = encode_prompt(slots, "a (cat:1.5)").embeds
     assert not torch.allclose(plain, weighted)
@@ -96,6 +99,6 @@ def test_embedding_sequences_replace_the_name_and_never_straddle(tokenizer):
 
 
 def test_pair_has_equal_lengths(sd1):
-    slots = encoder_slots(sd1, "sd1", (EOS_ID,))
+    slots = clip_slots(sd1, get_family("sd1"))
     cond, uncond = encode_pair(slots, " ".join(["cat"] * 100), "")
     assert cond.embeds.shape == uncond.embeds.shape == (1, 154, 32)

@@ -71,3 +71,42 @@ def test_lru_keeps_the_limit_and_releases_evicted_weights(state):
     del first
     gc.collect()
     assert unet() is None, "the evicted model's UNet is still referenced"
+
+
+def test_the_cache_is_bounded_by_bytes_as_well_as_by_count(state):
+    state.manager.unload_all()
+    state.manager.get("a-sd1", limit=3)
+    one_model = state.manager.loaded_bytes()
+    assert one_model > 0
+    state.manager.cache_bytes = int(one_model * 1.5)  # room for one tiny model, not two
+    try:
+        state.manager.get("c-sd1", limit=3)
+        assert state.manager.loaded_titles() == ["c-sd1.safetensors"], "the count allowed 3, the bytes one"
+        state.manager.cache_bytes = one_model * 10
+        state.manager.get("a-sd1", limit=3)
+        assert state.manager.loaded_titles() == ["c-sd1.safetensors", "a-sd1.safetensors"]
+    finally:
+        state.manager.cache_bytes = 1 << 62
+
+
+def test_lookups_answer_while_a_checkpoint_loads_and_a_second_request_shares_the_load(state):
+    import threading
+    import time
+
+    state.manager.unload_all()
+    results = []
+    loaders = [threading.Thread(target=lambda: results.append(state.manager.get("b-sdxl", limit=3)))
+               for _ in range(2)]
+    for thread in loaders:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while not state.manager._loading and time.monotonic() < deadline:
+        time.sleep(0.001)
+    started = time.monotonic()
+    titles = state.manager.loaded_titles()  # the lock is not held for the whole load
+    answered_in = time.monotonic() - started
+    still_loading = bool(state.manager._loading)
+    for thread in loaders:
+        thread.join()
+    assert still_loading and titles == [] and answered_in < 0.5
+    assert len(results) == 2 and results[0] is results[1], "one load for both requests"

@@ -12,12 +12,13 @@ from sdweb.generation.conditioning_plan import (
     build_plan,
     chunks_of,
 )
+from sdweb.models.clip_slots import clip_slots
+from sdweb.models.families import get_family
 from sdweb.prompts.conditioning import (
     BOS_ID,
     CHUNK_LENGTH,
     EOS_ID,
     encode_prompt,
-    encoder_slots,
     tokenize_to_chunks,
     used_embeddings,
 )
@@ -51,11 +52,11 @@ def _ids(tokenizer, text):
 
 
 def _sd1_slots(pipe):
-    return encoder_slots(pipe, "sd1", (EOS_ID,))
+    return clip_slots(pipe, get_family("sd1"))
 
 
 def _sdxl_slots(pipe):
-    return encoder_slots(pipe, "sdxl", (pipe.tokenizer.pad_token_id, pipe.tokenizer_2.pad_token_id))
+    return clip_slots(pipe, get_family("sdxl"))
 
 
 # -- chunks and weights ------------------------------------------------------------------------------------

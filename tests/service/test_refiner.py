@@ -55,7 +55,7 @@ def test_switch_at_one_or_no_refiner_is_the_plain_image(state):
 
 
 def test_refiner_on_an_sd1_base_is_a_clear_error(state):
-    with pytest.raises(UserError, match="needs an SDXL base"):
+    with pytest.raises(UserError, match="refiner pass does not apply"):
         _run(state, model="tiny-sd1", refiner_checkpoint="refiner-xl", refiner_switch_at=0.5)
 
 

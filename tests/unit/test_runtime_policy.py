@@ -434,3 +434,30 @@ def test_gpu_memory_stats_shape():
     cuda = memory.memory_stats(plan.device)["cuda"]
     assert set(cuda) == {"system", "active", "allocated", "reserved", "inactive", "events"}
     assert cuda["allocated"]["current"] > 0
+
+
+# Flux dev in bf16 (transformer 23.8 GB, T5-XXL 9.5 GB, CLIP-L 0.25 GB, VAE 0.17 GB) and in fp8 (transformer 11.9 GB)
+FLUX_BF16 = {"transformer": int(23.8 * GIB), "text_encoder_2": int(9.5 * GIB), "text_encoder": int(0.25 * GIB),
+             "vae": int(0.17 * GIB)}
+FLUX_FP8 = {**FLUX_BF16, "transformer": int(11.9 * GIB)}
+TWO_LARGE_ENCODERS = {"transformer": 20 * GIB, "text_encoder_3": int(9.5 * GIB), "text_encoder_2": 8 * GIB,
+                      "vae": int(0.2 * GIB)}
+CUDA80 = HardwareInfo(cuda_devices=(_gpu("NVIDIA A100", 80),))
+CUDA16 = HardwareInfo(cuda_devices=(_gpu("NVIDIA RTX 4080", 16),))
+
+
+@pytest.mark.parametrize(("hardware", "flags", "sizes", "offload", "on_cpu", "reason"), [
+    (CUDA80, [], FLUX_BF16, "none", (), ""),
+    (CUDA16, [], FLUX_FP8, "none", ("text_encoder_2",), r"text_encoder_2 \(9\.5 GB\) runs on the CPU"),
+    (CUDA24, [], TWO_LARGE_ENCODERS, "model", (), r"needs 37\.7 GB.*model offload"),
+    (CUDA24, [], FLUX_BF16, "group", (), r"group offload"),
+    (CUDA8, [], FLUX_FP8, "group", (), r"group offload"),
+    (CUDA24, ["--lowvram"], FLUX_FP8, "sequential", (), ""),  # a flag decides
+    (CPU, [], FLUX_BF16, "none", (), ""),
+])
+def test_large_models_are_placed_by_size(hardware, flags, sizes, offload, on_cpu, reason):
+    from sdweb.runtime.policy import place_model
+
+    placement = place_model(plan_runtime(parse_options(flags, {}), hardware), sizes, is_sdxl=True)
+    assert (placement.offload, placement.cpu_components) == (offload, on_cpu)
+    assert re.search(reason, placement.reason) if reason else placement.reason == ""

@@ -127,8 +127,9 @@ def test_nv_matches_torch_randn_on_cuda():
 
 def test_latent_preview_shape_and_range():
     from sdweb.generation.previews import latent_preview
+    from sdweb.models.families import SD1_PREVIEW_RGB, SDXL_PREVIEW_RGB
 
     latents = torch.randn(2, 4, 8, 6)
-    image = latent_preview(latents, is_sdxl=False, index=1)
+    image = latent_preview(latents, SD1_PREVIEW_RGB, index=1)
     assert image.size == (48, 64) and image.mode == "RGB"
-    assert latent_preview(latents, is_sdxl=True).size == (48, 64)
+    assert latent_preview(latents, SDXL_PREVIEW_RGB).size == (48, 64)

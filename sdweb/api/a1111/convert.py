@@ -16,7 +16,8 @@ from sdweb.infotext import infotext_to_request_fields, parse_infotext
 from sdweb.samplers.resolve import resolve_sampler
 
 COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_w",
-                 "seed_resize_from_h", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
+                 "seed_resize_from_h", "batch_size", "n_iter", "steps", "cfg_scale", "distilled_cfg_scale",
+                 "width", "height", "eta",
                  "s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise", "refiner_checkpoint",
                  "refiner_switch_at", "disable_extra_networks")
 HIRES_FIELDS = ("enable_hr", "hr_scale", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",

@@ -106,6 +106,11 @@ def add_info_routes(router: APIRouter, state: AppState) -> None:
     def sd_vae() -> list[dict[str, str]]:
         return [{"model_name": v.name, "filename": str(v.path)} for v in state.registry.vaes]
 
+    @router.get("/sd-modules", response_model=list[SDVaeItem])
+    def sd_modules() -> list[dict[str, str]]:
+        """Forge's route: the VAE and text-encoder files the "VAE / Text encoder" choice offers."""
+        return [{"model_name": m.name, "filename": str(m.path)} for m in state.registry.modules]
+
     @router.get("/loras", response_model=list[LoraItem])
     def loras() -> list[dict[str, Any]]:
         return [{"name": x.name, "alias": x.alias or x.name, "path": str(x.path), "metadata": _lora_metadata(x.path)}

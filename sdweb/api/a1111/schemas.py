@@ -47,6 +47,7 @@ class GenerationWire(_Wire):
     n_iter: int = Field(1, ge=1, le=MAX_BATCH_COUNT)
     steps: int = Field(50, ge=1, le=150)
     cfg_scale: float = Field(7.0, ge=0.0, le=100.0)
+    distilled_cfg_scale: float = Field(3.5, ge=0.0, le=100.0)
     width: int = Field(512, ge=64, le=MAX_SIDE, json_schema_extra=_SIZE)
     height: int = Field(512, ge=64, le=MAX_SIDE, json_schema_extra=_SIZE)
     restore_faces: bool | None = None

@@ -76,12 +76,14 @@ def build_control(unit: UnitSettings, index: int, call: SamplingCall, models: Co
                   ) -> tuple[ControlUnit, Image.Image, str]:
     """(the ControlUnit for the call, the detected map, the infotext value) for one enabled unit."""
     item = models.find(unit.model)
+    model_kind = call.capabilities
+    if not model_kind.controlnet:
+        raise UserError(f"ControlNet does not apply to {model_kind.label} checkpoints yet.",
+                        code="unsupported_for_model", hint="Turn the ControlNet units off for this checkpoint.")
     family, model = models.load(item, call.device, call.dtype)
-    expected = {"sd1": "sd1", "sd2": "sd2", "sdxl": "sdxl"}[call.family if call.family in ("sd1", "sd2", "sdxl")
-                                                             else "sd1"]
-    if family != expected:
+    if family != model_kind.compatible_with:
         raise UserError(f"ControlNet model {item.title} is for {family.upper()}, but the checkpoint is "
-                        f"{expected.upper()}.", code="controlnet_wrong_family",
+                        f"{model_kind.label}.", code="controlnet_wrong_family",
                         hint="Choose a ControlNet model made for this checkpoint's family.")
     pre = preprocessor(unit.module)
     image = unit_image(unit, call, index)

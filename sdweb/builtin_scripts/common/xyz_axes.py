@@ -30,6 +30,8 @@ A1111_AXES: tuple[tuple[str, str], ...] = (
     ("UniPC Order", ""), ("Face restore", ""), ("Token merging ratio", ""), ("Token merging ratio high-res", ""),
     ("Always discard next-to-last sigma", ""), ("SGM noise multiplier", ""), ("Refiner checkpoint", ""),
     ("Refiner switch at", ""), ("RNG source", ""), ("FP8 mode", ""), ("Size", ""),
+    # Forge's, after A1111's (so A1111 clients' axis indexes stay): flow models' guidance and shift
+    ("Distilled CFG Scale", ""), ("Shift", ""),
 )
 
 Apply = Callable[[Processing, Any, Sequence[Any]], None]
@@ -215,6 +217,8 @@ def _axes() -> list[Axis]:
         Axis("RNG source", "str", _override("randn_source"), choices=lambda s: list(RNG_SOURCES),
              check=_check_choice(RNG_SOURCES, "RNG source")),
         Axis("Size", "str", _size, check=_check_sizes),
+        Axis("Distilled CFG Scale", "float", _set("distilled_cfg_scale")),
+        Axis("Shift", "float", _override("flow_shift")),
     ]
 
 

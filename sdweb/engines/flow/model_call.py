@@ -1,0 +1,61 @@
+"""The flow transformer as the samplers see it: the CFG denoiser's rows (for each image its AND sub-prompts,
+then one negative row per image) turned into transformer calls through the family's adapter, with the
+prompt-editing step's conditioning and the distilled guidance value.
+
+Rows whose text sequences have different lengths (T5 prompts are not padded to one length) go through the
+transformer in separate calls; rows of one length share a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from sdweb.engines.flow.transformers import FlowConditioning, adapter_for, cat_conditionings
+from sdweb.generation.conditioning_plan import StepConditioning
+from sdweb.generation.unet_model import UNetExtras, UNetStage
+from sdweb.samplers.denoisers import ModelInput
+
+
+class FlowModelCall:
+    """A :class:`sdweb.samplers.denoisers.ModelCall` over a flow transformer (one stage: no refiner)."""
+
+    def __init__(self, stages: Sequence[UNetStage], extras: UNetExtras) -> None:
+        self.stage = stages[0]
+        self.stage_index = 0
+        self.extras = extras
+        self.adapter = adapter_for(self.stage.pipe.transformer)
+        self.distilled = self.stage.model.family.guidance.distilled
+
+    def weights(self, step: int) -> list[float]:
+        return list(self.stage.conditioning.weights)
+
+    def _rows(self, state: StepConditioning, with_uncond: bool) -> list[FlowConditioning]:
+        batch = self.extras.batch
+        rows = [cond for _ in range(batch) for cond in state.conds]
+        return rows + ([state.uncond] * batch if with_uncond else [])
+
+    def __call__(self, inputs: ModelInput) -> torch.Tensor:
+        state = self.stage.conditioning.at(inputs.step)
+        rows = self._rows(state, inputs.with_uncond)
+        guidance = None
+        if self.distilled:
+            guidance = torch.full((len(rows),), float(self.extras.distilled_guidance or 0.0),
+                                  device=inputs.x.device)
+        output = torch.empty_like(inputs.x, dtype=torch.float32)
+        for indexes in _same_length_groups(rows):
+            picked = torch.tensor(indexes, device=inputs.x.device)
+            cond = cat_conditionings([rows[i] for i in indexes])
+            velocity = self.adapter.velocity(inputs.x[picked], inputs.sigma[picked], cond,
+                                             None if guidance is None else guidance[picked])
+            output[picked] = velocity.float()
+        return output
+
+
+def _same_length_groups(rows: Sequence[FlowConditioning]) -> list[list[int]]:
+    groups: dict[tuple[int, Any], list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault((row.length, row.mask is None), []).append(index)
+    return list(groups.values())
