@@ -43,14 +43,10 @@ def get_optimal_device_name() -> str:
 
 
 def torch_gc() -> None:
-    import gc
+    """Free cached memory on the plan's device (runtime.memory does it)."""
+    from sdweb.runtime.memory import free_memory
 
-    gc.collect()
-    with contextlib.suppress(Exception):
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    free_memory(str(getattr(_plan(), "device", "cpu")))
 
 
 @contextlib.contextmanager
