@@ -98,7 +98,8 @@ class Script:
         """After the model is loaded (p.model), before prompts are encoded."""
 
     def process_batch(self, p: Processing, *args: Any) -> None:
-        """Before each batch (p.batch_number, p.prompts, p.seeds, p.subseeds)."""
+        """Before each batch (p.batch_number, p.prompts, p.seeds, p.subseeds); setting p.prompt or
+        p.negative_prompt here changes the prompt from this batch on."""
 
     def before_sampling(self, p: Processing, call: SamplingCall, *args: Any) -> None:
         """Before each pipeline call: e.g. `call.controlnets.append(ControlUnit(...))`."""

@@ -51,6 +51,8 @@ FETCH_TIMEOUT_S = 120.0
 CLONE_TIMEOUT_S = 600.0
 INSTALL_TIMEOUT_S = 1800.0
 TEMP_PREFIXES = (".installing-", ".removing-")
+# runs install.py with A1111's `launch` and `modules` importable (A1111 extensions' install.py use them)
+INSTALL_SCRIPT_RUNNER = "sdweb.compat.a1111.install_script"
 
 
 class ExtensionAccessError(UserError):
@@ -292,9 +294,9 @@ class ScriptRun:
 
 def run_install_script(folder: Path, *, python: str, progress: Progress, webui_root: Path = CHECKOUT_ROOT,
                        timeout: float = INSTALL_TIMEOUT_S) -> ScriptRun | None:
-    """Run the extension's install.py as A1111 does (PYTHONPATH = the webui root); here also with the
-    extension folder as the working directory, and with sdweb's pip constraints in PIP_CONSTRAINT so a pip
-    it starts cannot replace sdweb's packages. None when there is no install.py."""
+    """Run the extension's install.py as A1111 does (PYTHONPATH = the webui root, `import launch` works); here
+    also with the extension folder as the working directory, and with sdweb's pip constraints in PIP_CONSTRAINT
+    so a pip it starts cannot replace sdweb's packages. None when there is no install.py."""
     folder = Path(folder)
     script = folder / "install.py"
     if not script.is_file():
@@ -309,7 +311,8 @@ def run_install_script(folder: Path, *, python: str, progress: Progress, webui_r
     with protected_constraints() as constraints:
         env = extension_pip_environment(constraints)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(webui_root), env.get("PYTHONPATH", "")) if p)
-        code, _tail = run_streamed([python, str(script)], cwd=folder, env=env, timeout=timeout, progress=collect)
+        code, _tail = run_streamed([python, "-m", INSTALL_SCRIPT_RUNNER, str(script)], cwd=folder, env=env,
+                                   timeout=timeout, progress=collect)
         conflict = conflicts_in_output(lines)
         described = conflict.describe(folder.name, protected_versions()) if conflict is not None else None
     return ScriptRun(code, described)

@@ -41,6 +41,9 @@ class Extension:
     enabled: bool = True
     loaded: bool = False
     error: str | None = None  # why loading failed (shown in the Extensions tab)
+    api: str = "sdweb"  # "sdweb" or "A1111" (run through sdweb.compat.a1111)
+    incompatible: str | None = None  # why it cannot run on sdweb (A1111 model internals, torchvision, ...)
+    install_error: str | None = None  # install.py failed; the extension still loads if its scripts import
     scripts: list[str] = field(default_factory=list)  # titles
     javascript: list[Path] = field(default_factory=list)
     css: Path | None = None
@@ -52,9 +55,11 @@ class ExtensionSet:
     runner: ScriptRunner
     callbacks: Callbacks
     options: list[OptionSpec]
+    # page helpers that loaded extensions' javascript expects (A1111's gradioApp, onUiLoaded, opts), or None
+    page_helpers: Callable[[], str] | None = None
 
     def javascript(self) -> str:
-        parts = []
+        parts = [self.page_helpers()] if self.page_helpers is not None else []
         for extension in self.extensions:
             for path in extension.javascript if extension.loaded else []:
                 parts.append(f"// {extension.name}/{path.name}\n{_read(path)}")
@@ -209,7 +214,12 @@ def _module_scripts(module: ModuleType, context: ExtensionContext, owner: str) -
 
 def _load_one(extension: Extension, context: ExtensionContext, scripts: list[LoadedScript]) -> None:
     found: list[LoadedScript] = []
-    for module in _modules(extension):
+    if extension.api == "A1111":
+        from sdweb.compat import a1111
+
+        found = [LoadedScript(script, extension.name)
+                 for script in a1111.load_extension(extension.name, extension.path, context)]
+    for module in _modules(extension) if extension.api != "A1111" else []:
         found += _module_scripts(module, context, extension.name)
     for loaded in found:
         if loaded.script.title() not in extension.scripts:  # one title may have a txt2img and an img2img script
@@ -248,6 +258,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
     scripts = _builtin_scripts(paths, settings, options, services)
     install_cache = install_cache_file(paths)
     attention = attention_file(paths)
+    a1111 = _bind_a1111(extensions, paths, settings, options, services)
     for extension in extensions:
         if not extension.enabled:
             continue
@@ -257,12 +268,18 @@ def load_extensions(paths: Any, settings: Any, options: Any,
                                    settings, refresh_models, services)
         try:
             if not getattr(options, "skip_install", False):
-                run_install_script(extension, install_cache, attention)
+                _install_step(extension, install_cache, attention)
             _load_one(extension, context, own_scripts)
         except (Exception, SystemExit) as error:  # SystemExit: an extension calling exit() at import
-            extension.error = f"{type(error).__name__}: {error}"
             extension.scripts.clear()
-            log.exception("Extension %s failed to load and is skipped", extension.name)
+            reason = a1111.incompatibility(error) if a1111 is not None else None
+            if reason is not None:
+                extension.incompatible = reason
+                log.warning("Extension %s (%s API) is incompatible with sdweb and is skipped: %s", extension.name,
+                            extension.api, reason)
+            else:
+                extension.error = f"{type(error).__name__}: {error}"
+                log.exception("Extension %s failed to load and is skipped", extension.name)
             continue
         for name in vars(callbacks):
             getattr(callbacks, name).extend(getattr(own_callbacks, name))
@@ -270,4 +287,32 @@ def load_extensions(paths: Any, settings: Any, options: Any,
         scripts.extend(own_scripts)
     loaded = [ext.name for ext in extensions if ext.loaded]
     log.info("Extensions loaded: %s", ", ".join(loaded) or "none")
-    return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs)
+    helpers = a1111.page_javascript if a1111 is not None and any(
+        ext.loaded and ext.api == "A1111" for ext in extensions) else None
+    return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs, helpers)
+
+
+def _bind_a1111(extensions: list[Extension], paths: Any, settings: Any, options: Any, services: Any) -> Any:
+    """Mark the user's extensions written for A1111; when one is enabled, bind the compatibility layer to this
+    app and return it (sdweb.compat.a1111), else None."""
+    from sdweb.compat.a1111.detect import is_a1111_extension
+
+    for extension in extensions:
+        if not extension.builtin and is_a1111_extension(extension.path):
+            extension.api = "A1111"
+    if not any(ext.enabled and ext.api == "A1111" for ext in extensions):
+        return None
+    from sdweb.compat import a1111
+
+    a1111.bind(paths, settings, options, services)
+    return a1111
+
+
+def _install_step(extension: Extension, cache_file: Path, attention: Path) -> None:
+    """install.py; when it fails the extension still loads if its scripts import (A1111 does so), with the
+    failure kept for the Extensions tab."""
+    try:
+        run_install_script(extension, cache_file, attention)
+    except RuntimeError as error:
+        extension.install_error = str(error)
+        log.warning("install.py of %s failed; loading the extension anyway: %s", extension.name, error)

@@ -192,7 +192,8 @@ class JobHooks:
         """After the model is loaded (p.model), before prompts are encoded."""
 
     def process_batch(self, p: Processing) -> None:
-        """Before each batch (p.batch_number, p.prompts, p.seeds, p.subseeds)."""
+        """Before each batch (p.batch_number, p.prompts, p.seeds, p.subseeds). Setting p.prompt or
+        p.negative_prompt here changes the prompt from this batch on (per-batch prompts, A1111's all_prompts)."""
 
     def before_sampling(self, p: Processing, call: SamplingCall) -> None:
         """Just before each pipeline call: add ControlNet units, inspect the size."""

@@ -4,6 +4,7 @@ named upscaler, and interrogating an image. One object per GenerationService; it
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -23,6 +24,11 @@ class ScriptServices:
     def setting(self, key: str, default: Any = None) -> Any:
         return self._service.settings.get(key, default)
 
+    @property
+    def runtime_plan(self) -> Any:
+        """The frozen runtime plan (device, dtypes) that runtime/policy.py chose for this worker."""
+        return self._service.plan
+
     # -- names, as the page lists them -----------------------------------------------------------------------
     def checkpoint_titles(self) -> list[str]:
         return sorted(self._service.manager.registry.checkpoint_titles(), key=str.casefold)
@@ -31,6 +37,11 @@ class ScriptServices:
         """The title of the checkpoint `name` means (A1111's closest match), or None."""
         entry = self._service.manager.registry.find_checkpoint(name.strip())
         return entry.title if entry is not None else None
+
+    def checkpoint_file(self, name: str) -> Path | None:
+        """The file (or diffusers folder) of the checkpoint `name` means, or None."""
+        entry = self._service.manager.registry.find_checkpoint(name.strip())
+        return entry.path if entry is not None else None
 
     def vae_names(self) -> list[str]:
         return ["Automatic", "None", *(vae.name for vae in self._service.manager.registry.vaes)]
@@ -72,6 +83,11 @@ class ScriptServices:
 
     def style_names(self) -> list[str]:
         return self._service.styles.names()
+
+    def apply_styles(self, prompt: str, negative: str, names: list[str]) -> tuple[str, str]:
+        """The prompts with the named styles applied as a job applies them (unknown names are skipped)."""
+        styled, styled_negative, _missing = self._service.styles.apply(prompt, negative, names)
+        return styled, styled_negative
 
     # -- work ----------------------------------------------------------------------------------------------------
     def upscale(self, image: Image.Image, upscaler: str, scale: float) -> Image.Image:

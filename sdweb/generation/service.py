@@ -194,7 +194,14 @@ class GenerationService:
                                     f"Batch {batch_index + 1} of {request.n_iter}" if request.n_iter > 1 else "")
             p.batch_number, p.seeds, p.subseeds = batch_index, batch_seeds, batch_subseeds
             p.prompts = [prepared.prompt] * len(batch_seeds)
+            asked = (request.prompt, request.negative_prompt)
             hooks.process_batch(p)
+            if (request.prompt, request.negative_prompt) != asked:  # a script's prompt for this batch on
+                prepared = prepare_prompt(request, model, settings, self.styles, embeddings.embeddings,
+                                          embeddings.errors)
+                apply_model_extras(self.manager, model, prepared, settings)
+                if extras.refiner is not None:
+                    extras.refiner = self._refiner(request, model, settings, prepared)
             outcome = self._run_batch_guarded(mode, request, model, prepared, resolution, batch_seeds,
                                               batch_subseeds, settings, context, extras)
             if request.restore_faces:  # before the scripts' postprocess_image, as in A1111

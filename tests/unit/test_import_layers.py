@@ -21,7 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "models": SERVICES,
     "engines": SERVICES,
     "postprocess": SERVICES,
-    "extensions": SERVICES,
+    "extensions": SERVICES | {"compat"},  # only the loader (test below)
+    "compat": SERVICES | {"compat"},  # A1111's extension surface over the services
     "testing": SERVICES,
     "builtin_extensions": {"extensions"},
     "builtin_scripts": {"extensions"},
@@ -83,7 +84,8 @@ def test_only_ui_imports_gradio_and_ui_has_no_torch():
         roots = _third_party_imports(path)
         layer = _layer_of(path)
         if "gradio" in roots:
-            assert layer in ("ui", "builtin_extensions", "builtin_scripts", "extensions"), f"{path} imports gradio"
+            assert layer in ("ui", "builtin_extensions", "builtin_scripts", "extensions", "compat"), \
+                f"{path} imports gradio"
         if layer == "ui":
             assert "torch" not in roots, f"{path}: no torch in ui/"
 
@@ -92,3 +94,10 @@ def test_core_imports_nothing_of_sdweb():
     """core/ may use its own modules (requests.py reads limits.py), nothing else of sdweb."""
     for path in (PACKAGE / "core").rglob("*.py"):
         assert all(target == "core" for target, _ in _sdweb_imports(path)), path
+
+
+def test_only_the_extension_loader_imports_compat():
+    """The compatibility layer sits beside sdweb: nothing but the extension loader reaches into it."""
+    importers = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                       if _layer_of(path) != "compat" and any(target == "compat" for target, _ in _sdweb_imports(path)))
+    assert importers == ["extensions/loader.py"], importers

@@ -54,6 +54,13 @@ def _git(info: GitInfo | None) -> dict[str, Any]:
             "commit_date": info.commit_date if info else None}
 
 
+def _compat(ext: Any) -> dict[str, Any]:
+    """Which API the extension was written for ("sdweb" / "A1111"; null: installed since this start), why it is
+    incompatible, and why its install.py failed."""
+    return {"api": ext.api if ext else None, "incompatible": ext.incompatible if ext else None,
+            "install_error": ext.install_error if ext else None}
+
+
 def _listing(state: AppState, actions: ExtensionActions) -> list[dict[str, Any]]:
     loaded = {ext.name: ext for ext in state.extensions.extensions} if state.extensions is not None else {}
     on_disk = {ext.name: ext for ext in actions.installed()}
@@ -63,13 +70,13 @@ def _listing(state: AppState, actions: ExtensionActions) -> list[dict[str, Any]]
         if ext.builtin:
             listed.append({"name": name, "builtin": True, "enabled": ext.enabled, "loaded": ext.loaded,
                            "error": ext.error, "needs_attention": None, "scripts": list(ext.scripts),
-                           **_git(None)})
+                           **_compat(ext), **_git(None)})
     for name, installed in on_disk.items():
         ext = loaded.get(name)
         listed.append({"name": name, "builtin": False, "enabled": ext.enabled if ext else None,
                        "loaded": ext.loaded if ext else False, "error": ext.error if ext else None,
                        "needs_attention": attention.get(name), "scripts": list(ext.scripts) if ext else [],
-                       **_git(installed.git)})
+                       **_compat(ext), **_git(installed.git)})
     return listed
 
 

@@ -18,11 +18,21 @@ HIDDEN_TAGS = ("ads", "localization")  # A1111 hides these by default
 def status_of(extension: Any, attention: str | None = None) -> str:
     if not extension.enabled:
         state = "disabled"
+    elif getattr(extension, "incompatible", None):
+        state = f"incompatible: {extension.incompatible}"
     elif extension.error:
         state = f"failed: {extension.error}"
     else:
         state = "loaded" if extension.loaded else "not loaded"
+    install_error = getattr(extension, "install_error", None)
+    if install_error:
+        state = f"{state}; install.py failed: {install_error}"
     return f"{state}; needs attention: {attention}" if attention else state
+
+
+def api_of(extension: Any) -> str:
+    """Which extension API it was written for: "sdweb" or "A1111" (built-ins use sdweb's)."""
+    return str(getattr(extension, "api", "sdweb"))
 
 
 def _cell(text: object, css: str = "") -> str:
@@ -51,9 +61,12 @@ def installed_rows(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
         seen.add(extension.name)
         disk = by_name.get(extension.name)
         git = disk.git if disk is not None else None
-        css = "sdweb-ext-error" if extension.error or extension.name in attention else ""
-        rows.append(f"<tr class='{css}'>{_cell(extension.name)}"
-                    f"{_cell('built-in' if extension.builtin else 'user')}"
+        troubled = extension.error or getattr(extension, "incompatible", None) or getattr(
+            extension, "install_error", None) or extension.name in attention
+        css = "sdweb-ext-error" if troubled else ""
+        rows.append(f"<tr class='{css}' data-extension='{html.escape(extension.name, quote=True)}'>"
+                    f"{_cell(extension.name)}{_cell('built-in' if extension.builtin else 'user')}"
+                    f"{_cell(api_of(extension))}"
                     f"{_cell(status_of(extension, attention.get(extension.name)))}"
                     f"{_link(git.remote if git else None)}{_cell(git.branch or '' if git else '')}"
                     f"{_cell(git.version if git else '')}{_cell(_date(git.commit_date) if git else '')}"
@@ -65,7 +78,7 @@ def installed_rows(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
         note = attention.get(disk.name)
         status = f"installed: restart to load; needs attention: {note}" if note else "installed: restart to load"
         rows.append(f"<tr class='{'sdweb-ext-error' if note else 'sdweb-ext-new'}'>{_cell(disk.name)}{_cell('user')}"
-                    f"{_cell(status)}{_link(git.remote if git else None)}"
+                    f"{_cell('')}{_cell(status)}{_link(git.remote if git else None)}"
                     f"{_cell(git.branch or '' if git else '')}{_cell(git.version if git else '')}"
                     f"{_cell(_date(git.commit_date) if git else '')}{_cell(updates.get(disk.name, ''))}"
                     f"{_cell('')}</tr>")
@@ -77,7 +90,7 @@ def installed_html(loaded: Sequence[Any], on_disk: Sequence[InstalledExtension],
     rows = installed_rows(loaded, on_disk, updates or {}, attention)
     if not rows:
         return "<p>No extensions found. Install one from the other tabs, or put it in <code>extensions/</code>.</p>"
-    head = "".join(f"<th>{name}</th>" for name in ("Extension", "Kind", "Status", "URL", "Branch", "Version",
+    head = "".join(f"<th>{name}</th>" for name in ("Extension", "Kind", "API", "Status", "URL", "Branch", "Version",
                                                     "Date", "Update", "Scripts"))
     return (f"<div class='sdweb-ext-scroll'><table class='sdweb-extensions sdweb-installed'><thead><tr>{head}"
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")

@@ -1,0 +1,129 @@
+"""Gradio 3 names for A1111 extensions (A1111 ships Gradio 3.41), mapped onto the installed Gradio 6.
+
+What an extension imports as `gradio` (scope.py) is this module: every attribute of the real gradio, except
+that component and layout classes are thin subclasses that accept Gradio 3 call styles:
+`Component.update(...)` is `gr.update(...)`, `.style(...)` is ignored, events take `_js=` as `js=` and
+`show_progress=True/False`, constructor keywords Gradio 6 dropped are ignored (`source=` becomes `sources=`),
+and `gr.Box` is a `gr.Group`. The subclasses keep their Gradio class name, so the page renders them with
+Gradio's own front-end components. sdweb's own code never sees this module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from abc import ABCMeta
+from collections.abc import Callable
+from typing import Any
+
+import gradio
+from gradio.blocks import Block
+
+log = logging.getLogger(__name__)
+
+BUTTON_VARIANTS = ("primary", "secondary", "stop", "huggingface")
+_DROPPED_EVENT_KEYWORDS = ("_preprocess", "_postprocess", "status_tracker")
+
+
+def _style(self: Any, *_args: Any, **_kwargs: Any) -> Any:
+    """Gradio 3's `.style(...)`: presentation only, ignored."""
+    return self
+
+
+def _keywords(function: Callable[..., Any]) -> tuple[set[str] | None, list[str]]:
+    """(accepted keyword names or None for any, positional parameter names after self)."""
+    parameters = list(inspect.signature(function).parameters.values())
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    names = {p.name for p in parameters}
+    positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return (None if accepts_any else names), positional[1:]
+
+
+def _component_keywords(cls: type, given: dict[str, Any], accepted: set[str] | None) -> dict[str, Any]:
+    keywords = dict(given)
+    if "source" in keywords and (accepted is None or "sources" in accepted):
+        source = keywords.pop("source")
+        keywords.setdefault("sources", [source] if isinstance(source, str) else source)
+    if issubclass(cls, gradio.Button) and keywords.get("variant") not in (None, *BUTTON_VARIANTS):
+        keywords["variant"] = "secondary"  # Gradio 3's "tool" and others
+    if accepted is not None:
+        dropped = sorted(set(keywords) - accepted)
+        if dropped:
+            log.debug("Gradio 3 keywords ignored for %s: %s", cls.__name__, ", ".join(dropped))
+        keywords = {name: value for name, value in keywords.items() if name in accepted}
+    return keywords
+
+
+def _event_keywords(given: dict[str, Any], accepted: set[str] | None) -> dict[str, Any]:
+    keywords = {name: value for name, value in given.items() if name not in _DROPPED_EVENT_KEYWORDS}
+    if "_js" in keywords:
+        keywords["js"] = keywords.pop("_js")
+    if isinstance(keywords.get("show_progress"), bool):
+        keywords["show_progress"] = "full" if keywords["show_progress"] else "hidden"
+    if accepted is not None:
+        keywords = {name: value for name, value in keywords.items() if name in accepted}
+    return keywords
+
+
+def _init_for(cls: type) -> Callable[..., None]:
+    signature = inspect.signature(cls.__init__)
+    accepted, positional = _keywords(cls.__init__)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        given = {**dict(zip(positional, args, strict=False)), **kwargs}
+        cls.__init__(self, **_component_keywords(cls, given, accepted))
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]  # Gradio reads a component's props from it
+    return __init__
+
+
+def _event_for(cls: type, name: str) -> Callable[..., Any]:
+    original = getattr(cls, name)
+    accepted, _ = _keywords(original)
+
+    def listener(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(self, *args, **_event_keywords(kwargs, accepted))
+
+    listener.__name__ = name
+    return listener
+
+
+def _alias(cls: type, block_name: str | None = None, name: str | None = None) -> type:
+    namespace: dict[str, Any] = {"__init__": _init_for(cls), "style": _style, "update": staticmethod(gradio.update),
+                                 "__module__": __name__, "__qualname__": name or cls.__name__}
+    for event in getattr(cls, "EVENTS", []):
+        event_name = event if isinstance(event, str) else event.event_name
+        namespace[event_name] = _event_for(cls, event_name)
+    if block_name is not None:
+        namespace["get_block_name"] = lambda self: block_name
+    # ABCMeta's constructor, not Gradio's ComponentMeta: that one would write a .pyi stub beside the source
+    meta = type(cls)
+    make = ABCMeta.__new__ if issubclass(meta, ABCMeta) else type.__new__
+    return make(meta, name or cls.__name__, (cls,), namespace)
+
+
+def _aliases() -> dict[str, type]:
+    found: dict[str, type] = {}
+    for name in dir(gradio):
+        value = getattr(gradio, name)
+        if (inspect.isclass(value) and issubclass(value, Block) and not issubclass(value, gradio.Blocks)
+                and value.__name__ == name):
+            try:
+                found[name] = _alias(value)
+            except Exception as error:  # a class Gradio itself cannot subclass stays as it is
+                log.debug("No Gradio 3 alias for %s: %s", name, error)
+    found["Box"] = _alias(gradio.Group, block_name="group", name="Box")
+    return found
+
+
+ALIASES = _aliases()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ALIASES:
+        return ALIASES[name]
+    return getattr(gradio, name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(dir(gradio)) | set(ALIASES))

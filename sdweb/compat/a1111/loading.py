@@ -1,0 +1,101 @@
+"""Loading one A1111 extension: its scripts/*.py imported in the A1111 scope, its Script subclasses wrapped as
+sdweb Scripts (one instance per tab), its on_ui_settings / on_before_ui callbacks run."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sdweb.compat.a1111.adapter import A1111ScriptAdapter
+from sdweb.compat.a1111.modules import scripts as a1111_scripts
+from sdweb.compat.a1111.modules.scripts import Script as A1111Script
+from sdweb.compat.a1111.scope import add_extension_root, prepare_module
+from sdweb.compat.a1111.world import WORLD
+from sdweb.extensions.api import Script
+
+log = logging.getLogger(__name__)
+
+CALLED_AT_LOAD = ("ui_settings", "before_ui")
+
+
+def bind(paths: Any, settings: Any, launch_options: Any, services: Any) -> None:
+    """A new app is loading its extensions: A1111's singletons now stand for its settings, paths and services."""
+    WORLD.bind(paths, settings, launch_options, services)
+    a1111_scripts.scripts_txt2img.scripts.clear()
+    a1111_scripts.scripts_img2img.scripts.clear()
+
+
+def _import_script(path: Path, unique: str, folder: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    prepare_module(module)
+    sys.path.insert(0, str(folder))  # A1111 puts the extension folder on sys.path while its scripts import
+    try:
+        sys.modules[unique] = module
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(unique, None)
+        raise
+    finally:
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+    return module
+
+
+def _script_classes(modules: list[ModuleType]) -> list[type[A1111Script]]:
+    """A1111's rule: every Script subclass in a script module's namespace (defined or imported), once each."""
+    found: list[type[A1111Script]] = []
+    for module in modules:
+        for value in vars(module).values():
+            if (inspect.isclass(value) and issubclass(value, A1111Script) and value is not A1111Script
+                    and "title" in _own_members(value) and value not in found):
+                found.append(value)
+    return found
+
+
+def _own_members(cls: type) -> set[str]:
+    return {name for klass in cls.__mro__ if klass is not A1111Script and klass is not object
+            for name in vars(klass)}
+
+
+def _run_load_callbacks(before: dict[str, int]) -> None:
+    for kind in CALLED_AT_LOAD:
+        for callback in WORLD.callbacks.get(kind, [])[before.get(kind, 0):]:
+            callback()
+
+
+def load_extension(name: str, folder: Path, context: Any) -> list[Script]:
+    """Import the extension's scripts in the A1111 scope and return its scripts as sdweb Scripts. Raises what the
+    extension raised (scope.reason_for tells an incompatible extension from a broken one); whatever it
+    registered with this layer is dropped then."""
+    folder = Path(folder)
+    add_extension_root(folder)
+    before = {kind: len(callbacks) for kind, callbacks in WORLD.callbacks.items()}
+    safe = "".join(char if char.isalnum() else "_" for char in name)
+    try:
+        with WORLD.loading_extension(name, folder, context):
+            modules = [_import_script(path, f"sdweb_a1111_{safe}_{path.stem}", folder)
+                       for path in sorted((folder / "scripts").glob("*.py"))]
+            adapters: list[Script] = []
+            for cls in _script_classes(modules):
+                txt2img, img2img = cls(), cls()
+                for script in (txt2img, img2img):
+                    script.filename = str(Path(inspect.getfile(cls)))
+                adapters += [A1111ScriptAdapter(txt2img, False), A1111ScriptAdapter(img2img, True)]
+            _run_load_callbacks(before)
+    except BaseException:
+        for kind, callbacks in WORLD.callbacks.items():
+            del callbacks[before.get(kind, 0):]
+        raise
+    for adapter in adapters:
+        runner = a1111_scripts.scripts_img2img if adapter.for_img2img else a1111_scripts.scripts_txt2img
+        runner.scripts.append(adapter.script)
+    log.info("A1111 extension %s: %d script(s)", name, len(adapters) // 2)
+    return adapters

@@ -1,0 +1,4 @@
+import sys
+
+print("install.py: a requirement could not be built")
+sys.exit(1)

@@ -1,0 +1,195 @@
+"""Issue 21: A1111 extensions installed from a (file://) git URL through sdweb's install route, then loaded at the
+next start through the compatibility layer (sdweb/compat/a1111). The extensions are minimal stand-ins under
+tests/data/a1111_extensions that use the same imports and hooks as the real ones (see the README there).
+
+pip never reaches the network: PIP_NO_INDEX with a local folder of tiny wheels; the only pip run (the
+dynamic-prompts-like install.py asking for a package that needs torch==1.0) is refused before anything installs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import gradio
+import pytest
+
+from sdweb.cli import parse_options
+from sdweb.extensions.actions import ExtensionActions
+from sdweb.extensions.pip_guard import protected_versions
+from sdweb.server import create_app
+from sdweb.state import build_app_state
+from sdweb.testing.client import local_client
+from sdweb.testing.pip_env import write_wheel
+from sdweb.testing.tiny import write_tiny
+from sdweb.ui.tabs.extensions_tables import installed_html
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "a1111_extensions"
+EXTENSIONS = ("tagcomplete-like", "dynamic-prompts-like", "wildcards-like", "images-browser-like",
+              "controlnet-like", "regional-prompter-like", "failing-install-like")
+SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 11, "negative_prompt": ""}
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git_repo_from(fixture: Path, target: Path) -> str:
+    """A git repository with the fixture's files (one commit); its file:// URL."""
+    shutil.copytree(fixture, target, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**GIT_ENV, "PATH": "/usr/bin:/bin", "HOME": str(target)}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "pinned copy"]):
+        subprocess.run(["git", *args], cwd=target, env=env, check=True, capture_output=True)
+    return target.as_uri()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("a1111")
+    data = root / "data"
+    write_tiny("sd1", data / "models" / "Stable-diffusion" / "tiny.safetensors", seed=1)
+    wheels = root / "wheels"
+    write_wheel(wheels, "dynamicprompts-like", "1.0", ["torch==1.0"])  # would replace sdweb's torch
+    urls = {name: git_repo_from(FIXTURES / name, root / "src" / name) for name in EXTENSIONS}
+    before = protected_versions()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIP_NO_INDEX", "1")
+        patch.setenv("PIP_FIND_LINKS", str(wheels))
+        patch.delenv("PIP_CONSTRAINT", raising=False)
+        state = build_app_state(parse_options(["--data-dir", str(data), "--api"], {}))
+        try:
+            api = local_client(create_app(state))
+            installed = {name: api.post("/sdweb/v1/extensions/install", json={"url": url})
+                         for name, url in urls.items()}
+        finally:
+            state.queue.shutdown()
+        state = build_app_state(parse_options(["--data-dir", str(data), "--api"], {}))  # the restart
+        try:
+            yield {"state": state, "api": local_client(create_app(state)), "installed": installed, "data": data,
+                   "before": before}
+        finally:
+            state.queue.shutdown()
+
+
+def listing(world) -> dict[str, dict]:
+    return {item["name"]: item for item in world["api"].get("/sdweb/v1/extensions").json()}
+
+
+def txt2img(world, prompt: str, **fields) -> dict:
+    response = world["api"].post("/sdapi/v1/txt2img", json={**SMALL, "prompt": prompt, **fields})
+    assert response.status_code == 200, response.text
+    import json
+
+    return json.loads(response.json()["info"])
+
+
+def test_every_extension_installs_through_the_install_route(world):
+    for name, response in world["installed"].items():
+        assert response.status_code == 200, (name, response.text)
+    dynamic = world["installed"]["dynamic-prompts-like"].json()
+    assert dynamic["install_script_rc"] == 1  # launch.run_pip was refused, so install.py failed
+    assert any("torch" in warning for warning in dynamic["warnings"]), dynamic["warnings"]
+
+
+def test_launch_run_pip_is_held_to_sdwebs_constraints(world):
+    """install.py's launch.run_pip("install dynamicprompts-like") needs torch==1.0: refused, nothing installed,
+    sdweb's own packages unchanged after the install and the restart (which ran install.py again)."""
+    assert protected_versions() == world["before"]
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.version("dynamicprompts-like")
+    entry = listing(world)["dynamic-prompts-like"]
+    assert entry["install_error"] and "torch" in entry["install_error"], entry
+
+
+def test_extensions_are_listed_as_a1111_with_their_status(world):
+    found = listing(world)
+    for name in EXTENSIONS:
+        assert found[name]["api"] == "A1111", found[name]
+    for name in ("tagcomplete-like", "dynamic-prompts-like", "wildcards-like", "images-browser-like",
+                 "failing-install-like"):
+        assert found[name]["loaded"] is True and found[name]["incompatible"] is None, found[name]
+    assert found["controlnet"]["api"] == "sdweb" and found["controlnet"]["loaded"] is True
+    for name in ("controlnet-like", "regional-prompter-like"):
+        assert found[name]["loaded"] is False and found[name]["error"] is None
+        assert "model internals" in found[name]["incompatible"] and "ldm" in found[name]["incompatible"]
+
+
+def test_extensions_tab_shows_api_and_status(world):
+    state = world["state"]
+    table = installed_html(state.extensions.extensions, ExtensionActions.for_state(state).installed())
+    assert "<th>API</th>" in table
+    assert "incompatible: it patches A1111&#x27;s model internals (ldm" in table
+    assert "loaded; install.py failed: install.py failed (1)" in table  # failing-install-like still loads
+
+
+def test_failing_install_py_still_loads_the_scripts(world):
+    info = txt2img(world, "a plain dog")
+    assert "Install probe: ran" in info["infotexts"][0]
+
+
+def test_dynamic_prompts_variant_in_the_infotext(world):
+    info = txt2img(world, "a {red|blue} cat")
+    first_line = info["infotexts"][0].split("\n")[0]
+    assert first_line in ("a red cat", "a blue cat"), info["infotexts"][0]
+    assert "Template: a {red|blue} cat" in info["infotexts"][0]
+
+
+def _generator():
+    path = FIXTURES / "dynamic-prompts-like" / "sd_dynamic_prompts_like" / "generator.py"
+    spec = importlib.util.spec_from_file_location("fixture_generator", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate
+
+
+def test_dynamic_prompts_give_each_image_its_own_prompt(world):
+    """all_prompts written by process() reach each image: batch count 3, and a batch of 2 (run as 2 batches)."""
+    template = "x {a|b|c|d|e|f|g|h|i|j}"
+    generate = _generator()
+    for fields in ({"n_iter": 3, "batch_size": 1}, {"n_iter": 1, "batch_size": 2}):
+        info = txt2img(world, template, **fields)
+        expected = [generate(template, Path("."), random.Random(seed)) for seed in info["all_seeds"]]
+        assert info["all_prompts"] == expected, fields
+        assert [text.split("\n")[0] for text in info["infotexts"][-len(expected):]] == expected
+
+
+def test_wildcards_folders(world):
+    info = txt2img(world, "a __color__ bird and a __shade__ {cat|cat}")
+    assert info["infotexts"][0].split("\n")[0] == "a teal bird and a crimson cat"  # wildcards ext, dynamic's folder
+    assert "Wildcard prompt:" in info["infotexts"][0]
+
+
+def test_tagcomplete_route_settings_and_javascript(world):
+    api, state = world["api"], world["state"]
+    tags = api.get("/tacapi/v1/tags")
+    assert tags.status_code == 200 and tags.text.startswith("1girl,")
+    assert api.get("/tacapi/v1/embeddings").json() == []
+    options = api.get("/sdapi/v1/options").json()
+    assert options["tac_maxResults"] == 5 and options["tac_active"] is True and options["wildcards_same_seed"] is False
+    script = state.extensions.javascript()
+    assert script.index("window.onUiLoaded") < script.index("// tagcomplete-like/tagAutocomplete.js")
+    assert '"tac_maxResults": 5' in script
+
+
+def test_images_browser_tab_lists_the_outputs(world):
+    from sdweb.ui.app import build_blocks
+
+    txt2img(world, "a saved tree", save_images=True)
+    blocks = build_blocks(world["state"])
+    config = blocks.get_config_file()
+    tabs = [c["props"] for c in config["components"] if c["type"] == "tabitem"]
+    assert any(tab.get("label") == "Image Browser" and tab.get("elem_id") == "tab_image_browser" for tab in tabs)
+    refresh = next(index for index, dependency in enumerate(config["dependencies"]) if dependency["js"] == "() => []")
+    listed = blocks.fns[refresh].fn()["value"]
+    saved = sorted((world["data"] / "outputs").rglob("*.png"))
+    assert saved and all(str(path) in listed.split("\n") for path in saved)
+
+
+def test_a1111_names_stay_inside_the_extensions_scope(world):
+    assert "modules" not in sys.modules and "launch" not in sys.modules
+    assert not hasattr(gradio, "Box")  # the Gradio 3 alias exists for extensions only

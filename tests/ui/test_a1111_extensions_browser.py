@@ -1,0 +1,64 @@
+"""Issue 21 in a real page: an A1111 extension's javascript (the tagcomplete-like fixture) runs on A1111's page
+helpers and shows its tag list while the user types, and the Extensions tab says which extensions are A1111
+ones and which are incompatible (the controlnet-like fixture), while the app serves.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright Python package; never `playwright install`.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from browser_kit import CHROMIUM, browser_page, running_server, screenshot_on_failure
+
+pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+expect = sync_api.expect
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "a1111_extensions"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("a1111-browser")
+    for name in ("tagcomplete-like", "controlnet-like"):
+        shutil.copytree(FIXTURES / name, root / "data" / "extensions" / name)
+    with running_server(root) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    outside: list[str] = []
+    with browser_page(server[0], outside) as page:
+        yield page
+    assert not outside, outside
+
+
+@pytest.fixture(autouse=True)
+def _screenshot(request):
+    yield
+    screenshot_on_failure(request)
+
+
+def test_tag_list_appears_while_typing(page):
+    prompt = page.locator("#txt2img_prompt textarea")
+    prompt.click()
+    prompt.press_sequentially("a photo, lo")
+    results = page.locator("#tac-results li")
+    expect(results).to_have_text(["long_hair", "looking_at_viewer"])
+    prompt.press_sequentially("n")
+    expect(results).to_have_text(["long_hair"])
+
+
+def test_extensions_tab_shows_api_and_incompatible_reason(page):
+    page.get_by_role("tab", name="Extensions", exact=True).first.click()
+    table = page.locator("#extensions_table")
+    tagcomplete = table.locator("tr[data-extension='tagcomplete-like']")
+    expect(tagcomplete).to_contain_text("A1111")
+    expect(tagcomplete).to_contain_text("loaded")
+    controlnet = table.locator("tr[data-extension='controlnet-like']")
+    expect(controlnet).to_contain_text("incompatible: it patches A1111's model internals (ldm")
+    expect(table.locator("tr[data-extension='controlnet']")).to_contain_text("sdweb")
