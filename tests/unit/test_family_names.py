@@ -10,7 +10,8 @@ from pathlib import Path
 from sdweb.models.families import FAMILIES
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sdweb"
-ALLOWED = {"models", "engines", "testing", "bench"}
+# compat: the A1111 façade reproduces A1111's own model flags (is_sdxl, is_sd2, ...) for its extensions
+ALLOWED = {"models", "engines", "testing", "bench", "compat"}
 # the samplers' ScheduleOptions.is_sdxl picks a published table (Align Your Steps), set from the record
 ATTRIBUTE_ALLOWED = ALLOWED | {"samplers"}
 FAMILY_WORDS = set(FAMILIES) | {family.base for family in FAMILIES.values()}

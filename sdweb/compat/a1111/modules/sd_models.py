@@ -118,4 +118,4 @@ class SdModel:
         self.is_sdxl_inpaint = self.is_sdxl and bool(getattr(family, "is_inpaint", False))
         self.parameterization = "v" if loaded.prediction_type == "v_prediction" else "eps"
         self.cond_stage_key = "txt"
-        self.latent_channels = 16 if family.base in ("sd3", "flux") else 4
+        self.latent_channels = family.latent.channels
