@@ -11,7 +11,9 @@ to the compute dtype, so the peak is the model plus one tensor.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,46 @@ SCALED_FP8_MARKER = "scaled_fp8"
 def is_auxiliary_key(key: str) -> bool:
     """Keys that are not weights of the model: the fp8-scaled marker and scales (applied on read)."""
     return key == SCALED_FP8_MARKER or key.endswith((".scale_weight", ".scale_input"))
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+    "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+class SafetensorsReader:
+    """Reads one tensor at a time from a .safetensors file with plain reads into its own buffer, not through a
+    memory map: the pages of the tensors already converted do not stay in the process's resident memory, so
+    loading peaks at about the loaded weights' size (a mapped 8 GB file would add up to 8 GB)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = path.open("rb")
+        (header_len,) = struct.unpack("<Q", self._file.read(8))
+        header = json.loads(self._file.read(header_len).decode("utf-8"))
+        header.pop("__metadata__", None)
+        self._entries = header
+        self._data_start = 8 + header_len
+
+    def get_tensor(self, key: str) -> torch.Tensor:
+        entry = self._entries[key]  # KeyError: the caller names the missing weight
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise safetensors.SafetensorError(f"unsupported dtype {entry['dtype']}")
+        begin, end = (int(o) for o in entry["data_offsets"])
+        shape = [int(d) for d in entry["shape"]]
+        if end == begin:
+            return torch.empty(shape, dtype=dtype)
+        buffer = bytearray(end - begin)
+        self._file.seek(self._data_start + begin)
+        if self._file.readinto(buffer) != len(buffer):
+            raise OSError(f"the file ends inside {key!r}")
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class TensorFile:
@@ -95,11 +137,17 @@ def open_tensor_file(path: str | os.PathLike[str], header: FileHeader, *,
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         try:
-            with safetensors.safe_open(str(path), framework="pt", device="cpu") as handle:
-                yield TensorFile(path, header, handle=handle)
+            reader = SafetensorsReader(path)
+        except (OSError, ValueError, struct.error) as exc:
+            raise InvalidModelFileError(f"{path.name} cannot be read: {str(exc)[:200]}", code="damaged_model_file",
+                                        hint="Download it again; an interrupted download leaves a truncated file.") from exc
+        try:
+            yield TensorFile(path, header, handle=reader)
         except (safetensors.SafetensorError, OSError) as exc:
             raise InvalidModelFileError(f"{path.name} cannot be read: {str(exc)[:200]}", code="damaged_model_file",
                                         hint="Download it again; an interrupted download leaves a truncated file.") from exc
+        finally:
+            reader.close()
         return
     if suffix in GGUF_SUFFIXES:
         yield TensorFile(path, header, tensors=read_gguf_tensors(path))

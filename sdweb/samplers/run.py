@@ -255,7 +255,9 @@ def _sample_timesteps(plan: SamplingPlan, ctx: SamplerContext, discrete: Discret
         timesteps = full[:t_enc]
         a = alphas_cumprod[full[t_enc]]
         x = init_latent * torch.sqrt(a) + noise * torch.sqrt(1 - a)
-        t_start, total = float(timesteps[-1]) / 1000 + 1 / 1000, t_enc + 1
+        # one hires step: t_enc 0 leaves no timestep to walk (A1111's loop runs none; x stays the noised latent)
+        t_start = float(timesteps[-1]) / 1000 + 1 / 1000 if len(timesteps) else None
+        total = t_enc + 1
     timesteps = timesteps.to(noise.device)
     if plan.sampler.function == "unipc":
         settings = plan.settings

@@ -169,15 +169,15 @@ def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, se
                     hr_upscaler: gr.Dropdown, style_lists: list[gr.Dropdown], banner: DemoBanner) -> None:
     """Each page load shows the current settings (another tab or the API may have changed them), the upscaler
     files now in the model folders, the styles now in styles.csv and the demo-model banner when it applies."""
-    outputs = [quick.checkpoint, quick.vae, quick.clip_skip, hr_upscaler, *style_lists, *banner.outputs,
+    outputs = [quick.checkpoint, quick.vae, quick.modules, quick.clip_skip, hr_upscaler, *style_lists, *banner.outputs,
                *settings_tab.components.values()]
 
     def on_load() -> dict[Any, Any]:
-        checkpoint, vae, clip_skip = quick_values(state)
+        checkpoint, vae, modules, clip_skip = quick_values(state)
         registry = state.service.postprocess.upscalers
         upscalers = marked_choices(hires_upscalers(registry.names()), registry.problems())
         styles = state.service.styles.names()
-        return {quick.checkpoint: checkpoint, quick.vae: vae, quick.clip_skip: clip_skip,
+        return {quick.checkpoint: checkpoint, quick.vae: vae, quick.modules: modules, quick.clip_skip: clip_skip,
                 hr_upscaler: gr.Dropdown(choices=upscalers),
                 **{styles_list: gr.Dropdown(choices=styles) for styles_list in style_lists},
                 **dict(zip(banner.outputs, banner_updates(state), strict=True)),

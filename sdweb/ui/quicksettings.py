@@ -23,6 +23,7 @@ class QuickSettings:
     checkpoint: gr.Dropdown
     refresh: gr.Button
     vae: gr.Dropdown
+    modules: gr.Dropdown  # Forge's "VAE / Text Encoder": module files loaded with the checkpoint
     clip_skip: gr.Slider
     status: gr.Markdown  # "Loading …" / "Loaded … in 2.1 s"
 
@@ -49,12 +50,17 @@ def save_setting(state: AppState, key: str, value: Any) -> None:
         raise user_error(f"{error.message} {error.hint}".strip()) from None
 
 
-def quick_values(state: AppState) -> tuple[gr.Dropdown, gr.Dropdown, int]:
+def module_choices(state: AppState) -> list[str]:
+    return [module.name for module in state.registry.modules]
+
+
+def quick_values(state: AppState) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, int]:
     titles, selected = checkpoint_choices(state)
     vae = state.settings.get("sd_vae", "Automatic")
     choices = vae_choices(state)
     return (gr.Dropdown(choices=titles, value=selected),
             gr.Dropdown(choices=choices if vae in choice_values(choices) else [*choices, vae], value=vae),
+            gr.Dropdown(choices=module_choices(state), value=list(state.settings.get("forge_additional_modules") or [])),
             int(state.settings.get("CLIP_stop_at_last_layers", 1)))
 
 
@@ -101,10 +107,15 @@ def build_quicksettings(state: AppState) -> QuickSettings:
         refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40, size="sm")
         vae = gr.Dropdown(label="SD VAE", choices=vae_choices(state), value=state.settings.get("sd_vae", "Automatic"),
                           elem_id="sd_vae", scale=3, min_width=200, allow_custom_value=True)
+        modules = gr.Dropdown(label="VAE / Text Encoder", choices=module_choices(state), multiselect=True,
+                              value=list(state.settings.get("forge_additional_modules") or []),
+                              info="Empty: Automatic (the files a Flux / Chroma / SD 3 checkpoint lacks)",
+                              elem_id="forge_additional_modules", scale=3, min_width=200)
         clip_skip = gr.Slider(label="Clip skip", minimum=1, maximum=12, step=1,
                               value=int(state.settings.get("CLIP_stop_at_last_layers", 1)),
                               elem_id="CLIP_stop_at_last_layers", scale=2, min_width=200)
-    quick = QuickSettings(checkpoint=checkpoint, refresh=refresh, vae=vae, clip_skip=clip_skip, status=status)
+    quick = QuickSettings(checkpoint=checkpoint, refresh=refresh, vae=vae, modules=modules, clip_skip=clip_skip,
+                          status=status)
     def on_checkpoint(title: str | None) -> Iterator[tuple[Any, str]]:
         yield from switch_checkpoint(state, title)
 
@@ -112,16 +123,18 @@ def build_quicksettings(state: AppState) -> QuickSettings:
                      outputs=[checkpoint, status], trigger_mode="always_last", show_progress="minimal",
                      show_progress_on=[status], api_visibility="private", concurrency_limit=4,
                      concurrency_id="checkpoint")
-    for component, key in ((vae, "sd_vae"), (clip_skip, "CLIP_stop_at_last_layers")):
+    for component, key in ((vae, "sd_vae"), (modules, "forge_additional_modules"),
+                           (clip_skip, "CLIP_stop_at_last_layers")):
         component.input(_saver(state, key), inputs=component, outputs=None, trigger_mode="always_last",
                         api_visibility="private")
 
-    def on_refresh() -> tuple[gr.Dropdown, gr.Dropdown, int]:
+    def on_refresh() -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, int]:
         state.registry.refresh_checkpoints()
         state.registry.refresh_vaes()
+        state.registry.refresh_modules()
         return quick_values(state)
 
-    refresh.click(on_refresh, outputs=[checkpoint, vae, clip_skip], api_visibility="private")
+    refresh.click(on_refresh, outputs=[checkpoint, vae, modules, clip_skip], api_visibility="private")
     return quick
 
 

@@ -410,12 +410,12 @@ def test_each_distinct_chunk_is_encoded_once(sd1_slots):
         plan = build_plan(PromptEncoder(sd1_slots, {}), prompt, "", ScheduleOptions(steps=30))
     finally:
         hook.remove()
-    assert len(plan.changes) == 29 and chunks > 20
+    assert len(plan.steps) - 1 == 29 and chunks > 20  # the first step's texts, then 29 changes
     distinct, passes = chunks + 2 + 1, len(calls)  # the last chunk in three versions, the empty negative
     assert passes <= distinct, f"{passes} encoder passes for {distinct} distinct chunks"
     TIMES[f"encoder passes for a {chunks}-chunk prompt with [a|b|c] over 30 steps:"] = str(passes)
     first_text = prompt_schedules(prompt, 30)[0][1]
-    assert torch.equal(plan.first[0].embeds, encode_prompt(sd1_slots, first_text).embeds)  # same numbers
+    assert torch.equal(plan.first.conds[0].embeds, encode_prompt(sd1_slots, first_text).embeds)  # same numbers
 
 
 def test_job_prompt_chunks_are_capped(sd1_slots):

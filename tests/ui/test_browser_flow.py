@@ -56,6 +56,7 @@ def test_flux_in_the_browser(page, server):
     url = server[0]
     distilled = page.locator("#txt2img_distilled_cfg_scale")
     expect(distilled).to_be_hidden()
+    expect(page.locator("#forge_additional_modules")).to_be_visible()  # Forge's "VAE / Text Encoder"
     choose(page, "sd_model_checkpoint", _title(url, "flux1-dev-tiny"))
     expect(distilled).to_be_visible()
     expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("20")
