@@ -227,6 +227,9 @@ def reference_restart(sampling, model, x, sigmas, rng):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    # One thread: on a shared 2-core machine two threads wait on each other and a tiny UNet call takes 10x longer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     data = tmp_path_factory.mktemp("data")
     folder = data / "models" / "Stable-diffusion"
     write_tiny("sd1", folder / "tiny-sd1.safetensors", seed=1)
@@ -235,6 +238,7 @@ def models(tmp_path_factory):
     loaded = {family: state.manager.get(f"tiny-{family}.safetensors", limit=2) for family in ("sd1", "sdxl")}
     yield state, loaded
     state.queue.shutdown()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)
