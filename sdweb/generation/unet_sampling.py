@@ -57,6 +57,12 @@ class UNetPass:
 
 
 def execution_device(pipe: Any) -> torch.device:
+    """Where the denoising network runs: its own device, or with accelerate's offload hooks the hooks'
+    execution device (diffusers' ``_execution_device`` walks every component's modules: ~20 ms, so only when
+    hooked)."""
+    network = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if network is not None and not hasattr(network, "_hf_hook"):
+        return torch.device(network.device)
     return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
 
 
