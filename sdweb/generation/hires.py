@@ -18,11 +18,11 @@ from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepTracker, decode_latents
 from sdweb.generation.unet_model import UNetExtras, UNetStage
-from sdweb.generation.unet_sampling import NoiseSpec, UNetPass, encode_images, sample_pass
+from sdweb.generation.unet_sampling import NoiseSpec, UNetPass, encode_images, sample_pass, sampler_settings
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.samplers.resolve import resolve_sampler
-from sdweb.samplers.run import SamplerSettings, SamplingPlan
+from sdweb.samplers.run import SamplingPlan
 
 MIN_STRENGTH = 1e-3  # a denoising strength of 0 would give a schedule of no steps
 
@@ -109,7 +109,8 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
                         cfg_scale=request.cfg_scale, eta=request.eta,
                         denoising_strength=max(float(request.denoising_strength), MIN_STRENGTH), exact_steps=True,
                         is_sdxl=model.family.scheduling.sdxl_tables, v_prediction=model.prediction_type == "v_prediction",
-                        flow=model.family.scheduling.kind == "flow", settings=SamplerSettings.from_settings(settings))
+                        flow=model.family.scheduling.kind == "flow",
+                        settings=sampler_settings(settings, request.s_min_uncond))
     tracker = StepTracker(context, total_steps=hr_steps, preview_every=0, on_step=on_step)
     if context is not None:
         context.start_batch(context.job.progress.job_no + 1, hr_steps, "Hires fix")

@@ -31,13 +31,14 @@ from sdweb.generation.unet_sampling import (
     latent_mask,
     noise_spec,
     sample_pass,
+    sampler_settings,
 )
 from sdweb.generation.vae_decode import decode_checked
 from sdweb.models.families import capabilities_of
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.runtime.policy import RuntimePlan
-from sdweb.samplers.run import SamplerSettings, SamplingPlan, img2img_steps
+from sdweb.samplers.run import SamplingPlan, img2img_steps
 
 NAN_MESSAGE = ("A tensor with NaNs was produced in Unet. This could be either because there's not enough "
                "precision to represent the picture, or because your video card does not support half type.")
@@ -64,7 +65,7 @@ def sampling_plan(request: GenerationRequest, resolution: Any, model: LoadedMode
                         cfg_scale=request.cfg_scale, eta=request.eta, denoising_strength=strength,
                         is_sdxl=model.family.scheduling.sdxl_tables, v_prediction=model.prediction_type == "v_prediction",
                         flow=model.family.scheduling.kind == "flow",
-                        settings=SamplerSettings.from_settings(settings), noise_multiplier=multiplier)
+                        settings=sampler_settings(settings, request.s_min_uncond), noise_multiplier=multiplier)
 
 
 def _stages(model: LoadedModel, pipe: Any, prepared: PreparedPrompt, request: GenerationRequest,

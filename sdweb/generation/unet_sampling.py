@@ -21,7 +21,7 @@ from sdweb.generation.unet_model import UNetExtras, UNetStage
 from sdweb.samplers.context import StepState
 from sdweb.samplers.denoisers import MaskBlend
 from sdweb.samplers.rng import DEFAULT_SOURCE, ImageRNG
-from sdweb.samplers.run import SamplingOutcome, SamplingPlan, sample
+from sdweb.samplers.run import SamplerSettings, SamplingOutcome, SamplingPlan, sample
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,12 @@ class UNetPass:
 
 
 def execution_device(pipe: Any) -> torch.device:
+    """Where the denoising network runs: its own device, or with accelerate's offload hooks the hooks'
+    execution device (diffusers' ``_execution_device`` walks every component's modules: ~20 ms, so only when
+    hooked)."""
+    network = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if network is not None and not hasattr(network, "_hf_hook"):
+        return torch.device(network.device)
     return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
 
 
@@ -141,3 +147,11 @@ def noise_spec(seeds: Sequence[int], subseeds: Sequence[int], subseed_strength: 
                      seed_resize_from=seed_resize_from,
                      eta_noise_seed_delta=int(settings.get("eta_noise_seed_delta", 0) or 0),
                      source=str(settings.get("randn_source") or DEFAULT_SOURCE))
+
+
+def sampler_settings(settings: Mapping[str, Any], s_min_uncond: float | None) -> SamplerSettings:
+    """The sampler settings a job runs with. A request's ``s_min_uncond`` (NGMS) wins over the setting; its
+    s_churn / s_tmin / s_tmax / s_noise do not: A1111 samples with the settings' values for those."""
+    if s_min_uncond is None:
+        return SamplerSettings.from_settings(settings)
+    return SamplerSettings.from_settings({**settings, "s_min_uncond": s_min_uncond})

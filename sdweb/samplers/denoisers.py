@@ -10,7 +10,7 @@ as A1111 does: for each image its AND sub-prompts in order, then one negative ro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -138,13 +138,39 @@ class MaskBlend:
         return latent * self.nmask + self.init_latent * self.mask
 
 
+@dataclass
+class UncondSkip:
+    """When A1111's CFG denoiser leaves the negative prompt out of an evaluation: for the first ``skip_early``
+    fraction of the ``total`` expected evaluations ("Ignore negative prompt during early sampling"), else below
+    sigma ``min_sigma`` on every other evaluation, or every one with ``every_step`` (NGMS). Each image's first
+    cond output then stands in for its uncond, so that evaluation is unguided. Records its infotext keys."""
+
+    min_sigma: float = 0.0
+    every_step: bool = False
+    skip_early: float = 0.0
+    total: int = 1
+    params: dict = field(default_factory=dict)
+
+    def applies(self, step: int, noise_level: torch.Tensor) -> bool:
+        if self.skip_early and step / self.total <= self.skip_early:
+            self.params["Skip Early CFG"] = self.skip_early
+            return True
+        if (step % 2 or self.every_step) and self.min_sigma > 0 and float(noise_level[0]) < self.min_sigma:
+            self.params["NGMS"] = self.min_sigma
+            if self.every_step:
+                self.params["NGMS all steps"] = True
+            return True
+        return False
+
+
 class CFGDenoiser:
     """A1111's classifier-free guidance: ``uncond + sum_i w_i * scale * (cond_i - uncond)`` per image, on the
     inner denoiser's outputs (x0 for k-diffusion samplers, eps for timestep samplers)."""
 
     def __init__(self, inner: InnerDenoiser, model: ModelCall, cfg_scale: float,
-                 blend: MaskBlend | None = None) -> None:
+                 blend: MaskBlend | None = None, skip: UncondSkip | None = None) -> None:
         self.inner = inner
+        self.skip = skip
         self.model = model
         self.cfg_scale = float(cfg_scale)
         self.blend = blend
@@ -159,10 +185,14 @@ class CFGDenoiser:
         if self.blend is not None and self.blend.before_denoising:
             x = self.blend.apply(x)
         with_uncond = not (self.cfg_scale == 1.0 and weights == [1.0]) or self.cfg_scale_multiplier != 1.0
-        rows = torch.cat([torch.stack([x[i]] * count) for i in range(batch)] + ([x] if with_uncond else []))
+        skipped = with_uncond and self.skip is not None and self.skip.applies(self.step, noise_level)
+        call_uncond = with_uncond and not skipped
+        rows = torch.cat([torch.stack([x[i]] * count) for i in range(batch)] + ([x] if call_uncond else []))
         levels = torch.cat([torch.stack([noise_level[i]] * count) for i in range(batch)]
-                           + ([noise_level] if with_uncond else []))
-        out = self.inner(rows, levels, self.step, with_uncond)
+                           + ([noise_level] if call_uncond else []))
+        out = self.inner(rows, levels, self.step, call_uncond)
+        if skipped:
+            out = torch.cat([out, torch.stack([out[i * count] for i in range(batch)])])
         if with_uncond:
             uncond = out[-batch:]
             self.last_uncond = uncond

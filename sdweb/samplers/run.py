@@ -20,6 +20,7 @@ from sdweb.samplers.denoisers import (
     MaskBlend,
     ModelCall,
     TimestepEpsDenoiser,
+    UncondSkip,
 )
 from sdweb.samplers.discrete import DiscreteSchedule
 from sdweb.samplers.flow import ANCESTRAL_RF, FlowDenoiser, noised_start
@@ -48,8 +49,10 @@ SIGMA_FUNCTIONS: dict[str, Callable[[SamplerContext, torch.Tensor, torch.Tensor]
 TIMESTEP_FUNCTIONS = {"ddim": timestep_samplers.sample_ddim, "ddim_cfgpp": timestep_samplers.sample_ddim_cfgpp,
                       "plms": timestep_samplers.sample_plms}
 _CHURN = frozenset({"sample_euler", "sample_heun", "sample_dpm_2"})
-_S_NOISE = _CHURN | {"sample_dpm_fast", "sample_dpm_2_ancestral", "sample_dpmpp_2s_ancestral", "sample_dpmpp_sde",
-                     "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde", "sample_restart"}
+# The functions with an s_noise parameter (A1111 passes its setting to each of them).
+_S_NOISE = _CHURN | {"sample_euler_ancestral", "sample_dpm_fast", "sample_dpm_adaptive", "sample_dpm_2_ancestral",
+                     "sample_dpmpp_2s_ancestral", "sample_dpmpp_sde", "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde",
+                     "sample_restart"}
 _RANGE = frozenset({"sample_dpm_fast", "sample_dpm_adaptive"})
 
 
@@ -63,6 +66,10 @@ class SamplerSettings:
     s_tmin: float = 0.0
     s_tmax: float = 0.0  # 0 = infinity
     s_noise: float = 1.0
+    s_min_uncond: float = 0.0  # NGMS: skip the negative prompt below this sigma (every other evaluation)
+    s_min_uncond_all: bool = False  # NGMS on every evaluation
+    skip_early_cond: float = 0.0  # skip the negative prompt for this fraction of the first evaluations
+    sgm_noise_multiplier: bool = False  # txt2img start noise scaled by sqrt(1 + sigma_max^2), as SDXL's own code
     sigma_min: float = 0.0
     sigma_max: float = 0.0
     rho: float = 0.0
@@ -157,15 +164,21 @@ def get_sigmas(plan: SamplingPlan, discrete: DiscreteSchedule, steps: int, param
 
 
 def _context(plan: SamplingPlan, denoiser: CFGDenoiser, rng: ImageRNG, eta: float,
-             callback: Callable[[StepState], None] | None) -> SamplerContext:
+             callback: Callable[[StepState], None] | None, params: dict[str, Any]) -> SamplerContext:
     function = plan.sampler.function
     settings = plan.settings
     ctx = SamplerContext(model=denoiser, randn_like=lambda x: rng.next(), callback=callback, eta=eta)
-    if function in _CHURN:
+    if function in _CHURN:  # infotext keys as A1111 writes them: only what the function takes, when not default
         ctx.s_churn, ctx.s_tmin = settings.s_churn, settings.s_tmin
         ctx.s_tmax = settings.s_tmax or float("inf")
+        for key, value, default in (("Sigma churn", ctx.s_churn, 0.0), ("Sigma tmin", ctx.s_tmin, 0.0),
+                                    ("Sigma tmax", ctx.s_tmax, float("inf"))):
+            if value != default:
+                params[key] = value
     if function in _S_NOISE:
         ctx.s_noise = settings.s_noise
+        if ctx.s_noise != 1.0:
+            params["Sigma noise"] = ctx.s_noise
     if plan.sampler.solver_type:
         ctx.solver_type = plan.sampler.solver_type
     return ctx
@@ -193,17 +206,26 @@ def sample(plan: SamplingPlan, model: ModelCall, discrete: DiscreteSchedule, rng
     inner = _inner(plan, model, discrete)
     if blend is not None and plan.sampler.is_timestep_sampler:
         blend = replace(blend, before_denoising=True)
-    denoiser = CFGDenoiser(inner, model, plan.cfg_scale, blend)
-    ctx = _context(plan, denoiser, rng, eta, callback)
+    settings = plan.settings
+    skip = UncondSkip(min_sigma=settings.s_min_uncond, every_step=settings.s_min_uncond_all,
+                      skip_early=settings.skip_early_cond, total=_expected_evaluations(plan), params=params)
+    denoiser = CFGDenoiser(inner, model, plan.cfg_scale, blend, skip)
+    ctx = _context(plan, denoiser, rng, eta, callback, params)
     noise = rng.next()
     if plan.noise_multiplier != 1.0:
         noise = noise * plan.noise_multiplier
         params["Noise multiplier"] = plan.noise_multiplier
     if plan.sampler.is_timestep_sampler:
-        latents, total = _sample_timesteps(plan, ctx, discrete, noise, init_latent)
+        latents, total = _sample_timesteps(plan, ctx, discrete, noise, init_latent, params)
     else:
         latents, total = _sample_sigmas(plan, ctx, discrete, noise, init_latent, seeds, params)
     return SamplingOutcome(latents, params, total)
+
+
+def _expected_evaluations(plan: SamplingPlan) -> int:
+    """A1111's total_steps of the CFG denoiser: the steps, doubled for second-order samplers."""
+    steps = img2img_steps(plan)[0] if plan.denoising_strength is not None else plan.steps
+    return max(1, steps * (2 if plan.sampler.second_order else 1))
 
 
 def _brownian(plan: SamplingPlan, x: torch.Tensor, sigmas: torch.Tensor, seeds: list[int]) -> Any:
@@ -220,7 +242,11 @@ def _sample_sigmas(plan: SamplingPlan, ctx: SamplerContext, discrete: DiscreteSc
         function = ANCESTRAL_RF.get(plan.sampler.function, function)
     if init_latent is None:
         sigmas = get_sigmas(plan, discrete, plan.steps, params)
-        x = noise * sigmas[0]
+        if plan.settings.sgm_noise_multiplier:
+            params["SGM noise multiplier"] = True
+            x = noise * torch.sqrt(1.0 + sigmas[0] ** 2.0)
+        else:
+            x = noise * sigmas[0]
         ctx.sigma_range = (float(discrete.sigma_min), float(discrete.sigma_max))
         ctx.steps = plan.steps
         ctx.noise_sampler = _brownian(plan, x, sigmas, seeds)
@@ -244,14 +270,14 @@ def _timesteps(plan: SamplingPlan, steps: int, params: dict[str, Any]) -> torch.
 
 
 def _sample_timesteps(plan: SamplingPlan, ctx: SamplerContext, discrete: DiscreteSchedule, noise: torch.Tensor,
-                      init_latent: torch.Tensor | None) -> tuple:
+                      init_latent: torch.Tensor | None, params: dict[str, Any]) -> tuple:
     alphas_cumprod = discrete.alphas_cumprod.to(noise.device)
     if init_latent is None:
-        timesteps = _timesteps(plan, plan.steps, {})
+        timesteps = _timesteps(plan, plan.steps, params)
         x, t_start, total = noise, None, plan.steps
     else:
         steps, t_enc = img2img_steps(plan)
-        full = _timesteps(plan, steps, {})
+        full = _timesteps(plan, steps, params)
         timesteps = full[:t_enc]
         a = alphas_cumprod[full[t_enc]]
         x = init_latent * torch.sqrt(a) + noise * torch.sqrt(1 - a)

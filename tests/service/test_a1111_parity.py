@@ -1,7 +1,7 @@
 """Acceptance for A1111 parity: our sampling pass against k-diffusion's own sampler functions driven by A1111's
 rules (written out here independently: LDM's noise table, A1111's schedules and img2img cut, its CFG
 combination, its per-image noise and Brownian trees), on the tiny SD1 and SDXL models. Each case compares the
-final latents and the VAE-decoded images (PSNR >= 40 dB).
+final latents (max abs difference <= 1e-3) and the VAE-decoded images (PSNR >= 40 dB).
 
 The default run is a representative subset; ``-m slow`` runs the full cross product. Every case adds a row to
 a table (PSNR, max abs latent difference) printed at the end of the session and written to
@@ -32,6 +32,9 @@ pytestmark = pytest.mark.skipif(not kdiffusion_reference.available(), reason="k-
 
 STEPS, CFG = 4, 5.0
 PSNR_GOAL = 40.0
+# The tiny random VAE hides a lot (a 50% CFG error in the reference still decodes at 34-37 dB), so the final
+# latents are held to float32 rounding as well.
+LATENT_GOAL = 1e-3
 K_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
               "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart"]
 SCHEDULES = ["Automatic", "Karras", "Exponential", "SGM Uniform", "Align Your Steps"]
@@ -227,6 +230,9 @@ def reference_restart(sampling, model, x, sigmas, rng):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    # One thread: on a shared 2-core machine two threads wait on each other and a tiny UNet call takes 10x longer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     data = tmp_path_factory.mktemp("data")
     folder = data / "models" / "Stable-diffusion"
     write_tiny("sd1", folder / "tiny-sd1.safetensors", seed=1)
@@ -235,6 +241,7 @@ def models(tmp_path_factory):
     loaded = {family: state.manager.get(f"tiny-{family}.safetensors", limit=2) for family in ("sd1", "sdxl")}
     yield state, loaded
     state.queue.shutdown()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -288,7 +295,7 @@ def run_case(models, case):
     value = psnr(decode(pipe, ours), decode(pipe, reference))
     diff = float((ours - reference).abs().max())
     ROWS.append((case.label(), value, diff))
-    assert value >= PSNR_GOAL, f"{case.label()}: PSNR {value:.1f} dB, max latent diff {diff:.3g}"
+    assert value >= PSNR_GOAL and diff <= LATENT_GOAL, f"{case.label()}: PSNR {value:.1f} dB, max latent diff {diff:.3g}"
 
 
 def _request(case):
