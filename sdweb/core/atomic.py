@@ -42,14 +42,19 @@ def _write_all(handle: int, data: bytes) -> None:
         view = view[os.write(handle, view):]
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, private: bool = False,
+                       durable: bool = True) -> Path:
+    """Write via a temp file renamed into place: readers see the old or the new file, never a part. `durable`:
+    fsync the data and the folder first (images, settings); off for files rewritten every job whose loss in a
+    power cut costs nothing (params.txt), where the fsyncs cost a third of a second on a busy disk."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = _create_temp_file(target.parent, f".{target.name}.", 0o600 if private else 0o666)
     try:
         try:
             _write_all(handle, data)
-            os.fsync(handle)
+            if durable:
+                os.fsync(handle)
         finally:
             os.close(handle)
         os.replace(temp, target)
@@ -57,12 +62,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, private: bo
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_folder(target.parent)
+    if durable:
+        _fsync_folder(target.parent)
     return target
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, private: bool = False) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"), private=private)
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, private: bool = False,
+                      durable: bool = True) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), private=private, durable=durable)
 
 
 def make_temp_folder(parent: str | os.PathLike[str], prefix: str) -> Path:

@@ -116,8 +116,8 @@ def save_image(image: Image.Image, path: Path, infotext: str | None, fmt: str, *
 
 
 def write_params_txt(path: Path, infotext: str) -> Path:
-    """``params.txt``: the infotext of the last job's first image."""
-    return atomic_write_text(path, infotext)
+    """``params.txt``: the infotext of the last job's first image (rewritten every job: not fsynced)."""
+    return atomic_write_text(path, infotext, durable=False)
 
 
 def write_sidecar_txt(image_path: Path, infotext: str) -> Path:

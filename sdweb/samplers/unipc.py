@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from sdweb.core.errors import UserError
 from sdweb.samplers.context import SamplerContext
 
 
@@ -38,7 +39,8 @@ class NoiseScheduleVP:
 class _UniPC:
     def __init__(self, ctx: SamplerContext, schedule: NoiseScheduleVP, variant: str) -> None:
         if variant not in ("bh1", "bh2"):
-            raise ValueError(f"UniPC variant {variant!r} is not supported; use bh1 or bh2")
+            raise UserError(f"UniPC variant {variant!r} is not supported yet.", code="unsupported_sampler_option",
+                            hint="Settings > Sampler parameters: set 'UniPC variant' to bh1 or bh2.")
         self.ctx = ctx
         self.ns = schedule
         self.variant = variant
