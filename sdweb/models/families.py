@@ -104,7 +104,7 @@ class Defaults:
 @dataclass(frozen=True)
 class Features:
     hires_fix: bool = True
-    refiner: bool = False  # can be the base of an SDXL-style refiner pass
+    refiner: bool = True  # a refiner pass may follow (A1111: any checkpoint with the same latents)
     controlnet: bool = True
     emphasis: bool = True  # (word:1.2) weights the encoder output
     clip_skip: bool = True
@@ -198,7 +198,7 @@ _SDXL = _SD2 | {
                                       embedding_key="clip_g")),
     "latent": LatentFormat(channels=4, scaling_factor=0.13025, preview_rgb=SDXL_PREVIEW_RGB),
     "scheduling": Scheduling(kind="discrete", sdxl_tables=True),
-    "features": Features(refiner=True),
+    "features": Features(),
 }
 _SD_PIPELINES = {
     "load_pipeline": "StableDiffusionPipeline",
@@ -266,7 +266,7 @@ _FLUX = _FLOW_COMMON | {
     "scheduling": Scheduling(kind="flow", shift=3.1581929096897676),
     "guidance": Guidance(cfg=False, distilled=True),
     "defaults": Defaults(steps=20, cfg_scale=1.0, distilled_cfg_scale=3.5, sampler="Euler", scheduler="Simple"),
-    "features": Features(controlnet=False, clip_skip=False, embeddings=False),
+    "features": Features(refiner=False, controlnet=False, clip_skip=False, embeddings=False),
 }
 _T5_ONLY = (TextEncoderSpec("t5xxl", "text_encoder", "t5", 256, False, T5_PAD_ID, mask_padding=True),)
 _SD3 = _FLOW_COMMON | {
@@ -287,7 +287,7 @@ _SD3 = _FLOW_COMMON | {
     "latent": LatentFormat(channels=16, scaling_factor=1.5305, shift_factor=0.0609),
     "scheduling": Scheduling(kind="flow", shift=3.0),
     "defaults": Defaults(steps=28, cfg_scale=5.0, sampler="Euler", scheduler="Simple"),
-    "features": Features(controlnet=False, clip_skip=False, embeddings=False),
+    "features": Features(refiner=False, controlnet=False, clip_skip=False, embeddings=False),
 }
 
 FAMILIES: dict[str, Family] = {

@@ -21,6 +21,8 @@ def state(tmp_path_factory):
     write_tiny("sdxl", folder / "base-xl.safetensors", seed=1)
     write_tiny("sdxl-refiner", folder / "refiner-xl.safetensors", seed=2)
     write_tiny("sd1", folder / "tiny-sd1.safetensors", seed=3)
+    write_tiny("sdxl", folder / "other-xl.safetensors", seed=4)  # an SDXL fine-tune used as refiner
+    write_tiny("sd1", folder / "tiny-sd1-b.safetensors", seed=5)
     app_state = build_app_state(parse_options(["--data-dir", str(data)], {}))
     yield app_state
     app_state.queue.shutdown()
@@ -54,9 +56,23 @@ def test_switch_at_one_or_no_refiner_is_the_plain_image(state):
                                                          refiner_switch_at=0.5)))
 
 
-def test_refiner_on_an_sd1_base_is_a_clear_error(state):
-    with pytest.raises(UserError, match="refiner pass does not apply"):
+def test_a_refiner_with_other_latents_is_a_clear_error(state):
+    with pytest.raises(UserError, match="latents are different"):
         _run(state, model="tiny-sd1", refiner_checkpoint="refiner-xl", refiner_switch_at=0.5)
+
+
+def test_any_checkpoint_with_the_same_latents_refines_as_in_a1111(state):
+    """Bug 4 of the daily-UI issue: A1111 takes any SDXL checkpoint as refiner (an Illustrious base refined
+    by a realistic fine-tune); only checkpoints whose latents differ are refused."""
+    plain = _run(state)
+    refined = _run(state, refiner_checkpoint="other-xl", refiner_switch_at=0.5)
+    assert "Refiner: other-xl [" in refined.infotexts[0]
+    assert not np.array_equal(_pixels(plain), _pixels(refined))
+    with pytest.raises(UserError, match="latents are different"):
+        _run(state, refiner_checkpoint="tiny-sd1", refiner_switch_at=0.5)
+    sd1_by_sd1 = _run(state, model="tiny-sd1", refiner_checkpoint="tiny-sd1-b", refiner_switch_at=0.5)
+    assert "Refiner: tiny-sd1-b [" in sd1_by_sd1.infotexts[0]
+    assert not np.array_equal(_pixels(sd1_by_sd1), _pixels(_run(state, model="tiny-sd1")))
 
 
 def _refined(state, prompt):
