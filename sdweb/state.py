@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue, Runner
 from sdweb.generation.pool.local import LocalPool, WorkerPool
+from sdweb.generation.pool.messages import WorkResult
 from sdweb.generation.pool.scheduler import Scheduler
 from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, worker_device_ids
 from sdweb.generation.pool.worker import Worker
+from sdweb.generation.received import NO_SAVE, pack_result, save_received
 from sdweb.generation.service import GenerationService, SaveOptions
 from sdweb.models.families import Family
 from sdweb.models.first_run import FirstRunStatus
@@ -238,12 +241,63 @@ def _bound_runner(service: GenerationService, runtimes: list[DeviceRuntime]) -> 
     return run
 
 
-def _make_pool(options: object, runtimes: list[DeviceRuntime]) -> WorkerPool:
+def _make_pool(options: object, runtimes: list[DeviceRuntime], settings: Settings,
+               hardware: HardwareInfo) -> WorkerPool:
     choice = parse_workers_flag(getattr(options, "workers", "local"))
     if choice.kind == "local":
         return LocalPool([runtime.worker for runtime in runtimes])
-    raise UserError(f"--workers {getattr(options, 'workers', '')} is not available in this build.",
-                    code="bad_flag", hint=RAY_HINT)
+    try:
+        from sdweb.generation.pool.ray_pool import RayPool
+    except ImportError as error:
+        raise UserError(f"--workers {getattr(options, 'workers', '')}: {error}.", code="bad_flag",
+                        hint=RAY_HINT) from error
+    import torch
+
+    device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
+                                   len(hardware.cuda_devices))
+    return RayPool(build_pool_worker, options, device_ids, settings.as_dict,
+                   retries=int(getattr(options, "worker_retries", 2) or 0), address=choice.address,
+                   gpus=len(hardware.cuda_devices), threads=torch.get_num_threads())
+
+
+def build_pool_worker(options: object, device_id: str | None, worker_id: str) -> Worker:
+    """A worker in its own process (a Ray actor): its own runtime plan, model manager and service. It reads
+    nothing the head owns but the model folders: the head sends its settings with each job, and the worker
+    returns images as PNG bytes without saving them (the head is the only writer)."""
+    paths = resolve_paths(options)
+    settings = Settings(paths.config_file)  # never read or written here: each job brings the head's values
+    registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
+                             extra_checkpoint=getattr(options, "ckpt", None))
+    registry.refresh_all()
+    if device_id != getattr(options, "device_id", None):
+        options = dataclasses.replace(options, device_id=device_id)  # type: ignore[type-var]
+    plan = plan_runtime(options, probe_hardware())
+    manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
+                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
+                           vae_path=getattr(options, "vae_path", None))
+    service = GenerationService(manager, settings, paths, plan, options)
+
+    def run(job: Job, context: JobContext) -> Any:
+        if isinstance(job.request, GenerationJob):  # this worker's own copy of the job: never save here
+            job.request = GenerationJob(job.request.request, NO_SAVE)
+        return run_job(service, job, context)
+
+    worker = Worker(worker_id, run, device=plan.device, device_name=plan.device_name,
+                    loaded=manager.loaded_titles, pack=pack_result,
+                    apply_settings=lambda values: settings.update(values, save=False))
+    manager.on_loaded.append(worker.count_load)
+    return worker
+
+
+def _receiver(service: GenerationService) -> Callable[[Job, WorkResult], Any]:
+    """The head's side of a result: images a worker sent as bytes are saved here, as the job asked."""
+    def receive(job: Job, result: WorkResult) -> Any:
+        payload = job.request
+        if not result.images or not isinstance(payload, GenerationJob) or result.value is None:
+            return result.value
+        return save_received(service, job.kind, payload.request, payload.save, result.value, result.images)
+
+    return receive
 
 
 def build_app_state(options: object) -> AppState:
@@ -256,12 +310,13 @@ def build_app_state(options: object) -> AppState:
     registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
                              extra_checkpoint=getattr(options, "ckpt", None))
     registry.refresh_all()
-    runtimes = _device_runtimes(options, paths, settings, registry, probe_hardware())
+    hardware = probe_hardware()
+    runtimes = _device_runtimes(options, paths, settings, registry, hardware)
     primary = runtimes[0]
     service, manager = primary.service, primary.manager
     for runtime in runtimes:  # a damaged upscaler file is logged at start, as VAEs and LoRAs
         runtime.service.postprocess.upscalers.problems()
-    queue = JobQueue(pool=_make_pool(options, runtimes),
+    queue = JobQueue(pool=_make_pool(options, runtimes, settings, hardware), receive=_receiver(service),
                      scheduler=Scheduler(str(getattr(options, "scheduling", None) or "affinity")))
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
                                  services=service.script_services)

@@ -26,6 +26,7 @@ class WorkItem:
     checkpoint: str | None = None  # checkpoint title the head expects the job to use
     attempt: int = 0  # 0 first, 1.. for a retry on a restarted or another worker
     images_as_bytes: bool = False  # a worker in another process returns images as PNG bytes, never saves
+    settings: dict[str, Any] | None = None  # the head's settings now (a worker in another process applies them)
 
 
 @dataclass(frozen=True)
