@@ -101,6 +101,17 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--use-cpu", DEVICE, "list", default=[], help="run modules on CPU: sd interrogate gfpgan esrgan codeformer all"),
     Flag("--skip-torch-cuda-test", DEVICE, "bool", help="do not require CUDA at start"),
     Flag("--device-id", DEVICE, "str", help="use cuda:N"),
+    Flag("--device-ids", DEVICE, "str",
+         help="sdweb: one worker per listed device, comma-separated (0,1,2); without a GPU each id is one more "
+              "CPU worker. Default: one worker per visible GPU (--device-id: that one only)"),
+    Flag("--workers", DEVICE, "str", default="local",
+         help="sdweb: where jobs run: local (this process, default), ray (a private one-box Ray cluster, one "
+              "actor per GPU; needs pip install 'sdweb[ray]') or ray:HOST:PORT (join that Ray cluster)"),
+    Flag("--scheduling", DEVICE, "str", default="affinity", choices=("affinity", "fifo"),
+         help="sdweb: with several workers, affinity prefers the worker that holds a job's checkpoint (fewer "
+              "loads, bounded wait); fifo starts jobs strictly in order"),
+    Flag("--worker-retries", DEVICE, "int", default=2,
+         help="sdweb: --workers ray: how often a job is retried after its worker process died"),
     Flag("--use-ipex", DEVICE, "bool", help="Intel XPU"),
     Flag("--opt-channelslast", DEVICE, "bool", help="channels_last memory format"),
     Flag("--compile", DEVICE, "bool",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,13 @@ from sdweb.config.settings import Settings, frozen_keys_from_flags
 from sdweb.core.atomic import remove_stale_temp_files
 from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.loader import ExtensionSet, load_extensions
-from sdweb.generation.jobs import Job, JobContext, JobQueue
+from sdweb.generation.jobs import Job, JobContext, JobQueue, Runner
+from sdweb.generation.pool.local import LocalPool, WorkerPool
+from sdweb.generation.pool.messages import WorkResult
+from sdweb.generation.pool.scheduler import Scheduler
+from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, worker_device_ids
+from sdweb.generation.pool.worker import Worker
+from sdweb.generation.received import NO_SAVE, pack_result, save_received
 from sdweb.generation.service import GenerationService, SaveOptions
 from sdweb.models.families import Family
 from sdweb.models.first_run import FirstRunStatus
@@ -24,7 +32,7 @@ from sdweb.models.merge import MergePlan, run_merge
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
 from sdweb.models.vae import checked_vae_setting
 from sdweb.prompts.prompt_limits import check_request_prompts
-from sdweb.runtime.policy import RuntimePlan, plan_runtime, probe_hardware
+from sdweb.runtime.policy import HardwareInfo, RuntimePlan, plan_runtime, probe_hardware
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,7 @@ class AppState:
     queue: JobQueue
     extensions: ExtensionSet | None = None
     first_run: FirstRunStatus = field(default_factory=FirstRunStatus)  # the first-run download, for the UI
+    runtimes: list[Any] = field(default_factory=list)  # DeviceRuntime per local worker (plan/manager/service: #0)
     _families: dict[tuple[Path, int, int], Family] = field(default_factory=dict)  # family_of's cache
 
     def selected_checkpoint(self) -> CheckpointEntry | None:
@@ -121,7 +130,17 @@ class AppState:
 
     def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
         check_request_prompts(request)  # a prompt over a limit is refused before it waits in the queue
-        return self.queue.submit(kind, GenerationJob(request, save), task_id)
+        return self.queue.submit(kind, GenerationJob(request, save), task_id, checkpoint=self.expected_checkpoint(request))
+
+    def expected_checkpoint(self, request: Any) -> str | None:
+        """The title of the checkpoint a generation request will use as things stand (the scheduler routes by
+        it; the worker still resolves it when the job runs). None when unknown."""
+        if request is None:
+            return None
+        overrides = getattr(request, "override_settings", None) or {}
+        wanted = overrides.get("sd_model_checkpoint") or self.settings.get("sd_model_checkpoint")
+        entry = self.registry.find_checkpoint(str(wanted)) if wanted else self.selected_checkpoint()
+        return entry.title if entry is not None else None
 
     def submit_extras(self, extras: ExtrasJob) -> Job:
         return self.queue.submit("extras", extras)
@@ -133,7 +152,7 @@ class AppState:
 def _run_extras(service: GenerationService, extras: ExtrasJob, context: JobContext) -> Any:
     """Extras with progress per image (shown as steps) and Interrupt checked after each image."""
     def progress(done: int, total: int) -> None:
-        context.job.progress.sampling_steps = total
+        context.set_steps(total)
         context.report_step(done)  # raises JobInterrupted when the user interrupted
 
     context.start_batch(0, max(1, len(extras.inputs)), "Extras")
@@ -148,7 +167,7 @@ def _run_merge(service: GenerationService, plan: MergePlan, context: JobContext)
     """Checkpoint Merger through the queue (it reads and writes whole models: one thing at a time); progress
     per tensor, Interrupt checked between tensors; the new file joins the checkpoint list."""
     def progress(done: int, total: int) -> None:
-        context.job.progress.sampling_steps = total
+        context.set_steps(total)
         context.report_step(done)
 
     context.start_batch(0, 1, "Merging")
@@ -179,6 +198,108 @@ def run_job(service: GenerationService, job: Job, context: JobContext) -> Any:
     raise UserError(f"Unknown job kind {job.kind!r}.")
 
 
+@dataclass
+class DeviceRuntime:
+    """One local worker's own parts: its device plan, model manager and generation service."""
+
+    worker: Worker
+    plan: RuntimePlan
+    manager: ModelManager
+    service: GenerationService
+
+
+def _device_runtimes(options: object, paths: DataPaths, settings: Settings, registry: ModelRegistry,
+                     hardware: HardwareInfo) -> list[DeviceRuntime]:
+    device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
+                                   len(hardware.cuda_devices))
+    runtimes: list[DeviceRuntime] = []
+    for index, device_id in enumerate(device_ids):
+        device_options = options
+        if device_id != getattr(options, "device_id", None):
+            device_options = dataclasses.replace(options, device_id=device_id)  # type: ignore[type-var]
+        plan = plan_runtime(device_options, hardware)
+        log.info("Runtime%s: %s", f" (worker {index})" if len(device_ids) > 1 else "", plan.describe())
+        manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
+                               allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
+                               vae_path=getattr(options, "vae_path", None))
+        service = GenerationService(manager, settings, paths, plan, device_options)
+        worker = Worker(f"local-{index}", _bound_runner(service, runtimes), device=plan.device,
+                        device_name=plan.device_name, loaded=manager.loaded_titles)
+        manager.on_loaded.append(worker.count_load)
+        runtimes.append(DeviceRuntime(worker, plan, manager, service))
+    return runtimes
+
+
+def _bound_runner(service: GenerationService, runtimes: list[DeviceRuntime]) -> Runner:
+    def run(job: Job, context: JobContext) -> Any:
+        if job.kind == "unload-checkpoint":  # every local worker frees its models (a running job keeps its own)
+            for runtime in runtimes:
+                runtime.manager.unload_all()
+            return None
+        return run_job(service, job, context)
+
+    return run
+
+
+def _make_pool(options: object, runtimes: list[DeviceRuntime], settings: Settings,
+               hardware: HardwareInfo) -> WorkerPool:
+    choice = parse_workers_flag(getattr(options, "workers", "local"))
+    if choice.kind == "local":
+        return LocalPool([runtime.worker for runtime in runtimes])
+    try:
+        from sdweb.generation.pool.ray_pool import RayPool
+    except ImportError as error:
+        raise UserError(f"--workers {getattr(options, 'workers', '')}: {error}.", code="bad_flag",
+                        hint=RAY_HINT) from error
+    import torch
+
+    device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
+                                   len(hardware.cuda_devices))
+    return RayPool(build_pool_worker, options, device_ids, settings.as_dict,
+                   retries=int(getattr(options, "worker_retries", 2) or 0), address=choice.address,
+                   gpus=len(hardware.cuda_devices), threads=torch.get_num_threads())
+
+
+def build_pool_worker(options: object, device_id: str | None, worker_id: str) -> Worker:
+    """A worker in its own process (a Ray actor): its own runtime plan, model manager and service. It reads
+    nothing the head owns but the model folders: the head sends its settings with each job, and the worker
+    returns images as PNG bytes without saving them (the head is the only writer)."""
+    paths = resolve_paths(options)
+    settings = Settings(paths.config_file)  # never read or written here: each job brings the head's values
+    registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
+                             extra_checkpoint=getattr(options, "ckpt", None))
+    registry.refresh_all()
+    if device_id != getattr(options, "device_id", None):
+        options = dataclasses.replace(options, device_id=device_id)  # type: ignore[type-var]
+    plan = plan_runtime(options, probe_hardware())
+    manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
+                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
+                           vae_path=getattr(options, "vae_path", None))
+    service = GenerationService(manager, settings, paths, plan, options)
+
+    def run(job: Job, context: JobContext) -> Any:
+        if isinstance(job.request, GenerationJob):  # this worker's own copy of the job: never save here
+            job.request = GenerationJob(job.request.request, NO_SAVE)
+        return run_job(service, job, context)
+
+    worker = Worker(worker_id, run, device=plan.device, device_name=plan.device_name,
+                    loaded=manager.loaded_titles, pack=pack_result,
+                    apply_settings=lambda values: settings.update(values, save=False))
+    manager.on_loaded.append(worker.count_load)
+    return worker
+
+
+def _receiver(service: GenerationService) -> Callable[[Job, WorkResult], Any]:
+    """The head's side of a result: images a worker sent as bytes are saved here, as the job asked."""
+    def receive(job: Job, result: WorkResult) -> Any:
+        payload = job.request
+        if not result.images or not isinstance(payload, GenerationJob) or result.value is None:
+            return result.value
+        return save_received(service, job.kind, payload.request, payload.save, result.value, result.images)
+
+    return receive
+
+
 def build_app_state(options: object) -> AppState:
     paths = resolve_paths(options)
     paths.ensure_folders()
@@ -189,22 +310,23 @@ def build_app_state(options: object) -> AppState:
     registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
                              extra_checkpoint=getattr(options, "ckpt", None))
     registry.refresh_all()
-    plan = plan_runtime(options, probe_hardware())
-    log.info("Runtime: %s", plan.describe())
-    manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
-                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
-                           vae_path=getattr(options, "vae_path", None))
-    service = GenerationService(manager, settings, paths, plan, options)
-    service.postprocess.upscalers.problems()  # a damaged upscaler file is logged at start, as VAEs and LoRAs
-    queue = JobQueue(lambda job, context: run_job(service, job, context))
+    hardware = probe_hardware()
+    runtimes = _device_runtimes(options, paths, settings, registry, hardware)
+    primary = runtimes[0]
+    service, manager = primary.service, primary.manager
+    for runtime in runtimes:  # a damaged upscaler file is logged at start, as VAEs and LoRAs
+        runtime.service.postprocess.upscalers.problems()
+    queue = JobQueue(pool=_make_pool(options, runtimes, settings, hardware), receive=_receiver(service),
+                     scheduler=Scheduler(str(getattr(options, "scheduling", None) or "affinity")))
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
                                  services=service.script_services)
     for warning in settings.register_options(extensions.option_infos()):
         log.warning("Extension setting: %s", warning)
-    service.scripts = extensions.runner
-    manager.on_loaded.extend(extensions.callbacks.model_loaded)
-    state = AppState(options=options, paths=paths, settings=settings, registry=registry, plan=plan,
-                     manager=manager, service=service, queue=queue, extensions=extensions)
+    for runtime in runtimes:
+        runtime.service.scripts = extensions.runner
+        runtime.manager.on_loaded.extend(extensions.callbacks.model_loaded)
+    state = AppState(options=options, paths=paths, settings=settings, registry=registry, plan=primary.plan,
+                     manager=manager, service=service, queue=queue, extensions=extensions, runtimes=runtimes)
     settings.set_value_check("sd_model_checkpoint", state.checked_checkpoint_setting)
     settings.set_value_check("sd_vae", lambda value: checked_vae_setting(registry, value))
     settings.set_value_check("forge_additional_modules",

@@ -27,6 +27,17 @@ class UserError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message, "hint": self.hint}
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickles with its class, code and hint (a worker in another process sends it to the head)."""
+        return _rebuild_user_error, (type(self), self.message, self.code, self.hint), dict(self.__dict__)
+
+
+def _rebuild_user_error(cls: type[UserError], message: str, code: str, hint: str) -> UserError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.code, error.message, error.hint = code, message, hint
+    return error
+
 
 class NotFoundError(UserError):
     """A named model, file, sampler or job does not exist."""

@@ -1,122 +1,48 @@
-"""One job queue for the UI and the API: FIFO, progress events, interrupt and skip, nothing lost.
+"""One job queue for the UI and the API: a job registry, progress, interrupt and skip, nothing lost.
 
-The queue, the scheduling decision and the bookkeeping stay in the main process. What a worker needs is
-plain data: a job (kind + request) in, a result and progress events out. The default pool runs jobs in
-one in-process thread per device; another pool (e.g. one actor per GPU) can plug in behind `WorkerPool`.
+The queue, the scheduling decision and the bookkeeping stay in the head (this process). Workers get plain
+data (`WorkItem`) and send back `ProgressEvent`s and one `WorkResult`, through a `WorkerPool`: the default
+`LocalPool` runs them in this process, one per device; `RayPool` runs one actor per GPU. The queue has one
+thread per worker that asks the scheduler for that worker's next job and hands it to the pool.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import string
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
 from sdweb.core.limits import FINISHED_JOBS_KEEP_BYTES, FINISHED_JOBS_KEEP_COUNT
+from sdweb.generation.job_state import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobContext,
+    JobInterrupted,
+    JobProgress,
+    new_task_id,
+    progress_fraction,
+)
+from sdweb.generation.pool.local import LocalPool, WorkerPool
+from sdweb.generation.pool.messages import ProgressEvent, WorkItem, WorkResult, decode_preview
+from sdweb.generation.pool.scheduler import Scheduler, WorkerView
+from sdweb.generation.pool.worker import Runner, Worker
+
+__all__ = ["DONE", "FAILED", "INTERRUPTED", "QUEUED", "RUNNING", "Job", "JobContext", "JobInterrupted",
+           "JobProgress", "JobQueue", "Runner", "held_image_bytes", "new_task_id"]
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED, INTERRUPTED = "queued", "running", "done", "failed", "interrupted"
-
-
-class JobInterrupted(Exception):
-    """Raised inside a runner when the user pressed Interrupt."""
-
-
-def new_task_id(kind: str) -> str:
-    """A1111's shape: task(txt2img-ABC1234)."""
-    suffix = "".join(random.choices(string.ascii_uppercase + string.digits, k=7))
-    return f"task({kind}-{suffix})"
-
-
-@dataclass
-class JobProgress:
-    """What /progress and the UI show. Updated by the worker, read by anyone."""
-
-    job_no: int = 0
-    job_count: int = 1
-    sampling_step: int = 0
-    sampling_steps: int = 0
-    textinfo: str = ""
-    preview: Any = None  # a PIL image or None
-    preview_id: int = 0
-    started_at: float | None = None
-
-    def fraction(self) -> float:
-        """A1111's progress formula, capped at 1."""
-        if self.job_count <= 0:
-            return 0.0
-        done = self.job_no / self.job_count
-        if self.sampling_steps > 0:
-            done += self.sampling_step / self.sampling_steps / self.job_count
-        return min(done, 1.0)
-
-
-@dataclass
-class Job:
-    id: str
-    kind: str
-    request: Any
-    created_at: float = field(default_factory=time.time)
-    status: str = QUEUED
-    result: Any = None
-    error: BaseException | None = None
-    progress: JobProgress = field(default_factory=JobProgress)
-    interrupted: threading.Event = field(default_factory=threading.Event)
-    skipped: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
-    finished_at: float | None = None
-
-    def wait(self, timeout: float | None = None) -> Any:
-        """Block until the job ends; return its result or raise its error."""
-        if not self.finished.wait(timeout):
-            raise TimeoutError(f"{self.id} did not finish within {timeout} s")
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-class JobContext:
-    """Handed to the runner: report progress, check interrupt / skip."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-
-    def set_job_count(self, count: int) -> None:
-        self.job.progress.job_count = max(1, count)
-
-    def start_batch(self, job_no: int, steps: int, textinfo: str = "") -> None:
-        progress = self.job.progress
-        progress.job_no, progress.sampling_step, progress.sampling_steps = job_no, 0, steps
-        progress.textinfo = textinfo
-        self.job.skipped.clear()
-
-    def report_step(self, step: int, preview: Any = None) -> None:
-        progress = self.job.progress
-        progress.sampling_step = step
-        if preview is not None:
-            progress.preview = preview
-            progress.preview_id += 1
-        if self.job.interrupted.is_set():
-            raise JobInterrupted(self.job.id)
-
-    @property
-    def interrupted(self) -> bool:
-        return self.job.interrupted.is_set()
-
-    @property
-    def skipped(self) -> bool:
-        return self.job.skipped.is_set()
-
-
-Runner = Callable[[Job, JobContext], Any]
+ResultReceiver = Callable[[Job, WorkResult], Any]  # the head's step from a WorkResult to the job's result
+_RESCHEDULE_S = 0.5  # a waiting worker looks again this often (the affinity rule's wait bound is in seconds)
 _SCALARS = (str, bytes, int, float, bool, type(None))
 
 
@@ -134,44 +60,27 @@ def held_image_bytes(value: Any, depth: int = 0) -> int:
         value = list(getattr(value, "__dict__", {}).values())
     return sum(held_image_bytes(item, depth + 1) for item in value)
 
-
-class WorkerPool(Protocol):
-    """Where jobs run. The queue calls `start(take_next)`; workers call take_next() to get their next job."""
-
-    def start(self, take_next: Callable[[], Job | None], run: Callable[[Job], None]) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class ThreadPool:
-    """The default pool: one worker thread per device, in this process."""
-
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
-        self._threads: list[threading.Thread] = []
-
-    def start(self, take_next: Callable[[], Job | None], run: Callable[[Job], None]) -> None:
-        def loop() -> None:
-            while (job := take_next()) is not None:
-                run(job)
-
-        for index in range(self.workers):
-            thread = threading.Thread(target=loop, name=f"sdweb-worker-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=30)
+def _value(job: Job, result: WorkResult) -> Any:
+    return result.value
 
 
 class JobQueue:
-    """FIFO queue shared by UI and API. Submit returns at once; `Job.wait()` gives the result."""
+    """The head's queue, shared by UI and API. Submit returns at once; `Job.wait()` gives the result.
 
-    def __init__(self, runner: Runner, pool: WorkerPool | None = None,
+    `JobQueue(runner)` runs jobs with one in-process worker calling `runner(job, context)`; a `pool` brings
+    its own workers. `receive` turns a WorkResult into the job's result (where the head saves images that a
+    worker in another process sent as bytes)."""
+
+    def __init__(self, runner: Runner | None = None, pool: WorkerPool | None = None,
+                 scheduler: Scheduler | None = None, receive: ResultReceiver = _value,
                  keep_bytes: int = FINISHED_JOBS_KEEP_BYTES, keep_count: int = FINISHED_JOBS_KEEP_COUNT) -> None:
-        self._runner = runner
-        self._pool = pool or ThreadPool()
+        if pool is None:
+            if runner is None:
+                raise ValueError("JobQueue needs a runner or a pool")
+            pool = LocalPool([Worker("local-0", runner)])
+        self._pool = pool
+        self._scheduler = scheduler or Scheduler("fifo")
+        self._receive = receive
         self._condition = threading.Condition()
         self._pending: list[Job] = []
         self._running: dict[str, Job] = {}
@@ -181,51 +90,89 @@ class JobQueue:
         self._finished_bytes = 0
         self.keep_bytes, self.keep_count = keep_bytes, keep_count
         self._closed = False
-        self._pool.start(self._take_next, self._run)
+        self._views = {info.id: WorkerView(info.id, held=set(info.loaded)) for info in pool.workers()}
+        self._threads = [threading.Thread(target=self._serve, args=(worker_id,), name=f"sdweb-{worker_id}",
+                                          daemon=True) for worker_id in self._views]
+        for thread in self._threads:
+            thread.start()
 
-    def submit(self, kind: str, request: Any, task_id: str | None = None) -> Job:
-        job = Job(id=task_id or new_task_id(kind), kind=kind, request=request)
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool
+
+    def submit(self, kind: str, request: Any, task_id: str | None = None, checkpoint: str | None = None) -> Job:
+        job = Job(id=task_id or new_task_id(kind), kind=kind, request=request, checkpoint=checkpoint)
         with self._condition:
             if self._closed:
                 raise RuntimeError("the job queue is shut down")
             self._pending.append(job)
-            self._condition.notify()
+            self._condition.notify_all()
         return job
 
     def run(self, kind: str, request: Any, timeout: float | None = None) -> Any:
         """Submit and wait: what a synchronous API route does."""
         return self.submit(kind, request).wait(timeout)
 
-    def _take_next(self) -> Job | None:
-        with self._condition:
-            while not self._pending and not self._closed:
-                self._condition.wait()
-            if not self._pending:
-                return None
-            job = self._pending.pop(0)
-            job.status = RUNNING
-            job.progress.started_at = time.time()
-            self._running[job.id] = job
-            return job
+    # -- the head's side of each worker ------------------------------------------------------------------
+    def _serve(self, worker_id: str) -> None:
+        while (job := self._take_for(worker_id)) is not None:
+            self._dispatch(worker_id, job)
 
-    def _run(self, job: Job) -> None:
+    def _take_for(self, worker_id: str) -> Job | None:
+        view = self._views[worker_id]
+        with self._condition:
+            while True:
+                if not self._pending and self._closed:
+                    return None
+                job = self._scheduler.pick(self._pending, view, list(self._views.values()))
+                if job is not None:
+                    self._pending.remove(job)
+                    job.status, job.worker_id = RUNNING, worker_id
+                    job.progress.started_at = time.time()
+                    self._running[job.id] = job
+                    view.busy, view.running = True, job.checkpoint
+                    return job
+                self._condition.wait(_RESCHEDULE_S if self._pending else None)
+
+    def _dispatch(self, worker_id: str, job: Job) -> None:
+        item = WorkItem(job_id=job.id, kind=job.kind, payload=job.request, checkpoint=job.checkpoint)
+        if job.interrupted.is_set():
+            self._pool.interrupt(worker_id, job.id)
+        result: WorkResult | None = None
         try:
-            job.result = self._runner(job, JobContext(job))
-            job.status = DONE
-        except JobInterrupted:
-            job.status = INTERRUPTED
-            job.error = JobInterrupted(f"{job.id} was interrupted")
-        except BaseException as error:  # the worker must survive anything a job raises
+            result = self._pool.run(worker_id, item, lambda event: self._apply(job, event))
+            job.result, job.error, job.status = self._receive(job, result), result.error, result.status
+        except BaseException as error:  # a lost worker or a failed receive: the job fails, the queue goes on
             job.status, job.error = FAILED, error
-            if not getattr(error, "message", None):  # UserErrors are expected; anything else is logged in full
-                log.exception("Job %s failed", job.id)
+            log.exception("Job %s: worker %s failed", job.id, worker_id)
         finally:
             job.finished_at = time.time()
             size = held_image_bytes(job)
             with self._condition:
                 self._running.pop(job.id, None)
+                self._scheduler.forget(job.id)
+                view = self._views[worker_id]
+                view.busy, view.running = False, None
+                if result is not None:
+                    view.held = set(result.loaded)
                 self._keep_finished(job, size)
+                self._condition.notify_all()
             job.finished.set()
+
+    def _apply(self, job: Job, event: ProgressEvent) -> None:
+        """Fold a worker's event into the job's record. A retry's events never move progress backwards."""
+        progress = job.progress
+        fraction = progress_fraction(event.job_no, event.job_count, event.step, event.steps)
+        if event.attempt > 0 and fraction < progress.fraction():
+            return
+        progress.job_no, progress.job_count = event.job_no, event.job_count
+        progress.sampling_step, progress.sampling_steps = event.step, event.steps
+        progress.textinfo = event.textinfo
+        if event.new_batch:
+            job.skipped.clear()
+        if event.preview_jpeg is not None:
+            progress.preview = decode_preview(event.preview_jpeg)
+            progress.preview_id += 1
 
     def _keep_finished(self, job: Job, size: int) -> None:
         """Record a finished job, then forget the oldest ones over the byte or count budget (lock held)."""
@@ -247,8 +194,13 @@ class JobQueue:
 
     # -- queries and controls ----------------------------------------------------------------------------
     def current(self) -> Job | None:
+        """The running job that started first (what A1111's /progress shows)."""
         with self._condition:
             return next(iter(self._running.values()), None)
+
+    def running(self) -> list[Job]:
+        with self._condition:
+            return list(self._running.values())
 
     def pending(self) -> list[Job]:
         with self._condition:
@@ -268,7 +220,7 @@ class JobQueue:
             return next((i for i, job in enumerate(self._pending) if job.id == job_id), None)
 
     def interrupt(self, job_id: str | None = None) -> bool:
-        """Interrupt the given job (running or waiting), else the running one."""
+        """Interrupt the given job (running or waiting), else every running one (A1111's meaning)."""
         with self._condition:
             if job_id is not None:
                 for index, job in enumerate(self._pending):
@@ -279,22 +231,30 @@ class JobQueue:
             targets = [j for j in self._running.values() if job_id is None or j.id == job_id]
         for job in targets:
             job.interrupted.set()
+            if job.worker_id is not None:
+                self._pool.interrupt(job.worker_id, job.id)
         return bool(targets)
 
     def _cancel_waiting(self, job: Job) -> None:
         job.status, job.error = INTERRUPTED, JobInterrupted(f"{job.id} was cancelled before it started")
         job.finished_at = time.time()
+        self._scheduler.forget(job.id)
         self._keep_finished(job, held_image_bytes(job))
         job.finished.set()
 
     def skip(self) -> bool:
-        running = self.current()
-        if running is not None:
-            running.skipped.set()
-        return running is not None
+        """Skip the current batch of every running job (A1111's meaning)."""
+        targets = self.running()
+        for job in targets:
+            job.skipped.set()
+            if job.worker_id is not None:
+                self._pool.skip(job.worker_id, job.id)
+        return bool(targets)
 
     def shutdown(self) -> None:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
-        self._pool.stop()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._pool.close()

@@ -55,10 +55,7 @@ class StepTracker:
         if (self.preview is not None and self.preview_every > 0 and self.done % self.preview_every == 0
                 and self.done < self.total_steps):
             preview = self.preview(state.denoised)
-        self.context.job.progress.sampling_step = min(self.done, self.total_steps)
-        if preview is not None:
-            self.context.job.progress.preview = preview
-            self.context.job.progress.preview_id += 1
+        self.context.show_step(min(self.done, self.total_steps), preview)
 
 
 def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:

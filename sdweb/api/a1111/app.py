@@ -14,6 +14,7 @@ from sdweb.api.a1111.routes_extensions import extension_router
 from sdweb.api.a1111.routes_generation import add_generation_routes
 from sdweb.api.a1111.routes_info import add_info_routes, add_system_routes
 from sdweb.api.a1111.routes_postprocess import add_postprocess_routes
+from sdweb.api.a1111.routes_workers import workers_router
 from sdweb.api.a1111.schemas_info import ErrorResponse
 from sdweb.api.a1111.seams import ApiBackends
 from sdweb.api.auth import install_api_auth
@@ -44,6 +45,7 @@ def mount_api(app: FastAPI, state: AppState, control: StopControl | None = None,
         add_server_routes(router, control)
     app.include_router(router)
     app.include_router(extension_router(state))  # /sdweb/v1/extensions: install, update, remove, list
+    app.include_router(workers_router(state))  # /sdweb/v1/workers, /sdweb/v1/queue
 
 
 def add_server_routes(router: APIRouter, control: StopControl) -> None:

@@ -1,0 +1,88 @@
+"""Which waiting job a free worker takes: strict FIFO, or model affinity (few checkpoint loads, bounded wait).
+
+Affinity, when a worker frees up:
+1. the queue head has waited longer than `max_wait_s`, or was passed over `max_passes` times: take it;
+2. the oldest job whose checkpoint this worker holds (or that needs none);
+3. the oldest job whose checkpoint no worker holds (this worker loads it);
+4. the oldest job whose checkpoint has more jobs waiting than workers holding it, all of them busy
+   (a backlog spreads over more workers, so one popular model still uses every GPU);
+5. else wait: the workers that hold those checkpoints take them when they free up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sdweb.generation.job_state import Job
+
+SCHEDULING_MODES = ("affinity", "fifo")
+
+
+@dataclass
+class WorkerView:
+    """The head's picture of a worker: what it holds (after its last job, plus the checkpoint it runs now)."""
+
+    id: str
+    held: set[str] = field(default_factory=set)
+    busy: bool = False
+    running: str | None = None  # checkpoint of the job it runs
+
+
+@dataclass
+class Scheduler:
+    mode: str = "affinity"
+    max_wait_s: float = 30.0
+    max_passes: int = 8
+    _passes: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in SCHEDULING_MODES:
+            raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING_MODES)}, not {self.mode!r}")
+
+    def pick(self, pending: Sequence[Job], worker: WorkerView, workers: Sequence[WorkerView],
+             now: float | None = None) -> Job | None:
+        """The job `worker` should take now, or None to leave the queue as it is."""
+        if not pending:
+            return None
+        head = pending[0]
+        if self.mode == "fifo" or head.checkpoint is None:
+            return self._taken(head, head)
+        now = time.time() if now is None else now
+        if now - head.created_at > self.max_wait_s or self._passes.get(head.id, 0) >= self.max_passes:
+            return self._taken(head, head)
+        chosen = self._choose(pending, worker, workers)
+        return self._taken(head, chosen) if chosen is not None else None
+
+    def _choose(self, pending: Sequence[Job], worker: WorkerView, workers: Sequence[WorkerView]) -> Job | None:
+        mine = worker.held | ({worker.running} if worker.running else set())
+        for job in pending:
+            if job.checkpoint is None or job.checkpoint in mine:
+                return job
+        others = [view for view in workers if view.id != worker.id]
+        for job in pending:
+            if not any(_holds(view, job.checkpoint) for view in others):
+                return job
+        waiting: dict[str, int] = {}
+        for job in pending:
+            waiting[job.checkpoint] = waiting.get(job.checkpoint, 0) + 1
+        for job in pending:
+            holders = [view for view in others if _holds(view, job.checkpoint)]
+            if all(view.busy for view in holders) and waiting[job.checkpoint] > len(holders):
+                return job
+        return None
+
+    def _taken(self, head: Job, job: Job) -> Job:
+        if job is head:
+            self._passes.pop(head.id, None)
+        else:
+            self._passes[head.id] = self._passes.get(head.id, 0) + 1
+        return job
+
+    def forget(self, job_id: str) -> None:
+        self._passes.pop(job_id, None)
+
+
+def _holds(view: WorkerView, checkpoint: str | None) -> bool:
+    return checkpoint in view.held or checkpoint == view.running

@@ -1,0 +1,53 @@
+"""The worker flags read into a plan: which devices get a worker, and which pool runs them. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sdweb.core.errors import UserError
+
+RAY_HINT = "Ray is not installed: pip install 'sdweb[ray]' (or pip install ray), or use --workers local."
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    kind: str  # "local" or "ray"
+    address: str | None = None  # ray:HOST:PORT -> "HOST:PORT" (join that cluster); None: start a private one
+
+
+def parse_workers_flag(value: str | None) -> PoolChoice:
+    """--workers local | ray | ray:HOST:PORT."""
+    text = (value or "local").strip()
+    if text == "local":
+        return PoolChoice("local")
+    if text == "ray":
+        return PoolChoice("ray")
+    if text.startswith("ray:"):
+        address = text[len("ray:"):]
+        host, _, port = address.rpartition(":")
+        if host and port.isdigit():
+            return PoolChoice("ray", address)
+    raise UserError(f"--workers {text!r} is not understood.", code="bad_flag",
+                    hint="Use local, ray, or ray:HOST:PORT (e.g. ray:10.0.0.5:6379) to join a Ray cluster.")
+
+
+def worker_device_ids(device_ids: str | None, device_id: str | None, cuda_count: int) -> list[str | None]:
+    """One entry per worker: a --device-id value for its runtime plan (None: the policy's default device).
+
+    --device-ids 0,1,2: those (without CUDA each id is one CPU worker, sharing the CPU); --device-id N: that
+    one (A1111's meaning); neither: one worker per visible GPU, or one worker without a GPU."""
+    if device_ids:
+        ids = [part.strip() for part in device_ids.split(",") if part.strip()]
+        bad = [part for part in ids if not part.isdigit()]
+        if bad or not ids:
+            raise UserError(f"--device-ids {device_ids!r}: expected device numbers such as 0,1,2.",
+                            code="bad_flag", hint="List the CUDA device numbers, comma-separated.")
+        if len(set(ids)) != len(ids) and cuda_count > 0:
+            raise UserError(f"--device-ids {device_ids!r} lists a device twice.", code="bad_flag",
+                            hint="Two workers on one GPU would compete for its memory: list each device once.")
+        return list(ids)
+    if device_id is not None:
+        return [device_id]
+    if cuda_count > 1:
+        return [str(index) for index in range(cuda_count)]
+    return [None]

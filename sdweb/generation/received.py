@@ -1,0 +1,53 @@
+"""Generation results between a worker in another process and the head: the worker packs images as PNG bytes
+with their infotext (it never saves), the head unpacks them and is the one that writes the files."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from sdweb.generation.pool.messages import WorkImage, decode_png, encode_png
+from sdweb.generation.service import GenerationResult, GenerationService, SaveOptions
+from sdweb.generation.writer import SAVE_ERRORS, OutputWriter
+
+NO_SAVE = SaveOptions(save_samples=False, save_grid=False)
+
+
+def pack_result(value: Any) -> tuple[Any, tuple[WorkImage, ...]]:
+    """In the worker: a GenerationResult's images as PNG bytes + infotext, the rest as plain data."""
+    if not isinstance(value, GenerationResult):
+        return value, ()
+    infotexts = value.infotexts + [""] * (len(value.images) - len(value.infotexts))
+    images = tuple(encode_png(image, str(image.info.get("parameters", text)))
+                   for image, text in zip(value.images, infotexts, strict=True))
+    return dataclasses.replace(value, images=[], grid=None, saved_paths=[]), images
+
+
+def save_received(service: GenerationService, mode: str, request: Any, save: SaveOptions, value: GenerationResult,
+                  images: tuple[WorkImage, ...]) -> GenerationResult:
+    """In the head: the worker's images back as PIL images, saved (samples, grid, params.txt) as the service
+    would have saved them; a failed save is a warning on the result, the images are still returned."""
+    result = dataclasses.replace(value, images=[decode_png(item) for item in images], saved_paths=[],
+                                 warnings=list(value.warnings))
+    settings = service.effective_settings(request)
+    writer = OutputWriter(service.paths, settings, service.options, mode, datetime.now(), service.output_guard)
+    generated = result.images[:len(result.infotexts)]
+    try:
+        if save.save_samples and not request.do_not_save_samples:
+            for number, image in enumerate(generated):
+                batch_index, index = divmod(number, max(1, request.batch_size))
+                result.saved_paths.append(writer.save_sample(image, result.infotexts[number], request, None,
+                                                             result.prompts[number], result.seeds[number],
+                                                             batch_index, index))
+        if result.infotexts:
+            writer.write_params(result.infotexts[0])
+        if len(generated) > 1 or not settings.get("grid_only_if_multiple", True):
+            result.grid = writer.make_grid(generated, request.batch_size)
+            result.grid.info["parameters"] = result.infotexts[0]
+            if save.save_grid and settings.get("grid_save", True) and not request.do_not_save_grid:
+                result.saved_paths.append(writer.save_grid(result.grid, result.infotexts[0], request,
+                                                           result.seeds[0]))
+    except SAVE_ERRORS as error:
+        result.warnings.append(f"Not saved: {error.message}")
+    return result

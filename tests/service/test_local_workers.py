@@ -1,0 +1,70 @@
+"""Several local workers sharing the CPU (--device-ids 0,1): real tiny models, files written once each."""
+
+import pytest
+
+from sdweb.cli import parse_options
+from sdweb.core.requests import Txt2ImgRequest
+from sdweb.generation.jobs import DONE
+from sdweb.generation.service import SaveOptions
+from sdweb.state import build_app_state
+from sdweb.testing.tiny import write_tiny
+
+SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler"}
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    for name, seed in (("alpha", 1), ("beta", 2)):
+        write_tiny("sd1", data / "models" / "Stable-diffusion" / f"{name}.safetensors", seed=seed)
+    app_state = build_app_state(parse_options(["--data-dir", str(data), "--device-ids", "0,1"], {}))
+    yield app_state
+    app_state.queue.shutdown()
+
+
+def test_two_workers_run_interleaved_checkpoints_with_few_loads_and_one_file_each(state):
+    titles = [entry.title for entry in state.registry.checkpoints]
+    assert len(state.queue.pool.workers()) == 2
+    jobs = []
+    for index in range(8):
+        request = Txt2ImgRequest(prompt=f"a cat {index}", seed=100 + index, **SMALL,
+                                 override_settings={"sd_model_checkpoint": titles[index % 2]})
+        jobs.append(state.submit("txt2img", request, SaveOptions(save_samples=True, save_grid=False)))
+    results = [job.wait(300) for job in jobs]
+    assert all(job.status == DONE for job in jobs)
+    paths = [path for result in results for path in result.saved_paths]
+    assert len(paths) == 8 and len(set(paths)) == 8 and all(path.is_file() for path in paths)
+    for index, result in enumerate(results):
+        assert f"Seed: {100 + index}" in result.infotexts[0]
+        assert titles[index % 2].split(" ")[0].rsplit(".", 1)[0] in result.infotexts[0]
+    infos = state.queue.pool.workers()
+    assert sum(info.loads for info in infos) <= 3  # affinity: each checkpoint stays on one worker (+1 spread)
+    assert {job.worker_id for job in jobs} == {"local-0", "local-1"}
+
+
+def test_same_seed_gives_the_same_image_on_either_worker(state):
+    request = Txt2ImgRequest(prompt="a dog", seed=7, **SMALL)
+    no_save = SaveOptions(save_samples=False, save_grid=False)
+    first, second = (runtime.service.txt2img(request, None, no_save) for runtime in state.runtimes)
+    assert first.images[0].tobytes() == second.images[0].tobytes()
+
+
+def test_workers_and_queue_routes(state):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sdweb.api.a1111.app import mount_api
+
+    app = FastAPI()
+    mount_api(app, state)
+    with TestClient(app) as client:
+        response = client.post("/sdapi/v1/txt2img", json={"prompt": "a fox", "seed": 3, **SMALL})
+        assert response.status_code == 200
+        workers = client.get("/sdweb/v1/workers").json()
+        assert [worker["id"] for worker in workers] == ["local-0", "local-1"]
+        assert all(worker["device"] == "cpu" and worker["busy"] is False for worker in workers)
+        assert any(worker["loaded"] for worker in workers)
+        queue = client.get("/sdweb/v1/queue").json()
+        assert queue["waiting"] == [] and queue["running"] == []
+        last = queue["finished"][-1]
+        assert last["status"] == "done" and last["worker"] in {"local-0", "local-1"} and last["progress"] == 1.0
