@@ -70,6 +70,10 @@ class FlowEngine:
                       settings: Mapping[str, Any]) -> list[str]:
         """UserError for what the family cannot do; notes for what it ignores."""
         family = model.family
+        if family.is_inpaint:
+            raise UserError(f"{family.label} checkpoints (the inpainting / outpainting transformer) cannot generate "
+                            "here yet.", code="unsupported_model",
+                            hint="Inpaint with Flux.1 dev or schnell: sdweb blends the masked latents as A1111 does.")
         samplers = [resolution.sampler]
         if isinstance(request, Txt2ImgRequest) and request.enable_hr:
             from sdweb.samplers.resolve import resolve_sampler
