@@ -76,7 +76,8 @@ def test_axis_indexes_are_a1111s_per_tab():
     assert txt2img[:8] == ["Nothing", "Seed", "Var. seed", "Var. strength", "Steps", "Hires steps", "CFG Scale",
                            "Prompt S/R"]
     assert img2img[5:8] == ["CFG Scale", "Image CFG Scale", "Prompt S/R"]
-    assert len(txt2img) == 42 and len(img2img) == 41 and txt2img[-1] == img2img[-1] == "Size"
+    assert len(txt2img) == 44 and len(img2img) == 43 and txt2img[41] == img2img[40] == "Size"  # A1111's 42 / 41
+    assert txt2img[42:] == img2img[41:] == ["Distilled CFG Scale", "Shift"]  # Forge's, after A1111's
     assert find_axis(4, False, "X type").label == "Steps" and find_axis("4", True, "X type").label == "Steps"
     assert find_axis(txt2img.index("Hires upscaler"), False, "X type").label == "Hires upscaler"
     assert find_axis("cfg scale", True, "Y type").label == "CFG Scale"
@@ -84,7 +85,7 @@ def test_axis_indexes_are_a1111s_per_tab():
         find_axis("Hires steps", True, "X type")
     with pytest.raises(UserError, match="not available in sdweb"):
         find_axis(txt2img.index("FP8 mode"), False, "X type")
-    assert "Distilled CFG Scale" not in axis_labels(False) and "Image CFG Scale" not in axis_labels(True)
+    assert "Distilled CFG Scale" in axis_labels(False) and "Image CFG Scale" not in axis_labels(True)
     assert set(axis_labels(False)) <= set(AXES)
 
 
