@@ -134,10 +134,29 @@ class SD3Adapter:
         return out.to(x.dtype)
 
 
+class ZImageAdapter:
+    """ZImageTransformer2DModel: a list of (C, 1, H, W) latents (it patches 2x2 itself), timestep 1 - sigma, a
+    list of unpadded caption features; it predicts the negative velocity."""
+
+    patch = 1
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
+                 guidance: torch.Tensor | None) -> torch.Tensor:
+        dtype = self.transformer.dtype
+        latents = list(x.to(dtype).unsqueeze(2).unbind(0))
+        captions = list(cond.embeds.to(x.device, dtype).unbind(0))
+        out = self.transformer(latents, (1 - sigma).float(), captions, return_dict=False)[0]
+        return -torch.stack([frame.float() for frame in out]).squeeze(2).to(x.dtype)
+
+
 ADAPTERS: dict[str, type] = {
     "FluxTransformer2DModel": FluxAdapter,
     "ChromaTransformer2DModel": ChromaAdapter,
     "SD3Transformer2DModel": SD3Adapter,
+    "ZImageTransformer2DModel": ZImageAdapter,
 }
 
 
