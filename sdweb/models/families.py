@@ -118,6 +118,9 @@ class Features:
     embeddings: bool = True  # textual inversion
     lora: bool = True
     lokr: bool = False  # diffusers' LoRA loader of the family converts LyCORIS LoKr files (ai-toolkit's)
+    # an editing model (Flux.1 Kontext): img2img's init image is the reference it edits (denoising strength 1.0
+    # unless asked otherwise); it has no txt2img
+    edit: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,9 @@ class Family:
     size_multiple: int = 8  # width and height step
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")  # what the denoiser may run in
     sentinel_keys: tuple[str, ...] = field(default=())  # flow: keys (without prefix) that identify the family
+    # flow: a word in the file name that picks this family among those with the same weights' layout (Kontext's
+    # weights look like Flux dev's; InvokeAI and Forge tell them apart by name too); "" = none needed
+    file_name_word: str = ""
 
 
 _SD1 = {
@@ -413,6 +419,17 @@ FAMILIES: dict[str, Family] = {
                            "defaults": Defaults(steps=50, cfg_scale=1.0, distilled_cfg_scale=30.0, sampler="Euler",
                                                 scheduler="Simple")}),
                sentinel_keys=(_FLUX_SENTINEL, "guidance_in.in_layer.weight")),
+        # Flux.1 Kontext dev: Flux dev's transformer given the image to edit as extra tokens (rope id 1)
+        Family(name="flux-kontext", label="Flux.1 Kontext dev", template="flux-kontext",
+               **(_FLUX | {"load_pipeline": "FluxKontextPipeline",
+                           "txt2img_pipeline": None,
+                           "img2img_pipeline": "FluxKontextPipeline",
+                           "inpaint_pipeline": "FluxKontextInpaintPipeline",
+                           "defaults": Defaults(steps=28, cfg_scale=1.0, distilled_cfg_scale=2.5, sampler="Euler",
+                                                scheduler="Simple"),
+                           "features": Features(controlnet=False, clip_skip=False, embeddings=False, hires_fix=False,
+                                                edit=True)}),
+               sentinel_keys=(_FLUX_SENTINEL, "guidance_in.in_layer.weight"), file_name_word="kontext"),
         Family(name="chroma", label="Chroma", template="chroma",
                **(_FLUX | {"base": "chroma",
                            "load_pipeline": "ChromaPipeline",

@@ -156,14 +156,17 @@ def detect_flow_family(shapes: Shapes, file_name: str) -> Family | None:
     """The flow family of a file holding a Flux / Chroma / SD3 transformer (all-in-one or transformer-only),
     None when it holds none. Among the families whose sentinel keys are all present and whose transformer
     takes the file's input channels, the one with most sentinels wins (Chroma over schnell, dev over
-    schnell, 3.5 medium over 3.5 large over SD3). InvalidModelFileError for a known unsupported variant."""
+    schnell, 3.5 medium over 3.5 large over SD3), then the one whose `file_name_word` is in the file name
+    (Kontext over dev: their weights look alike). InvalidModelFileError for a known unsupported variant."""
     prefix = transformer_prefix(shapes)
     if prefix is None:
         return None
     inner = strip_prefix(shapes, prefix)
     _refuse_known_unsupported(inner, file_name)
     in_channels = _in_channels(inner)
-    candidates = [f for f in _FLOW_FAMILIES if f.sentinel_keys and all(k in inner for k in f.sentinel_keys)]
+    name = file_name.lower()
+    candidates = [f for f in _FLOW_FAMILIES if f.sentinel_keys and all(k in inner for k in f.sentinel_keys)
+                  and (not f.file_name_word or f.file_name_word in name)]
     matching = [f for f in candidates if f.unet_in_channels == in_channels]
     if not matching:
         what = candidates[0].label if candidates else "flow-matching"
@@ -172,7 +175,7 @@ def detect_flow_family(shapes: Shapes, file_name: str) -> Family | None:
             f"{', '.join(sorted({str(f.unet_in_channels) for f in candidates})) or 'none'} for it "
             "(Flux depth / canny control models are not supported).",
             code="unsupported_family", hint="Use a normal or Fill model of the family.")
-    return max(matching, key=lambda f: len(f.sentinel_keys))
+    return max(matching, key=lambda f: (len(f.sentinel_keys), bool(f.file_name_word)))
 
 
 # ------------------------------------------------------------------------------------ config numbers

@@ -4,7 +4,8 @@ Kinds (`python -m sdweb.testing.tiny KIND OUT`):
 
 - flux-dev: all-in-one as ComfyUI / Forge save it: `model.diffusion_model.` + BFL keys (bf16),
   `text_encoders.clip_l.transformer.text_model.*`, `text_encoders.t5xxl.transformer.*`, `vae.` LDM keys.
-- flux-schnell, chroma: transformer-only, bare BFL keys (bf16), as Black Forest Labs and lodestones ship them.
+- flux-schnell, chroma, flux-kontext: transformer-only, bare BFL keys (bf16), as Black Forest Labs and lodestones
+  ship them (Kontext's layout is Flux dev's; its file name tells it apart).
 - flux-gguf: the flux-dev transformer as a city96-style GGUF: BFL names, Q8_0 where a row has a multiple of 32
   values, F16 for other matrices, F32 for vectors.
 - clip-l, clip-g, t5xxl (fp16), t5xxl-fp8 (fp8_e4m3fn matrices), t5xxl-fp8-scaled (ComfyUI's `scaled_fp8`
@@ -81,7 +82,7 @@ QWEN3 = {"vocab_size": 151936, "hidden_size": 8, "intermediate_size": 16, "num_h
 Z_IMAGE = {"dim": 32, "n_layers": 2, "n_refiner_layers": 1, "n_heads": 2, "n_kv_heads": 2,
            "cap_feat_dim": QWEN3["hidden_size"], "axes_dims": rope_axes_3(16)}
 TRANSFORMERS = {"flux-dev": FLUX_DEV, "flux-schnell": FLUX_SCHNELL, "chroma": CHROMA, "sd35-medium": SD35_MEDIUM,
-                "z-image": Z_IMAGE}
+                "z-image": Z_IMAGE, "flux-kontext": FLUX_DEV}
 
 
 def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
@@ -174,7 +175,7 @@ def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
         tensors |= _cast(_clip_tensors("clip_l", seed, "text_encoders.clip_l.transformer.")
                          | _t5_tensors(seed, "text_encoders.t5xxl.transformer.")
                          | _vae_tensors("flux-vae", seed, "vae."), torch.float16)
-    elif kind in ("flux-schnell", "chroma"):
+    elif kind in ("flux-schnell", "chroma", "flux-kontext"):
         tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
     elif kind == "sd35-medium":
         tensors = _cast({f"model.diffusion_model.{k}": v for k, v in _transformer_tensors(kind, seed).items()}
@@ -267,6 +268,7 @@ DATA_DIR_NAMES = {
     "t5xxl-fp8": "models/text_encoder/t5xxl_fp8_e4m3fn.safetensors",
     "t5xxl-fp8-scaled": "models/text_encoder/t5xxl_fp8_e4m3fn_scaled.safetensors",
     "z-image": "models/Stable-diffusion/z_image_turbo-tiny.safetensors",
+    "flux-kontext": "models/Stable-diffusion/flux1-kontext-dev-tiny.safetensors",
     "qwen3-4b": "models/text_encoder/qwen_3_4b.safetensors",
 }
 

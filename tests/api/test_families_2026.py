@@ -20,12 +20,12 @@ from sdweb.cli import parse_options
 from sdweb.state import build_app_state
 from sdweb.testing.tiny_flow import TinyFlowFiles, write_zimage_lora
 
-KINDS = ("z-image", "qwen3-4b", "flux-ae", "t5xxl")
+KINDS = ("z-image", "qwen3-4b", "flux-ae", "t5xxl", "clip-l", "flux-kontext")
 SMALL = {"width": 96, "height": 64, "steps": 3, "sampler_name": "Euler", "scheduler": "Simple"}
 # checkpoint stem -> the modules Forge's Automatic adds
 CHECKPOINTS = {
     "z_image_turbo-tiny": ["ae", "qwen_3_4b"],
-}
+}  # Flux.1 Kontext has no txt2img: test_kontext_...
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,32 @@ def test_zimage_lora_and_lokr_change_the_image(api, lora):
     assert not np.array_equal(_pixels(image), plain)
     assert f"<lora:{lora}:1>" in image.info["parameters"]
     assert np.array_equal(_pixels(_image(_txt2img(client).json()["images"][0])), plain), "off again without the tag"
+
+
+def test_kontext_edits_the_given_image_and_refuses_a_text_only_request(api):
+    client, _, _ = api
+    _select(client, "z_image_turbo-tiny")
+    source = _image(_txt2img(client).json()["images"][0])
+    other_source = _image(_txt2img(client, seed=99).json()["images"][0])
+    _select(client, "flux1-kontext-dev-tiny")
+    text_only = _txt2img(client)
+    assert 400 <= text_only.status_code < 500, text_only.text
+    assert "flux1-kontext-dev-tiny" in text_only.text and "init_images" in text_only.text
+
+    body = {"prompt": "make it blue", "seed": 5, **SMALL}
+    edited = client.post("/sdapi/v1/img2img", json={**body, "init_images": [_b64(source)]})
+    assert edited.status_code == 200, edited.text
+    image = _image(edited.json()["images"][0])
+    assert image.size == (96, 64)
+    assert "Denoising strength: 1.0" in image.info["parameters"], "edit models start from noise by default"
+    again = client.post("/sdapi/v1/img2img", json={**body, "init_images": [_b64(source)]})
+    assert np.array_equal(_pixels(_image(again.json()["images"][0])), _pixels(image))
+    # at full denoising the start is pure noise: only the reference tokens carry the image in
+    other = client.post("/sdapi/v1/img2img", json={**body, "init_images": [_b64(other_source)]})
+    assert not np.array_equal(_pixels(_image(other.json()["images"][0])), _pixels(image))
+    partial = client.post("/sdapi/v1/img2img", json={**body, "init_images": [_b64(source)],
+                                                     "denoising_strength": 0.5})
+    assert "Denoising strength: 0.5" in _image(partial.json()["images"][0]).info["parameters"]
 
 
 def test_zimage_wrong_and_missing_text_encoder_are_4xx_naming_the_fix(api, tmp_path):

@@ -144,3 +144,29 @@ def test_qwen3_prompt_encoding_matches_zimage_pipeline():
         ours = encode_qwen(encoder, tokenizer, prompt, max_length=spec.max_length, hidden_states=spec.hidden_states,
                            thinking=spec.thinking)
         torch.testing.assert_close(ours[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_flux_adapter_with_a_reference_matches_flux_kontext_pipeline(flux_transformer):
+    vae = diffusers.AutoencoderKL(block_out_channels=[8, 8, 8, 8], latent_channels=4, norm_num_groups=8,
+                                  down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+    pipe = diffusers.FluxKontextPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                         transformer=flux_transformer)
+    generator = torch.Generator().manual_seed(8)
+    noise = torch.randn(1, 4, 4, 6, generator=generator)
+    reference = torch.randn(1, 4, 4, 6, generator=generator)  # already latents: the pipeline takes them as they are
+    embeds, pooled = torch.randn(1, 7, 32, generator=generator), torch.randn(1, 24, generator=generator)
+    sigmas = list(numpy.linspace(1.0, 1 / 3, 3))
+    expected = pipe(image=reference, prompt_embeds=embeds, pooled_prompt_embeds=pooled, latents=pack_latents(noise, 2),
+                    height=32, width=48, num_inference_steps=3, sigmas=sigmas, guidance_scale=2.5,
+                    output_type="latent", _auto_resize=False, max_area=32 * 48).images
+    used = [float(s) for s in pipe.scheduler.sigmas]
+    adapter = adapter_for(flux_transformer)
+    x = noise
+    for sigma, sigma_next in zip(used[:-1], used[1:], strict=True):
+        v = adapter.velocity(x, torch.full((1,), sigma), FlowConditioning(embeds, pooled), torch.tensor([2.5]),
+                             reference)
+        x = x + (sigma_next - sigma) * v
+    torch.testing.assert_close(pack_latents(x, 2), expected, atol=1e-5, rtol=1e-5)
+    plain = _euler(adapter, noise, used, FlowConditioning(embeds, pooled), torch.tensor([2.5]))
+    assert not torch.allclose(plain, x), "the reference tokens change the result"

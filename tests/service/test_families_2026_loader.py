@@ -82,3 +82,14 @@ def test_a_qwen3_of_another_width_is_named(flow_files, tmp_path: Path) -> None:
     assert caught.value.code == "module_mismatch"
     assert "qwen_3_8b.safetensors gives 16-wide Qwen3 output" in caught.value.message
     assert "z_image_turbo-tiny.safetensors expects 8" in caught.value.message
+
+
+def test_kontext_is_told_from_flux_dev_by_its_file_name(flow_files, tmp_path: Path) -> None:
+    """Kontext's weights have Flux dev's layout; like InvokeAI and Forge, the file name tells them apart."""
+    shapes = read_header(flow_files.path("flux-kontext")).shapes
+    assert detect_family(shapes, "flux1-kontext-dev.safetensors").name == "flux-kontext"
+    assert detect_family(shapes, "flux1-dev.safetensors").name == "flux-dev"
+    loaded = load_checkpoint(flow_files.path("flux-kontext"), modules=flow_files.paths("flux-ae", "clip-l", "t5xxl"),
+                             config_cache_dir=tmp_path / "cache")
+    assert type(loaded.pipeline).__name__ == "FluxKontextPipeline"
+    _same(loaded.pipeline.transformer, build_tiny_component("flux-kontext-transformer"), torch.bfloat16)
