@@ -104,6 +104,25 @@ def test_zimage_img2img_changes_the_picture(api):
     assert not np.array_equal(pixels, _pixels(init))
 
 
+def test_zimage_inpaint_and_hires_fix(api):
+    client, _, _ = api
+    _select(client, "z_image_turbo-tiny")
+    init = _image(_txt2img(client).json()["images"][0])
+    mask = Image.new("L", init.size, 0)
+    mask.paste(255, (48, 0, 96, 64))  # the right half
+    body = {"init_images": [_b64(init)], "prompt": "a blue cat", "seed": 5, "denoising_strength": 0.8,
+            "mask": _b64(mask), "mask_blur": 0, "inpainting_fill": 1, **SMALL}
+    inpaint = client.post("/sdapi/v1/img2img", json=body)
+    assert inpaint.status_code == 200, inpaint.text
+    result = _pixels(_image(inpaint.json()["images"][0]))
+    assert np.array_equal(result[:, :36], _pixels(init)[:, :36]), "outside the mask the picture is kept"
+    assert not np.array_equal(result[:, 60:], _pixels(init)[:, 60:]), "inside the mask it is repainted"
+    hires = _txt2img(client, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
+                     hr_second_pass_steps=2)
+    assert hires.status_code == 200, hires.text
+    assert _image(hires.json()["images"][0]).size == (144, 96)
+
+
 def test_zimage_cfg_uses_the_negative_prompt(api):
     client, _, _ = api
     _select(client, "z_image_turbo-tiny")
