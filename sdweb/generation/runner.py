@@ -26,6 +26,7 @@ from sdweb.generation.unet_sampling import (
     NoiseSpec,
     UNetPass,
     encode_images,
+    encode_tensor,
     execution_device,
     inpainting_conditioning,
     latent_mask,
@@ -107,6 +108,15 @@ def _image_conditioning(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, se
                                    float(settings.get("inpainting_mask_weight", 1.0)))
 
 
+def _reference_latents(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, seeds: list[int]) -> torch.Tensor | None:
+    """An editing model's reference: each init image's latents, the distribution's mode (as diffusers' Kontext)."""
+    images = inputs.call_kwargs.get("image")
+    if not model.family.features.edit or images is None:
+        return None
+    images = list(images) if isinstance(images, list | tuple) else [images] * len(seeds)
+    return encode_tensor(pipe, pipe.image_processor.preprocess(images), seeds, mode=True)
+
+
 def _step_hook(extras: BatchExtras) -> Any:
     if extras.p is None:
         return None
@@ -162,7 +172,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
                                                 int(settings.get("sdxl_crop_left", 0))),
                                  image_conditioning=_image_conditioning(inputs, model, pipe, seeds, settings),
                                  controlnets=call.controlnets, sampling_fraction=tracker.progress,
-                                 distilled_guidance=request.distilled_cfg_scale)
+                                 distilled_guidance=request.distilled_cfg_scale,
+                                 reference_latents=_reference_latents(inputs, model, pipe, seeds))
         mask = inputs.call_kwargs.get("mask_image") if pipe_mode == "inpaint" else None
         job = UNetPass(plan=sampling, stages=stages, extras=unet_extras, noise=noise, init_latent=init_latent,
                        blend_mask=latent_mask(mask, request.width, request.height, request.mask_round,

@@ -152,9 +152,16 @@ class GenerationService:
         settings = self.effective_settings(request)
         resolution = resolve_sampler(request.sampler_name, request.scheduler, strict=True)
         model = self.selected_model(settings)
+        if mode == "txt2img" and model.family.features.edit:
+            raise UserError(f"{model.entry.name} is a {model.family.label} model: it edits an image you give it, "
+                            "so it cannot do txt2img.", code="edit_model_needs_image",
+                            hint="Use img2img with the image to edit (the API's init_images) and say in the prompt "
+                                 "what to change; or choose another checkpoint.")
         if mode == "txt2img" and model.family.txt2img_pipeline is None:
             raise UserError(f"{model.entry.name} is a {model.family.label} model, which cannot do txt2img.",
                             code="unsupported_mode", hint="Use it as a refiner, or choose another checkpoint.")
+        if model.family.features.edit and "denoising_strength" not in p.request.model_fields_set:
+            p.denoising_strength = 1.0  # the edit starts from noise, the image conditions it
         p.model = model
         if all(used is not model for used in p.scope.models):
             p.scope.models.append(model)

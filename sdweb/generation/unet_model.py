@@ -48,6 +48,7 @@ class UNetExtras:
     controlnets: list[ControlUnit] = field(default_factory=list)
     sampling_fraction: Callable[[], tuple[int, int]] = lambda: (0, 1)  # (steps done, total) for ControlNet
     distilled_guidance: float | None = None  # flow models with guidance distilled in (Flux dev)
+    reference_latents: torch.Tensor | None = None  # (N, C, h, w): the image an editing model edits (Kontext)
 
 
 def _control_image(image: Image.Image, width: int, height: int) -> torch.Tensor:

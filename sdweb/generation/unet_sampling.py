@@ -106,9 +106,9 @@ def encode_images(pipe: Any, images: Sequence[Image.Image], seeds: Sequence[int]
     return encode_tensor(pipe, pipe.image_processor.preprocess(list(images)), seeds)
 
 
-def encode_tensor(pipe: Any, pixels: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+def encode_tensor(pipe: Any, pixels: torch.Tensor, seeds: Sequence[int], mode: bool = False) -> torch.Tensor:
     """(N, 3, H, W) pixels in [-1, 1] to scaled latents, each image's latent sampled with a generator of its
-    seed (A1111 samples the VAE's latent distribution too)."""
+    seed (A1111 samples the VAE's latent distribution too), or the distribution's mode (`mode`)."""
     vae = pipe.vae
     pixels = pixels.to(vae.device, vae.dtype)
     scaling = vae.config.scaling_factor
@@ -119,7 +119,7 @@ def encode_tensor(pipe: Any, pixels: torch.Tensor, seeds: Sequence[int]) -> torc
             seed = int(seeds[min(index, len(seeds) - 1)])
             generator = torch.Generator(vae.device).manual_seed(seed)
             dist = vae.encode(pixels[index:index + 1]).latent_dist
-            latents.append((dist.sample(generator=generator) - shift) * scaling)
+            latents.append(((dist.mode() if mode else dist.sample(generator=generator)) - shift) * scaling)
     return torch.cat(latents).float()
 
 

@@ -81,7 +81,8 @@ def _has_prefix(shapes: Shapes, prefix: str) -> bool:
 _LORA = re.compile(
     r"(^lora_(unet|te\d?)_)|(\.lora_(down|up)\.)|(\.lora_[AB]\.)|(\.hada_w1_a$)|(\.lokr_w1)|(\.lora\.(down|up)\.)"
 )
-_TEXT_ENCODER = re.compile(r"(^|\.)encoder\.(block\.\d+\.layer\.\d+\.SelfAttention|layers\.\d+\.self_attn)\.")
+_TEXT_ENCODER = re.compile(r"(^|\.)encoder\.(block\.\d+\.layer\.\d+\.SelfAttention|layers\.\d+\.self_attn)\.|"
+                           r"^(model\.)?layers\.\d+\.self_attn\.q_proj\.")
 _UPSCALER = re.compile(r"(^|\.)(conv_first\.weight|RRDB_trunk\.|body\.\d+\.rdb\d\.)|\.sub\.\d+\.RDB\d\.")
 
 

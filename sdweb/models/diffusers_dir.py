@@ -79,6 +79,10 @@ def _family_name(folder: Path, index: dict[str, Any]) -> str | None:
     transformer = _config(folder, "transformer")
     if pipeline == "FluxFillPipeline":
         return "flux-fill"
+    if pipeline.startswith("FluxKontext"):
+        return "flux-kontext"
+    if pipeline.startswith("ZImage"):
+        return "z-image"
     if pipeline.startswith("Flux") and not pipeline.startswith("Flux2"):
         return "flux-dev" if transformer.get("guidance_embeds") else "flux-schnell"
     if pipeline.startswith("Chroma"):

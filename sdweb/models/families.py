@@ -41,16 +41,17 @@ FLUX_PREVIEW_RGB = (
 EOS_ID = 49407  # <|endoftext|>: SD1 and SDXL's CLIP-L pad with it
 ZERO_PAD_ID = 0  # "!": OpenCLIP encoders (SD2, SDXL G) pad with id 0 in A1111
 T5_PAD_ID = 0  # <pad>
+QWEN_PAD_ID = 151643  # <|endoftext|>
 
 
 @dataclass(frozen=True)
 class TextEncoderSpec:
     """One text encoder of a family, in the order of the diffusers pipeline's components."""
 
-    slot: str  # the file kind users have: "clip_l", "clip_g" or "t5xxl" (Forge's module names)
+    slot: str  # the file kind users have: "clip_l", "clip_g", "t5xxl" or "qwen3" (Forge's module names)
     component: str  # the diffusers pipeline attribute: "text_encoder", "text_encoder_2", ...
-    tokenizer: str  # "clip" or "t5": which bundled tokenizer
-    max_length: int  # tokens per chunk (CLIP: 77 with BOS/EOS) or the whole prompt (T5)
+    tokenizer: str  # "clip", "t5" or "qwen3": which bundled tokenizer (and so which kind of encoder)
+    max_length: int  # tokens per chunk (CLIP: 77 with BOS/EOS) or the whole prompt (T5, Qwen)
     pooled: bool  # the pooled output conditions the denoiser
     pad_token_id: int
     sequence: bool = True  # its per-token output is part of the denoiser's text sequence
@@ -59,6 +60,11 @@ class TextEncoderSpec:
     # final state; "penultimate": SDXL's) and the key of its vectors in SDXL embedding files
     hidden_layer: str = "penultimate"
     embedding_key: str = ""
+    # Qwen chat encoders: the prompt goes through the tokenizer's chat template (with `enable_thinking` as
+    # given); the hidden states at these indexes, concatenated along the width, are the output, prompt tokens
+    # only (no padding)
+    hidden_states: tuple[int, ...] = (-1,)
+    thinking: bool = True
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,10 @@ class Features:
     negative_prompt: bool = True
     embeddings: bool = True  # textual inversion
     lora: bool = True
+    lokr: bool = False  # diffusers' LoRA loader of the family converts LyCORIS LoKr files (ai-toolkit's)
+    # an editing model (Flux.1 Kontext): img2img's init image is the reference it edits (denoising strength 1.0
+    # unless asked otherwise); it has no txt2img
+    edit: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,9 @@ class Family:
     size_multiple: int = 8  # width and height step
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")  # what the denoiser may run in
     sentinel_keys: tuple[str, ...] = field(default=())  # flow: keys (without prefix) that identify the family
+    # flow: a word in the file name that picks this family among those with the same weights' layout (Kontext's
+    # weights look like Flux dev's; InvokeAI and Forge tell them apart by name too); "" = none needed
+    file_name_word: str = ""
 
 
 _SD1 = {
@@ -290,6 +303,30 @@ _SD3 = _FLOW_COMMON | {
     "features": Features(refiner=False, controlnet=False, clip_skip=False, embeddings=False),
 }
 
+# Z-Image: a single-stream DiT over the Flux VAE's latents, prompted by Qwen3-4B (chat template with thinking,
+# the second-to-last hidden state of the prompt's tokens). Turbo and Base share the weights' layout; Turbo is
+# the one people run (8 steps, no CFG, shift 3).
+_ZIMAGE_SENTINEL = "layers.0.adaLN_modulation.0.weight"
+_ZIMAGE = _FLOW_COMMON | {
+    "base": "zimage",
+    "load_pipeline": "ZImagePipeline",
+    "txt2img_pipeline": "ZImagePipeline",
+    "img2img_pipeline": "ZImageImg2ImgPipeline",
+    "inpaint_pipeline": "ZImageInpaintPipeline",
+    "vae_scaling_factor": 0.3611,
+    "text_encoder_prefixes": (),
+    "pad_token_ids": (QWEN_PAD_ID,),
+    "has_text_encoder_2": False,
+    "unet_in_channels": 64,  # 16 latent channels x 2 x 2 patch
+    "transformer_class": "ZImageTransformer2DModel",
+    "text_encoders": (TextEncoderSpec("qwen3", "text_encoder", "qwen3", 512, False, QWEN_PAD_ID,
+                                      hidden_states=(-2,), thinking=True),),
+    "latent": _FLUX_LATENT,
+    "scheduling": Scheduling(kind="flow", shift=3.0),
+    "defaults": Defaults(steps=8, cfg_scale=1.0, sampler="Euler", scheduler="Simple"),
+    "features": Features(controlnet=False, clip_skip=False, embeddings=False, lokr=True),
+}
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -382,6 +419,17 @@ FAMILIES: dict[str, Family] = {
                            "defaults": Defaults(steps=50, cfg_scale=1.0, distilled_cfg_scale=30.0, sampler="Euler",
                                                 scheduler="Simple")}),
                sentinel_keys=(_FLUX_SENTINEL, "guidance_in.in_layer.weight")),
+        # Flux.1 Kontext dev: Flux dev's transformer given the image to edit as extra tokens (rope id 1)
+        Family(name="flux-kontext", label="Flux.1 Kontext dev", template="flux-kontext",
+               **(_FLUX | {"load_pipeline": "FluxKontextPipeline",
+                           "txt2img_pipeline": None,
+                           "img2img_pipeline": "FluxKontextPipeline",
+                           "inpaint_pipeline": "FluxKontextInpaintPipeline",
+                           "defaults": Defaults(steps=28, cfg_scale=1.0, distilled_cfg_scale=2.5, sampler="Euler",
+                                                scheduler="Simple"),
+                           "features": Features(controlnet=False, clip_skip=False, embeddings=False, hires_fix=False,
+                                                edit=True)}),
+               sentinel_keys=(_FLUX_SENTINEL, "guidance_in.in_layer.weight"), file_name_word="kontext"),
         Family(name="chroma", label="Chroma", template="chroma",
                **(_FLUX | {"base": "chroma",
                            "load_pipeline": "ChromaPipeline",
@@ -404,6 +452,9 @@ FAMILIES: dict[str, Family] = {
         Family(name="sd35-large", label="SD 3.5 large", template="sd35-large",
                **(_SD3 | {"defaults": Defaults(steps=28, cfg_scale=4.5, sampler="Euler", scheduler="Simple")}),
                sentinel_keys=(_SD3_SENTINEL, "joint_blocks.0.x_block.attn.ln_q.weight")),
+        # Lumina 2 shares cap_embedder / context_refiner but modulates with adaLN_modulation.1
+        Family(name="z-image", label="Z-Image Turbo", template="z-image", **_ZIMAGE,
+               sentinel_keys=(_ZIMAGE_SENTINEL, "cap_embedder.1.weight", "context_refiner.0.attention.qkv.weight")),
     )
 }
 

@@ -1,4 +1,5 @@
-"""Original transformer keys (BFL for Flux and Chroma, MMDiT for SD3) -> diffusers keys, at any width.
+"""Original transformer keys (BFL for Flux and Chroma, MMDiT for SD3, Tongyi's for Z-Image) -> diffusers keys,
+at any width.
 
 A conversion is a *plan*: one `Piece` per diffusers weight, naming the original key it comes from and how
 (a part of a fused q/k/v(/mlp) tensor split along dim 0, or BFL's (shift, scale) halves swapped to diffusers'
@@ -70,7 +71,7 @@ def to_original(plan: list[Piece], state_dict: Mapping[str, torch.Tensor]) -> di
 class Layout:
     """What a plan depends on: the structure of one transformer (from a file's shapes or a diffusers config)."""
 
-    kind: str  # "flux", "chroma" or "sd3"
+    kind: str  # "flux", "chroma", "sd3" or "zimage"
     width: int
     layers: int  # double blocks (Flux, Chroma) or joint blocks (SD3)
     single_layers: int = 0
@@ -79,11 +80,12 @@ class Layout:
     approximator_layers: int = 0  # Chroma
     qk_norm: bool = False  # SD3.5
     dual_attention_layers: tuple[int, ...] = ()  # SD3.5 medium
+    refiner_layers: int = 0  # Z-Image: noise and context refiner blocks each
 
 
 def _kind(family: Family) -> str:
-    return {"SD3Transformer2DModel": "sd3", "ChromaTransformer2DModel": "chroma"}.get(family.transformer_class or "",
-                                                                                        "flux")
+    return {"SD3Transformer2DModel": "sd3", "ChromaTransformer2DModel": "chroma",
+            "ZImageTransformer2DModel": "zimage"}.get(family.transformer_class or "", "flux")
 
 
 def _count(shapes: Shapes, prefix: str) -> int:
@@ -95,6 +97,9 @@ def _count(shapes: Shapes, prefix: str) -> int:
 def layout_from_shapes(shapes: Shapes, family: Family) -> Layout:
     """The layout of a transformer in original keys (`shapes` without prefix)."""
     kind = _kind(family)
+    if kind == "zimage":
+        return Layout(kind, shapes["x_embedder.weight"][0], _count(shapes, "layers."),
+                      refiner_layers=_count(shapes, "noise_refiner."))
     if kind == "sd3":
         layers = _count(shapes, "joint_blocks.")
         return Layout(kind, shapes["joint_blocks.0.x_block.attn.qkv.weight"][0] // 3, layers,
@@ -111,6 +116,8 @@ def layout_from_shapes(shapes: Shapes, family: Family) -> Layout:
 def layout_from_config(config: Mapping[str, Any], family: Family) -> Layout:
     """The layout of a diffusers transformer config (for writing original-layout files)."""
     kind = _kind(family)
+    if kind == "zimage":
+        return Layout(kind, config["dim"], config["n_layers"], refiner_layers=config["n_refiner_layers"])
     width = config["num_attention_heads"] * config["attention_head_dim"]
     if kind == "sd3":
         return Layout(kind, width, config["num_layers"], qk_norm=bool(config.get("qk_norm")),
@@ -226,7 +233,37 @@ def _sd3_plan(layout: Layout) -> list[Piece]:
     return plan + _linear("norm_out.linear", "final_layer.adaLN_modulation.1", swap=True)
 
 
+def _zimage_block(block: str, width: int, modulated: bool) -> list[Piece]:
+    """A Z-Image block: fused q/k/v split, `out` -> `to_out.0`, q/k norms renamed, the rest as named."""
+    plan = [Piece(f"{block}.attention.to_{name}.weight", f"{block}.attention.qkv.weight", (width,) * 3, part)
+            for part, name in enumerate("qkv")]
+    plan += [Piece(f"{block}.attention.to_out.0.weight", f"{block}.attention.out.weight"),
+             Piece(f"{block}.attention.norm_q.weight", f"{block}.attention.q_norm.weight"),
+             Piece(f"{block}.attention.norm_k.weight", f"{block}.attention.k_norm.weight")]
+    same = [f"feed_forward.{w}.weight" for w in ("w1", "w2", "w3")]
+    same += [f"{norm}.weight" for norm in ("attention_norm1", "ffn_norm1", "attention_norm2", "ffn_norm2")]
+    same += ["adaLN_modulation.0.weight", "adaLN_modulation.0.bias"] if modulated else []
+    return plan + [Piece(f"{block}.{key}", f"{block}.{key}") for key in same]
+
+
+def _zimage_plan(layout: Layout) -> list[Piece]:
+    """Z-Image (diffusers' `convert_z_image_transformer_checkpoint_to_diffusers` renames; `norm_final` unused)."""
+    plan = [Piece(key, key) for key in ("x_pad_token", "cap_pad_token", "cap_embedder.0.weight",
+                                        "cap_embedder.1.weight", "cap_embedder.1.bias", "t_embedder.mlp.0.weight",
+                                        "t_embedder.mlp.0.bias", "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias")]
+    plan += _linear("all_x_embedder.2-1", "x_embedder") + _linear("all_final_layer.2-1.linear", "final_layer.linear")
+    plan += _linear("all_final_layer.2-1.adaLN_modulation.1", "final_layer.adaLN_modulation.1")
+    for i in range(layout.refiner_layers):
+        plan += _zimage_block(f"noise_refiner.{i}", layout.width, True)
+        plan += _zimage_block(f"context_refiner.{i}", layout.width, False)
+    for i in range(layout.layers):
+        plan += _zimage_block(f"layers.{i}", layout.width, True)
+    return plan
+
+
 def conversion_plan(layout: Layout) -> list[Piece]:
-    """One Piece per diffusers weight of a transformer of this layout (Flux / Chroma BFL keys or SD3 MMDiT
-    keys -> diffusers keys)."""
+    """One Piece per diffusers weight of a transformer of this layout (Flux / Chroma BFL keys, SD3 MMDiT keys or
+    Z-Image's original keys -> diffusers keys)."""
+    if layout.kind == "zimage":
+        return _zimage_plan(layout)
     return _sd3_plan(layout) if layout.kind == "sd3" else _flux_plan(layout)

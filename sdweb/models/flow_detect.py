@@ -1,4 +1,4 @@
-"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5) from key names and tensor shapes alone.
+"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5, Z-Image) from key names and tensor shapes alone.
 
 A file may carry a transformer (BFL keys for Flux and Chroma, MMDiT keys for SD3; bare, under
 `model.diffusion_model.` as ComfyUI/Forge checkpoints have it, or `diffusion_model.`), a VAE (LDM keys under
@@ -14,6 +14,10 @@ config readers turn shapes into diffusers config numbers, so tiny, full-size and
   `ln_q` (3.5), else width / layers (SD3's rule: 64 per layer), caption and joint widths from
   `context_embedder`, pooled from `y_embedder`, dual attention layers from `x_block.attn2`, qk-norm from
   `ln_q`, the position grid from `pos_embed`.
+- Z-Image: width and patch input from `x_embedder`, head width from `q_norm` (heads = width / head width),
+  layers and refiner layers from key indices, caption width from `cap_embedder.1`; RoPE axes by `rope_axes_3`.
+- Qwen3 text encoders: width and vocabulary from `embed_tokens`, head width from `q_norm`, heads from `q_proj`
+  / `k_proj`.
 - CLIP (HF layout, with or without `text_model.`) and T5 (HF `encoder.block.N.layer.*`): widths, depths,
   vocabulary, heads (T5: from the relative attention bias; CLIP: width / 64, as in every released CLIP).
 """
@@ -34,6 +38,8 @@ __all__ = [
     "FileComponents",
     "clip_config",
     "clip_inner_prefix",
+    "qwen_config",
+    "rope_axes_3",
     "detect_flow_family",
     "file_components",
     "flux_rope_axes",
@@ -140,7 +146,7 @@ def _refuse_known_unsupported(inner: Shapes, file_name: str) -> None:
 
 
 def _in_channels(inner: Shapes) -> int | None:
-    for key in ("img_in.weight", "x_embedder.proj.weight"):
+    for key in ("img_in.weight", "x_embedder.proj.weight", "x_embedder.weight"):
         if key in inner and len(inner[key]) >= 2:
             return inner[key][1]
     return None
@@ -150,14 +156,17 @@ def detect_flow_family(shapes: Shapes, file_name: str) -> Family | None:
     """The flow family of a file holding a Flux / Chroma / SD3 transformer (all-in-one or transformer-only),
     None when it holds none. Among the families whose sentinel keys are all present and whose transformer
     takes the file's input channels, the one with most sentinels wins (Chroma over schnell, dev over
-    schnell, 3.5 medium over 3.5 large over SD3). InvalidModelFileError for a known unsupported variant."""
+    schnell, 3.5 medium over 3.5 large over SD3), then the one whose `file_name_word` is in the file name
+    (Kontext over dev: their weights look alike). InvalidModelFileError for a known unsupported variant."""
     prefix = transformer_prefix(shapes)
     if prefix is None:
         return None
     inner = strip_prefix(shapes, prefix)
     _refuse_known_unsupported(inner, file_name)
     in_channels = _in_channels(inner)
-    candidates = [f for f in _FLOW_FAMILIES if f.sentinel_keys and all(k in inner for k in f.sentinel_keys)]
+    name = file_name.lower()
+    candidates = [f for f in _FLOW_FAMILIES if f.sentinel_keys and all(k in inner for k in f.sentinel_keys)
+                  and (not f.file_name_word or f.file_name_word in name)]
     matching = [f for f in candidates if f.unet_in_channels == in_channels]
     if not matching:
         what = candidates[0].label if candidates else "flow-matching"
@@ -166,7 +175,7 @@ def detect_flow_family(shapes: Shapes, file_name: str) -> Family | None:
             f"{', '.join(sorted({str(f.unet_in_channels) for f in candidates})) or 'none'} for it "
             "(Flux depth / canny control models are not supported).",
             code="unsupported_family", hint="Use a normal or Fill model of the family.")
-    return max(matching, key=lambda f: len(f.sentinel_keys))
+    return max(matching, key=lambda f: (len(f.sentinel_keys), bool(f.file_name_word)))
 
 
 # ------------------------------------------------------------------------------------ config numbers
@@ -243,9 +252,39 @@ def _sd3_config(inner: Shapes) -> dict[str, Any]:
     }
 
 
+def rope_axes_3(head_dim: int) -> list[int]:
+    """Z-Image's three RoPE axes (no weights): (32, 48, 48) for its 128-wide heads, i.e. a quarter then two
+    equal rest parts, all even (16 -> 4, 6, 6)."""
+    first = max(2, head_dim // 4 // 2 * 2)
+    while first < head_dim and (head_dim - first) % 4:
+        first += 2
+    if head_dim - first <= 0:
+        raise InvalidModelFileError(f"unsupported attention head width {head_dim}.")
+    return [first, (head_dim - first) // 2, (head_dim - first) // 2]
+
+
+def _zimage_config(inner: Shapes) -> dict[str, Any]:
+    dim, patch_in = _need(inner, "x_embedder.weight")
+    head_dim = _need(inner, "layers.0.attention.q_norm.weight")[0]
+    if dim % head_dim or patch_in % 4 or _need(inner, "layers.0.attention.qkv.weight")[0] != 3 * dim:
+        raise InvalidModelFileError("unsupported Z-Image layout (attention or patch widths do not fit diffusers' model).")
+    return {
+        "dim": dim,
+        "in_channels": patch_in // 4,  # 2 x 2 patches of one frame
+        "n_layers": _count(inner, "layers."),
+        "n_refiner_layers": _count(inner, "noise_refiner."),
+        "n_heads": dim // head_dim,
+        "n_kv_heads": dim // head_dim,
+        "cap_feat_dim": _need(inner, "cap_embedder.1.weight")[1],
+        "axes_dims": rope_axes_3(head_dim),
+    }
+
+
 def transformer_config(inner: Shapes, family: Family, template: Mapping[str, Any]) -> dict[str, Any]:
     """The transformer config: `template` (the family's bundled full-size config) with the numbers read from
     `inner`, the transformer's shapes without prefix."""
+    if family.transformer_class == "ZImageTransformer2DModel":
+        return dict(template) | _zimage_config(inner)
     if family.transformer_class == "SD3Transformer2DModel":
         numbers = _sd3_config(inner)
         numbers["sample_size"] = min(int(template.get("sample_size", 128)), numbers["pos_embed_max_size"])
@@ -275,6 +314,28 @@ def clip_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "intermediate_size": _need(shapes, inner + "encoder.layers.0.mlp.fc1.weight")[0],
         "num_attention_heads": heads,
         "projection_dim": projection[0] if projection else hidden,
+    }
+
+
+def qwen_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    """Qwen3 / Qwen2 text-model config numbers of the HF-layout decoder under `prefix` (`embed_tokens`,
+    `layers.N.self_attn.*`, `norm`; the caller strips any `model.`). Head width from the q-norm (Qwen3) or, without
+    one, width / heads at 128 per head (every Qwen2.5 size)."""
+    vocab, hidden = _need(shapes, prefix + "embed_tokens.weight")
+    attention = prefix + "layers.0.self_attn."
+    q_norm = shapes.get(attention + "q_norm.weight")
+    head_dim = q_norm[0] if q_norm else min(128, hidden)
+    queries, keys = _need(shapes, attention + "q_proj.weight")[0], _need(shapes, attention + "k_proj.weight")[0]
+    if queries % head_dim or keys % head_dim:
+        raise InvalidModelFileError("unsupported Qwen text encoder layout (attention widths do not fit).")
+    return {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": _count(shapes, prefix + "layers."),
+        "intermediate_size": _need(shapes, prefix + "layers.0.mlp.gate_proj.weight")[0],
+        "head_dim": head_dim,
+        "num_attention_heads": queries // head_dim,
+        "num_key_value_heads": keys // head_dim,
     }
 
 

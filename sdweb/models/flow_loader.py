@@ -1,16 +1,16 @@
-"""Flux.1, Chroma and SD 3 / 3.5 checkpoints -> their diffusers pipelines, from the files users have.
+"""Flux.1, Chroma, SD 3 / 3.5 and Z-Image checkpoints -> their diffusers pipelines, from the files users have.
 
 Sources: an all-in-one file (transformer under `model.diffusion_model.`, encoders under
 `text_encoders.{clip_l,clip_g,t5xxl}.transformer.`, VAE under `vae.` / `first_stage_model.`), a
-transformer-only file (BFL / MMDiT keys, bare or prefixed; .safetensors in fp32 / bf16 / fp16 / fp8 /
-fp8-scaled, or a city96 .gguf) plus module files (VAE, CLIP-L, CLIP-G, T5-XXL), or both: a module file
+transformer-only file (BFL / MMDiT / Z-Image keys, bare or prefixed; .safetensors in fp32 / bf16 / fp16 / fp8 /
+fp8-scaled, or a city96 .gguf) plus module files (VAE, CLIP-L, CLIP-G, T5-XXL, Qwen3), or both: a module file
 replaces what the checkpoint carries for its slot.
 
 Each component is built from the family's bundled config template with the numbers read from its own
 shapes (sdweb.models.flow_detect), on the meta device, then filled tensor by tensor (sdweb.models.weights):
 the transformer through our width-agnostic key plans (sdweb.models.flow_convert), GGUF transformers through
 diffusers' GGUF quantizer (weights stay quantized, dequantized per layer call). Tokenizers come from the
-bundled `clip_tokenizer/` and `t5_tokenizer/`. Nothing reaches the network.
+bundled `clip_tokenizer/`, `t5_tokenizer/` and `qwen_tokenizer/`. Nothing reaches the network.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from sdweb.models.flow_detect import (
     clip_config,
     clip_inner_prefix,
     file_components,
+    qwen_config,
     strip_prefix,
     t5_config,
     transformer_config,
@@ -121,7 +122,7 @@ def _component_configs(family: Family, sources: Mapping[str, _Source], vae_numbe
     configs["vae"] = _template(family, "vae/config.json") | dict(vae_numbers)
     for spec in family.text_encoders:
         source = sources[spec.slot]
-        read = t5_config if spec.tokenizer == "t5" else clip_config
+        read = {"t5": t5_config, "qwen3": qwen_config}.get(spec.tokenizer, clip_config)
         with _naming(source.file.name, family):
             configs[spec.component] = _template(family, f"{spec.component}/config.json") | read(
                 source.file.shapes, source.prefix)
@@ -139,6 +140,10 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
             f"{sources[slot].file.name} gives {gives}, but {transformer_name} expects {expects}.",
             code="module_mismatch", hint=f"Choose the {slot} file made for this {family.label} model.")
 
+    if "qwen3" in by_slot:
+        width, expected = by_slot["qwen3"]["hidden_size"], transformer.get("cap_feat_dim")
+        if width != expected:
+            raise refuse("qwen3", f"{width}-wide Qwen3 output", f"{expected} (a Qwen3 of that width)")
     if "t5xxl" in by_slot and by_slot["t5xxl"]["d_model"] != transformer["joint_attention_dim"]:
         raise refuse("t5xxl", f"{by_slot['t5xxl']['d_model']}-wide T5 output",
                      f"{transformer['joint_attention_dim']}")
@@ -236,6 +241,12 @@ def _t5_keys(source: _Source) -> list[tuple[str, str]]:
     return pairs + [("shared.weight", embedding), ("encoder.embed_tokens.weight", embedding)]
 
 
+def _qwen_keys(source: _Source) -> list[tuple[str, str]]:
+    """(model key, file key) of a Qwen decoder used as an encoder: its `lm_head` (tied or not) is not needed."""
+    return [(name, source.prefix + name) for name in source.shapes
+            if not is_auxiliary_key(name) and not name.startswith("lm_head.")]
+
+
 def _mapped_items(file: TensorFile, pairs: list[tuple[str, str]], hidden: int) -> Iterator[tuple[str, torch.Tensor]]:
     last_key, last = None, None
     for model_key, file_key in pairs:
@@ -255,11 +266,16 @@ def _load_text_encoder(kind: str, component_class: str, source: _Source, config:
     model_class = getattr(transformers, component_class)
     with init_empty_weights():
         model = model_class(model_class.config_class(**{k: v for k, v in config.items() if k != "architectures"}))
-    pairs = _t5_keys(source) if kind == "t5" else _clip_keys(source, set(model.state_dict()))
+    if kind == "t5":
+        pairs = _t5_keys(source)
+    elif kind == "qwen3":
+        pairs = _qwen_keys(source)
+    else:
+        pairs = _clip_keys(source, set(model.state_dict()))
     hidden = int(config.get("hidden_size") or config.get("d_model") or 0)
     shapes = {key: source.file.shapes[file_key] if file_key != _IDENTITY else (hidden, hidden)
               for key, file_key in pairs}
-    what = f"{'T5' if kind == 't5' else 'CLIP'} text encoder"
+    what = f"{_ENCODER_WORDS.get(kind, 'CLIP')} text encoder"
     check_fits(model, shapes, source.file.name, what)
     fill_module(model, _mapped_items(source.file, pairs, hidden), dtype, source.file.name, what)
     if kind == "t5":
@@ -267,10 +283,16 @@ def _load_text_encoder(kind: str, component_class: str, source: _Source, config:
     return model
 
 
+_ENCODER_WORDS = {"t5": "T5", "qwen3": "Qwen3"}
+
+
 def tokenizer_for(kind: str) -> Any:
-    """The bundled tokenizer: "clip" (CLIP BPE, 77 tokens) or "t5" (T5 v1.1 XXL)."""
+    """The bundled tokenizer: "clip" (CLIP BPE, 77 tokens), "t5" (T5 v1.1 XXL) or "qwen3" (Qwen's BPE with the
+    Qwen3 special tokens and chat template, from vocab.json + merges.txt)."""
     import transformers
 
+    if kind == "qwen3":
+        return transformers.Qwen2Tokenizer.from_pretrained(str(CONFIGS / "qwen_tokenizer"), local_files_only=True)
     if kind == "t5":
         return transformers.T5TokenizerFast.from_pretrained(str(CONFIGS / "t5_tokenizer"), local_files_only=True)
     return transformers.CLIPTokenizer.from_pretrained(str(CONFIGS / "clip_tokenizer"), model_max_length=77,

@@ -11,7 +11,8 @@ Names resolve as A1111: file stem, then alias (`ss_output_name`). An unknown nam
 no layer of the model, is a UserError that names the file. Infotext: `Lora hashes: "name: <12 hex>"`
 (the addnet hash, or `sshs_model_hash` from the file's metadata).
 
-Not supported: LyCORIS LoHa/LoKr/IA3/OFT files (diffusers cannot load them; refused clearly) and `dyn`.
+Not supported: LyCORIS LoHa/IA3/OFT files and LoKr except for families whose diffusers loader converts it
+(`Features.lokr`: Z-Image's ai-toolkit LoKr); diffusers cannot load the others (refused clearly) and `dyn`.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ __all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_f
 # Flux LoRA key names: kohya (lora_unet_double_blocks_0_...), ai-toolkit / ComfyUI (diffusion_model.double_blocks),
 # XLabs (double_blocks.0.processor...), diffusers / peft (transformer.single_transformer_blocks...)
 _FLUX_LORA_KEY = re.compile(r"(double_blocks|single_blocks|single_transformer_blocks)")
+# Z-Image: layers / noise_refiner / context_refiner blocks with `attention` and `feed_forward` (dots or kohya's _)
+_ZIMAGE_LORA_KEY = re.compile(r"(^|[._])(layers|noise_refiner|context_refiner)[._]\d+[._](attention|feed_forward)[._]")
 
 log = logging.getLogger(__name__)
 
 ADAPTERS_KEPT = 8  # LoRAs kept injected per loaded model (inactive ones beyond this are deleted, oldest first)
-_BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1", "sd3": "SD 3 / 3.5"}
-_DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
+_BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1", "sd3": "SD 3 / 3.5",
+                "zimage": "Z-Image"}
+_DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight",
+                  ".lokr_w1", ".lokr_w1_a")
+_LOKR = re.compile(r"\.lokr_w[12](_[ab])?$")
 _LYCORIS = re.compile(r"\.(hada_w1_a|lokr_w1|lokr_w1_a|oft_blocks|oft_diag|diff|on_input)$")
 _NOT_NAME_CHARS = re.compile(r"[^0-9A-Za-z_]")
 
@@ -87,6 +93,8 @@ def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None
         return "sd2"
     if any(_FLUX_LORA_KEY.search(key) for key in keys):
         return "flux"
+    if any(_ZIMAGE_LORA_KEY.search(key) for key in keys):
+        return "zimage"
     if any("joint_blocks" in key for key in keys):
         return "sd3"
     if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for key in keys):
@@ -115,14 +123,21 @@ def _adapter_name(path: Path) -> str:
     return f"{_NOT_NAME_CHARS.sub('_', path.stem)[:40]}_{digest}"
 
 
-def _lora_layers(pipe: Any, adapter: str) -> dict[str, int]:
+def _has_adapter(module: torch.nn.Module, adapter: str) -> bool:
+    from peft.tuners.lokr import LoKrLayer
     from peft.tuners.lora import LoraLayer
 
+    if isinstance(module, LoraLayer):
+        return adapter in module.lora_A
+    return isinstance(module, LoKrLayer) and (adapter in module.lokr_w1 or adapter in module.lokr_w1_a)
+
+
+def _lora_layers(pipe: Any, adapter: str) -> dict[str, int]:
     counts = {}
     for component in getattr(pipe, "_lora_loadable_modules", ()):
         module = getattr(pipe, component, None)
         if isinstance(module, torch.nn.Module):
-            found = sum(1 for m in module.modules() if isinstance(m, LoraLayer) and adapter in m.lora_A)
+            found = sum(1 for m in module.modules() if _has_adapter(m, adapter))
             if found:
                 counts[component] = found
     return counts
@@ -233,10 +248,12 @@ def _mismatch(file: NamedModelFile, made_for: str, model_label: str) -> InvalidM
         hint=f"Use a LoRA made for {model_label}, or switch to a {_BASE_LABELS.get(made_for, made_for)} checkpoint.")
 
 
-def _read_lora(file: NamedModelFile, allow_unsafe_pickle: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_lora(file: NamedModelFile, family: Family,
+               allow_unsafe_pickle: bool) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     metadata = read_metadata(file.path)
     tensors = read_state_dict(file.path, allow_unsafe_pickle=allow_unsafe_pickle)
-    if any(_LYCORIS.search(key) for key in tensors):
+    lycoris = [key for key in tensors if _LYCORIS.search(key)]
+    if lycoris and not (family.features.lokr and all(_LOKR.search(key) for key in lycoris)):
         raise InvalidModelFileError(
             f"{file.path.name} is a LyCORIS network (LoHa, LoKr, OFT, ...), which sdweb cannot apply yet.",
             code="lora_unsupported", hint="Use a plain LoRA (LoCon/LoRA) file.")
@@ -258,7 +275,7 @@ def _lora_hash(file: NamedModelFile, metadata: Mapping[str, str], registry: Mode
 def _load_adapter(pipe: Any, family: Family, file: NamedModelFile, registry: ModelRegistry,
                   allow_unsafe_pickle: bool) -> LoadedAdapter:
     model_label = family.label
-    tensors, metadata = _read_lora(file, allow_unsafe_pickle)
+    tensors, metadata = _read_lora(file, family, allow_unsafe_pickle)
     made_for = lora_base_of(list(tensors), metadata)
     if made_for is not None and not lora_fits(made_for, family):
         raise _mismatch(file, made_for, model_label)

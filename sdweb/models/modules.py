@@ -9,6 +9,8 @@ Kinds, read from key names and shapes (a safetensors or GGUF header suffices):
   Rule: OpenAI CLIP ViT-L/14's text tower has 12 layers, OpenCLIP ViT-bigG/14's 32, so a tower deeper than
   12 layers is CLIP-G and any other CLIP-L. Depth, not width, decides, so the test factory's tiny encoders
   (CLIP-L 8 wide with 2 layers, CLIP-G 16 wide with 32 layers) classify like the real 768 / 1280 ones.
+- "qwen3": a Qwen3 decoder (`qwen_3_4b.safetensors`): HF keys `model.layers.N.self_attn.q_norm…` (or without
+  `model.`), `embed_tokens`; Qwen3 is the Qwen with per-head q/k norms. `width` tells 4B (2560) from 8B (4096).
 
 `assign_modules` checks an explicit choice against what a family needs; `resolve_modules` is the
 "Automatic" choice (for Flux: a 16-channel VAE named like `ae` + `clip_l` + `t5xxl`, fp16 before fp8).
@@ -42,10 +44,11 @@ __all__ = [
     "resolve_modules",
 ]
 
-MODULE_KINDS = ("vae", "clip_l", "clip_g", "t5xxl")
+MODULE_KINDS = ("vae", "clip_l", "clip_g", "t5xxl", "qwen3")
 CLIP_L_MAX_LAYERS = 12  # OpenAI ViT-L/14 text tower; OpenCLIP bigG has 32
 _CLIP_PREFIXES = ("", "transformer.")
 _T5_PREFIXES = ("", "transformer.")
+_QWEN_PREFIXES = ("model.", "")
 _VAE_PREFIXES = ("", "vae.", "first_stage_model.")
 _PRECISIONS = {"F16": "fp16", "BF16": "bf16", "F32": "fp32", "F8_E4M3": "fp8_e4m3fn", "F8_E5M2": "fp8_e5m2"}
 # Automatic prefers the first; anything else (GGUF text encoders, unknown) comes last.
@@ -119,6 +122,14 @@ def _t5_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleInf
     return None
 
 
+def _qwen_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleInfo | None:
+    for prefix in _QWEN_PREFIXES:
+        embedding = shapes.get(prefix + "embed_tokens.weight")
+        if embedding is not None and prefix + "layers.0.self_attn.q_norm.weight" in shapes:
+            return ModuleInfo("qwen3", prefix, precision, width=embedding[1], layers=_count(shapes, prefix + "layers."))
+    return None
+
+
 def _vae_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleInfo | None:
     for prefix in _VAE_PREFIXES:
         conv_in = shapes.get(prefix + "decoder.conv_in.weight")
@@ -130,7 +141,7 @@ def _vae_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleIn
 def classify_module(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]) -> ModuleInfo:
     """What a loose file is (see the module docstring for the rules); kind None when none of MODULE_KINDS."""
     precision = _precision(shapes, dtypes)
-    for reader in (_t5_info, _clip_info, _vae_info):
+    for reader in (_t5_info, _clip_info, _qwen_info, _vae_info):
         info = reader(shapes, precision)
         if info is not None:
             return info
@@ -154,11 +165,14 @@ _SLOT_WORDS = {
     "clip_l": ("a CLIP-L text encoder", "models/text_encoder"),
     "clip_g": ("a CLIP-G text encoder", "models/text_encoder"),
     "t5xxl": ("a T5-XXL text encoder", "models/text_encoder"),
+    "qwen3": ("a Qwen3 text encoder", "models/text_encoder"),
 }
-_EXAMPLE_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors"}
+_EXAMPLE_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors",
+                  "qwen3": "qwen_3_4b.safetensors"}
 # The file name users have for each family's VAE (Flux's `ae.safetensors` serves Chroma too); the
 # Automatic choice ranks files whose name has one of these words first.
-_VAE_NAMES = {"flux": ("ae", "flux"), "chroma": ("ae", "flux", "chroma"), "sd3": ("sd3", "sd35")}
+_VAE_NAMES = {"flux": ("ae", "flux"), "chroma": ("ae", "flux", "chroma"), "sd3": ("sd3", "sd35"),
+              "zimage": ("ae", "flux", "zimage", "z_image")}
 
 
 def needed_slots(family: Family) -> tuple[str, ...]:
@@ -193,7 +207,7 @@ def _wrong_module_error(family: Family, module: ModuleFile, missing: Sequence[st
            f"{_SLOT_WORDS[missing[0]][1]}." if missing else "Remove it from the VAE / Text encoder choice.")
     if module.info.kind is None:
         what = ("a GGUF file: sdweb reads GGUF for transformers only (use a .safetensors text encoder)"
-                if module.info.precision == "gguf" else "neither a VAE nor a CLIP / T5 text encoder")
+                if module.info.precision == "gguf" else "neither a VAE nor a CLIP / T5 / Qwen text encoder")
         return InvalidModelFileError(f"{module.name} is {what}.", code="module_wrong_kind", hint=fix)
     return InvalidModelFileError(
         f"{module.name} is {_kind_words(module.info)}, which {family.label} does not use (it uses {needs}).",

@@ -1,16 +1,20 @@
-"""Tiny random-weight Flux.1 / Chroma / SD 3.5 files in the layouts users download (each under 5 MB).
+"""Tiny random-weight Flux.1 / Chroma / SD 3.5 / Z-Image files in the layouts users download (each under 5 MB).
 
 Kinds (`python -m sdweb.testing.tiny KIND OUT`):
 
 - flux-dev: all-in-one as ComfyUI / Forge save it: `model.diffusion_model.` + BFL keys (bf16),
   `text_encoders.clip_l.transformer.text_model.*`, `text_encoders.t5xxl.transformer.*`, `vae.` LDM keys.
-- flux-schnell, chroma: transformer-only, bare BFL keys (bf16), as Black Forest Labs and lodestones ship them.
+- flux-schnell, chroma, flux-kontext: transformer-only, bare BFL keys (bf16), as Black Forest Labs and lodestones
+  ship them (Kontext's layout is Flux dev's; its file name tells it apart).
 - flux-gguf: the flux-dev transformer as a city96-style GGUF: BFL names, Q8_0 where a row has a multiple of 32
   values, F16 for other matrices, F32 for vectors.
 - clip-l, clip-g, t5xxl (fp16), t5xxl-fp8 (fp8_e4m3fn matrices), t5xxl-fp8-scaled (ComfyUI's `scaled_fp8`
   marker + per-weight `scale_weight`), flux-ae (16-channel LDM VAE, no prefix): the loose module files.
 - sd35-medium: all-in-one: `model.diffusion_model.` + MMDiT keys, `text_encoders.{clip_l,clip_g,t5xxl}
   .transformer.*`, `first_stage_model.` VAE keys.
+- z-image: transformer-only, bare original Z-Image keys (`layers.N.attention.qkv`, `x_embedder`, ...; bf16), as
+  Tongyi ships it; qwen3-4b: the Qwen3 text encoder in the HF causal-LM layout (`model.layers.N…`, bf16, no
+  `lm_head`), as ComfyUI's `qwen_3_4b.safetensors`.
 - diffusers-sd1, diffusers-flux: diffusers folders (`save_pretrained`); OUT is a folder.
 
 The original layouts come from our conversion plans inverted (sdweb.models.flow_convert); a test checks
@@ -32,13 +36,13 @@ import transformers
 from sdweb.core.atomic import atomic_write_bytes
 from sdweb.models.families import FAMILIES
 from sdweb.models.flow_convert import conversion_plan, layout_from_config, to_original
-from sdweb.models.flow_detect import flux_rope_axes
+from sdweb.models.flow_detect import flux_rope_axes, rope_axes_3
 from sdweb.models.flow_loader import tokenizer_for
 from sdweb.models.ldm_convert import clip_l_to_ldm, vae_to_ldm
 from sdweb.testing.tiny import FLOW_KINDS, TinyFile, _seeded_module, build_tiny_pipeline, save_tiny_file
 
 __all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFlowFiles", "build_flow_pipeline", "build_tiny_component", "flow_file_content",
-           "write_flow_tiny"]
+           "write_flow_tiny", "write_zimage_lora"]
 
 FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
 FILE_KINDS = tuple(kind for kind in FLOW_KINDS if kind not in FOLDER_KINDS)
@@ -71,7 +75,14 @@ SD35_MEDIUM = {"sample_size": 16, "patch_size": 2, "in_channels": 16, "out_chann
                "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": T5["d_model"],
                "caption_projection_dim": 32, "pooled_projection_dim": CLIP_L["projection_dim"] + CLIP_G["projection_dim"],
                "pos_embed_max_size": 16, "dual_attention_layers": (0,), "qk_norm": "rms_norm"}
-TRANSFORMERS = {"flux-dev": FLUX_DEV, "flux-schnell": FLUX_SCHNELL, "chroma": CHROMA, "sd35-medium": SD35_MEDIUM}
+# Qwen3 as Z-Image uses it (no lm_head: only hidden states are read); the 151936-row embedding is most of the file
+QWEN3 = {"vocab_size": 151936, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "head_dim": 8,
+         "num_attention_heads": 1, "num_key_value_heads": 1, "max_position_embeddings": 1024, "rope_theta": 1000000.0,
+         "rms_norm_eps": 1e-6, "tie_word_embeddings": True}
+Z_IMAGE = {"dim": 32, "n_layers": 2, "n_refiner_layers": 1, "n_heads": 2, "n_kv_heads": 2,
+           "cap_feat_dim": QWEN3["hidden_size"], "axes_dims": rope_axes_3(16)}
+TRANSFORMERS = {"flux-dev": FLUX_DEV, "flux-schnell": FLUX_SCHNELL, "chroma": CHROMA, "sd35-medium": SD35_MEDIUM,
+                "z-image": Z_IMAGE, "flux-kontext": FLUX_DEV}
 
 
 def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
@@ -88,6 +99,7 @@ def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
         "clip_l-projection": lambda: transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_L)),
         "clip_g": lambda: transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_G)),
         "t5xxl": lambda: transformers.T5EncoderModel(transformers.T5Config(**T5)),
+        "qwen3": lambda: transformers.Qwen3Model(transformers.Qwen3Config(**QWEN3)),
     }
     # SD3's CLIP-L is CLIP-L with an identity projection (SD3 files keep none): same seed stream as CLIP-L.
     seed_name = "clip_l" if name == "clip_l-projection" else name
@@ -117,6 +129,13 @@ def _clip_tensors(name: str, seed: int, prefix: str) -> dict[str, torch.Tensor]:
 def _t5_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
     state = build_tiny_component("t5xxl", seed).state_dict()
     return {prefix + k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}  # tied: only `shared`
+
+
+def _qwen_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
+    """Qwen3 in the HF causal-LM layout (`model.layers…`), as ComfyUI's `qwen_3_4b.safetensors`; the tied
+    `lm_head` is left out (not needed for the hidden states)."""
+    state = build_tiny_component("qwen3", seed).state_dict()
+    return {prefix + key: value for key, value in state.items()}
 
 
 def _vae_tensors(name: str, seed: int, prefix: str) -> dict[str, torch.Tensor]:
@@ -156,7 +175,7 @@ def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
         tensors |= _cast(_clip_tensors("clip_l", seed, "text_encoders.clip_l.transformer.")
                          | _t5_tensors(seed, "text_encoders.t5xxl.transformer.")
                          | _vae_tensors("flux-vae", seed, "vae."), torch.float16)
-    elif kind in ("flux-schnell", "chroma"):
+    elif kind in ("flux-schnell", "chroma", "flux-kontext"):
         tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
     elif kind == "sd35-medium":
         tensors = _cast({f"model.diffusion_model.{k}": v for k, v in _transformer_tensors(kind, seed).items()}
@@ -164,6 +183,10 @@ def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
                         | _clip_tensors("clip_g", seed, "text_encoders.clip_g.transformer.")
                         | _t5_tensors(seed, "text_encoders.t5xxl.transformer.")
                         | _vae_tensors("sd3-vae", seed, "first_stage_model."), torch.float16)
+    elif kind == "z-image":
+        tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
+    elif kind == "qwen3-4b":
+        tensors = _cast(_qwen_tensors(seed, "model."), torch.bfloat16)
     elif kind in ("clip-l", "clip-g"):
         tensors = _cast(_clip_tensors(kind.replace("-", "_"), seed, ""), torch.float16)
     elif kind == "t5xxl":
@@ -244,6 +267,9 @@ DATA_DIR_NAMES = {
     "t5xxl": "models/text_encoder/t5xxl_fp16.safetensors",
     "t5xxl-fp8": "models/text_encoder/t5xxl_fp8_e4m3fn.safetensors",
     "t5xxl-fp8-scaled": "models/text_encoder/t5xxl_fp8_e4m3fn_scaled.safetensors",
+    "z-image": "models/Stable-diffusion/z_image_turbo-tiny.safetensors",
+    "flux-kontext": "models/Stable-diffusion/flux1-kontext-dev-tiny.safetensors",
+    "qwen3-4b": "models/text_encoder/qwen_3_4b.safetensors",
 }
 
 
@@ -294,3 +320,24 @@ def write_flux_lora(out_path: str | Path, layout: str = "kohya", seed: int = 0) 
             down, up = pair(hidden, hidden)
             tensors |= {f"transformer.{name}.lora_A.weight": down, f"transformer.{name}.lora_B.weight": up}
     return save_tiny_file(TinyFile(tensors, metadata, tensors), Path(out_path))
+
+
+def write_zimage_lora(out_path: str | Path, layout: str = "peft", seed: int = 0) -> Path:
+    """A tiny Z-Image LoRA for the tiny z-image transformer under ComfyUI's `diffusion_model.` prefix: plain
+    LoRA (`layers.0.attention.to_q.lora_A.weight`, as ai-toolkit and musubi save it) or ai-toolkit's LyCORIS
+    LoKr (`…to_q.lokr_w1` / `lokr_w2` Kronecker factors with an alpha)."""
+    width = Z_IMAGE["dim"]
+    generator = torch.Generator().manual_seed(seed + 78)
+    tensors: dict[str, torch.Tensor] = {}
+    for name in ("layers.0.attention.to_q", "layers.0.attention.to_out.0", "layers.1.feed_forward.w2"):
+        fan_in = int(width / 3 * 8) if name.endswith("w2") else width  # Z-Image's FFN: 8/3 x width, rounded down
+        key = f"diffusion_model.{name}"
+        if layout == "lokr":
+            tensors |= {f"{key}.lokr_w1": torch.randn(4, 4 if fan_in == width else 1, generator=generator),
+                        f"{key}.lokr_w2": torch.randn(width // 4, fan_in // (4 if fan_in == width else 1),
+                                                      generator=generator) * 0.3,
+                        f"{key}.alpha": torch.tensor(4.0)}
+        else:
+            tensors |= {f"{key}.lora_A.weight": torch.randn(4, fan_in, generator=generator) * 0.3,
+                        f"{key}.lora_B.weight": torch.randn(width, 4, generator=generator) * 0.3}
+    return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))

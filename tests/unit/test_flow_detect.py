@@ -25,7 +25,7 @@ from sdweb.models.flow_detect import (
 from sdweb.testing.tiny_flow import TRANSFORMERS
 
 CONFIGS = Path(sdweb.models.__file__).parent / "configs"
-FLOW = ("flux-dev", "flux-schnell", "flux-fill", "chroma", "sd3", "sd35-medium", "sd35-large")
+FLOW = ("flux-dev", "flux-schnell", "flux-fill", "flux-kontext", "chroma", "sd3", "sd35-medium", "sd35-large", "z-image")
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.")
 
 
@@ -51,7 +51,7 @@ def full_size() -> dict[str, dict[str, tuple[int, ...]]]:
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_full_size_files_detect_with_any_prefix(full_size, family, prefix) -> None:
     shapes = {prefix + key: shape for key, shape in full_size[family].items()}
-    assert detect_family(shapes, "x.safetensors").name == family
+    assert detect_family(shapes, f"x-{family}.safetensors").name == family
     assert transformer_prefix(shapes) == prefix
     assert file_components(shapes).components == {"transformer"}
 
@@ -73,7 +73,7 @@ def test_full_size_numbers_read_back_the_template(full_size, family) -> None:
 def test_tiny_numbers_read_back_the_tiny_config(family) -> None:
     config = TRANSFORMERS[family]
     shapes = original_shapes(family, config, "model.diffusion_model.")
-    assert detect_family(shapes, "tiny.safetensors").name == family
+    assert detect_family(shapes, f"tiny-{family}.safetensors").name == family  # Kontext is told by name
     read = transformer_config(strip_prefix(shapes, "model.diffusion_model."), FAMILIES[family], template(family))
     for key, value in config.items():
         assert read[key] == (list(value) if isinstance(value, tuple) else value), key

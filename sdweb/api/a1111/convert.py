@@ -99,7 +99,8 @@ def img2img_request(wire: Img2ImgWire, settings: Mapping[str, Any], scripts: Scr
     values.update({name: getattr(wire, name) for name in IMG2IMG_FIELDS})
     values["init_images"] = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(wire.init_images)]
     values["mask"] = decode_image(wire.mask, "mask") if wire.mask else None
-    values["denoising_strength"] = 0.75 if wire.denoising_strength is None else wire.denoising_strength
+    if "denoising_strength" in wire.model_fields_set:  # unset: the model's default (1.0 for editing models)
+        values["denoising_strength"] = 0.75 if wire.denoising_strength is None else wire.denoising_strength
     values["inpaint_full_res"] = bool(wire.inpaint_full_res)
     if wire.mask_blur is not None:
         values["mask_blur_x"] = values["mask_blur_y"] = wire.mask_blur

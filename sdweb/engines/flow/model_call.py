@@ -1,6 +1,7 @@
 """The flow transformer as the samplers see it: the CFG denoiser's rows (for each image its AND sub-prompts,
 then one negative row per image) turned into transformer calls through the family's adapter, with the
-prompt-editing step's conditioning and the distilled guidance value.
+prompt-editing step's conditioning, the distilled guidance value and, for an editing model, the latents of the
+image it edits.
 
 Rows whose text sequences have different lengths (T5 prompts are not padded to one length) go through the
 transformer in separate calls; rows of one length share a call.
@@ -37,6 +38,16 @@ class FlowModelCall:
         rows = [cond for _ in range(batch) for cond in state.conds]
         return rows + ([state.uncond] * batch if with_uncond else [])
 
+    def _references(self, conds: int, with_uncond: bool) -> torch.Tensor | None:
+        """The edited image's latents for each row (rows: each image's sub-prompts, then one negative each)."""
+        per_image = self.extras.reference_latents
+        if per_image is None:
+            return None
+        batch = self.extras.batch
+        rows = [per_image[i] for i in range(batch) for _ in range(conds)]
+        rows += [per_image[i] for i in range(batch)] if with_uncond else []
+        return torch.stack(rows)
+
     def __call__(self, inputs: ModelInput) -> torch.Tensor:
         state = self.stage.conditioning.at(inputs.step)
         rows = self._rows(state, inputs.with_uncond)
@@ -44,12 +55,14 @@ class FlowModelCall:
         if self.distilled:
             guidance = torch.full((len(rows),), float(self.extras.distilled_guidance or 0.0),
                                   device=inputs.x.device)
+        references = self._references(len(state.conds), inputs.with_uncond)
         output = torch.empty_like(inputs.x, dtype=torch.float32)
         for indexes in _same_length_groups(rows):
             picked = torch.tensor(indexes, device=inputs.x.device)
             cond = cat_conditionings([rows[i] for i in indexes])
             velocity = self.adapter.velocity(inputs.x[picked], inputs.sigma[picked], cond,
-                                             None if guidance is None else guidance[picked])
+                                             None if guidance is None else guidance[picked],
+                                             None if references is None else references[indexes])
             output[picked] = velocity.float()
         return output
 

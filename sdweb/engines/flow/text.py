@@ -2,8 +2,8 @@
 
 Per-token outputs of the encoders marked ``sequence`` form the transformer's text sequence: CLIP encoders are
 concatenated along the width (75-token chunks, penultimate layer, as for SDXL), zero-padded to the T5 width
-and put before the T5 tokens (SD3); pooled vectors of the encoders marked ``pooled`` are concatenated (Flux:
-CLIP-L's alone; SD3: CLIP-L + CLIP-G). Emphasis weights the outputs of both kinds of encoder, as Forge does.
+and put before the T5 tokens (SD3); a Qwen chat encoder's hidden states are the whole sequence (Z-Image);
+pooled vectors of the encoders marked ``pooled`` are concatenated (Flux: CLIP-L's alone; SD3: CLIP-L + CLIP-G). Emphasis weights the outputs of both kinds of encoder, as Forge does.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sdweb.prompts.conditioning import (
     encode_slot,
     tokenize_to_chunks,
 )
+from sdweb.prompts.qwen import encode_qwen
 from sdweb.prompts.t5 import encode_t5
 
 
@@ -66,12 +67,17 @@ class FlowTextEncoder:
     def _encode(self, text: str) -> FlowConditioning:
         clip_parts: list[torch.Tensor] = []
         pooled_parts: list[torch.Tensor] = []
-        t5_embeds = t5_mask = None
+        t5_embeds = t5_mask = None  # the T5 or Qwen sequence
         chunks = max((len(tokenize_to_chunks(text, self._parts(s)[0], emphasis=self.options.emphasis,
                                              comma_backtrack=self.options.comma_backtrack))
                       for s in self.specs if s.tokenizer == "clip" and s.sequence), default=1)
         for spec in self.specs:
             tokenizer, encoder = self._parts(spec)
+            if spec.tokenizer == "qwen3":  # a chat decoder: its hidden states are the whole text sequence
+                t5_embeds = encode_qwen(encoder, tokenizer, text, max_length=spec.max_length,
+                                        hidden_states=spec.hidden_states, thinking=spec.thinking,
+                                        emphasis=self.options.emphasis)
+                continue
             if spec.tokenizer == "t5":
                 encoded = encode_t5(encoder, tokenizer, text, min_length=spec.max_length,
                                     emphasis=self.options.emphasis, mask_padding=spec.mask_padding)

@@ -43,8 +43,9 @@ def cat_conditionings(parts: list[FlowConditioning]) -> FlowConditioning:
 
 
 class TransformerAdapter(Protocol):
-    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
-                 guidance: torch.Tensor | None) -> torch.Tensor: ...
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        """`reference`: (B, C, h, w) latents of the image an editing model edits (Flux.1 Kontext)."""
 
 
 def pack_latents(latents: torch.Tensor, patch: int) -> torch.Tensor:
@@ -72,7 +73,8 @@ def image_position_ids(height: int, width: int, device: torch.device, dtype: tor
 
 
 class FluxAdapter:
-    """FluxTransformer2DModel: 2x2-packed tokens, sigma as the timestep, CLIP pooled vector, distilled guidance."""
+    """FluxTransformer2DModel: 2x2-packed tokens, sigma as the timestep, CLIP pooled vector, distilled guidance;
+    for Flux.1 Kontext the reference image's tokens after the image's (their output is dropped)."""
 
     patch = 2
 
@@ -89,9 +91,22 @@ class FluxAdapter:
             "txt_ids": torch.zeros(cond.length, 3, device=x.device, dtype=dtype),
         }
 
-    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
-                 guidance: torch.Tensor | None) -> torch.Tensor:
+    def _add_reference(self, inputs: dict[str, Any], reference: torch.Tensor) -> None:
+        """Kontext: the reference image's packed latents follow the image tokens, their rope ids' first axis 1."""
+        dtype = self.transformer.dtype
+        height, width = reference.shape[-2:]
+        ids = image_position_ids(height // self.patch, width // self.patch, reference.device, dtype)
+        ids[:, 0] = 1
+        inputs["hidden_states"] = torch.cat([inputs["hidden_states"], pack_latents(reference, self.patch).to(dtype)],
+                                            dim=1)
+        inputs["img_ids"] = torch.cat([inputs["img_ids"], ids])
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
         inputs = self._inputs(x, cond)
+        tokens = inputs["hidden_states"].shape[1]
+        if reference is not None:
+            self._add_reference(inputs, reference.to(x.device))
         if cond.pooled is not None:
             inputs["pooled_projections"] = cond.pooled.to(x.device, self.transformer.dtype)
         if self.transformer.config.get("guidance_embeds", False):
@@ -99,15 +114,21 @@ class FluxAdapter:
                 raise ValueError("this Flux transformer needs a distilled guidance value")
             inputs["guidance"] = guidance.to(x.device, torch.float32)
         out = self.transformer(timestep=sigma.to(self.transformer.dtype), return_dict=False, **inputs)[0]
-        return unpack_latents(out.to(x.dtype), *x.shape[-2:], self.patch)
+        return unpack_latents(out[:, :tokens].to(x.dtype), *x.shape[-2:], self.patch)
+
+
+def _no_reference(reference: torch.Tensor | None, transformer: Any) -> None:
+    if reference is not None:
+        raise ValueError(f"{type(transformer).__name__} takes no reference image")
 
 
 class ChromaAdapter(FluxAdapter):
     """ChromaTransformer2DModel: as Flux, with no pooled vector or guidance, and a text mask (all image
     tokens visible)."""
 
-    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
-                 guidance: torch.Tensor | None) -> torch.Tensor:
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        _no_reference(reference, self.transformer)
         inputs = self._inputs(x, cond)
         if cond.mask is not None:
             image_tokens = inputs["hidden_states"].shape[1]
@@ -125,8 +146,9 @@ class SD3Adapter:
     def __init__(self, transformer: Any) -> None:
         self.transformer = transformer
 
-    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning,
-                 guidance: torch.Tensor | None) -> torch.Tensor:
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        _no_reference(reference, self.transformer)
         dtype = self.transformer.dtype
         out = self.transformer(hidden_states=x.to(dtype), timestep=(sigma * 1000).to(dtype),
                                encoder_hidden_states=cond.embeds.to(x.device, dtype),
@@ -134,10 +156,30 @@ class SD3Adapter:
         return out.to(x.dtype)
 
 
+class ZImageAdapter:
+    """ZImageTransformer2DModel: a list of (C, 1, H, W) latents (it patches 2x2 itself), timestep 1 - sigma, a
+    list of unpadded caption features; it predicts the negative velocity."""
+
+    patch = 1
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        _no_reference(reference, self.transformer)
+        dtype = self.transformer.dtype
+        latents = list(x.to(dtype).unsqueeze(2).unbind(0))
+        captions = list(cond.embeds.to(x.device, dtype).unbind(0))
+        out = self.transformer(latents, (1 - sigma).float(), captions, return_dict=False)[0]
+        return -torch.stack([frame.float() for frame in out]).squeeze(2).to(x.dtype)
+
+
 ADAPTERS: dict[str, type] = {
     "FluxTransformer2DModel": FluxAdapter,
     "ChromaTransformer2DModel": ChromaAdapter,
     "SD3Transformer2DModel": SD3Adapter,
+    "ZImageTransformer2DModel": ZImageAdapter,
 }
 
 
