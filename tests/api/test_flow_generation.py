@@ -21,7 +21,7 @@ from sdweb.state import build_app_state
 from sdweb.testing.tiny import write_tiny
 from sdweb.testing.tiny_flow import TinyFlowFiles, write_flux_lora
 
-KINDS = ("flux-dev", "flux-schnell", "chroma", "sd35-medium", "flux-gguf", "diffusers-flux",
+KINDS = ("flux-dev", "flux-schnell", "chroma", "sd35-medium", "flux-gguf", "diffusers-flux", "diffusers-sd1",
          "flux-ae", "clip-l", "clip-g", "t5xxl")
 SMALL = {"width": 96, "height": 64, "steps": 3, "sampler_name": "Euler", "scheduler": "Simple"}
 # checkpoint stem -> the modules Forge's Automatic adds (the all-in-one files and the folder carry their own)
@@ -32,6 +32,7 @@ CHECKPOINTS = {
     "sd3.5_medium_incl_clips-tiny": [],
     "flux1-dev-tiny-Q8_0": ["ae", "clip_l", "t5xxl_fp16"],
     "flux1-dev-tiny-diffusers": [],
+    "sd1-tiny-diffusers": [],  # a diffusers folder of an SD family loads through the same path
 }
 
 
