@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import importlib.util
 import logging
-from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from sdweb.runtime.compile import compile_pipeline, fuse_qkv, install_compile
+from sdweb.runtime.memory import module_bytes
+from sdweb.runtime.placement import place_model
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -528,7 +529,7 @@ def apply_plan_to_pipeline(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdx
         pipe.vae.enable_slicing()
     else:
         pipe.vae.disable_slicing()
-    placement = place_model(plan, {name: _module_bytes(module) for name, module in pipe.components.items()
+    placement = place_model(plan, {name: module_bytes([module]) for name, module in pipe.components.items()
                                    if isinstance(module, torch.nn.Module)}, is_sdxl=is_sdxl)
     if placement.reason:
         log.info("Placing the model: %s", placement.reason)
@@ -537,40 +538,6 @@ def apply_plan_to_pipeline(pipe: DiffusionPipeline, plan: RuntimePlan, *, is_sdx
         getattr(pipe, name).to("cpu")
     if plan.compile and placement.offload == "none":
         compile_pipeline(pipe)
-
-
-WORKING_MEMORY_BYTES = int(1.5 * GIB)  # activations, attention and the VAE decode of a 1024² image
-
-
-@dataclass(frozen=True)
-class ModelPlacement:
-    offload: str  # OFFLOAD_MODES
-    cpu_components: tuple[str, ...] = ()  # components kept on the CPU (T5 when VRAM is short)
-    reason: str = ""
-
-
-def place_model(plan: RuntimePlan, component_bytes: Mapping[str, int], *, is_sdxl: bool) -> ModelPlacement:
-    """Where a freshly loaded model's components go. Flags decide when given (--medvram, --lowvram, ...);
-    otherwise on a CUDA device a model that does not fit is placed by size: the largest text encoder (T5) kept
-    on the CPU when that suffices (its output is moved to the device), else model offload (each component on
-    the device while it runs, so the text encoders leave it after encoding), else group offload."""
-    offload = plan.offload_for(is_sdxl)
-    if offload != "none" or not plan.device.startswith("cuda") or not plan.device_memory_bytes:
-        return ModelPlacement(offload)
-    budget = plan.device_memory_bytes - WORKING_MEMORY_BYTES
-    total = sum(component_bytes.values())
-    if total <= budget:
-        return ModelPlacement("none")
-    sizes = f"the model needs {total / GIB:.1f} GB, the GPU has {plan.device_memory_bytes / GIB:.1f} GB"
-    encoders = {name: size for name, size in component_bytes.items() if name.startswith("text_encoder")}
-    largest = max(encoders, key=encoders.get) if encoders else None
-    if largest is not None and total - encoders[largest] <= budget:
-        return ModelPlacement("none", (largest,), f"{sizes}: {largest} ({encoders[largest] / GIB:.1f} GB) runs "
-                                                  "on the CPU")
-    denoiser = max((size for name, size in component_bytes.items() if name in ("unet", "transformer")), default=0)
-    if denoiser + component_bytes.get("vae", 0) <= budget:
-        return ModelPlacement("model", (), f"{sizes}: model offload (one component on the GPU at a time)")
-    return ModelPlacement("group", (), f"{sizes}: group offload (the denoiser streamed block by block)")
 
 
 def set_vae_tiling_for_size(pipe: DiffusionPipeline, plan: RuntimePlan, width: int, height: int) -> bool:
@@ -618,10 +585,6 @@ def _apply_dtypes(pipe: DiffusionPipeline, plan: RuntimePlan, is_sdxl: bool,
 def _has_quantized_storage(module: torch.nn.Module) -> bool:
     return any(p.dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.uint8, torch.int8)
                for p in module.parameters()) or getattr(module, "is_quantized", False)
-
-
-def _module_bytes(module: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
 def _apply_attention(pipe: DiffusionPipeline, plan: RuntimePlan) -> None:

@@ -456,7 +456,7 @@ CUDA16 = HardwareInfo(cuda_devices=(_gpu("NVIDIA RTX 4080", 16),))
     (CPU, [], FLUX_BF16, "none", (), ""),
 ])
 def test_large_models_are_placed_by_size(hardware, flags, sizes, offload, on_cpu, reason):
-    from sdweb.runtime.policy import place_model
+    from sdweb.runtime.placement import place_model
 
     placement = place_model(plan_runtime(parse_options(flags, {}), hardware), sizes, is_sdxl=True)
     assert (placement.offload, placement.cpu_components) == (offload, on_cpu)
