@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sdweb.core.errors import InvalidModelFileError
+from sdweb.models.build_lock import MODEL_BUILD_LOCK
 from sdweb.models.loader import read_shapes, read_state_dict
 
 PREFIX = "control_model."
@@ -118,8 +119,9 @@ def load_controlnet(path: str | Path, *, config_cache: Path, dtype: torch.dtype 
     (folder / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     state = read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle)
     try:
-        model = ControlNetModel.from_single_file(state, config=str(folder), local_files_only=True,
-                                                 torch_dtype=dtype)
+        with MODEL_BUILD_LOCK:
+            model = ControlNetModel.from_single_file(state, config=str(folder), local_files_only=True,
+                                                     torch_dtype=dtype)
     except (ValueError, RuntimeError, KeyError) as error:
         raise InvalidModelFileError(f"{path.name} could not be loaded as a ControlNet: {str(error)[:200]}",
                                     code="not_a_controlnet") from error

@@ -110,3 +110,31 @@ def test_lookups_answer_while_a_checkpoint_loads_and_a_second_request_shares_the
         thread.join()
     assert still_loading and titles == [] and answered_in < 0.5
     assert len(results) == 2 and results[0] is results[1], "one load for both requests"
+
+
+def test_two_workers_loading_at_once_leave_torch_unpatched(data, tmp_path):
+    """Two managers (two local workers) loading in parallel: accelerate's init_empty_weights swaps
+    torch.nn.Module.register_parameter process-wide, and two overlapping swaps could leave it on the meta device
+    for every later module. Loads hold MODEL_BUILD_LOCK, so a module built afterwards is a real one."""
+    import threading
+
+    import torch
+
+    from sdweb.models.manager import ModelManager
+
+    states = [build_app_state(parse_options(["--data-dir", str(data), "--no-hashing"], {})) for _ in range(2)]
+    try:
+        managers = [ModelManager(s.registry, s.plan, cache_dir=tmp_path / str(i)) for i, s in enumerate(states)]
+        for _ in range(3):
+            threads = [threading.Thread(target=manager.get, args=(name,), kwargs={"limit": 1})
+                       for manager, name in zip(managers, ("a-sd1", "c-sd1"), strict=True)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for manager in managers:
+                manager.unload_all()
+        assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+    finally:
+        for state in states:
+            state.queue.shutdown()
