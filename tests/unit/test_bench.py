@@ -136,7 +136,8 @@ def test_memory_rows_measure_growth_over_the_baseline():
     from sdweb.bench.memory import memory_rows
 
     gib = 2**30
-    runs = {"sdweb": [{"baseline": 1 * gib, "peak": 5.5 * gib, "settled": 5.1 * gib, "weights": 4 * gib}],
+    runs = {"sdweb": [{"baseline": 1 * gib, "peak": 5.5 * gib, "settled": 5.1 * gib, "weights": 4 * gib,
+                       "baseline_anon": 0.5 * gib, "peak_anon": 4.5 * gib}],
             "bare": [{"baseline": 1 * gib, "peak": 7.4 * gib, "settled": 5.2 * gib, "weights": 4 * gib}]}
     rows = {row.metric: row for row in memory_rows("SD 1.5", runs)}
     peak = rows["SD 1.5 sdweb: peak RSS growth while loading"]
@@ -144,6 +145,8 @@ def test_memory_rows_measure_growth_over_the_baseline():
     settled = rows["SD 1.5 sdweb: settled RSS growth after load"]
     assert (settled.value, settled.met) == (4.1, True)  # 1.025x <= 1.05x
     assert rows["SD 1.5 bare diffusers: peak RSS growth while loading"].met is False  # 1.6x
+    assert rows["SD 1.5 sdweb: peak private (anonymous) RSS growth"].value == 4
+    assert "SD 1.5 bare diffusers: peak private (anonymous) RSS growth" not in rows  # not sampled there
 
 
 def test_read_status_parses_kib_fields():
