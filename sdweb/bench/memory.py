@@ -95,7 +95,8 @@ def _load_bare(file: Path, data: Path, anon: AnonPeak) -> Any:
     from sdweb.testing.tiny import write_tiny
 
     configs = Path(__file__).resolve().parents[1] / "models" / "configs"
-    tokenizer = CLIPTokenizer.from_pretrained(str(configs / "clip_tokenizer"), local_files_only=True)
+    tokenizer = CLIPTokenizer.from_pretrained(str(configs / "clip_tokenizer"), model_max_length=77,
+                                              local_files_only=True)
     warm_up = write_tiny("sd1", data / WARM_UP_NAME, seed=1)
     load_checkpoint(warm_up, config_cache_dir=data / "configs")  # the same from_single_file, on a tiny file
     baseline = _baseline()
