@@ -1,9 +1,11 @@
 """`python -m sdweb.bench`: the performance benchmarks in one command; prints a table and writes JSON.
 
-    python -m sdweb.bench [--only overhead,startup,switching,gpu,opts] [--repeats 5] [--out bench/results/bench.json]
+    python -m sdweb.bench [--only overhead,startup,coldstart,memory,switching,gpu,opts] [--repeats 5] [--out bench/results/bench.json]
 
 Sections: overhead (our service vs the bare diffusers call: tiny SD1 and a full-size random SD 1.5 on CPU),
-startup (process start -> page, API, first image), switching (cached / cold checkpoint switches, RSS over 20
+startup (process start -> page, API, first image), coldstart (whole processes: sdweb's app state + load + one
+image vs a plain from_single_file script, full-size SD 1.5), memory (peak and settled RSS while loading full-size
+checkpoints vs the weights' size), switching (cached / cold checkpoint switches, RSS over 20
 switches), gpu (SD 1.5 / SDXL it/s, batch throughput, peak VRAM; "skipped: no CUDA device" without CUDA),
 opts (eager vs --compile, --opt-fused-qkv, --opt-channelslast on the tiny SD1, with the compile time).
 """
@@ -43,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="torch threads for the overhead runs (default: torch's own choice)")
     startup = parser.add_argument_group("startup")
     startup.add_argument("--startup-repeats", type=int, default=3)
+    coldstart = parser.add_argument_group("coldstart")
+    coldstart.add_argument("--coldstart-repeats", type=int, default=3)
+    memory = parser.add_argument_group("memory")
+    memory.add_argument("--memory-repeats", type=int, default=1)
+    memory.add_argument("--memory-models", default="sd1", help="comma-separated, of sd1,sdxl (default sd1)")
     switching = parser.add_argument_group("switching")
     switching.add_argument("--switches", type=int, default=20)
     gpu = parser.add_argument_group("gpu")
@@ -70,6 +77,18 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], SectionR
 
         return run_startup(args.startup_repeats)
 
+    def coldstart() -> SectionResult:
+        from sdweb.bench.coldstart import run_coldstart
+
+        return run_coldstart(args.coldstart_repeats, size=args.full_size, steps=args.full_steps,
+                             cache_dir=args.cache_dir)
+
+    def memory() -> SectionResult:
+        from sdweb.bench.memory import run_memory
+
+        kinds = [kind.strip() for kind in args.memory_models.split(",") if kind.strip()]
+        return run_memory(args.memory_repeats, kinds=kinds, cache_dir=args.cache_dir)
+
     def switching() -> SectionResult:
         from sdweb.bench.switching import run_switching
 
@@ -85,7 +104,8 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], SectionR
 
         return run_opts(args.repeats, size=args.opts_size, steps=args.opts_steps)
 
-    return {"overhead": overhead, "startup": startup, "switching": switching, "gpu": gpu, "opts": opts}
+    return {"overhead": overhead, "startup": startup, "coldstart": coldstart, "memory": memory,
+            "switching": switching, "gpu": gpu, "opts": opts}
 
 
 def run_sections(names: Sequence[str], runners: dict[str, Callable[[], SectionResult]]) -> list[SectionResult]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gradio as gr
-
 from sdweb.builtin_scripts.common.elem import elem_prefix
 from sdweb.builtin_scripts.common.results import Collected, script_result
 from sdweb.extensions.api import GenerationResult, Processing, Script, UserError, make_grid
@@ -46,6 +44,7 @@ class Loopback(Script):
         return is_img2img
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         prefix = elem_prefix(is_img2img, "loopback")
         loops = gr.Slider(minimum=1, maximum=MAX_LOOPS, step=1, label="Loops", value=4, elem_id=f"{prefix}_loops")
         final = gr.Slider(minimum=0, maximum=1, step=0.01, label="Final denoising strength", value=0.5,

@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -102,6 +101,7 @@ class OutpaintingMk2(Script):
         return is_img2img
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         prefix = elem_prefix(is_img2img, "outpainting_mk2")
         info = gr.HTML(f"<p style=\"margin-bottom:0.75em\">{INFO}</p>", elem_id=f"{prefix}_info")
         pixels = gr.Slider(label="Pixels to expand", minimum=8, maximum=256, step=8, value=128,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gradio as gr
-
 from sdweb.extensions.api import OUTPAINT_DIRECTIONS, Processing, Script, UserError, outpaint_canvas
 
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
@@ -23,6 +21,7 @@ class PoorMansOutpainting(Script):
         return is_img2img
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         pixels = gr.Slider(label="Pixels to expand", minimum=8, maximum=256, step=8, value=128,
                            elem_id="script_outpainting_pixels")
         mask_blur = gr.Slider(label="Mask blur", minimum=0, maximum=64, step=1, value=4,

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gradio as gr
-
 from sdweb.builtin_scripts.common.elem import elem_prefix
 from sdweb.builtin_scripts.common.results import Collected, script_result
 from sdweb.extensions.api import (
@@ -58,6 +56,7 @@ class PromptMatrix(Script):
         return TITLE
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         prefix = elem_prefix(is_img2img, "prompt_matrix")
         with gr.Row():
             with gr.Column():

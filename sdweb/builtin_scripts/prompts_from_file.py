@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gradio as gr
 from pydantic import ValidationError
 
 from sdweb.builtin_scripts.common.elem import elem_prefix
@@ -25,6 +24,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 
 def load_prompt_file(data: bytes | None) -> tuple[None, Any]:
     """An uploaded file's lines into the text box (then the upload is cleared)."""
+    import gradio as gr
     if data is None:
         return None, gr.Textbox()
     if len(data) > MAX_FILE_BYTES:
@@ -59,6 +59,7 @@ class PromptsFromFile(Script):
         return TITLE
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         prefix = elem_prefix(is_img2img, "prompts_from_file_or_textbox")
         iterate = gr.Checkbox(label="Iterate seed every line", value=False, elem_id=f"{prefix}_checkbox_iterate")
         same_seed = gr.Checkbox(label="Use same random seed for all lines", value=False,

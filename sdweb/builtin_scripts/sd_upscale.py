@@ -12,8 +12,6 @@ import logging
 import math
 from typing import Any
 
-import gradio as gr
-
 from sdweb.builtin_scripts.common.elem import elem_prefix
 from sdweb.builtin_scripts.common.results import Collected, script_result
 from sdweb.builtin_scripts.common.tiles import combine_tiles, split_tiles, tile_layout
@@ -58,6 +56,7 @@ class SDUpscale(Script):
         return is_img2img
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         prefix = elem_prefix(is_img2img, "sd_upscale")
         info = gr.HTML(f"<p style=\"margin-bottom:0.75em\">{INFO}</p>", elem_id=f"{prefix}_info")
         overlap = gr.Slider(minimum=0, maximum=256, step=16, label="Tile overlap", value=64,

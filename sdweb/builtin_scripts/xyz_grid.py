@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import gradio as gr
 from PIL import Image
 
 from sdweb.builtin_scripts.common.axis_values import join_values, split_values
@@ -51,6 +50,7 @@ class XYZPlot(Script):
         return TITLE
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        import gradio as gr
         prefix = elem_prefix(is_img2img, "xyz_plot")
         labels = axis_labels(is_img2img)
         axes = [_axis_row(prefix, name, labels, default) for name, default in (("x", "Seed"), ("y", "Nothing"),
@@ -181,6 +181,7 @@ def _vary_seed(cell: Processing, axes: list[PlotAxis], indexes: tuple[int, int, 
 
 
 def _axis_row(prefix: str, name: str, labels: list[str], default: str) -> tuple[Any, Any, Any, Any]:
+    import gradio as gr
     upper = name.upper()
     with gr.Row(elem_id=f"{prefix}_{name}_row"):
         axis_type = gr.Dropdown(label=f"{upper} type", choices=labels, value=default, scale=2, min_width=160,
@@ -201,6 +202,7 @@ def _choices(services: Any, label: str) -> list[str] | None:
 def _switch(services: Any, label: str, text: str, chosen: list[str] | None, csv_mode: bool) -> tuple[Any, Any, Any]:
     """An axis with choices (samplers, checkpoints, ...) gets a multi-select unless text inputs are asked for;
     the values move between the two."""
+    import gradio as gr
     choices = _choices(services, label)
     if choices is None:
         return gr.Textbox(visible=True), gr.Dropdown(visible=False, choices=[], value=[]), gr.Button(visible=False)
@@ -215,6 +217,7 @@ def _switch(services: Any, label: str, text: str, chosen: list[str] | None, csv_
 
 def _fill(services: Any, label: str, csv_mode: bool) -> tuple[Any, Any]:
     """📒: every choice of the axis (every sampler, every checkpoint, ...)."""
+    import gradio as gr
     choices = _choices(services, label)
     if choices is None:
         return gr.Textbox(), gr.Dropdown()

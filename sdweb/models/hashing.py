@@ -71,6 +71,7 @@ class HashCache:
     def __init__(self, cache_file: Path) -> None:
         self.cache_file = Path(cache_file)
         self._lock = threading.Lock()
+        self._computing: dict[tuple[str, str], threading.Lock] = {}  # one reader per (file, kind) at a time
         self._entries: dict[str, dict] = self._read()
         self.files_read = 0  # how many times file content was read (tests check that a rescan reads none)
 
@@ -114,10 +115,22 @@ class HashCache:
         self._save()
 
     def get(self, path: Path, kind: str, progress: ProgressCallback | None = None) -> str:
-        """Cached value, or compute (reading the file), store and return it."""
+        """Cached value, or compute (reading the file), store and return it. A second caller for the same file
+        and kind (the first load while the background hasher reads that file) waits for the first one's result
+        instead of reading the file again."""
         value = self.cached(path, kind)
         if value is not None:
             return value
+        key = (str(Path(path).resolve()), kind)
+        with self._lock:
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:
+            value = self.cached(path, kind)
+            if value is not None:
+                return value
+            return self._compute(path, kind, progress)
+
+    def _compute(self, path: Path, kind: str, progress: ProgressCallback | None) -> str:
         self.files_read += 1
         if kind == "sha256":
             value = sha256_file(path, progress)

@@ -231,7 +231,6 @@ class ModelManager:
 
     def _load(self, entry: CheckpointEntry, prediction_type: str | None, chosen: list[Path]) -> LoadedModel:
         started = time.perf_counter()
-        entry = self.registry.ensure_sha256(entry)
         family = check_checkpoint(entry.path, allow_unsafe_pickle=self.allow_unsafe_pickle)
         modules = choose_modules(family, entry.path, chosen, [m.path for m in self.registry.modules])
         result = load_checkpoint(
@@ -244,6 +243,8 @@ class ModelManager:
         )
         is_large = result.family.native_size >= 1024  # SDXL-size models: the --medvram-sdxl rules apply
         apply_plan_to_pipeline(result.pipeline, self.plan, is_sdxl=is_large, denoiser_dtypes=result.family.dtypes)
+        # after the load: the background hasher reads the file while it loads, and this waits for its result
+        entry = self.registry.ensure_sha256(entry)
         seconds = time.perf_counter() - started
         log.info(
             "Loaded %s (%s, %s) in %.1f s", entry.title, result.family.label, result.prediction_type, seconds

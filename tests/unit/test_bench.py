@@ -103,3 +103,58 @@ def test_gpu_section_skips_without_cuda(monkeypatch, tmp_path, capsys):
     assert report["sections"]["gpu"]["details"] == {"skipped": "no CUDA device"}
     assert report["machine"]["nproc"] >= 1
     assert list(report["sections"]) == ["gpu"]
+
+
+def test_new_sections_are_selectable():
+    assert parse_sections("memory,coldstart") == ["coldstart", "memory"]
+    assert {"coldstart", "memory"} <= set(bench_main.section_runners(bench_main._parser().parse_args([])))
+
+
+def _cold(wall, cpu, rss_gib, imports, state, load, image):
+    return {"wall": wall, "cpu": cpu, "peak_rss_bytes": rss_gib * 2**30,
+            "phases": {"imports": imports, "app_state": state, "load": load, "image": image}}
+
+
+def test_coldstart_rows_take_medians_and_the_ratio():
+    from sdweb.bench.coldstart import coldstart_rows
+
+    runs = {"sdweb": [_cold(30, 40, 6, 5, 2, 10, 13), _cold(28, 38, 6, 5, 1, 9, 13), _cold(90, 39, 7, 5, 1, 9, 13)],
+            "bare": [_cold(27, 36, 6, 6, 0, 9, 12), _cold(26, 37, 5, 6, 0, 8, 12), _cold(29, 35, 6, 6, 0, 9, 12)]}
+    rows = {row.metric: row for row in coldstart_rows(runs)}
+    wall = rows["process start -> first image (wall)"]
+    assert (wall.value, wall.reference, wall.met) == (30, 27, False)  # the outlier 90 s does not count
+    cpu = rows["process start -> first image (cpu)"]
+    assert (cpu.value, cpu.reference) == (39, 36)
+    assert rows["peak RSS of the process"].value == 6
+    assert rows["phase: app_state"].reference is None  # the bare script has no app state
+    assert rows["phase: load"].value == 9
+    even = {"sdweb": [_cold(10, 10, 1, 1, 1, 1, 1)], "bare": [_cold(10, 11, 1, 1, 0, 1, 1)]}
+    assert all(row.met for row in coldstart_rows(even) if row.goal)
+
+
+def test_memory_rows_measure_growth_over_the_baseline():
+    from sdweb.bench.memory import memory_rows
+
+    gib = 2**30
+    runs = {"sdweb": [{"baseline": 1 * gib, "peak": 5.5 * gib, "settled": 5.1 * gib, "weights": 4 * gib,
+                       "baseline_anon": 0.5 * gib, "peak_anon": 4.5 * gib}],
+            "bare": [{"baseline": 1 * gib, "peak": 7.4 * gib, "settled": 5.2 * gib, "weights": 4 * gib}]}
+    rows = {row.metric: row for row in memory_rows("SD 1.5", runs)}
+    peak = rows["SD 1.5 sdweb: peak RSS growth while loading"]
+    assert (peak.value, peak.reference, peak.met) == (4.5, 4, True)  # 1.125x <= 1.15x
+    settled = rows["SD 1.5 sdweb: settled RSS growth after load"]
+    assert (settled.value, settled.met) == (4.1, True)  # 1.025x <= 1.05x
+    assert rows["SD 1.5 bare diffusers: peak RSS growth while loading"].met is False  # 1.6x
+    assert rows["SD 1.5 sdweb: peak private (anonymous) RSS growth"].value == 4
+    assert "SD 1.5 bare diffusers: peak private (anonymous) RSS growth" not in rows  # not sampled there
+
+
+def test_read_status_parses_kib_fields():
+    from sdweb.bench.memory import read_status
+
+    text = "Name:\tpython\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"
+    assert read_status("VmRSS", text) == 1024 * 1024
+    assert read_status("VmHWM", text) == 2048 * 1024
+    with pytest.raises(KeyError):
+        read_status("VmSwap", text)
+    assert read_status("VmRSS") > 0  # this process, from /proc

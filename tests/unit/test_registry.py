@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import threading
 
 import pytest
 
@@ -120,6 +121,32 @@ def test_hash_cache_survives_a_broken_cache_file(tmp_path):
     cache = HashCache(cache_file)
     assert cache.get(path, "sha256") == hashlib.sha256(b"abc").hexdigest()
     assert HashCache(cache_file).cached(path, "sha256") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_a_second_caller_waits_for_the_first_hash_instead_of_reading_again(tmp_path):
+    """The first load asks for the sha256 while the background hasher is reading the same file: one read."""
+    data = os.urandom(3 * 1024 * 1024)
+    path = _write(tmp_path / "model.safetensors", data)
+    cache = HashCache(tmp_path / "hashes.json")
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_progress(done, total):
+        reading.set()
+        release.wait(10)
+
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", cache.get(path, "sha256", slow_progress)))
+    first.start()
+    assert reading.wait(10)
+    second = threading.Thread(target=lambda: results.setdefault("second", cache.get(path, "sha256")))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waiting for the first reader, not reading the file itself
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert results == {"first": hashlib.sha256(data).hexdigest(), "second": hashlib.sha256(data).hexdigest()}
+    assert cache.files_read == 1
 
 
 def test_module_files_and_comfyui_checkpoint_folders(data_dir, tmp_path):

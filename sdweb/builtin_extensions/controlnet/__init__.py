@@ -18,7 +18,6 @@ from sdweb.builtin_extensions.controlnet.control import (
 )
 from sdweb.builtin_extensions.controlnet.models import ControlNetModels
 from sdweb.builtin_extensions.controlnet.routes import controlnet_router
-from sdweb.builtin_extensions.controlnet.ui import unit_controls
 from sdweb.builtin_extensions.controlnet.units import units_from_args
 from sdweb.extensions.api import (
     AlwaysVisible,
@@ -50,6 +49,8 @@ class ControlNet(Script):
         return AlwaysVisible
 
     def ui(self, is_img2img: bool) -> list[Any]:
+        from sdweb.builtin_extensions.controlnet.ui import unit_controls  # gradio: only when a page is built
+
         count = int(self.context.setting("control_net_unit_count", 3))
         return unit_controls(count, is_img2img, self.models)
 
