@@ -13,7 +13,7 @@ import torch
 
 from sdweb.samplers.context import SamplerContext
 from sdweb.samplers.denoisers import ModelCall, ModelInput
-from sdweb.samplers.discrete import append_zero
+from sdweb.samplers.discrete import DiscreteSchedule
 
 TRAIN_STEPS = 1000
 
@@ -37,9 +37,9 @@ def unshifted(sigma: torch.Tensor, shift: float) -> torch.Tensor:
     return sigma / (shift - (shift - 1) * sigma)
 
 
-class FlowSchedule:
-    """The noise table of a flow model, with the interface of :class:`DiscreteSchedule` so the schedule
-    functions work unchanged: ``sigmas[i]`` is the level of training timestep (i + 1) / 1000, ascending."""
+class FlowSchedule(DiscreteSchedule):
+    """The noise table of a flow model, as a :class:`DiscreteSchedule` so the schedule functions work unchanged:
+    ``sigmas[i]`` is the level of training timestep (i + 1) / 1000, ascending; timesteps are continuous."""
 
     def __init__(self, shift: float, device: torch.device | str = "cpu") -> None:
         self.shift = float(shift)
@@ -49,19 +49,6 @@ class FlowSchedule:
 
     def to(self, device: torch.device | str) -> FlowSchedule:
         return FlowSchedule(self.shift, device)
-
-    @property
-    def sigma_min(self) -> torch.Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> torch.Tensor:
-        return self.sigmas[-1]
-
-    def get_sigmas(self, n: int) -> torch.Tensor:
-        """n timesteps evenly spaced from the last training timestep to the first, then 0."""
-        t = torch.linspace(len(self.sigmas) - 1, 0, n, device=self.sigmas.device)
-        return append_zero(self.t_to_sigma(t))
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional index into ``sigmas`` (continuous: the flow's timestep is a real number)."""
