@@ -79,6 +79,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--medvram", DEVICE, "bool", help="keep text encoder, VAE and UNet in RAM; move each to the GPU to run"),
     Flag("--medvram-sdxl", DEVICE, "bool", help="--medvram only for SDXL models"),
     Flag("--lowvram", DEVICE, "bool", help="like --medvram and also offload the UNet block by block (slow)"),
+    Flag("--lowvram-offload", DEVICE, "str", default="sequential", choices=("sequential", "group"),
+         help="sdweb: how --lowvram offloads: sequential (per layer, lowest VRAM) or group (per block, with CUDA "
+              "streams prefetching the next block)"),
     Flag("--lowram", DEVICE, "bool", help="load checkpoint weights straight to VRAM"),
     Flag("--xformers", DEVICE, "bool", help="prefer xformers attention (CUDA only, if installed)"),
     Flag("--force-enable-xformers", DEVICE, "bool", help="use xformers without the capability check"),
@@ -104,6 +107,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--device-ids", DEVICE, "str",
          help="sdweb: one worker per listed device, comma-separated (0,1,2); without a GPU each id is one more "
               "CPU worker. Default: one worker per visible GPU (--device-id: that one only)"),
+    Flag("--workers-per-device", DEVICE, "int", default=1,
+         help="sdweb: workers on each device, each with its own copy of the model (2 overlaps one job's text "
+              "encoding, decoding and saving with another's sampling; needs the VRAM for two copies)"),
     Flag("--workers", DEVICE, "str", default="local",
          help="sdweb: where jobs run: local (this process, default), ray (a private one-box Ray cluster, one "
               "actor per GPU; needs pip install 'sdweb[ray]') or ray:HOST:PORT (join that Ray cluster)"),

@@ -211,7 +211,7 @@ class DeviceRuntime:
 def _device_runtimes(options: object, paths: DataPaths, settings: Settings, registry: ModelRegistry,
                      hardware: HardwareInfo) -> list[DeviceRuntime]:
     device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
-                                   len(hardware.cuda_devices))
+                                   len(hardware.cuda_devices), int(getattr(options, "workers_per_device", 1) or 1))
     runtimes: list[DeviceRuntime] = []
     for index, device_id in enumerate(device_ids):
         device_options = options
@@ -254,7 +254,7 @@ def _make_pool(options: object, runtimes: list[DeviceRuntime], settings: Setting
     import torch
 
     device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
-                                   len(hardware.cuda_devices))
+                                   len(hardware.cuda_devices), int(getattr(options, "workers_per_device", 1) or 1))
     return RayPool(build_pool_worker, options, device_ids, settings.as_dict,
                    retries=int(getattr(options, "worker_retries", 2) or 0), address=choice.address,
                    gpus=len(hardware.cuda_devices), threads=torch.get_num_threads())

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     gpu = parser.add_argument_group("gpu")
     gpu.add_argument("--gpu-steps", type=int, default=20)
     gpu.add_argument("--gpu-batch", type=int, default=8)
+    gpu.add_argument("--gpu-parts", default="speed,modes,syncs",
+                     help="comma-separated, of speed,modes,syncs,workers,compile (default %(default)s)")
+    gpu.add_argument("--gpu-models", default="sd1,sdxl", help="comma-separated, of sd1,sdxl")
     opts = parser.add_argument_group("opts")
     opts.add_argument("--opts-size", type=int, default=64)
     opts.add_argument("--opts-steps", type=int, default=30)
@@ -95,9 +98,12 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], SectionR
         return run_switching(args.switches)
 
     def gpu() -> SectionResult:
-        from sdweb.bench.gpu import run_gpu
+        from sdweb.bench.gpu import MODELS, run_gpu
 
-        return run_gpu(args.repeats, steps=args.gpu_steps, batch=args.gpu_batch, cache_dir=args.cache_dir)
+        wanted = args.gpu_models.split(",")
+        return run_gpu(args.repeats, steps=args.gpu_steps, batch=args.gpu_batch, cache_dir=args.cache_dir,
+                       models=tuple(model for model in MODELS if model[0] in wanted),
+                       parts=tuple(part.strip() for part in args.gpu_parts.split(",") if part.strip()))
 
     def opts() -> SectionResult:
         from sdweb.bench.opts import run_opts

@@ -33,16 +33,23 @@ def _config(kind: str, component: str) -> dict[str, Any]:
     return {key: value for key, value in data.items() if not key.startswith("_") and key != "architectures"}
 
 
-def build_fullsize_pipeline(kind: str, seed: int = 0) -> Any:
-    """The diffusers pipeline at real size with random weights (fp32, CPU)."""
-    import diffusers
+def build_fullsize_pipeline(kind: str, seed: int = 0, device: str = "cpu") -> Any:
+    """The diffusers pipeline at real size with random weights (fp32), built on `device` (a GPU initialises
+    SDXL in seconds, a CPU in minutes)."""
     import torch
+
+    index = json.loads((CONFIGS / kind / "model_index.json").read_text(encoding="utf-8"))
+    torch.manual_seed(seed)
+    with torch.device(device):
+        return _build(kind, index)
+
+
+def _build(kind: str, index: dict[str, Any]) -> Any:
+    import diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from sdweb.testing.tiny import load_tiny_tokenizer
 
-    index = json.loads((CONFIGS / kind / "model_index.json").read_text(encoding="utf-8"))
-    torch.manual_seed(seed)
     components: dict[str, Any] = {
         "unet": diffusers.UNet2DConditionModel(**_config(kind, "unet")),
         "vae": diffusers.AutoencoderKL(**_config(kind, "vae")),
@@ -65,9 +72,10 @@ def write_fullsize(kind: str, out_path: Path, seed: int = 0) -> Path:
     import torch
 
     from sdweb.models.ldm_convert import pipeline_to_ldm
+    from sdweb.runtime.policy import probe_hardware
 
-    pipe = build_fullsize_pipeline(kind, seed)
-    tensors = {key: value.detach().to(torch.float16).contiguous()
+    pipe = build_fullsize_pipeline(kind, seed, "cuda" if probe_hardware().cuda_devices else "cpu")
+    tensors = {key: value.detach().to(torch.float16).cpu().contiguous()
                for key, value in sorted(pipeline_to_ldm(pipe, kind).items())}
     del pipe
     gc.collect()

@@ -50,9 +50,10 @@ SIZE, STEPS, CFG, PROMPT = 256, 4, 5.0, "a photo of a cat"
 FILE_NAME = "sd3.5_medium_random_fullsize.safetensors"
 
 
-def _random_like(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Random bf16 values for a meta state dict: norm scales 1, biases 0, weights ~ N(0, 1/fan_in)."""
-    generator = torch.Generator().manual_seed(seed)
+def _random_like(state: dict[str, torch.Tensor], seed: int, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Random bf16 values (on CPU) for a meta state dict: norm scales 1, biases 0, weights ~ N(0, 1/fan_in);
+    drawn on `device` (a GPU draws a 6B model in seconds)."""
+    generator = torch.Generator(device).manual_seed(seed)
     out = {}
     for key, meta in state.items():
         if meta.ndim == 1:
@@ -60,7 +61,8 @@ def _random_like(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.T
                 torch.zeros(meta.shape, dtype=torch.bfloat16)
             continue
         fan_in = max(1, meta[0].numel())
-        out[key] = (torch.randn(meta.shape, generator=generator) / fan_in ** 0.5).to(torch.bfloat16)
+        drawn = torch.randn(meta.shape, generator=generator, device=device) / fan_in ** 0.5
+        out[key] = drawn.to(torch.bfloat16).cpu()
     return out
 
 

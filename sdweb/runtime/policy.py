@@ -52,6 +52,7 @@ class DeviceOptions(Protocol):
     medvram: bool
     medvram_sdxl: bool
     lowvram: bool
+    lowvram_offload: str
     lowram: bool
     xformers: bool
     force_enable_xformers: bool
@@ -441,8 +442,11 @@ def _choose_offload(options: DeviceOptions, device: str, reasons: list[str]) -> 
         reasons.append(f"{', '.join(flags)}: no effect on {device}{shared}")
         return "none", False
     if options.lowvram:
-        # diffusers' block-level group offload ("group") is closer to A1111's per-block swapping and faster, but
-        # sequential offload works with every component and call path (vae.decode, text encoders): chosen.
+        # diffusers' block-level group offload ("group", CUDA streams prefetch the next block) is closer to A1111's
+        # per-block swapping; sequential offload (per layer) is the default until measured faster on every card.
+        if getattr(options, "lowvram_offload", "sequential") == "group":
+            reasons.append("--lowvram: block-level group offload with CUDA streams (--lowvram-offload group)")
+            return "group", False
         reasons.append("--lowvram: sequential CPU offload (per layer; slow, lowest VRAM)")
         return "sequential", False
     if options.medvram:

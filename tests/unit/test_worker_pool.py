@@ -200,3 +200,16 @@ def test_worker_device_ids(ids, device_id, cuda, expected):
 def test_worker_device_ids_refused(ids):
     with pytest.raises(UserError, match="--device-ids"):
         worker_device_ids(ids, None, 2)
+
+
+@pytest.mark.parametrize(("ids", "device_id", "cuda", "expected"), [
+    (None, None, 1, [None, None]), (None, None, 2, ["0", "0", "1", "1"]), ("1", None, 2, ["1", "1"]),
+    (None, "1", 2, ["1", "1"]),
+])
+def test_workers_per_device(ids, device_id, cuda, expected):
+    assert worker_device_ids(ids, device_id, cuda, per_device=2) == expected
+
+
+def test_workers_per_device_refuses_zero():
+    with pytest.raises(UserError, match="--workers-per-device"):
+        worker_device_ids(None, None, 1, per_device=0)

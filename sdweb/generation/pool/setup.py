@@ -31,11 +31,20 @@ def parse_workers_flag(value: str | None) -> PoolChoice:
                     hint="Use local, ray, or ray:HOST:PORT (e.g. ray:10.0.0.5:6379) to join a Ray cluster.")
 
 
-def worker_device_ids(device_ids: str | None, device_id: str | None, cuda_count: int) -> list[str | None]:
+def worker_device_ids(device_ids: str | None, device_id: str | None, cuda_count: int,
+                      per_device: int = 1) -> list[str | None]:
     """One entry per worker: a --device-id value for its runtime plan (None: the policy's default device).
 
     --device-ids 0,1,2: those (without CUDA each id is one CPU worker, sharing the CPU); --device-id N: that
-    one (A1111's meaning); neither: one worker per visible GPU, or one worker without a GPU."""
+    one (A1111's meaning); neither: one worker per visible GPU, or one worker without a GPU. Each device gets
+    `per_device` workers (--workers-per-device)."""
+    if per_device < 1:
+        raise UserError(f"--workers-per-device {per_device}: expected 1 or more.", code="bad_flag",
+                        hint="Use 1 (the default) or 2 to run two jobs at once on each device.")
+    return [device for device in _one_per_device(device_ids, device_id, cuda_count) for _ in range(per_device)]
+
+
+def _one_per_device(device_ids: str | None, device_id: str | None, cuda_count: int) -> list[str | None]:
     if device_ids:
         ids = [part.strip() for part in device_ids.split(",") if part.strip()]
         bad = [part for part in ids if not part.isdigit()]
@@ -44,7 +53,7 @@ def worker_device_ids(device_ids: str | None, device_id: str | None, cuda_count:
                             code="bad_flag", hint="List the CUDA device numbers, comma-separated.")
         if len(set(ids)) != len(ids) and cuda_count > 0:
             raise UserError(f"--device-ids {device_ids!r} lists a device twice.", code="bad_flag",
-                            hint="Two workers on one GPU would compete for its memory: list each device once.")
+                            hint="List each device once; --workers-per-device 2 runs two workers on each.")
         return list(ids)
     if device_id is not None:
         return [device_id]
