@@ -29,20 +29,20 @@ step() {
 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"
     nproc
 } >>"$log" 2>&1
-bench() { python3 -m sdweb.bench --only gpu "$@"; }
+
 case "$1" in
 1)
     step pytest_gpu 110 python3 -m pytest -m gpu -q -s -rs -p no:warnings --continue-on-collection-errors \
         tests/unit/test_seeds.py tests/unit/test_runtime_policy.py tests/postprocess/test_upscalers.py \
         tests/service/test_gpu_fullsize.py
-    step sd1 110 bench --gpu-models sd1 --gpu-parts speed,syncs,modes --repeats 3 --out "$OUT/sd1.json"
-    step sdxl 120 bench --gpu-models sdxl --gpu-parts speed,syncs --repeats 3 --out "$OUT/sdxl.json"
+    step sd1 110 python3 -m sdweb.bench --only gpu --gpu-models sd1 --gpu-parts speed,syncs,modes --repeats 3 --out "$OUT/sd1.json"
+    step sdxl 120 python3 -m sdweb.bench --only gpu --gpu-models sdxl --gpu-parts speed,syncs --repeats 3 --out "$OUT/sdxl.json"
     step zimage 160 python3 -m sdweb.bench.zimage_gpu --repeats 3
     ;;
 2)
-    step workers 70 bench --gpu-models sd1 --gpu-parts workers --out "$OUT/workers.json"
-    step sdxl_modes 150 bench --gpu-models sdxl --gpu-parts modes --out "$OUT/sdxl_modes.json"
-    step compile 120 bench --gpu-models sd1 --gpu-parts compile --repeats 3 --out "$OUT/compile.json"
+    step workers 70 python3 -m sdweb.bench --only gpu --gpu-models sd1 --gpu-parts workers --out "$OUT/workers.json"
+    step sdxl_modes 150 python3 -m sdweb.bench --only gpu --gpu-models sdxl --gpu-parts modes --out "$OUT/sdxl_modes.json"
+    step compile 120 python3 -m sdweb.bench --only gpu --gpu-models sd1 --gpu-parts compile --repeats 3 --out "$OUT/compile.json"
     ;;
 esac
 tail -c 4000 "$log"
