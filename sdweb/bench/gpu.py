@@ -86,10 +86,13 @@ class _Bench:
         model = self.state.manager.get(self.title)
         pipe = model.pipeline("txt2img")
         config = dict(model.scheduler_config)
+        self.placement = {name: f"{module.device} {module.dtype}" for name, module in pipe.components.items()
+                          if isinstance(module, torch.nn.Module)}  # where the bare call finds the components
+        plan = self.state.plan
 
         def run() -> Any:
             pipe.scheduler = EulerDiscreteScheduler.from_config(config)
-            with torch.no_grad():
+            with torch.no_grad(), plan.autocast_context(), plan.sdpa_context():  # the same numerics as ours
                 return pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=self.steps,
                             width=self.size, height=self.size, guidance_scale=7.0,
                             num_images_per_prompt=batch_size,
@@ -219,19 +222,34 @@ def _model_rows(label: str, data: Path, title: str, size: int, steps: int, repea
     if "speed" in parts or "syncs" in parts:
         bench = _Bench(data, [], title, size, steps)
         try:
-            if "speed" in parts:
-                rows += _speed_rows(label, bench, steps, repeats, batch, details)
             if "syncs" in parts:
-                rows += _sync_rows(label, bench, steps, details)
+                rows += _part(label, "syncs", details, lambda: _sync_rows(label, bench, steps, details))
+            if "speed" in parts:
+                rows += _part(label, "speed", details,
+                              lambda: _speed_rows(label, bench, steps, repeats, batch, details))
+                details["bare_placement"] = getattr(bench, "placement", None)
         finally:
             bench.close()
     if "modes" in parts:
-        rows += _mode_rows(label, data, title, size, steps, details)
+        rows += _part(label, "modes", details, lambda: _mode_rows(label, data, title, size, steps, details))
     if "workers" in parts:
-        rows += _worker_rows(label, data, title, size, steps, batch, details)
+        rows += _part(label, "workers", details,
+                      lambda: _worker_rows(label, data, title, size, steps, batch, details))
     if "compile" in parts:
-        rows += _compile_rows(label, data, title, size, steps, repeats, details)
+        rows += _part(label, "compile", details,
+                      lambda: _compile_rows(label, data, title, size, steps, repeats, details))
     return rows, details
+
+
+def _part(label: str, part: str, details: dict[str, Any], run: Callable[[], list[Row]]) -> list[Row]:
+    """One part's rows; a failing part leaves its traceback in the details and the other parts still run."""
+    import traceback
+
+    try:
+        return run()
+    except Exception as error:  # e.g. OOM or a dtype mismatch in one mode: keep the other parts' figures
+        details[f"{part}_error"] = traceback.format_exc()[-4000:]
+        return [Row("gpu", f"{label} {part} failed", None, note=f"{type(error).__name__}: {error}"[:200])]
 
 
 def run_gpu(repeats: int, *, steps: int = 20, batch: int = 8, cache_dir: Path | None = None,

@@ -58,15 +58,32 @@ class StepTracker:
         self.context.show_step(min(self.done, self.total_steps), preview)
 
 
+def execution_device(pipe: Any, module: Any = None) -> torch.device:
+    """Where a component (default: the denoising network) runs: its own device, or with accelerate's offload
+    hooks the hooks' execution device, since an offloaded component sits on the CPU (or meta) between calls
+    (diffusers' ``_execution_device`` walks every component's modules: ~20 ms, so only when hooked)."""
+    if module is None:
+        module = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if module is not None and not _hooked(module):
+        return torch.device(getattr(module, "device", None) or next(module.parameters()).device)
+    return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
+
+
+def _hooked(module: Any) -> bool:
+    """accelerate's hooks sit on the module (model offload) or on its submodules (sequential / group)."""
+    return hasattr(module, "_hf_hook") or any(hasattr(child, "_hf_hook") for child in module.children())
+
+
 def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:
     """VAE-decode latents to PIL images, one at a time (as A1111 does, to bound VAE memory)."""
     vae = pipe.vae
+    device = execution_device(pipe, vae)  # under offload the VAE waits on the CPU until its hook moves it
     scaling = vae.config.scaling_factor
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     images = []
     with torch.no_grad():
         for index in range(latents.shape[0]):
-            latent = latents[index:index + 1].to(vae.device, vae.dtype) / scaling + shift
+            latent = latents[index:index + 1].to(device, vae.dtype) / scaling + shift
             decoded = vae.decode(latent, return_dict=False)[0]
             images.extend(pipe.image_processor.postprocess(decoded.float(), output_type="pil"))
     return images

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from sdweb.engines import engine_for
+from sdweb.generation.sampling import execution_device
 from sdweb.generation.unet_model import UNetExtras, UNetStage
 from sdweb.samplers.context import StepState
 from sdweb.samplers.denoisers import MaskBlend
@@ -54,16 +55,6 @@ class UNetPass:
     schedule: Any = None  # the engine's noise table (engine.noise_schedule); None = the model's default
     params: dict[str, Any] = field(default_factory=dict)  # infotext keys the sampler added (filled in)
     final_stage: int = 0  # the stage that ran last (1 after a refiner switch; filled in)
-
-
-def execution_device(pipe: Any) -> torch.device:
-    """Where the denoising network runs: its own device, or with accelerate's offload hooks the hooks'
-    execution device (diffusers' ``_execution_device`` walks every component's modules: ~20 ms, so only when
-    hooked)."""
-    network = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    if network is not None and not hasattr(network, "_hf_hook"):
-        return torch.device(network.device)
-    return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
 
 
 def sample_pass(job: UNetPass) -> SamplingOutcome:
@@ -110,14 +101,15 @@ def encode_tensor(pipe: Any, pixels: torch.Tensor, seeds: Sequence[int], mode: b
     """(N, 3, H, W) pixels in [-1, 1] to scaled latents, each image's latent sampled with a generator of its
     seed (A1111 samples the VAE's latent distribution too), or the distribution's mode (`mode`)."""
     vae = pipe.vae
-    pixels = pixels.to(vae.device, vae.dtype)
+    device = execution_device(pipe, vae)
+    pixels = pixels.to(device, vae.dtype)
     scaling = vae.config.scaling_factor
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     latents = []
     with torch.no_grad():
         for index in range(pixels.shape[0]):
             seed = int(seeds[min(index, len(seeds) - 1)])
-            generator = torch.Generator(vae.device).manual_seed(seed)
+            generator = torch.Generator(device).manual_seed(seed)
             dist = vae.encode(pixels[index:index + 1]).latent_dist
             latents.append(((dist.mode() if mode else dist.sample(generator=generator)) - shift) * scaling)
     return torch.cat(latents).float()
