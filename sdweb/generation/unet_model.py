@@ -70,6 +70,10 @@ class UNetModelCall:
         self.stage_index = 0
         self._control_images: dict[int, torch.Tensor] = {}
         self._dtypes: dict[int, torch.dtype] = {}
+        # the last step's conditioning rows and SDXL time ids on the device: steps that share them (most do)
+        # reuse them instead of copying from the host again
+        self._rows_cache: tuple[Any, ...] | None = None
+        self._time_ids_cache: dict[tuple[Any, ...], torch.Tensor] = {}
 
     def _unet_dtype(self) -> torch.dtype:
         """The UNet's dtype, looked up once per stage (diffusers' ``dtype`` walks every module: 4 ms a step)."""
@@ -97,6 +101,14 @@ class UNetModelCall:
             self.stage_index += 1
 
     def _rows(self, state: StepConditioning, with_uncond: bool, device: Any, dtype: Any) -> tuple:
+        cached = self._rows_cache
+        if cached is not None and cached[0] is state and cached[1:4] == (with_uncond, device, dtype):
+            return cached[4]
+        rows = self._new_rows(state, with_uncond, device, dtype)
+        self._rows_cache = (state, with_uncond, device, dtype, rows)
+        return rows
+
+    def _new_rows(self, state: StepConditioning, with_uncond: bool, device: Any, dtype: Any) -> tuple:
         batch = self.extras.batch
         conds = [cond for _ in range(batch) for cond in state.conds]
         uncond_rows = [state.uncond] * batch if with_uncond else []
@@ -108,6 +120,13 @@ class UNetModelCall:
         return embeds, pooled, len(conds)
 
     def _time_ids(self, stage: UNetStage, cond_rows: int, total_rows: int, device: Any, dtype: Any) -> torch.Tensor:
+        key = (self.stage_index, cond_rows, total_rows, device, dtype)
+        if key not in self._time_ids_cache:
+            self._time_ids_cache[key] = self._new_time_ids(stage, cond_rows, total_rows, device, dtype)
+        return self._time_ids_cache[key]
+
+    def _new_time_ids(self, stage: UNetStage, cond_rows: int, total_rows: int, device: Any,
+                      dtype: Any) -> torch.Tensor:
         height, width = self.extras.height, self.extras.width
         top, left = self.extras.crop_top_left
         if getattr(stage.pipe.config, "requires_aesthetics_score", False):

@@ -20,7 +20,7 @@ class StepState:
     i: int
     x: torch.Tensor
     denoised: torch.Tensor
-    sigma: float
+    sigma: torch.Tensor | float  # kept as given: float() of a GPU tensor would wait for the GPU every step
 
 
 @dataclass
@@ -41,7 +41,7 @@ class SamplerContext:
 
     def report(self, i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor | float) -> None:
         if self.callback is not None:
-            self.callback(StepState(i=i, x=x, denoised=denoised, sigma=float(sigma)))
+            self.callback(StepState(i=i, x=x, denoised=denoised, sigma=sigma))
 
     def noise(self, x: torch.Tensor) -> NoiseSampler:
         if self.noise_sampler is not None:

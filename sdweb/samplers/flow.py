@@ -88,12 +88,13 @@ def _ancestral_rf_step(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Ten
 
 def sample_euler_ancestral_rf(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Euler a for flow models: the last step lands on x0, every other adds ``eta`` of fresh noise back."""
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     noise = ctx.noise(x)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = ctx.model(x, sigmas[i] * s_in)
         ctx.report(i, x, denoised, sigmas[i])
-        if sigmas[i + 1] == 0 or not ctx.eta:
+        if host[i + 1] == 0 or not ctx.eta:
             x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
             continue
         x = _ancestral_rf_step(x, denoised, sigmas[i], sigmas[i + 1], ctx.eta,

@@ -25,7 +25,9 @@ def ancestral_step(sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float 
     """(sigma_down, sigma_up): where a deterministic step lands and how much fresh noise is added back."""
     if not eta:
         return sigma_to, 0.0
-    sigma_up = min(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
+    sigma_up = eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5
+    # min() of two GPU tensors would wait for the GPU; torch.minimum gives the same value without waiting
+    sigma_up = torch.minimum(sigma_to, sigma_up) if isinstance(sigma_up, torch.Tensor) else min(sigma_to, sigma_up)
     sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
     return sigma_down, sigma_up
 
@@ -51,7 +53,9 @@ class BrownianTreeNoiseSampler:
 
 def _churn(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Karras' stochastic churn before a step (x, sigma_hat); draws noise every step, as k-diffusion does."""
-    gamma = min(ctx.s_churn / (len(sigmas) - 1), 2 ** 0.5 - 1) if ctx.s_tmin <= sigmas[i] <= ctx.s_tmax else 0.0
+    gamma = 0.0
+    if ctx.s_churn and ctx.s_tmin <= sigmas[i] <= ctx.s_tmax:  # (no churn: no comparison, which would sync)
+        gamma = min(ctx.s_churn / (len(sigmas) - 1), 2 ** 0.5 - 1)
     eps = ctx.randn_like(x) * ctx.s_noise
     sigma_hat = sigmas[i] * (gamma + 1)
     if gamma > 0:
@@ -71,6 +75,7 @@ def sample_euler(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> 
 
 
 def sample_euler_ancestral(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     noise = ctx.noise(x)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
@@ -79,12 +84,13 @@ def sample_euler_ancestral(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.T
         ctx.report(i, x, denoised, sigmas[i])
         d = to_d(x, sigmas[i], denoised)
         x = x + d * (sigma_down - sigmas[i])
-        if sigmas[i + 1] > 0:
+        if host[i + 1] > 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * ctx.s_noise * sigma_up
     return x
 
 
 def sample_heun(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         x, sigma_hat = _churn(ctx, x, sigmas, i)
@@ -92,7 +98,7 @@ def sample_heun(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> t
         d = to_d(x, sigma_hat, denoised)
         ctx.report(i, x, denoised, sigmas[i])
         dt = sigmas[i + 1] - sigma_hat
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = x + d * dt
         else:
             x_2 = x + d * dt
@@ -103,13 +109,14 @@ def sample_heun(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> t
 
 
 def sample_dpm_2(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         x, sigma_hat = _churn(ctx, x, sigmas, i)
         denoised = ctx.model(x, sigma_hat * s_in)
         d = to_d(x, sigma_hat, denoised)
         ctx.report(i, x, denoised, sigmas[i])
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = x + d * (sigmas[i + 1] - sigma_hat)
         else:
             sigma_mid = sigma_hat.log().lerp(sigmas[i + 1].log(), 0.5).exp()
@@ -176,6 +183,7 @@ def _t_fn(sigma: torch.Tensor) -> torch.Tensor:
 
 
 def sample_dpmpp_2s_ancestral(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     noise = ctx.noise(x)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
@@ -192,18 +200,19 @@ def sample_dpmpp_2s_ancestral(ctx: SamplerContext, x: torch.Tensor, sigmas: torc
             x_2 = (_sigma_fn(s) / _sigma_fn(t)) * x - (-h * r).expm1() * denoised
             denoised_2 = ctx.model(x_2, _sigma_fn(s) * s_in)
             x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * denoised_2
-        if sigmas[i + 1] > 0:
+        if host[i + 1] > 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * ctx.s_noise * sigma_up
     return x
 
 
 def sample_dpmpp_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor, r: float = 1 / 2) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     noise = ctx.noise(x)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = ctx.model(x, sigmas[i] * s_in)
         ctx.report(i, x, denoised, sigmas[i])
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
             continue
         t, t_next = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
@@ -224,6 +233,7 @@ def sample_dpmpp_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor,
 
 
 def sample_dpmpp_2m(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     s_in = x.new_ones([x.shape[0]])
     old_denoised = None
     for i in range(len(sigmas) - 1):
@@ -231,7 +241,7 @@ def sample_dpmpp_2m(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) 
         ctx.report(i, x, denoised, sigmas[i])
         t, t_next = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
         h = t_next - t
-        if old_denoised is None or sigmas[i + 1] == 0:
+        if old_denoised is None or host[i + 1] == 0:
             x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * denoised
         else:
             h_last = t - _t_fn(sigmas[i - 1])
@@ -243,6 +253,7 @@ def sample_dpmpp_2m(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) 
 
 
 def sample_dpmpp_2m_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     if ctx.solver_type not in ("heun", "midpoint"):
         raise ValueError("solver_type must be 'heun' or 'midpoint'")
     noise = ctx.noise(x)
@@ -252,7 +263,7 @@ def sample_dpmpp_2m_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tens
     for i in range(len(sigmas) - 1):
         denoised = ctx.model(x, sigmas[i] * s_in)
         ctx.report(i, x, denoised, sigmas[i])
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = denoised
         else:
             t, s = -sigmas[i].log(), -sigmas[i + 1].log()
@@ -274,6 +285,7 @@ def sample_dpmpp_2m_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tens
 
 
 def sample_dpmpp_3m_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     noise = ctx.noise(x)
     s_in = x.new_ones([x.shape[0]])
     denoised_1, denoised_2 = None, None
@@ -282,7 +294,7 @@ def sample_dpmpp_3m_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tens
     for i in range(len(sigmas) - 1):
         denoised = ctx.model(x, sigmas[i] * s_in)
         ctx.report(i, x, denoised, sigmas[i])
-        if sigmas[i + 1] == 0:
+        if host[i + 1] == 0:
             x = denoised
         else:
             t, s = -sigmas[i].log(), -sigmas[i + 1].log()
@@ -313,13 +325,14 @@ def sample_dpmpp_3m_sde(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tens
 
 def sample_lcm(ctx: SamplerContext, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """LCM (Luo et al. 2023): jump to the consistency model's x0, then re-noise to the next sigma."""
+    host = sigmas.tolist()  # the comparisons below on host floats: one wait for the GPU, not one per step
     noise = ctx.noise(x)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
         denoised = ctx.model(x, sigmas[i] * s_in)
         ctx.report(i, x, denoised, sigmas[i])
         x = denoised
-        if sigmas[i + 1] > 0:
+        if host[i + 1] > 0:
             x = x + sigmas[i + 1] * noise(sigmas[i], sigmas[i + 1])
     return x
 
