@@ -29,6 +29,7 @@ class FlowModelCall:
         self.extras = extras
         self.adapter = adapter_for(self.stage.pipe.transformer)
         self.distilled = self.stage.model.family.guidance.distilled
+        self._plan_cache: tuple[Any, ...] | None = None  # the last step's row groups (most steps share them)
 
     def weights(self, step: int) -> list[float]:
         return list(self.stage.conditioning.weights)
@@ -56,15 +57,33 @@ class FlowModelCall:
             guidance = torch.full((len(rows),), float(self.extras.distilled_guidance or 0.0),
                                   device=inputs.x.device)
         references = self._references(len(state.conds), inputs.with_uncond)
+        groups = self._groups(state, inputs.with_uncond, rows, inputs.x.device)
+        if len(groups) == 1 and groups[0][0] is None:  # one call over all rows in order: no gather / scatter
+            cond = groups[0][2]
+            return self.adapter.velocity(inputs.x, inputs.sigma, cond, guidance, references).float()
         output = torch.empty_like(inputs.x, dtype=torch.float32)
-        for indexes in _same_length_groups(rows):
-            picked = torch.tensor(indexes, device=inputs.x.device)
-            cond = cat_conditionings([rows[i] for i in indexes])
+        for picked, indexes, cond in groups:
             velocity = self.adapter.velocity(inputs.x[picked], inputs.sigma[picked], cond,
                                              None if guidance is None else guidance[picked],
                                              None if references is None else references[indexes])
             output[picked] = velocity.float()
         return output
+
+    def _groups(self, state: StepConditioning, with_uncond: bool, rows: list[FlowConditioning],
+                device: Any) -> list[tuple[torch.Tensor | None, list[int], FlowConditioning]]:
+        """(index tensor or None for all rows in order, indexes, stacked conditioning) per group of rows with
+        one text length, built once per conditioning: a host-to-device index copy every step would make the
+        host wait for the GPU."""
+        cached = self._plan_cache
+        if cached is not None and cached[0] is state and cached[1:3] == (with_uncond, device):
+            return cached[3]
+        groups = []
+        for indexes in _same_length_groups(rows):
+            in_order = indexes == list(range(len(rows)))
+            picked = None if in_order else torch.tensor(indexes, device=device)
+            groups.append((picked, indexes, cat_conditionings([rows[i] for i in indexes]).to(device)))
+        self._plan_cache = (state, with_uncond, device, groups)
+        return groups
 
 
 def _same_length_groups(rows: Sequence[FlowConditioning]) -> list[list[int]]:

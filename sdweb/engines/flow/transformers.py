@@ -25,6 +25,11 @@ class FlowConditioning:
     def length(self) -> int:
         return self.embeds.shape[1]
 
+    def to(self, device: Any) -> FlowConditioning:
+        """On `device` (the encoders may run elsewhere, e.g. T5 on the CPU): moved once, not every step."""
+        return FlowConditioning(self.embeds.to(device), None if self.pooled is None else self.pooled.to(device),
+                                None if self.mask is None else self.mask.to(device))
+
     def expand(self, batch: int) -> FlowConditioning:
         return FlowConditioning(
             self.embeds.expand(batch, -1, -1),
