@@ -91,6 +91,11 @@ class Script:
         """Create Gradio components (inside the page being built); return the input components."""
         return []
 
+    def api_defaults(self, is_img2img: bool) -> list[Any] | None:
+        """The initial values of ui()'s components, without building them (None: build a throwaway ui() to
+        read them). Lets an API job run without importing Gradio; must equal what ui() gives."""
+        return None
+
     def before_process(self, p: Processing, *args: Any) -> None:
         """Before the model loads: change p.prompt, p.seed, p.width, p.override_settings, ..."""
 

@@ -28,7 +28,10 @@ def script_id(script: Script) -> str:
 
 
 def default_args(script: Script, is_img2img: bool) -> list[Any]:
-    """The initial values of the script's UI components (built in a throwaway Blocks)."""
+    """The initial values of the script's UI components: its api_defaults(), else read from a throwaway Blocks."""
+    declared = script.api_defaults(is_img2img)
+    if declared is not None:
+        return list(declared)
     import gradio as gr
 
     with gr.Blocks():

@@ -153,3 +153,36 @@ def test_ui_values_become_units():
                               "Crop and Resize"]
     units = units_from_args(flat)
     assert [unit.enabled for unit in units] == [True, False] and units[0].weight == 0.8
+
+
+@pytest.mark.parametrize("is_img2img", [False, True])
+def test_api_defaults_equal_the_ui_values(state, is_img2img):
+    """API jobs take ControlNet's defaults without building its UI (no Gradio import on the first job)."""
+    import gradio as gr
+
+    script = next(loaded.script for loaded in state.service.scripts.scripts if loaded.script.title() == "ControlNet")
+    with gr.Blocks():
+        from_ui = [getattr(component, "value", None) for component in script.ui(is_img2img)]
+    assert script.api_defaults(is_img2img) == from_ui
+    assert len(from_ui) == 3 * 14  # three units (the default count), UI_FIELDS each
+
+
+def test_api_job_does_not_import_gradio(tmp_path):
+    """The first API image of a fresh process builds no Gradio UI for the always-on scripts."""
+    import subprocess
+    import sys
+
+    write_tiny("sd1", tmp_path / "models" / "Stable-diffusion" / "tiny.safetensors", seed=1)
+    code = (
+        "import sys\n"
+        "from sdweb.cli import parse_options\n"
+        "from sdweb.state import build_app_state\n"
+        "from sdweb.core.requests import Txt2ImgRequest\n"
+        "from sdweb.generation.service import SaveOptions\n"
+        f"state = build_app_state(parse_options(['--data-dir', {str(tmp_path)!r}, '--no-hashing'], {{}}))\n"
+        "state.service.txt2img(Txt2ImgRequest(prompt='a', steps=1, width=64, height=64), None,"
+        " SaveOptions(save_samples=False, save_grid=False))\n"
+        "state.queue.shutdown()\n"
+        "print('gradio' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -18,7 +18,7 @@ from sdweb.builtin_extensions.controlnet.control import (
 )
 from sdweb.builtin_extensions.controlnet.models import ControlNetModels
 from sdweb.builtin_extensions.controlnet.routes import controlnet_router
-from sdweb.builtin_extensions.controlnet.units import units_from_args
+from sdweb.builtin_extensions.controlnet.units import UI_FIELDS, UNIT_DEFAULTS, units_from_args
 from sdweb.extensions.api import (
     AlwaysVisible,
     ExtensionContext,
@@ -53,6 +53,10 @@ class ControlNet(Script):
 
         count = int(self.context.setting("control_net_unit_count", 3))
         return unit_controls(count, is_img2img, self.models)
+
+    def api_defaults(self, is_img2img: bool) -> list[Any]:
+        count = int(self.context.setting("control_net_unit_count", 3))
+        return [UNIT_DEFAULTS[field] for _ in range(max(1, count)) for field in UI_FIELDS]
 
     def before_sampling(self, p: Processing, call: SamplingCall, *args: Any) -> None:
         units = [unit for unit in units_from_args(args) if unit.enabled]

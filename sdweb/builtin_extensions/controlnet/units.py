@@ -105,6 +105,12 @@ def parse_unit(raw: Any, index: int) -> UnitSettings:
 
 UI_FIELDS = ("enabled", "image", "low_vram", "pixel_perfect", "module", "model", "weight", "guidance_start",
              "guidance_end", "processor_res", "threshold_a", "threshold_b", "control_mode", "resize_mode")
+# each field's initial value in the page (ui.py builds the components with these)
+UNIT_DEFAULTS: dict[str, Any] = {
+    "enabled": False, "image": None, "low_vram": False, "pixel_perfect": False, "module": "none", "model": "None",
+    "weight": 1.0, "guidance_start": 0.0, "guidance_end": 1.0, "processor_res": -1, "threshold_a": -1,
+    "threshold_b": -1, "control_mode": CONTROL_MODES[0], "resize_mode": "Crop and Resize",
+}
 
 
 def units_from_args(args: tuple[Any, ...] | list[Any]) -> list[UnitSettings]:
