@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from sdweb.core.errors import InvalidModelFileError
+from sdweb.core.errors import InvalidModelFileError, UserError
 from sdweb.models.families import Family
 from sdweb.models.flow_convert import Piece, conversion_plan, layout_from_shapes, take, target_shape
 from sdweb.models.flow_detect import (
@@ -42,6 +43,7 @@ from sdweb.models.loader import CONFIGS, LoadedCheckpoint, write_config_dir
 from sdweb.models.modules import ModuleFile, assign_modules, classify_module_file, needed_slots
 from sdweb.models.reading import FileHeader, read_header
 from sdweb.models.weights import TensorFile, check_fits, fill_module, is_auxiliary_key, open_tensor_file
+from sdweb.runtime.memory import available_ram_bytes
 
 __all__ = ["check_flow_checkpoint", "load_flow_checkpoint", "tokenizer_for"]
 
@@ -315,6 +317,33 @@ def _sources(file: TensorFile, components: FileComponents, family: Family,
     return sources
 
 
+def check_ram(file_name: str, sources: Mapping[str, _Source], dtype: torch.dtype, available: int | None) -> None:
+    """A UserError saying how much RAM the load needs when the machine does not have it (every component is
+    built in RAM in `dtype` first, whatever its file's own precision): a clear refusal instead of the OOM
+    killer ending the server halfway through a 20 GB load."""
+    if available is None:
+        return
+    per_element = torch.empty(0, dtype=dtype).element_size()
+    parts = {source.file.name: 0 for source in sources.values()}
+    counted: set[tuple[str, str]] = set()
+    for source in sources.values():
+        if (source.file.name, source.prefix) in counted:
+            continue
+        counted.add((source.file.name, source.prefix))
+        parts[source.file.name] += sum(math.prod(shape) for shape in source.shapes.values()) * per_element
+    needed = sum(parts.values())
+    if needed <= available:
+        return
+    largest = max(parts, key=parts.__getitem__)
+    gb = 1e9
+    raise UserError(f"Loading {file_name} needs about {needed / gb:.1f} GB of RAM ({largest}: "
+                    f"{parts[largest] / gb:.1f} GB) and {available / gb:.1f} GB is available.",
+                    code="not_enough_ram",
+                    hint=f"Close other programs or add swap, or use a machine with more RAM. sdweb builds each "
+                         f"component in RAM in {str(dtype).removeprefix('torch.')} before placing it (fp8 and GGUF "
+                         "files are expanded to that too).")
+
+
 def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules: Sequence[str | Path], *,
                          dtype: torch.dtype, cache_dir: Path, allow_unsafe_pickle: bool = False) -> LoadedCheckpoint:
     """The family's pipeline (on the CPU, in `dtype`) from `path` and the module files `modules` (VAE and
@@ -330,6 +359,7 @@ def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules
         opened = {slot: stack.enter_context(open_tensor_file(m.path, read_header(m.path)))
                   for slot, m in chosen.items()}
         sources = _sources(file, components, family, opened, {s: m.info.prefix for s, m in chosen.items()})
+        check_ram(path.name, sources, dtype, available_ram_bytes())
         with _naming(sources["vae"].file.name, family):
             vae_numbers, vae_tensors = _read_vae(sources["vae"])
         configs = _component_configs(family, sources, vae_numbers)

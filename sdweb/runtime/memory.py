@@ -127,6 +127,23 @@ def total_ram_bytes() -> int:
         return 0
 
 
+def available_ram_bytes() -> int | None:
+    """RAM a new allocation can still get without the OOM killer: MemAvailable plus free swap (Linux); None
+    where that is unknown (then no check is made)."""
+    fields: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                name, _, rest = line.partition(":")
+                if name in ("MemAvailable", "SwapFree"):
+                    fields[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    if "MemAvailable" not in fields:
+        return None
+    return fields["MemAvailable"] + fields.get("SwapFree", 0)
+
+
 def memory_stats(device: str) -> dict[str, Any]:
     """The body of A1111's GET /sdapi/v1/memory for the plan's device.
 
