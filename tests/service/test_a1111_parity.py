@@ -3,96 +3,41 @@ rules (written out here independently: LDM's noise table, A1111's schedules and 
 combination, its per-image noise and Brownian trees), on the tiny SD1 and SDXL models. Each case compares the
 final latents (max abs difference <= 1e-3) and the VAE-decoded images (PSNR >= 40 dB).
 
-The default run is a representative subset; ``-m slow`` runs the full cross product. Every case adds a row to
-a table (PSNR, max abs latent difference) printed at the end of the session and written to
-``<pytest tmp>/a1111_parity.tsv``.
+The default run is a representative subset; ``-m slow`` runs the full cross product. The harness (cases, models,
+our side, the comparison and the table of every case) is a1111_harness.py with its fixtures in conftest.py,
+shared with test_a1111_timestep_parity.py.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from a1111_harness import (
+    CFG,
+    DENOISING,
+    SCHEDULES,
+    STEPS,
+    Case,
+    ReferenceNoise,
+    call_unet,
+    check,
+    ldm_alphas_cumprod,
+    run_ours,
+)
 
-from sdweb.cli import parse_options
-from sdweb.generation.prompting import plan_conditioning, prepare_prompt
-from sdweb.generation.unet_model import UNetExtras, UNetStage
-from sdweb.generation.unet_sampling import NoiseSpec, UNetPass, sample_pass
-from sdweb.samplers.resolve import find_sampler, find_scheduler
-from sdweb.samplers.run import SamplerSettings, SamplingPlan
-from sdweb.state import build_app_state
+from sdweb.samplers.resolve import find_sampler
 from sdweb.testing import kdiffusion_reference
-from sdweb.testing.tiny import write_tiny
 
 pytestmark = pytest.mark.skipif(not kdiffusion_reference.available(), reason="k-diffusion (dev extra) missing")
 
-STEPS, CFG = 4, 5.0
-PSNR_GOAL = 40.0
-# The tiny random VAE hides a lot (a 50% CFG error in the reference still decodes at 34-37 dB), so the final
-# latents are held to float32 rounding as well.
-LATENT_GOAL = 1e-3
 K_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
               "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart"]
-SCHEDULES = ["Automatic", "Karras", "Exponential", "SGM Uniform", "Align Your Steps"]
-ROWS: list[tuple] = []
-
-
-@dataclass(frozen=True)
-class Case:
-    family: str
-    sampler: str
-    schedule: str = "Automatic"
-    seed: int = 1
-    batch: int = 1
-    subseed_strength: float = 0.0
-    size: tuple[int, int] = (32, 32)
-    mode: str = "txt2img"  # or "img2img" (denoising 0.6) or "hires" (exact steps, denoising 0.6)
-
-    def label(self) -> str:
-        extra = f" var{self.subseed_strength}" if self.subseed_strength else ""
-        return (f"{self.family} {self.sampler} / {self.schedule} seed {self.seed} batch {self.batch}{extra} "
-                f"{self.size[0]}x{self.size[1]} {self.mode}")
 
 
 # ------------------------------------------------------------------ the reference (A1111's rules, written out)
-
-def ldm_alphas_cumprod() -> torch.Tensor:
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    return torch.tensor(np.cumprod(1.0 - betas.numpy()), dtype=torch.float32)
-
-
-class ReferenceNoise:
-    """modules/rng.py's ImageRNG on the CPU: a generator per seed; first draw = initial noise (slerped with the
-    variation seed's first draw), later draws continue the same generators."""
-
-    def __init__(self, shape, seeds, subseeds, strength):
-        self.shape, self.seeds, self.subseeds, self.strength = shape, seeds, subseeds, strength
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-        self.first = True
-
-    def next(self):
-        draws = [torch.randn(self.shape, generator=g) for g in self.generators]
-        if self.first and self.strength:
-            draws = [slerp(self.strength, noise, torch.randn(self.shape, generator=torch.Generator().manual_seed(s)))
-                     for noise, s in zip(draws, self.subseeds, strict=True)]
-        self.first = False
-        return torch.stack(draws)
-
-
-def slerp(val, low, high):
-    low_norm = low / torch.norm(low, dim=1, keepdim=True)
-    high_norm = high / torch.norm(high, dim=1, keepdim=True)
-    dot = (low_norm * high_norm).sum(1)
-    if dot.mean() > 0.9995:
-        return low * val + high * (1 - val)
-    omega = torch.acos(dot)
-    so = torch.sin(omega)
-    return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
-
 
 def reference_sigmas(sampling, denoiser, sampler_name, schedule, steps, is_sdxl):
     info = find_sampler(sampler_name)
@@ -142,32 +87,27 @@ class ReferenceCFG:
 class ReferenceUNet:
     """What k-diffusion's CompVisDenoiser wraps: alphas_cumprod and apply_model(x, t, cond)."""
 
-    def __init__(self, pipe, is_sdxl, size):
-        self.pipe, self.is_sdxl, self.size = pipe, is_sdxl, size
+    def __init__(self, pipe, case):
+        self.pipe, self.case = pipe, case
         self.alphas_cumprod = ldm_alphas_cumprod()
 
     def apply_model(self, x, t, cond):
         cond_state, uncond_state, batch = cond
         embeds = torch.cat([cond_state.embeds] * batch + [uncond_state.embeds] * batch)
-        added = None
-        if self.is_sdxl:
-            width, height = self.size
+        pooled = None
+        if self.case.family == "sdxl":
             pooled = torch.cat([cond_state.pooled] * batch + [uncond_state.pooled] * batch)
-            added = {"text_embeds": pooled, "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * (2 * batch),
-                                                                     dtype=x.dtype)}
-        return self.pipe.unet(x, t, encoder_hidden_states=embeds, added_cond_kwargs=added, return_dict=False)[0]
+        return call_unet(self.pipe, self.case, x, t, embeds, pooled)
 
 
 def reference_latents(pipe, conditioning, case, init_latent):
     sampling, external = kdiffusion_reference.load()
     is_sdxl = case.family == "sdxl"
-    denoiser = external.CompVisDenoiser(ReferenceUNet(pipe, is_sdxl, case.size))
+    denoiser = external.CompVisDenoiser(ReferenceUNet(pipe, case))
     state = conditioning.first
     cfg = ReferenceCFG(denoiser, state.conds[0], state.uncond, CFG)
-    width, height = case.size
-    seeds = [case.seed] * case.batch if case.subseed_strength else [case.seed + i for i in range(case.batch)]
-    subseeds = [7 + i for i in range(case.batch)]
-    rng = ReferenceNoise((4, height // 8, width // 8), seeds, subseeds, case.subseed_strength)
+    seeds = case.seeds()
+    rng = ReferenceNoise(case.latent_shape(), seeds, case.subseeds(), case.subseed_strength)
     info = find_sampler(case.sampler)
     function = getattr(sampling, info.function, None)
     noise = rng.next()
@@ -176,7 +116,7 @@ def reference_latents(pipe, conditioning, case, init_latent):
         x, sigma_sched, brownian_x = noise * sigmas[0], sigmas, None
         fast = {"sigma_min": denoiser.sigmas[0].item(), "sigma_max": denoiser.sigmas[-1].item(), "n": STEPS}
     else:
-        strength = 0.6
+        strength = DENOISING
         if case.mode == "hires":
             steps, t_enc = int(STEPS / min(strength, 0.999)), STEPS - 1
         else:
@@ -226,83 +166,9 @@ def reference_restart(sampling, model, x, sigmas, rng):
     return x
 
 
-# ------------------------------------------------------------------------------------------- fixtures and run
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    # One thread: on a shared 2-core machine two threads wait on each other and a tiny UNet call takes 10x longer.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    data = tmp_path_factory.mktemp("data")
-    folder = data / "models" / "Stable-diffusion"
-    write_tiny("sd1", folder / "tiny-sd1.safetensors", seed=1)
-    write_tiny("sdxl", folder / "tiny-sdxl.safetensors", seed=2)
-    state = build_app_state(parse_options(["--data-dir", str(data), "--no-hashing"], {}))
-    loaded = {family: state.manager.get(f"tiny-{family}.safetensors", limit=2) for family in ("sd1", "sdxl")}
-    yield state, loaded
-    state.queue.shutdown()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def parity_table(tmp_path_factory):
-    yield
-    if not ROWS:
-        return
-    lines = ["case\tPSNR dB\tmax abs latent diff"] + [f"{label}\t{psnr:.1f}\t{diff:.3g}" for label, psnr, diff in ROWS]
-    path = tmp_path_factory.getbasetemp() / "a1111_parity.tsv"
-    path.write_text("\n".join(lines) + "\n")
-    print("\n" + "\n".join(lines) + f"\n(written to {path})")
-
-
-def decode(pipe, latents):
-    vae = pipe.vae
-    with torch.no_grad():
-        pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-    return ((pixels.float().clamp(-1, 1) + 1) * 127.5).round()
-
-
-def psnr(a, b):
-    mse = float(((a - b) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
-def run_case(models, case):
-    state, loaded = models
-    model = loaded[case.family]
-    pipe = model.pipeline("img2img" if case.mode != "txt2img" else "txt2img")
-    settings = state.service.effective_settings(_request(case))
-    prepared = prepare_prompt(_request(case), model, settings)
-    info = find_sampler(case.sampler)
-    with torch.no_grad():
-        conditioning = plan_conditioning(model, pipe, prepared, STEPS, settings, second_order=info.second_order)
-    width, height = case.size
-    init_latent = None
-    if case.mode != "txt2img":
-        init_latent = torch.randn((case.batch, 4, height // 8, width // 8), generator=torch.Generator().manual_seed(99))
-    seeds = [case.seed] * case.batch if case.subseed_strength else [case.seed + i for i in range(case.batch)]
-    plan = SamplingPlan(sampler=info, schedule=find_scheduler(case.schedule), steps=STEPS, cfg_scale=CFG,
-                        denoising_strength=0.6 if case.mode != "txt2img" else None, exact_steps=case.mode == "hires",
-                        is_sdxl=case.family == "sdxl", settings=SamplerSettings())
-    job = UNetPass(plan=plan, stages=[UNetStage(model, pipe, conditioning)],
-                   extras=UNetExtras(width=width, height=height, batch=case.batch),
-                   noise=NoiseSpec(seeds=seeds, subseeds=[7 + i for i in range(case.batch)],
-                                   subseed_strength=case.subseed_strength, source="CPU"),
-                   init_latent=init_latent)
-    with torch.no_grad():
-        ours = sample_pass(job).latents
-    reference = reference_latents(pipe, conditioning, case, init_latent)
-    value = psnr(decode(pipe, ours), decode(pipe, reference))
-    diff = float((ours - reference).abs().max())
-    ROWS.append((case.label(), value, diff))
-    assert value >= PSNR_GOAL and diff <= LATENT_GOAL, f"{case.label()}: PSNR {value:.1f} dB, max latent diff {diff:.3g}"
-
-
-def _request(case):
-    from sdweb.core.requests import Txt2ImgRequest
-
-    return Txt2ImgRequest(prompt="a cat on a red sofa", negative_prompt="blurry", steps=STEPS, cfg_scale=CFG,
-                          sampler_name=case.sampler, seed=case.seed)
+def run_case(models, rows, case):
+    run = run_ours(models, case)
+    check(case, run, reference_latents(run.pipe, run.conditioning, case, run.init_latent), rows)
 
 
 DEFAULT_CASES = (
@@ -326,11 +192,11 @@ FULL_CASES = [
 
 
 @pytest.mark.parametrize("case", DEFAULT_CASES, ids=Case.label)
-def test_matches_a1111(models, case):
-    run_case(models, case)
+def test_matches_a1111(a1111_models, a1111_parity_rows, case):
+    run_case(a1111_models, a1111_parity_rows, case)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [case for case in FULL_CASES if case not in DEFAULT_CASES], ids=Case.label)
-def test_matches_a1111_full(models, case):
-    run_case(models, case)
+def test_matches_a1111_full(a1111_models, a1111_parity_rows, case):
+    run_case(a1111_models, a1111_parity_rows, case)
