@@ -101,7 +101,8 @@ class LCMSchedule(DiscreteSchedule):
         return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip + (self.skip - 1)
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        return super().t_to_sigma((t - (self.skip - 1)) / self.skip)
+        index = ((t - (self.skip - 1)) / self.skip).float().clamp(0, len(self.sigmas) - 1)
+        return super().t_to_sigma(index)
 
 
 class TimestepEpsDenoiser:
@@ -197,7 +198,8 @@ class CFGDenoiser:
             uncond = out[-batch:]
             self.last_uncond = uncond
             denoised = torch.clone(uncond)
-            scale = self.cfg_scale * self.cfg_scale_multiplier
+            # a skipped negative prompt: A1111 combines with scale 1 (unguided even with AND sub-prompts)
+            scale = 1.0 if skipped else self.cfg_scale * self.cfg_scale_multiplier
             for i in range(batch):
                 for j, weight in enumerate(weights):
                     denoised[i] += (out[i * count + j] - uncond[i]) * (weight * scale)

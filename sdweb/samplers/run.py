@@ -218,7 +218,9 @@ def sample(plan: SamplingPlan, model: ModelCall, discrete: DiscreteSchedule, rng
     if plan.sampler.is_timestep_sampler:
         latents, total = _sample_timesteps(plan, ctx, discrete, noise, init_latent, params)
     else:
-        latents, total = _sample_sigmas(plan, ctx, discrete, noise, init_latent, seeds, params)
+        # LCM: A1111 takes the schedule and its sigma range from the LCM wrapper's 50-timestep table
+        table = inner.schedule if isinstance(inner, LCMDenoiser) else discrete
+        latents, total = _sample_sigmas(plan, ctx, table, noise, init_latent, seeds, params)
     return SamplingOutcome(latents, params, total)
 
 
@@ -282,7 +284,8 @@ def _sample_timesteps(plan: SamplingPlan, ctx: SamplerContext, discrete: Discret
         a = alphas_cumprod[full[t_enc]]
         x = init_latent * torch.sqrt(a) + noise * torch.sqrt(1 - a)
         # one hires step: t_enc 0 leaves no timestep to walk (A1111's loop runs none; x stays the noised latent)
-        t_start = float(timesteps[-1]) / 1000 + 1 / 1000 if len(timesteps) else None
+        # A1111's img2img start time, in float32 as it computes it (timesteps[-1] / 1000 + 1 / 1000 on a tensor)
+        t_start = float(timesteps[-1] / 1000 + 1 / 1000) if len(timesteps) else None
         total = t_enc + 1
     timesteps = timesteps.to(noise.device)
     if plan.sampler.function == "unipc":

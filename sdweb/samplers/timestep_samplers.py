@@ -31,8 +31,11 @@ def _tables(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, eta: float) -
     alphas_prev = alphas_cumprod[torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(torch.float64)
     sqrt_one_minus_alphas = torch.sqrt(1 - alphas)
     prev = alphas_prev.cpu().numpy()
-    current = alphas.cpu().double().numpy()
-    sigmas = eta * np.sqrt((1 - prev) / (1 - current) * (1 - current / prev))
+    current = alphas.cpu()
+    # A1111's numpy/torch mix, to the last bit: (1 - prev) / (1 - alpha) is torch's reflected division, the
+    # float32 reciprocal of 1 - alpha times the float64 numerator; the rest is float64
+    ratio = (1 - prev) * (1 - current).reciprocal().double().numpy()
+    sigmas = eta * np.sqrt(ratio * (1 - current.double().numpy() / prev))
     return alphas, alphas_prev, sqrt_one_minus_alphas, sigmas
 
 

@@ -75,6 +75,31 @@ def test_skipped_evaluation_leaves_out_the_negative_rows_and_is_unguided():
     assert torch.equal(unguided, torch.full_like(x, 0.1))
 
 
+class AndModel(RecordingModel):
+    """Two AND sub-prompts (weights 1 and 0.5): eps 0.1 and 0.3 for their rows, -0.1 for the negative rows."""
+
+    def weights(self, step: int) -> list[float]:
+        return [1.0, 0.5]
+
+    def __call__(self, inputs: ModelInput) -> torch.Tensor:
+        out = super().__call__(inputs)
+        out[1:len(out) - (1 if inputs.with_uncond else 0):2] = 0.3
+        return out
+
+
+def test_a_skipped_negative_prompt_is_combined_at_scale_1_with_and_prompts():
+    """A1111: the first sub-prompt stands in for the negative one and the combination runs at scale 1, so the
+    second sub-prompt adds 0.5 * (0.3 - 0.1), not 7 times that."""
+    model = AndModel()
+    denoiser = CFGDenoiser(Identity(model), model, 7.0, skip=UncondSkip(min_sigma=1.0, every_step=True, params={}))
+    x = torch.zeros(1, 4, 2, 2)
+    guided = denoiser(x, torch.tensor([5.0]))
+    unguided = denoiser(x, torch.tensor([0.5]))
+    assert model.calls == [(3, True), (2, False)]
+    assert torch.allclose(guided, torch.full_like(x, -0.1 + 7.0 * (0.2 + 0.5 * 0.4)))
+    assert torch.allclose(unguided, torch.full_like(x, 0.1 + 0.5 * 0.2))
+
+
 def _plan(sampler: str, settings: SamplerSettings) -> SamplingPlan:
     return SamplingPlan(sampler=find_sampler(sampler), schedule=find_scheduler("Automatic"), steps=4, cfg_scale=1.0,
                         settings=settings)
