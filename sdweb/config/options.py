@@ -183,6 +183,8 @@ OPTIONS: tuple[OptionInfo, ...] = (
     _o("always_discard_next_to_last_sigma", False, SAMPLER, "Always discard next-to-last sigma"),
     _o("sgm_noise_multiplier", False, SAMPLER, "SGM noise multiplier"),
     _o("uni_pc_variant", "bh1", SAMPLER, "UniPC variant", "choice", choices=("bh1", "bh2", "vary_coeff")),
+    _o("uni_pc_skip_type", "time_uniform", SAMPLER, "UniPC skip type", "choice",
+       choices=("time_uniform", "time_quadratic", "logSNR")),
     _o("uni_pc_order", 3, SAMPLER, "UniPC order", minimum=1, maximum=50),
     _o("uni_pc_lower_order_final", True, SAMPLER, "UniPC lower order final"),
     # Live previews

@@ -77,6 +77,7 @@ class SamplerSettings:
     beta_dist_alpha: float = 0.6
     beta_dist_beta: float = 0.6
     uni_pc_variant: str = "bh1"
+    uni_pc_skip_type: str = "time_uniform"
     uni_pc_order: int = 3
     uni_pc_lower_order_final: bool = True
     img2img_fix_steps: bool = False
@@ -292,5 +293,6 @@ def _sample_timesteps(plan: SamplingPlan, ctx: SamplerContext, discrete: Discret
         settings = plan.settings
         return unipc.sample_unipc(ctx, x, len(timesteps), alphas_cumprod, t_start=t_start,
                                   order=settings.uni_pc_order, variant=settings.uni_pc_variant,
+                                  skip_type=settings.uni_pc_skip_type,
                                   lower_order_final=settings.uni_pc_lower_order_final), total
     return TIMESTEP_FUNCTIONS[plan.sampler.function](ctx, x, timesteps, alphas_cumprod), total

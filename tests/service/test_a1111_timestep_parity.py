@@ -37,6 +37,14 @@ SAMPLERS = ["DDIM", "DDIM CFG++", "PLMS", "UniPC", "LCM"]
 # UniPC's img2img at 4 steps and denoising 0.6 walks 2 timesteps, fewer than the default order 3: A1111 stops
 # with "UniPC order must be < sampling steps" (sdweb lowers the order instead), so those cases set order 2.
 UNIPC_SHORT = (("uni_pc_order", 2),)
+UNIPC_SETTINGS = ((("uni_pc_variant", "bh2"),), (("uni_pc_order", 2),), (("uni_pc_lower_order_final", False),),
+                  (("uni_pc_variant", "bh2"), ("uni_pc_order", 4)))
+# A1111's vary_coeff solver works on batch 1 only (its step ratios do not broadcast over a batch: larger batches
+# stop with a tensor error there), so its cases are batch 1; sdweb runs any batch size.
+VARY_COEFF = tuple((("uni_pc_variant", "vary_coeff"), *extra) for extra in (
+    (), (("uni_pc_order", 1),), (("uni_pc_order", 2),), (("uni_pc_lower_order_final", False),),
+    (("uni_pc_skip_type", "logSNR"),)))
+SKIP_TYPES = tuple((("uni_pc_skip_type", skip),) for skip in ("time_quadratic", "logSNR"))
 
 
 def reference_latents(run, case: Case) -> torch.Tensor:
@@ -74,6 +82,8 @@ DEFAULT_CASES = (
     + [Case("sd1", "DDIM", eta=0.5, batch=2), Case("sd1", "LCM", "Karras"),
        Case("sd1", "UniPC", mode="img2img", options=UNIPC_SHORT), Case("sd1", "DDIM", mode="img2img"),
        Case("sd1", "PLMS", mode="hires"), Case("sd1", "LCM", mode="img2img")]
+    + [Case("sd1", "UniPC", options=VARY_COEFF[0]), Case("sd1", "UniPC", batch=2, options=SKIP_TYPES[0]),
+       Case("sd1", "UniPC", batch=2, options=SKIP_TYPES[1], mode="hires")]
 )
 FULL_CASES = [
     Case(family, sampler, schedule, seed, batch)
@@ -87,8 +97,13 @@ FULL_CASES = [
     Case(family, sampler, eta=0.5, batch=2)
     for family, sampler in itertools.product(("sd1", "sdxl"), ("DDIM", "DDIM CFG++"))
 ] + [
-    Case("sd1", "UniPC", batch=2, options=options)
-    for options in ((("uni_pc_variant", "bh2"),), (("uni_pc_order", 2),), (("uni_pc_lower_order_final", False),))
+    Case(family, "UniPC", batch=batch, options=options, mode=mode)
+    for family, options, batch, mode in itertools.chain(
+        [("sd1", option, 2, "txt2img") for option in UNIPC_SETTINGS],
+        [(family, option, 1, mode) for family, option, mode in itertools.product(
+            ("sd1", "sdxl"), VARY_COEFF, ("txt2img", "hires"))],
+        [(family, skip, 2, mode) for family, skip, mode in itertools.product(
+            ("sd1", "sdxl"), SKIP_TYPES, ("txt2img", "hires"))])
 ]
 
 
