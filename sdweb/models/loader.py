@@ -42,6 +42,7 @@ from sdweb.models.reading import (
 )
 from sdweb.models.sd_components import build_pipeline, load_clip_text_encoder, load_unet, load_vae
 from sdweb.models.weights import TensorFile, open_tensor_file
+from sdweb.runtime.memory import trim_heap
 
 # Before huggingface_hub is imported (diffusers is imported lazily below): no hub look-ups.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -425,6 +426,7 @@ def _load_checkpoint(
             loaded = _load_sd_single_file(path, header, unsafe_only, family, dtype, prediction_type, cache_dir)
     if module_paths:
         loaded = _with_vae_modules(loaded, module_paths, allow_unsafe_pickle)
+    trim_heap()  # the read buffers were freed in the heap's middle: hand those pages back to the OS
     if torch.device(device).type != "cpu":
         loaded.pipeline.to(device)
     return loaded
