@@ -2,8 +2,9 @@
 
 SD 1.x / 2.x / SDXL single files (.safetensors, .ckpt): read the tensor shapes (a safetensors header, or the
 safe unpickler for .ckpt) -> detect the family -> infer the architecture -> write the family's bundled
-config template with those numbers, the prediction type and the CLIP tokenizer into a cached config dir ->
-`Pipeline.from_single_file(path, config=dir, local_files_only=True)`.
+config template with those numbers, the prediction type and the CLIP tokenizer into a cached config dir -> each
+component built on its own from just its tensors, as `Pipeline.from_single_file(path, config=dir)` builds it but
+without holding the whole file (sdweb.models.sd_components).
 Flow-matching families (Flux, Chroma, SD 3/3.5; all-in-one, transformer-only + module files, GGUF, fp8):
 `sdweb.models.flow_loader`. Diffusers folders: `sdweb.models.diffusers_dir`.
 Nothing reaches the network; a damaged, unsafe or misplaced file becomes an `InvalidModelFileError` that
@@ -25,7 +26,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 
 from sdweb.core.atomic import make_temp_folder
@@ -35,12 +35,14 @@ from sdweb.models.detect import Shapes, detect_family, infer_architecture
 from sdweb.models.families import FAMILIES, Family
 from sdweb.models.reading import (
     FileHeader,
-    _safe_unpickling,
     read_header,
     read_metadata,
     read_shapes,
     read_state_dict,
 )
+from sdweb.models.sd_components import build_pipeline, load_clip_text_encoder, load_unet, load_vae
+from sdweb.models.weights import TensorFile, open_tensor_file
+from sdweb.runtime.memory import trim_heap
 
 # Before huggingface_hub is imported (diffusers is imported lazily below): no hub look-ups.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -299,76 +301,33 @@ def _meta_leftovers(pipeline: Any) -> list[str]:
     return missing
 
 
-def _from_single_file(
-    pipeline_class: Any,
-    path: Path,
-    source: Path,
-    config_dir: Path,
-    dtype: torch.dtype,
-    components: Mapping[str, Any],
-) -> Any:
-    """from_single_file on `source` (the file, or a converted copy of it); errors name `path`."""
+@contextlib.contextmanager
+def _load_errors_named(path: Path) -> Iterator[None]:
+    """Errors of diffusers' and transformers' conversion and model code name the file (our own pass through)."""
     try:
-        with _safe_unpickling():  # diffusers loads .ckpt with torch.load(weights_only=True) itself
-            pipeline = pipeline_class.from_single_file(
-                str(source), config=str(config_dir), local_files_only=True, torch_dtype=dtype, **components
-            )
-    except (MemoryError, torch.OutOfMemoryError):
+        yield
+    except (MemoryError, torch.OutOfMemoryError, InvalidModelFileError):
         raise
     except Exception as exc:  # diffusers and transformers raise many types for an unloadable file
         raise _wrap_load_error(path, exc) from exc
-    missing = _meta_leftovers(pipeline)
-    if missing:
-        raise InvalidModelFileError(
-            f"{path.name} lacks weights for {', '.join(missing)}.",
-            hint="The file may be damaged or an architecture variant sdweb does not support.",
-        )
-    return pipeline
 
 
-@contextlib.contextmanager
-def _loadable_copy(path: Path, unsafe_only: bool, scratch: Path) -> Iterator[Path]:
-    """The path diffusers should read: the file itself, or for a trusted pickle that only the unsafe
-    unpickler reads, a temporary .safetensors copy (diffusers loads pickles with weights_only=True)."""
-    if not unsafe_only:
-        yield path
-        return
-    scratch.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".safetensors", dir=scratch)
-    os.close(handle)
-    copy = Path(name)
-    try:
-        tensors = read_state_dict(path, allow_unsafe_pickle=True)
-        # clone: safetensors refuses tensors that share storage, which pickles allow
-        safetensors.torch.save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, copy)
-        del tensors
-        yield copy
-    finally:
-        copy.unlink(missing_ok=True)
+def _encoder_components(family: Family) -> list[tuple[str, str]]:
+    """(diffusers component, LDM key prefix) of the family's text encoders."""
+    components = ("text_encoder_2",) if family.only_text_encoder_2 else ("text_encoder", "text_encoder_2")
+    return list(zip(components, family.text_encoder_prefixes, strict=False))
 
 
-def _probe_sd2_prediction(
-    path: Path,
-    source: Path,
-    family: Family,
-    overrides: Mapping[str, Any],
-    dtype: torch.dtype,
-    cache_dir: Path,
-) -> tuple[str, Any]:
-    """Load the UNet alone and run A1111's v-prediction test on it; the UNet is reused for the pipeline."""
-    import diffusers
-
-    probe_dir = write_config_dir(family, config_files(family, overrides, {}), cache_dir)
-    try:
-        with _safe_unpickling():
-            unet = diffusers.UNet2DConditionModel.from_single_file(
-                str(source), config=str(probe_dir), subfolder="unet", local_files_only=True, torch_dtype=dtype
-            )
-    except (MemoryError, torch.OutOfMemoryError):
-        raise
-    except Exception as exc:  # as in _from_single_file
-        raise _wrap_load_error(path, exc) from exc
-    return ("v_prediction" if _unet_predicts_v(unet) else "epsilon"), unet
+def _load_sd_models(file: TensorFile, family: Family, config_dir: Path, dtype: torch.dtype,
+                    index: Mapping[str, Any], unet: Any) -> dict[str, Any]:
+    """The text encoders, the VAE and (unless given) the UNet, one after the other (sdweb.models.sd_components)."""
+    models: dict[str, Any] = {}
+    for component, prefix in _encoder_components(family):
+        models[component] = load_clip_text_encoder(file, prefix, prefix in family.open_clip_prefixes,
+                                                   index[component][1], config_dir, component, dtype)
+    models["vae"] = load_vae(file, config_dir, dtype)
+    models["unet"] = unet if unet is not None else load_unet(file, config_dir, dtype)
+    return models
 
 
 def check_checkpoint(path: str | os.PathLike[str], *, allow_unsafe_pickle: bool = False) -> Family:
@@ -467,6 +426,7 @@ def _load_checkpoint(
             loaded = _load_sd_single_file(path, header, unsafe_only, family, dtype, prediction_type, cache_dir)
     if module_paths:
         loaded = _with_vae_modules(loaded, module_paths, allow_unsafe_pickle)
+    trim_heap()  # the read buffers were freed in the heap's middle: hand those pages back to the OS
     if torch.device(device).type != "cpu":
         loaded.pipeline.to(device)
     return loaded
@@ -479,19 +439,26 @@ def _load_sd_single_file(path: Path, header: FileHeader, unsafe_only: bool, fami
     shapes = header.shapes
     overrides = _inferred_architecture(path, shapes, family)
     choice = choose_prediction(path, shapes, header.metadata, family, prediction_type)
-    components: dict[str, Any] = {}
-    with _loadable_copy(path, unsafe_only, cache_dir / "tmp") as source:
-        if choice is None:  # a plain SD2 file with no hint
-            prediction, components["unet"] = _probe_sd2_prediction(
-                path, source, family, overrides, dtype, cache_dir
-            )
-            choice = PredictionChoice(prediction, "unet test", "ztsnr" in shapes)
+    unet = None
+    with open_tensor_file(path, header, allow_unsafe_pickle=unsafe_only) as file, _load_errors_named(path):
+        if choice is None:  # a plain SD2 file with no hint: A1111's UNet test; the UNet is kept for the pipeline
+            probe_dir = write_config_dir(family, config_files(family, overrides, {}), cache_dir)
+            unet = load_unet(file, probe_dir, dtype)
+            choice = PredictionChoice("v_prediction" if _unet_predicts_v(unet) else "epsilon", "unet test",
+                                      "ztsnr" in shapes)
         if choice.prediction_type == "v_prediction" and family.v_variant is not None:
             family = FAMILIES[family.v_variant]
         files = config_files(family, overrides, _scheduler_overrides(choice))
         config_dir = write_config_dir(family, files, cache_dir)
-        pipeline_class = getattr(diffusers, family.load_pipeline)
-        pipeline = _from_single_file(pipeline_class, path, source, config_dir, dtype, components)
+        models = _load_sd_models(file, family, config_dir, dtype, files["model_index.json"], unet)
+        del unet
+        pipeline = build_pipeline(getattr(diffusers, family.load_pipeline), config_dir, models)
+    missing = _meta_leftovers(pipeline)
+    if missing:
+        raise InvalidModelFileError(
+            f"{path.name} lacks weights for {', '.join(missing)}.",
+            hint="The file may be damaged or an architecture variant sdweb does not support.",
+        )
     log.info("loaded %s as %s (%s from %s)", path.name, family.name, choice.prediction_type, choice.source)
     return LoadedCheckpoint(pipeline, family, choice.prediction_type, choice.source, config_dir)
 
