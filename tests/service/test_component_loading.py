@@ -14,7 +14,13 @@ import safetensors.torch
 import torch
 
 from sdweb.models.families import FAMILIES
-from sdweb.models.loader import config_files, infer_architecture, load_checkpoint, read_state_dict, write_config_dir
+from sdweb.models.loader import (
+    config_files,
+    infer_architecture,
+    load_checkpoint,
+    read_state_dict,
+    write_config_dir,
+)
 from sdweb.models.reading import read_shapes
 from sdweb.models.sd_components import _fill
 from sdweb.testing.tiny import write_tiny
