@@ -23,7 +23,8 @@ PACKAGE = "k_diffusion"
 
 
 def available() -> bool:
-    return importlib.util.find_spec(PACKAGE) is not None
+    # once loaded, sys.modules holds load()'s spec-less stand-in package, which find_spec refuses
+    return PACKAGE in sys.modules or importlib.util.find_spec(PACKAGE) is not None
 
 
 def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
