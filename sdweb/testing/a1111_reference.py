@@ -1,7 +1,7 @@
 """A1111's own sampler code as a test-time reference, loaded from a folder outside the repository.
 
 A1111 is AGPL, so none of its code is in sdweb: a developer fetches the files listed in :data:`FILES` (from
-AUTOMATIC1111/stable-diffusion-webui at :data:`A1111_COMMIT`, v1.10.1; docs/sampler-parity.md says how) into a
+AUTOMATIC1111/stable-diffusion-webui at :data:`A1111_COMMIT`, v1.10.1; docs/a1111-reference.md says how) into a
 folder and names it in ``SDWEB_A1111_DIR``. :func:`load` executes them with small stand-ins for the rest of
 A1111 (``shared`` options, state and model, ``devices``, the prompt parser's batch rebuild, script callbacks and
 the preview modules), and :func:`sample` drives A1111's own sampler classes the way its processing does:
@@ -72,10 +72,10 @@ def unavailable_reason() -> str | None:
     root = folder()
     if root is None:
         return (f"{ENV} is not set: A1111's sampler files are a test-time reference kept outside the repository "
-                f"(docs/sampler-parity.md says how to fetch them)")
+                f"(docs/a1111-reference.md says how to fetch them)")
     missing = [name for name in FILES if not (root / name).is_file()]
     if missing:
-        return f"{ENV}={root} lacks {', '.join(missing)} (docs/sampler-parity.md lists the files)"
+        return f"{ENV}={root} lacks {', '.join(missing)} (docs/a1111-reference.md lists the files)"
     if not kdiffusion_reference.available():
         return "k-diffusion (dev extra) missing: A1111's sampler files import it"
     return None
