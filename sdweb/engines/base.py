@@ -29,14 +29,17 @@ class Engine(Protocol):
     def denoiser(self, pipe: Any) -> torch.nn.Module:
         """The pipeline's denoising network (UNet or transformer)."""
 
-    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any]) -> Any:
-        """The sigma table the schedules and samplers walk (DiscreteSchedule or FlowSchedule)."""
+    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int, height: int) -> Any:
+        """The sigma table the schedules and samplers walk (DiscreteSchedule or FlowSchedule) for an image of this
+        size (flow models with a dynamic shift: it depends on the image's token count)."""
 
     def latent_shape(self, family: Family, width: int, height: int) -> tuple[int, int, int]: ...
 
     def plan_conditioning(self, model: LoadedModel, pipe: Any, prepared: PreparedPrompt, steps: int,
                           settings: Mapping[str, Any], second_order: bool = False,
-                          first_pass_steps: int | None = None) -> ConditioningPlan: ...
+                          first_pass_steps: int | None = None,
+                          reference_image: Image.Image | None = None) -> ConditioningPlan:
+        """`reference_image`: the image an editing model edits, for encoders that read it with the prompt."""
 
     def model_call(self, stages: Sequence[UNetStage], extras: UNetExtras, schedule: Any,
                    switch_at: float | None) -> ModelCall: ...

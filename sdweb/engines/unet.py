@@ -32,7 +32,8 @@ class UNetEngine:
     def denoiser(self, pipe: Any) -> torch.nn.Module:
         return pipe.unet
 
-    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any]) -> DiscreteSchedule:
+    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int = 0,
+                       height: int = 0) -> DiscreteSchedule:
         zero_snr = settings.get("sd_noise_schedule") == "Zero Terminal SNR"
         return DiscreteSchedule(ldm_alphas_cumprod(model.scheduler_config, zero_snr))
 
@@ -42,7 +43,8 @@ class UNetEngine:
 
     def plan_conditioning(self, model: LoadedModel, pipe: Any, prepared: PreparedPrompt, steps: int,
                           settings: Mapping[str, Any], second_order: bool = False,
-                          first_pass_steps: int | None = None) -> ConditioningPlan:
+                          first_pass_steps: int | None = None,
+                          reference_image: Image.Image | None = None) -> ConditioningPlan:
         return plan_clip_conditioning(model, pipe, prepared, steps, settings, second_order, first_pass_steps)
 
     def model_call(self, stages: Sequence[UNetStage], extras: UNetExtras, schedule: Any,

@@ -111,14 +111,14 @@ def _note_skipped(prepared: PreparedPrompt, skipped: Mapping[str, str]) -> None:
 
 def plan_conditioning(model: LoadedModel, pipeline: Any, prepared: PreparedPrompt, steps: int,
                       settings: Mapping[str, Any], second_order: bool = False,
-                      first_pass_steps: int | None = None) -> ConditioningPlan:
+                      first_pass_steps: int | None = None, reference_image: Any = None) -> ConditioningPlan:
     """Encode each distinct text of the AND sub-prompts' and the negative prompt's editing schedules once per
     job, with the model's engine; record where they change. ``first_pass_steps`` marks a hires-fix pass of
-    ``steps`` steps."""
+    ``steps`` steps; ``reference_image`` is the image an editing model edits (its text encoder may read it)."""
     from sdweb.engines import engine_for
 
     return engine_for(model.family).plan_conditioning(model, pipeline, prepared, steps, settings, second_order,
-                                                      first_pass_steps)
+                                                      first_pass_steps, reference_image)
 
 
 def schedule_options(steps: int, settings: Mapping[str, Any], second_order: bool = False,

@@ -70,13 +70,14 @@ def sampling_plan(request: GenerationRequest, resolution: Any, model: LoadedMode
 
 
 def _stages(model: LoadedModel, pipe: Any, prepared: PreparedPrompt, request: GenerationRequest,
-            resolution: Any, settings: Mapping[str, Any], refiner: tuple[LoadedModel, float] | None
-            ) -> tuple[list[UNetStage], float | None]:
-    """The base (and the refiner, which takes over inside the same sampling loop, as in A1111)."""
+            resolution: Any, settings: Mapping[str, Any], refiner: tuple[LoadedModel, float] | None,
+            edited: Image.Image | None = None) -> tuple[list[UNetStage], float | None]:
+    """The base (and the refiner, which takes over inside the same sampling loop, as in A1111). `edited`: the
+    image an editing model edits (the first init image), which its text encoder may read with the prompt."""
     second_order = resolution.sampler.second_order
     with torch.no_grad():
         stages = [UNetStage(model, pipe, plan_conditioning(model, pipe, prepared, request.steps, settings,
-                                                           second_order=second_order))]
+                                                           second_order=second_order, reference_image=edited))]
         if refiner is None:
             return stages, None
         refiner_model, switch_at = refiner
@@ -149,7 +150,9 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
     inputs = _image_inputs(mode, pipe_mode, request, model, noise, settings)
     strength = inputs.call_kwargs.get("strength") if mode != "txt2img" else None
     sampling = sampling_plan(request, resolution, model, settings, strength)
-    stages, switch_at = _stages(model, pipe, prepared, request, resolution, settings, extras.refiner)
+    edited = _as_list(inputs.call_kwargs.get("image"))[:1] if model.family.features.edit else []
+    stages, switch_at = _stages(model, pipe, prepared, request, resolution, settings, extras.refiner,
+                                edited[0] if edited else None)
     call = SamplingCall(mode=pipe_mode, capabilities=capabilities_of(model.family, model.prediction_type),
                         width=request.width, height=request.height,
                         batch_size=len(seeds), steps=request.steps, init_images=_as_list(inputs.call_kwargs.get("image")),
@@ -179,7 +182,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
                        blend_mask=latent_mask(mask, request.width, request.height, request.mask_round,
                                               model.family.latent.downscale)
                        if mask is not None and init_latent is not None else None,
-                       switch_at=switch_at, on_step=tracker, schedule=engine.noise_schedule(model, settings))
+                       switch_at=switch_at, on_step=tracker,
+                       schedule=engine.noise_schedule(model, settings, request.width, request.height))
         try:
             latents = sample_pass(job).latents
         except BatchStopped as stop:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from sdweb.generation.jobs import JobContext
+from sdweb.generation.latent_codec import decode_raw, to_vae_latents
 from sdweb.samplers.context import StepState
 
 
@@ -78,13 +79,11 @@ def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:
     """VAE-decode latents to PIL images, one at a time (as A1111 does, to bound VAE memory)."""
     vae = pipe.vae
     device = execution_device(pipe, vae)  # under offload the VAE waits on the CPU until its hook moves it
-    scaling = vae.config.scaling_factor
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
     images = []
     with torch.no_grad():
         for index in range(latents.shape[0]):
-            latent = latents[index:index + 1].to(device, vae.dtype) / scaling + shift
-            decoded = vae.decode(latent, return_dict=False)[0]
+            latent = to_vae_latents(vae, latents[index:index + 1].to(device, vae.dtype))
+            decoded = decode_raw(vae, latent)
             images.extend(pipe.image_processor.postprocess(decoded.float(), output_type="pil"))
     return images
 

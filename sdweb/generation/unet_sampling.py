@@ -9,7 +9,7 @@ and interrupt/skip hang on the sampler's per-step callback.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from sdweb.engines import engine_for
+from sdweb.generation.latent_codec import encode_raw, from_vae_latents
 from sdweb.generation.sampling import execution_device
 from sdweb.generation.unet_model import UNetExtras, UNetStage
 from sdweb.samplers.context import StepState
@@ -63,8 +64,12 @@ def sample_pass(job: UNetPass) -> SamplingOutcome:
     engine = engine_for(base.model.family)
     device = execution_device(base.pipe)
     shape = engine.latent_shape(base.model.family, job.extras.width, job.extras.height)
-    discrete = job.schedule if job.schedule is not None else engine.noise_schedule(base.model, {})
+    discrete = job.schedule if job.schedule is not None else engine.noise_schedule(
+        base.model, {}, job.extras.width, job.extras.height)
     rng = job.noise.rng(shape, device)
+    plan = job.plan
+    if base.model.family.guidance.renorm:  # the family's own CFG rule (Qwen-Image's true CFG)
+        plan = replace(plan, renorm_patch=base.model.family.latent.patch)
     model_call = engine.model_call(job.stages, job.extras, discrete.to(device), job.switch_at)
     init_latent = job.init_latent.to(device, torch.float32) if job.init_latent is not None else None
     blend = None
@@ -72,7 +77,7 @@ def sample_pass(job: UNetPass) -> SamplingOutcome:
         nmask = job.blend_mask.to(device, torch.float32)
         blend = MaskBlend(init_latent=init_latent, mask=1.0 - nmask, nmask=nmask)
     try:
-        outcome = sample(job.plan, model_call, discrete.to(device), rng, list(job.noise.seeds),
+        outcome = sample(plan, model_call, discrete.to(device), rng, list(job.noise.seeds),
                          init_latent=init_latent, blend=blend, callback=job.on_step)
     finally:
         job.final_stage = model_call.stage_index
@@ -103,15 +108,12 @@ def encode_tensor(pipe: Any, pixels: torch.Tensor, seeds: Sequence[int], mode: b
     vae = pipe.vae
     device = execution_device(pipe, vae)
     pixels = pixels.to(device, vae.dtype)
-    scaling = vae.config.scaling_factor
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
     latents = []
     with torch.no_grad():
         for index in range(pixels.shape[0]):
             seed = int(seeds[min(index, len(seeds) - 1)])
             generator = torch.Generator(device).manual_seed(seed)
-            dist = vae.encode(pixels[index:index + 1]).latent_dist
-            latents.append(((dist.mode() if mode else dist.sample(generator=generator)) - shift) * scaling)
+            latents.append(from_vae_latents(vae, encode_raw(vae, pixels[index:index + 1], generator, mode)))
     return torch.cat(latents).float()
 
 

@@ -82,7 +82,7 @@ _LORA = re.compile(
     r"(^lora_(unet|te\d?)_)|(\.lora_(down|up)\.)|(\.lora_[AB]\.)|(\.hada_w1_a$)|(\.lokr_w1)|(\.lora\.(down|up)\.)"
 )
 _TEXT_ENCODER = re.compile(r"(^|\.)encoder\.(block\.\d+\.layer\.\d+\.SelfAttention|layers\.\d+\.self_attn)\.|"
-                           r"^(model\.)?layers\.\d+\.self_attn\.q_proj\.")
+                           r"^(model\.)?(language_model\.)?layers\.\d+\.self_attn\.q_proj\.")
 _UPSCALER = re.compile(r"(^|\.)(conv_first\.weight|RRDB_trunk\.|body\.\d+\.rdb\d\.)|\.sub\.\d+\.RDB\d\.")
 
 
@@ -101,7 +101,7 @@ def guess_kind(shapes: Shapes) -> str | None:
     if any(_TEXT_ENCODER.search(key) for key in keys):
         return "text_encoder"
     top = {key.split(".", 1)[0] for key in keys}
-    if top <= {"encoder", "decoder", "quant_conv", "post_quant_conv"} or all(
+    if top <= {"encoder", "decoder", "quant_conv", "post_quant_conv", "conv1", "conv2"} or all(
         k.startswith(VAE_PREFIX) for k in keys
     ):
         return "vae"

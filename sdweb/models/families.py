@@ -51,7 +51,8 @@ class TextEncoderSpec:
     slot: str  # the file kind users have: "clip_l", "clip_g", "t5xxl" or "qwen3" (Forge's module names)
     component: str  # the diffusers pipeline attribute: "text_encoder", "text_encoder_2", ...
     tokenizer: str  # "clip", "t5" or "qwen3": which bundled tokenizer (and so which kind of encoder)
-    max_length: int  # tokens per chunk (CLIP: 77 with BOS/EOS) or the whole prompt (T5, Qwen)
+    max_length: int  # tokens per chunk (CLIP: 77 with BOS/EOS) or the whole prompt (T5; Qwen: after the dropped
+    # template tokens, 0 = no limit)
     pooled: bool  # the pooled output conditions the denoiser
     pad_token_id: int
     sequence: bool = True  # its per-token output is part of the denoiser's text sequence
@@ -65,6 +66,12 @@ class TextEncoderSpec:
     # only (no padding)
     hidden_states: tuple[int, ...] = (-1,)
     thinking: bool = True
+    # Qwen-Image's fixed prompt template instead (`{}` is the prompt; "" = the tokenizer's chat template), the
+    # template tokens dropped from the output's start, and whether the encoder also reads the edited image through
+    # its vision tower (Qwen2.5-VL in Qwen-Image-Edit; `<|image_pad|>` in the template stands for the image)
+    template: str = ""
+    drop_tokens: int = 0
+    vision: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,9 @@ class LatentFormat:
     patch: int = 1  # the transformer packs patch x patch latent pixels into one token (Flux: 2)
     # live previews: RGB = latent channels x these rows (least-squares fits of the VAE); () = decode with the VAE
     preview_rgb: tuple[tuple[float, float, float], ...] = ()
+    # the VAE's diffusers class: "AutoencoderKL" (2-D, scaling / shift factors) or "AutoencoderKLQwenImage"
+    # (Wan-style causal 3-D convolutions run on one frame; per-channel latent mean and std)
+    vae_class: str = "AutoencoderKL"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class Scheduling:
     max_shift: float = 1.15
     base_seq_len: int = 256
     max_seq_len: int = 4096
+    shift_terminal: float = 0.0  # flow: the schedule stretched so its last sigma before 0 is this (Qwen-Image)
     sdxl_tables: bool = False  # discrete: the SDXL variants of published schedules (Align Your Steps)
 
 
@@ -94,6 +105,8 @@ class Scheduling:
 class Guidance:
     cfg: bool = True  # real classifier-free guidance with a negative prompt
     distilled: bool = False  # a guidance value is an input of the model (Flux dev: "Distilled CFG Scale")
+    # Qwen-Image's true CFG: the guided velocity of each token rescaled to the norm of the conditional one
+    renorm: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ class Features:
     embeddings: bool = True  # textual inversion
     lora: bool = True
     lokr: bool = False  # diffusers' LoRA loader of the family converts LyCORIS LoKr files (ai-toolkit's)
-    # an editing model (Flux.1 Kontext): img2img's init image is the reference it edits (denoising strength 1.0
+    # an editing model (Flux.1 Kontext, Qwen-Image-Edit): img2img's init image is the reference it edits (denoising strength 1.0
     # unless asked otherwise); it has no txt2img
     edit: bool = False
 
@@ -327,6 +340,54 @@ _ZIMAGE = _FLOW_COMMON | {
     "features": Features(controlnet=False, clip_skip=False, embeddings=False, lokr=True),
 }
 
+# Qwen-Image: an MMDiT (diffusers key names in the files) over a Wan-style VAE's latents, prompted by the last
+# hidden state of Qwen2.5-VL-7B run over a fixed template (its first tokens dropped); true CFG with the guided
+# velocity rescaled to the conditional one's norm; dynamic shift (exponential time shift) stretched to 0.02.
+# Qwen-Image-Edit has the same weights' layout (told apart by "edit" in the file name, as InvokeAI does): the
+# image to edit goes in as reference tokens and, through Qwen2.5-VL's vision tower, into the prompt.
+QWEN_IMAGE_TEMPLATE = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
+                       "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n"
+                       "{}<|im_end|>\n<|im_start|>assistant\n")
+QWEN_IMAGE_EDIT_TEMPLATE = (
+    "<|im_start|>system\nDescribe the key features of the input image (color, shape, size, texture, objects, "
+    "background), then explain how the user's text instruction should alter or modify the image. Generate a new "
+    "image that meets the user's requirements while maintaining consistency with the original input where "
+    "appropriate.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{}<|im_end|>\n"
+    "<|im_start|>assistant\n")
+_QWEN_IMAGE_SENTINEL = "transformer_blocks.0.img_mod.1.weight"
+_QWEN_IMAGE = _FLOW_COMMON | {
+    "base": "qwenimage",
+    "load_pipeline": "QwenImagePipeline",
+    "txt2img_pipeline": "QwenImagePipeline",
+    "img2img_pipeline": "QwenImageImg2ImgPipeline",
+    "inpaint_pipeline": "QwenImageInpaintPipeline",
+    "vae_scaling_factor": 1.0,
+    "text_encoder_prefixes": (),
+    "pad_token_ids": (QWEN_PAD_ID,),
+    "has_text_encoder_2": False,
+    "unet_in_channels": 64,  # 16 latent channels x 2 x 2 patch
+    "transformer_class": "QwenImageTransformer2DModel",
+    "text_encoders": (TextEncoderSpec("qwen25vl", "text_encoder", "qwen25vl", 512, False, QWEN_PAD_ID,
+                                      template=QWEN_IMAGE_TEMPLATE, drop_tokens=34),),
+    "latent": LatentFormat(channels=16, scaling_factor=1.0, patch=2, vae_class="AutoencoderKLQwenImage"),
+    "scheduling": Scheduling(kind="flow", shift=1.0, dynamic_shift=True, base_shift=0.5, max_shift=0.9,
+                             base_seq_len=256, max_seq_len=8192, shift_terminal=0.02),
+    "guidance": Guidance(cfg=True, distilled=False, renorm=True),
+    "defaults": Defaults(steps=50, cfg_scale=4.0, sampler="Euler", scheduler="Simple"),
+    "features": Features(refiner=False, controlnet=False, clip_skip=False, embeddings=False),
+}
+_QWEN_IMAGE_EDIT = _QWEN_IMAGE | {
+    "load_pipeline": "QwenImageEditPipeline",
+    "txt2img_pipeline": None,
+    "img2img_pipeline": "QwenImageEditPipeline",
+    "inpaint_pipeline": "QwenImageEditInpaintPipeline",
+    # no cut: the pipeline keeps every token (the image's take ~1,400 at 1 MP)
+    "text_encoders": (TextEncoderSpec("qwen25vl", "text_encoder", "qwen25vl", 0, False, QWEN_PAD_ID,
+                                      template=QWEN_IMAGE_EDIT_TEMPLATE, drop_tokens=64, vision=True),),
+    "features": Features(refiner=False, controlnet=False, clip_skip=False, embeddings=False, hires_fix=False,
+                         edit=True),
+}
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -455,6 +516,10 @@ FAMILIES: dict[str, Family] = {
         # Lumina 2 shares cap_embedder / context_refiner but modulates with adaLN_modulation.1
         Family(name="z-image", label="Z-Image Turbo", template="z-image", **_ZIMAGE,
                sentinel_keys=(_ZIMAGE_SENTINEL, "cap_embedder.1.weight", "context_refiner.0.attention.qkv.weight")),
+        Family(name="qwen-image", label="Qwen-Image", template="qwen-image", **_QWEN_IMAGE,
+               sentinel_keys=(_QWEN_IMAGE_SENTINEL, "txt_norm.weight")),
+        Family(name="qwen-image-edit", label="Qwen-Image-Edit", template="qwen-image-edit", **_QWEN_IMAGE_EDIT,
+               sentinel_keys=(_QWEN_IMAGE_SENTINEL, "txt_norm.weight"), file_name_word="edit"),
     )
 }
 

@@ -1,5 +1,5 @@
 """Original transformer keys (BFL for Flux and Chroma, MMDiT for SD3, Tongyi's for Z-Image) -> diffusers keys,
-at any width.
+at any width; Qwen-Image's files already use diffusers' names (its plan is the identity).
 
 A conversion is a *plan*: one `Piece` per diffusers weight, naming the original key it comes from and how
 (a part of a fused q/k/v(/mlp) tensor split along dim 0, or BFL's (shift, scale) halves swapped to diffusers'
@@ -71,7 +71,7 @@ def to_original(plan: list[Piece], state_dict: Mapping[str, torch.Tensor]) -> di
 class Layout:
     """What a plan depends on: the structure of one transformer (from a file's shapes or a diffusers config)."""
 
-    kind: str  # "flux", "chroma", "sd3" or "zimage"
+    kind: str  # "flux", "chroma", "sd3", "zimage" or "qwenimage"
     width: int
     layers: int  # double blocks (Flux, Chroma) or joint blocks (SD3)
     single_layers: int = 0
@@ -85,7 +85,8 @@ class Layout:
 
 def _kind(family: Family) -> str:
     return {"SD3Transformer2DModel": "sd3", "ChromaTransformer2DModel": "chroma",
-            "ZImageTransformer2DModel": "zimage"}.get(family.transformer_class or "", "flux")
+            "ZImageTransformer2DModel": "zimage", "QwenImageTransformer2DModel": "qwenimage",
+            }.get(family.transformer_class or "", "flux")
 
 
 def _count(shapes: Shapes, prefix: str) -> int:
@@ -100,6 +101,8 @@ def layout_from_shapes(shapes: Shapes, family: Family) -> Layout:
     if kind == "zimage":
         return Layout(kind, shapes["x_embedder.weight"][0], _count(shapes, "layers."),
                       refiner_layers=_count(shapes, "noise_refiner."))
+    if kind == "qwenimage":
+        return Layout(kind, shapes["img_in.weight"][0], _count(shapes, "transformer_blocks."))
     if kind == "sd3":
         layers = _count(shapes, "joint_blocks.")
         return Layout(kind, shapes["joint_blocks.0.x_block.attn.qkv.weight"][0] // 3, layers,
@@ -119,6 +122,8 @@ def layout_from_config(config: Mapping[str, Any], family: Family) -> Layout:
     if kind == "zimage":
         return Layout(kind, config["dim"], config["n_layers"], refiner_layers=config["n_refiner_layers"])
     width = config["num_attention_heads"] * config["attention_head_dim"]
+    if kind == "qwenimage":
+        return Layout(kind, width, config["num_layers"])
     if kind == "sd3":
         return Layout(kind, width, config["num_layers"], qk_norm=bool(config.get("qk_norm")),
                       dual_attention_layers=tuple(config.get("dual_attention_layers") or ()))
@@ -261,9 +266,29 @@ def _zimage_plan(layout: Layout) -> list[Piece]:
     return plan
 
 
+_QWEN_BLOCK_LINEARS = ("img_mod.1", "txt_mod.1", "attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj",
+                       "attn.add_k_proj", "attn.add_v_proj", "attn.to_out.0", "attn.to_add_out", "img_mlp.net.0.proj",
+                       "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2")
+_QWEN_BLOCK_NORMS = ("attn.norm_q", "attn.norm_k", "attn.norm_added_q", "attn.norm_added_k")
+_QWEN_LINEARS = ("img_in", "txt_in", "time_text_embed.timestep_embedder.linear_1",
+                 "time_text_embed.timestep_embedder.linear_2", "norm_out.linear", "proj_out")
+
+
+def _qwen_image_plan(layout: Layout) -> list[Piece]:
+    """Qwen-Image: every weight keeps its diffusers name (what diffusers' single-file mapping does too)."""
+    names = [f"{linear}.{kind}" for linear in _QWEN_LINEARS for kind in ("weight", "bias")] + ["txt_norm.weight"]
+    for i in range(layout.layers):
+        block = f"transformer_blocks.{i}."
+        names += [f"{block}{linear}.{kind}" for linear in _QWEN_BLOCK_LINEARS for kind in ("weight", "bias")]
+        names += [f"{block}{norm}.weight" for norm in _QWEN_BLOCK_NORMS]
+    return [Piece(name, name) for name in names]
+
+
 def conversion_plan(layout: Layout) -> list[Piece]:
-    """One Piece per diffusers weight of a transformer of this layout (Flux / Chroma BFL keys, SD3 MMDiT keys or
-    Z-Image's original keys -> diffusers keys)."""
+    """One Piece per diffusers weight of a transformer of this layout (Flux / Chroma BFL keys, SD3 MMDiT keys,
+    Z-Image's original keys -> diffusers keys; Qwen-Image's as they are)."""
     if layout.kind == "zimage":
         return _zimage_plan(layout)
+    if layout.kind == "qwenimage":
+        return _qwen_image_plan(layout)
     return _sd3_plan(layout) if layout.kind == "sd3" else _flux_plan(layout)

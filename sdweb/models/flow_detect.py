@@ -1,8 +1,9 @@
-"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5, Z-Image) from key names and tensor shapes alone.
+"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5, Z-Image, Qwen-Image) from key names and tensor shapes alone.
 
-A file may carry a transformer (BFL keys for Flux and Chroma, MMDiT keys for SD3; bare, under
-`model.diffusion_model.` as ComfyUI/Forge checkpoints have it, or `diffusion_model.`), a VAE (LDM keys under
-`vae.` or `first_stage_model.`) and text encoders (`text_encoders.{clip_l,clip_g,t5xxl}.transformer.`).
+A file may carry a transformer (BFL keys for Flux and Chroma, MMDiT keys for SD3, diffusers keys for Qwen-Image;
+bare, under `model.diffusion_model.` as ComfyUI/Forge checkpoints have it, or `diffusion_model.`), a VAE (LDM or
+Wan keys under `vae.` or `first_stage_model.`) and text encoders (`text_encoders.{clip_l,clip_g,t5xxl}.transformer.`,
+ComfyUI's `text_encoders.qwen25_7b.transformer.` for Qwen2.5-VL).
 `file_components` says which; `detect_flow_family` names the family from the records' sentinel keys; the
 config readers turn shapes into diffusers config numbers, so tiny, full-size and pruned files share one path:
 
@@ -16,8 +17,11 @@ config readers turn shapes into diffusers config numbers, so tiny, full-size and
   `ln_q`, the position grid from `pos_embed`.
 - Z-Image: width and patch input from `x_embedder`, head width from `q_norm` (heads = width / head width),
   layers and refiner layers from key indices, caption width from `cap_embedder.1`; RoPE axes by `rope_axes_3`.
+- Qwen-Image: width and input channels from `img_in`, head width from `attn.norm_q`, layers from key indices,
+  joint width from `txt_norm`, output channels from `proj_out` (2 x 2 patches); RoPE axes by `flux_rope_axes`.
 - Qwen3 text encoders: width and vocabulary from `embed_tokens`, head width from `q_norm`, heads from `q_proj`
-  / `k_proj`.
+  / `k_proj`. Qwen2.5-VL: the same for its language model (128-wide heads), its vision tower's width, depth, MLP
+  and output widths from `patch_embed`, `blocks.N`, `merger` (80-wide heads, as in every released size).
 - CLIP (HF layout, with or without `text_model.`) and T5 (HF `encoder.block.N.layer.*`): widths, depths,
   vocabulary, heads (T5: from the relative attention bias; CLIP: width / 64, as in every released CLIP).
 """
@@ -38,6 +42,8 @@ __all__ = [
     "FileComponents",
     "clip_config",
     "clip_inner_prefix",
+    "qwen25vl_config",
+    "qwen25vl_prefixes",
     "qwen_config",
     "rope_axes_3",
     "detect_flow_family",
@@ -53,7 +59,8 @@ Shapes = Mapping[str, tuple[int, ...]]
 
 TRANSFORMER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 VAE_PREFIXES = ("vae.", "first_stage_model.")
-ENCODER_SLOTS = ("clip_l", "clip_g", "t5xxl")
+# text-encoder slot -> the name ComfyUI saves it under in all-in-one files (`text_encoders.<name>.transformer.`)
+ENCODER_SLOTS = {"clip_l": "clip_l", "clip_g": "clip_g", "t5xxl": "t5xxl", "qwen25vl": "qwen25_7b"}
 _FLOW_FAMILIES = tuple(f for f in FAMILIES.values() if f.engine == "flow")
 _QUANT_MARKERS = ("bitsandbytes__nf4", "bitsandbytes__fp4", ".quant_state.", ".absmax", ".quant_map")
 
@@ -91,8 +98,9 @@ def transformer_prefix(shapes: Shapes) -> str | None:
 
 def _vae_prefix(shapes: Shapes) -> str | None:
     for prefix in VAE_PREFIXES:
-        if prefix + "decoder.conv_in.weight" in shapes and prefix + "encoder.conv_in.weight" in shapes:
-            return prefix
+        for conv in ("conv_in", "conv1"):  # LDM / diffusers, or Wan's (the Qwen-Image VAE)
+            if prefix + f"decoder.{conv}.weight" in shapes and prefix + f"encoder.{conv}.weight" in shapes:
+                return prefix
     return None
 
 
@@ -119,8 +127,8 @@ def file_components(shapes: Shapes) -> FileComponents:
     """What a flow checkpoint carries: all-in-one (ComfyUI / Forge layout) or transformer-only."""
     prefix = transformer_prefix(shapes)
     encoders = {}
-    for slot in ENCODER_SLOTS:
-        encoder_prefix = f"{TEXT_ENCODERS_PREFIX}{slot}.transformer."
+    for slot, saved_as in ENCODER_SLOTS.items():
+        encoder_prefix = f"{TEXT_ENCODERS_PREFIX}{saved_as}.transformer."
         if any(key.startswith(encoder_prefix) for key in shapes):
             encoders[slot] = encoder_prefix
     return FileComponents(prefix, _vae_prefix(shapes), encoders)
@@ -139,6 +147,10 @@ def _refuse_known_unsupported(inner: Shapes, file_name: str) -> None:
             f"{file_name} is a bitsandbytes NF4/FP4 quantized transformer, which sdweb cannot load.",
             code="unsupported_quantization",
             hint="Use the GGUF (Q8_0, Q5, Q4) or fp8 / fp16 version of the model instead.")
+    if "__index_timestep_zero__" in inner:
+        raise InvalidModelFileError(
+            f"{file_name} is Qwen-Image-Edit-2511 (several reference images, the Edit Plus pipeline), which sdweb "
+            "cannot run yet.", code="unsupported_family", hint="Use Qwen-Image-Edit or Qwen-Image.")
     if "distilled_guidance_layer.in_proj.weight" in inner and "img_in.weight" not in inner:
         raise InvalidModelFileError(
             f"{file_name} is Chroma Radiance (a pixel-space model); sdweb loads the latent Chroma models.",
@@ -280,11 +292,31 @@ def _zimage_config(inner: Shapes) -> dict[str, Any]:
     }
 
 
+def _qwen_image_config(inner: Shapes, patch: int) -> dict[str, Any]:
+    width, in_channels = _need(inner, "img_in.weight")
+    head_dim = _need(inner, "transformer_blocks.0.attn.norm_q.weight")[0]
+    out = _need(inner, "proj_out.weight")[0]
+    if width % head_dim or out % (patch * patch) or _need(inner, "txt_in.weight")[0] != width:
+        raise InvalidModelFileError("unsupported Qwen-Image layout (attention or patch widths do not fit diffusers' "
+                                    "model).")
+    return {
+        "in_channels": in_channels,
+        "out_channels": out // (patch * patch),
+        "num_layers": _count(inner, "transformer_blocks."),
+        "attention_head_dim": head_dim,
+        "num_attention_heads": width // head_dim,
+        "joint_attention_dim": _need(inner, "txt_norm.weight")[0],
+        "axes_dims_rope": flux_rope_axes(head_dim),
+    }
+
+
 def transformer_config(inner: Shapes, family: Family, template: Mapping[str, Any]) -> dict[str, Any]:
     """The transformer config: `template` (the family's bundled full-size config) with the numbers read from
     `inner`, the transformer's shapes without prefix."""
     if family.transformer_class == "ZImageTransformer2DModel":
         return dict(template) | _zimage_config(inner)
+    if family.transformer_class == "QwenImageTransformer2DModel":
+        return dict(template) | _qwen_image_config(inner, int(template.get("patch_size", 2)))
     if family.transformer_class == "SD3Transformer2DModel":
         numbers = _sd3_config(inner)
         numbers["sample_size"] = min(int(template.get("sample_size", 128)), numbers["pos_embed_max_size"])
@@ -337,6 +369,61 @@ def qwen_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
         "num_attention_heads": queries // head_dim,
         "num_key_value_heads": keys // head_dim,
     }
+
+
+_QWEN25VL_LM_PREFIXES = ("model.language_model.", "model.", "language_model.", "")  # transformers 5, ComfyUI / HF, bare
+_QWEN25VL_VISION_PREFIXES = ("model.visual.", "visual.")
+VISION_HEAD_WIDTH = 80  # Qwen2.5-VL's vision tower: 1280 wide, 16 heads
+
+
+def qwen25vl_prefixes(shapes: Shapes, root: str) -> tuple[str, str | None]:
+    """Where a Qwen2.5-VL's language model and vision tower (None: the file has none) start under `root`."""
+    language = next((root + p for p in _QWEN25VL_LM_PREFIXES if root + p + "embed_tokens.weight" in shapes), root)
+    vision = next((root + p for p in _QWEN25VL_VISION_PREFIXES if root + p + "patch_embed.proj.weight" in shapes),
+                  None)
+    return language, vision
+
+
+def _vision_config(shapes: Shapes, prefix: str) -> dict[str, Any]:
+    hidden, _, temporal, patch, _ = _need(shapes, prefix + "patch_embed.proj.weight")
+    merged = _need(shapes, prefix + "merger.mlp.0.weight")[1]
+    merge = math.isqrt(merged // hidden)
+    heads = max(1, hidden // VISION_HEAD_WIDTH)
+    while hidden % heads:
+        heads -= 1
+    if merge * merge * hidden != merged:
+        raise InvalidModelFileError("unsupported Qwen2.5-VL vision tower (its patch merger does not fit).")
+    return {
+        "hidden_size": hidden,
+        "depth": _count(shapes, prefix + "blocks."),
+        "intermediate_size": _need(shapes, prefix + "blocks.0.mlp.gate_proj.weight")[0],
+        "num_heads": heads,
+        "out_hidden_size": _need(shapes, prefix + "merger.mlp.2.weight")[0],
+        "patch_size": patch,
+        "temporal_patch_size": temporal,
+        "spatial_merge_size": merge,
+    }
+
+
+def qwen25vl_config(shapes: Shapes, root: str, template: Mapping[str, Any], vision: bool) -> dict[str, Any]:
+    """The Qwen2.5-VL encoder's config from the file under `root`: the text model's (flat, for
+    `Qwen2_5_VLTextModel`) or, with `vision`, the whole model's (`text_config` + `vision_config`, for
+    `Qwen2_5_VLModel`). The M-RoPE sections scale with the head width (16, 24, 24 for 128)."""
+    language, tower = qwen25vl_prefixes(shapes, root)
+    text = dict(template["text_config"]) | qwen_config(shapes, language)
+    head_dim = text["head_dim"]
+    if head_dim % 16:
+        raise InvalidModelFileError(f"unsupported Qwen2.5-VL layout (attention heads {head_dim} wide).")
+    text["rope_scaling"] = {"type": "mrope", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]}
+    if not vision:
+        return text
+    if tower is None:
+        raise InvalidModelFileError("it has no vision tower (`visual.` weights).", code="module_mismatch")
+    numbers = _vision_config(shapes, tower)
+    if numbers["out_hidden_size"] != text["hidden_size"]:
+        raise InvalidModelFileError("its vision tower's output does not fit its language model.")
+    return {key: value for key, value in template.items() if key not in ("text_config", "vision_config")} | {
+        "text_config": text, "vision_config": dict(template["vision_config"]) | numbers}
 
 
 def t5_config(shapes: Shapes, prefix: str) -> dict[str, Any]:

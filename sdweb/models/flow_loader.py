@@ -1,21 +1,25 @@
-"""Flux.1, Chroma, SD 3 / 3.5 and Z-Image checkpoints -> their diffusers pipelines, from the files users have.
+"""Flux.1, Chroma, SD 3 / 3.5, Z-Image and Qwen-Image checkpoints -> their diffusers pipelines, from the files
+users have.
 
 Sources: an all-in-one file (transformer under `model.diffusion_model.`, encoders under
-`text_encoders.{clip_l,clip_g,t5xxl}.transformer.`, VAE under `vae.` / `first_stage_model.`), a
-transformer-only file (BFL / MMDiT / Z-Image keys, bare or prefixed; .safetensors in fp32 / bf16 / fp16 / fp8 /
-fp8-scaled, or a city96 .gguf) plus module files (VAE, CLIP-L, CLIP-G, T5-XXL, Qwen3), or both: a module file
-replaces what the checkpoint carries for its slot.
+`text_encoders.{clip_l,clip_g,t5xxl,qwen25_7b}.transformer.`, VAE under `vae.` / `first_stage_model.`), a
+transformer-only file (BFL / MMDiT / Z-Image / Qwen-Image keys, bare or prefixed; .safetensors in fp32 / bf16 /
+fp16 / fp8 / fp8-scaled, or a city96 .gguf) plus module files (VAE, CLIP-L, CLIP-G, T5-XXL, Qwen3, Qwen2.5-VL),
+or both: a module file replaces what the checkpoint carries for its slot. Before anything is built, the weights'
+size in the compute dtype is checked against the RAM available (`check_ram`).
 
 Each component is built from the family's bundled config template with the numbers read from its own
 shapes (sdweb.models.flow_detect), on the meta device, then filled tensor by tensor (sdweb.models.weights):
 the transformer through our width-agnostic key plans (sdweb.models.flow_convert), GGUF transformers through
 diffusers' GGUF quantizer (weights stay quantized, dequantized per layer call). Tokenizers come from the
-bundled `clip_tokenizer/`, `t5_tokenizer/` and `qwen_tokenizer/`. Nothing reaches the network.
+bundled `clip_tokenizer/`, `t5_tokenizer/`, `qwen_tokenizer/` and `qwen25vl_tokenizer/`; the Qwen-Image VAE
+through sdweb.models.wan_vae. Nothing reaches the network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -34,6 +38,8 @@ from sdweb.models.flow_detect import (
     clip_config,
     clip_inner_prefix,
     file_components,
+    qwen25vl_config,
+    qwen25vl_prefixes,
     qwen_config,
     strip_prefix,
     t5_config,
@@ -42,10 +48,11 @@ from sdweb.models.flow_detect import (
 from sdweb.models.loader import CONFIGS, LoadedCheckpoint, write_config_dir
 from sdweb.models.modules import ModuleFile, assign_modules, classify_module_file, needed_slots
 from sdweb.models.reading import FileHeader, read_header
+from sdweb.models.wan_vae import qwen_vae_tensors, vae_numbers
 from sdweb.models.weights import TensorFile, check_fits, fill_module, is_auxiliary_key, open_tensor_file
 from sdweb.runtime.memory import available_ram_bytes
 
-__all__ = ["check_flow_checkpoint", "load_flow_checkpoint", "tokenizer_for"]
+__all__ = ["check_flow_checkpoint", "image_processor_for", "load_flow_checkpoint", "tokenizer_for"]
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +111,15 @@ def check_flow_checkpoint(path: Path, header: FileHeader, family: Family) -> Non
 # ------------------------------------------------------------------------------------------ configs
 
 
-def _read_vae(source: _Source) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(config numbers, diffusers-layout tensors) of a VAE (LDM or diffusers keys); VAEs are small."""
+def _read_vae(family: Family, source: _Source) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config numbers, diffusers-layout tensors) of a VAE (LDM or diffusers keys; Wan or diffusers keys for the
+    Qwen-Image VAE); VAEs are small."""
     from sdweb.models.vae import vae_state_dict_to_diffusers
 
     tensors = {key: source.file.get(source.prefix + key) for key in source.shapes if not is_auxiliary_key(key)}
+    if family.latent.vae_class == "AutoencoderKLQwenImage":
+        converted = qwen_vae_tensors(tensors)
+        return vae_numbers({key: tuple(value.shape) for key, value in converted.items()}), converted
     numbers, converted = vae_state_dict_to_diffusers(source.file.path, tensors)
     numbers |= {"use_quant_conv": "quant_conv.weight" in converted,
                 "use_post_quant_conv": "post_quant_conv.weight" in converted}
@@ -124,10 +135,13 @@ def _component_configs(family: Family, sources: Mapping[str, _Source], vae_numbe
     configs["vae"] = _template(family, "vae/config.json") | dict(vae_numbers)
     for spec in family.text_encoders:
         source = sources[spec.slot]
-        read = {"t5": t5_config, "qwen3": qwen_config}.get(spec.tokenizer, clip_config)
+        template = _template(family, f"{spec.component}/config.json")
         with _naming(source.file.name, family):
-            configs[spec.component] = _template(family, f"{spec.component}/config.json") | read(
-                source.file.shapes, source.prefix)
+            if spec.tokenizer == "qwen25vl":
+                configs[spec.component] = qwen25vl_config(source.file.shapes, source.prefix, template, spec.vision)
+                continue
+            read = {"t5": t5_config, "qwen3": qwen_config}.get(spec.tokenizer, clip_config)
+            configs[spec.component] = template | read(source.file.shapes, source.prefix)
     return configs
 
 
@@ -146,6 +160,11 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
         width, expected = by_slot["qwen3"]["hidden_size"], transformer.get("cap_feat_dim")
         if width != expected:
             raise refuse("qwen3", f"{width}-wide Qwen3 output", f"{expected} (a Qwen3 of that width)")
+    if "qwen25vl" in by_slot:
+        width = by_slot["qwen25vl"].get("text_config", by_slot["qwen25vl"])["hidden_size"]
+        if width != transformer["joint_attention_dim"]:
+            raise refuse("qwen25vl", f"{width}-wide Qwen2.5-VL output",
+                         f"{transformer['joint_attention_dim']} (Qwen2.5-VL-7B: 3584)")
     if "t5xxl" in by_slot and by_slot["t5xxl"]["d_model"] != transformer["joint_attention_dim"]:
         raise refuse("t5xxl", f"{by_slot['t5xxl']['d_model']}-wide T5 output",
                      f"{transformer['joint_attention_dim']}")
@@ -160,7 +179,7 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
                          f"at most {transformer['joint_attention_dim']}")
     elif pooled is not None and by_slot["clip_l"]["hidden_size"] != pooled:
         raise refuse("clip_l", f"a {by_slot['clip_l']['hidden_size']}-wide pooled CLIP output", f"{pooled}")
-    latent = configs["vae"]["latent_channels"]
+    latent = configs["vae"].get("latent_channels", configs["vae"].get("z_dim"))
     if latent != family.latent.channels:
         raise refuse("vae", f"{latent} latent channels", f"{family.latent.channels}")
 
@@ -204,13 +223,13 @@ def _load_transformer(family: Family, source: _Source, config: dict[str, Any], c
                                     code="model_load_failed") from exc
 
 
-def _load_vae(file_name: str, converted: Mapping[str, torch.Tensor], config: dict[str, Any],
+def _load_vae(family: Family, file_name: str, converted: Mapping[str, torch.Tensor], config: dict[str, Any],
               dtype: torch.dtype) -> Any:
     import diffusers
     from accelerate import init_empty_weights
 
     with init_empty_weights():
-        model = diffusers.AutoencoderKL.from_config(config)
+        model = getattr(diffusers, family.latent.vae_class).from_config(config)
     check_fits(model, {k: tuple(v.shape) for k, v in converted.items()}, file_name, "VAE")
     return fill_module(model, converted.items(), dtype, file_name, "VAE")
 
@@ -249,6 +268,18 @@ def _qwen_keys(source: _Source) -> list[tuple[str, str]]:
             if not is_auxiliary_key(name) and not name.startswith("lm_head.")]
 
 
+def _qwen25vl_keys(source: _Source, vision: bool) -> list[tuple[str, str]]:
+    """(model key, file key) of Qwen2.5-VL as `Qwen2_5_VLTextModel` (the language model's keys bare) or, with
+    `vision`, `Qwen2_5_VLModel` (`language_model.` and `visual.`); `lm_head` is not needed."""
+    shapes = source.file.shapes
+    language, tower = qwen25vl_prefixes(shapes, source.prefix)
+    parts = [(language, "language_model." if vision else "")]
+    parts += [(tower, "visual.")] if vision and tower is not None else []
+    return [(target + key[len(prefix):], key) for prefix, target in parts for key in shapes
+            if key.startswith(prefix) and not is_auxiliary_key(key) and not key[len(prefix):].startswith("lm_head.")
+            and not (prefix == language and tower is not None and key.startswith(tower))]
+
+
 def _mapped_items(file: TensorFile, pairs: list[tuple[str, str]], hidden: int) -> Iterator[tuple[str, torch.Tensor]]:
     last_key, last = None, None
     for model_key, file_key in pairs:
@@ -272,9 +303,11 @@ def _load_text_encoder(kind: str, component_class: str, source: _Source, config:
         pairs = _t5_keys(source)
     elif kind == "qwen3":
         pairs = _qwen_keys(source)
+    elif kind == "qwen25vl":
+        pairs = _qwen25vl_keys(source, "vision_config" in config)
     else:
         pairs = _clip_keys(source, set(model.state_dict()))
-    hidden = int(config.get("hidden_size") or config.get("d_model") or 0)
+    hidden = int(config.get("hidden_size") or config.get("d_model") or 0)  # CLIP's identity projection
     shapes = {key: source.file.shapes[file_key] if file_key != _IDENTITY else (hidden, hidden)
               for key, file_key in pairs}
     what = f"{_ENCODER_WORDS.get(kind, 'CLIP')} text encoder"
@@ -285,20 +318,37 @@ def _load_text_encoder(kind: str, component_class: str, source: _Source, config:
     return model
 
 
-_ENCODER_WORDS = {"t5": "T5", "qwen3": "Qwen3"}
+_ENCODER_WORDS = {"t5": "T5", "qwen3": "Qwen3", "qwen25vl": "Qwen2.5-VL"}
 
 
 def tokenizer_for(kind: str) -> Any:
-    """The bundled tokenizer: "clip" (CLIP BPE, 77 tokens), "t5" (T5 v1.1 XXL) or "qwen3" (Qwen's BPE with the
-    Qwen3 special tokens and chat template, from vocab.json + merges.txt)."""
+    """The bundled tokenizer: "clip" (CLIP BPE, 77 tokens), "t5" (T5 v1.1 XXL), "qwen3" (Qwen's BPE with the
+    Qwen3 special tokens and chat template, from vocab.json + merges.txt) or "qwen25vl" (the same BPE with the
+    Qwen2.5-VL special tokens)."""
     import transformers
 
     if kind == "qwen3":
         return transformers.Qwen2Tokenizer.from_pretrained(str(CONFIGS / "qwen_tokenizer"), local_files_only=True)
+    if kind == "qwen25vl":
+        bpe = CONFIGS / "qwen_tokenizer"
+        return transformers.Qwen2Tokenizer.from_pretrained(
+            str(CONFIGS / "qwen25vl_tokenizer"), vocab_file=str(bpe / "vocab.json"), merges_file=str(bpe / "merges.txt"),
+            local_files_only=True)
     if kind == "t5":
         return transformers.T5TokenizerFast.from_pretrained(str(CONFIGS / "t5_tokenizer"), local_files_only=True)
     return transformers.CLIPTokenizer.from_pretrained(str(CONFIGS / "clip_tokenizer"), model_max_length=77,
                                                       local_files_only=True)
+
+
+@functools.cache
+def image_processor_for(family: Family) -> Any:
+    """Qwen2.5-VL's image processor for an editing family (the bundled `processor/preprocessor_config.json`):
+    its PIL implementation, which needs no torchvision."""
+    import transformers
+
+    config = {k: v for k, v in _template(family, "processor/preprocessor_config.json").items()
+              if k != "image_processor_type"}
+    return transformers.Qwen2VLImageProcessorPil(**config)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -317,10 +367,20 @@ def _sources(file: TensorFile, components: FileComponents, family: Family,
     return sources
 
 
+def _ram_bytes(source: _Source, per_element: int) -> int:
+    """What one source takes once loaded: its tensors in the compute dtype (fp8 is upcast), but a GGUF transformer
+    as stored (it stays quantized); `lm_head`s and fp8 scales are not loaded."""
+    if source.file.is_gguf:
+        return source.file.path.stat().st_size
+    return per_element * sum(math.prod(shape) for key, shape in source.shapes.items()
+                             if not is_auxiliary_key(key) and not key.startswith("lm_head."))
+
+
 def check_ram(file_name: str, sources: Mapping[str, _Source], dtype: torch.dtype, available: int | None) -> None:
-    """A UserError saying how much RAM the load needs when the machine does not have it (every component is
-    built in RAM in `dtype` first, whatever its file's own precision): a clear refusal instead of the OOM
-    killer ending the server halfway through a 20 GB load."""
+    """A UserError saying how much RAM the load needs, file by file, when the machine does not have it (every
+    component is built in RAM in `dtype` first, whatever its file's own precision): a clear refusal instead of
+    the OOM killer ending the server halfway through a 20 GB load (a 7B Qwen2.5-VL text encoder alone takes
+    about 16 GB in bf16)."""
     if available is None:
         return
     per_element = torch.empty(0, dtype=dtype).element_size()
@@ -330,18 +390,18 @@ def check_ram(file_name: str, sources: Mapping[str, _Source], dtype: torch.dtype
         if (source.file.name, source.prefix) in counted:
             continue
         counted.add((source.file.name, source.prefix))
-        parts[source.file.name] += sum(math.prod(shape) for shape in source.shapes.values()) * per_element
+        parts[source.file.name] += _ram_bytes(source, per_element)
     needed = sum(parts.values())
     if needed <= available:
         return
-    largest = max(parts, key=parts.__getitem__)
     gb = 1e9
-    raise UserError(f"Loading {file_name} needs about {needed / gb:.1f} GB of RAM ({largest}: "
-                    f"{parts[largest] / gb:.1f} GB) and {available / gb:.1f} GB is available.",
+    each = ", ".join(f"{name}: {size / gb:.1f} GB" for name, size in sorted(parts.items(), key=lambda p: -p[1]))
+    raise UserError(f"Loading {file_name} needs about {needed / gb:.1f} GB of RAM ({each}) and "
+                    f"{available / gb:.1f} GB is available.",
                     code="not_enough_ram",
                     hint=f"Close other programs or add swap, or use a machine with more RAM. sdweb builds each "
-                         f"component in RAM in {str(dtype).removeprefix('torch.')} before placing it (fp8 and GGUF "
-                         "files are expanded to that too).")
+                         f"component in RAM in {str(dtype).removeprefix('torch.')} before placing it (fp8 files "
+                         "are expanded to that too; a GGUF transformer stays quantized).")
 
 
 def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules: Sequence[str | Path], *,
@@ -361,7 +421,7 @@ def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules
         sources = _sources(file, components, family, opened, {s: m.info.prefix for s, m in chosen.items()})
         check_ram(path.name, sources, dtype, available_ram_bytes())
         with _naming(sources["vae"].file.name, family):
-            vae_numbers, vae_tensors = _read_vae(sources["vae"])
+            vae_numbers, vae_tensors = _read_vae(family, sources["vae"])
         configs = _component_configs(family, sources, vae_numbers)
         _check_widths(family, configs, sources, path.name)
         files = {"model_index.json": _template(family, "model_index.json"),
@@ -371,7 +431,7 @@ def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules
         parts: dict[str, Any] = {
             "transformer": _load_transformer(family, sources["transformer"], configs["transformer"], config_dir,
                                              dtype),
-            "vae": _load_vae(sources["vae"].file.name, vae_tensors, configs["vae"], dtype),
+            "vae": _load_vae(family, sources["vae"].file.name, vae_tensors, configs["vae"], dtype),
             "scheduler": diffusers.FlowMatchEulerDiscreteScheduler.from_config(files["scheduler/scheduler_config.json"]),
         }
         index = files["model_index.json"]
@@ -379,6 +439,8 @@ def load_flow_checkpoint(path: Path, header: FileHeader, family: Family, modules
             parts[spec.component] = _load_text_encoder(spec.tokenizer, index[spec.component][1], sources[spec.slot],
                                                        configs[spec.component], dtype)
             parts[spec.component.replace("text_encoder", "tokenizer")] = tokenizer_for(spec.tokenizer)
+        if "processor" in index:  # Qwen-Image-Edit: sdweb reads the image with image_processor_for(family)
+            parts["processor"] = None
     pipeline = getattr(diffusers, family.load_pipeline)(**parts)
     used = tuple(m.stem for m in module_files)
     log.info("loaded %s as %s%s", path.name, family.name, f" with modules {', '.join(used)}" if used else "")

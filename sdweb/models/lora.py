@@ -43,12 +43,14 @@ __all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_f
 _FLUX_LORA_KEY = re.compile(r"(double_blocks|single_blocks|single_transformer_blocks)")
 # Z-Image: layers / noise_refiner / context_refiner blocks with `attention` and `feed_forward` (dots or kohya's _)
 _ZIMAGE_LORA_KEY = re.compile(r"(^|[._])(layers|noise_refiner|context_refiner)[._]\d+[._](attention|feed_forward)[._]")
+# Qwen-Image: transformer_blocks with separate image / text MLPs and modulations (diffusers, ComfyUI, kohya names)
+_QWEN_IMAGE_LORA_KEY = re.compile(r"(^|[._])transformer_blocks[._]\d+[._](img|txt)_(mlp|mod)[._]")
 
 log = logging.getLogger(__name__)
 
 ADAPTERS_KEPT = 8  # LoRAs kept injected per loaded model (inactive ones beyond this are deleted, oldest first)
 _BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1", "sd3": "SD 3 / 3.5",
-                "zimage": "Z-Image"}
+                "zimage": "Z-Image", "qwenimage": "Qwen-Image"}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight",
                   ".lokr_w1", ".lokr_w1_a")
 _LOKR = re.compile(r"\.lokr_w[12](_[ab])?$")
@@ -89,12 +91,16 @@ def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None
         return "flux"
     if version.startswith("sd3") or architecture.startswith("stable-diffusion-v3"):
         return "sd3"
+    if version.startswith("qwen_image") or architecture.startswith("qwen-image"):
+        return "qwenimage"
     if metadata.get("ss_v2", "").lower() == "true":
         return "sd2"
     if any(_FLUX_LORA_KEY.search(key) for key in keys):
         return "flux"
     if any(_ZIMAGE_LORA_KEY.search(key) for key in keys):
         return "zimage"
+    if any(_QWEN_IMAGE_LORA_KEY.search(key) for key in keys):
+        return "qwenimage"
     if any("joint_blocks" in key for key in keys):
         return "sd3"
     if any(key.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for key in keys):

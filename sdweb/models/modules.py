@@ -3,7 +3,9 @@
 Kinds, read from key names and shapes (a safetensors or GGUF header suffices):
 
 - "vae": LDM keys (`encoder.down.N.block…`, `decoder.up…`; bare or under `vae.` / `first_stage_model.`) or
-  diffusers keys (`decoder.up_blocks…`); `latent_channels` from `decoder.conv_in` (16: Flux / SD3, 4: SD).
+  diffusers keys (`decoder.up_blocks…`); `latent_channels` from `decoder.conv_in` (16: Flux / SD3, 4: SD). A 5-D
+  `decoder.conv_in` (diffusers) or Wan's `decoder.conv1` is the Qwen-Image (Wan 2.1) VAE: `vae_class`
+  "AutoencoderKLQwenImage", which only a family whose latents are that VAE's takes (and no 2-D VAE serves it).
 - "t5xxl": HF T5 encoder keys `encoder.block.N.layer.*` (+ `shared.weight`).
 - "clip_l" / "clip_g": HF CLIP text keys (`text_model.encoder.layers.N…`, or the same without `text_model.`).
   Rule: OpenAI CLIP ViT-L/14's text tower has 12 layers, OpenCLIP ViT-bigG/14's 32, so a tower deeper than
@@ -11,6 +13,9 @@ Kinds, read from key names and shapes (a safetensors or GGUF header suffices):
   (CLIP-L 8 wide with 2 layers, CLIP-G 16 wide with 32 layers) classify like the real 768 / 1280 ones.
 - "qwen3": a Qwen3 decoder (`qwen_3_4b.safetensors`): HF keys `model.layers.N.self_attn.q_norm…` (or without
   `model.`), `embed_tokens`; Qwen3 is the Qwen with per-head q/k norms. `width` tells 4B (2560) from 8B (4096).
+- "qwen25vl": Qwen2.5-VL (`qwen_2.5_vl_7b*.safetensors`): a Qwen2 decoder (q/k/v biases, no q/k norms) under
+  `model.` (ComfyUI, HF), `model.language_model.` (transformers 5) or bare, with its vision tower (`visual.…`,
+  `vision`) or without; `width` 3584 for 7B.
 
 `assign_modules` checks an explicit choice against what a family needs; `resolve_modules` is the
 "Automatic" choice (for Flux: a 16-channel VAE named like `ae` + `clip_l` + `t5xxl`, fp16 before fp8).
@@ -44,7 +49,7 @@ __all__ = [
     "resolve_modules",
 ]
 
-MODULE_KINDS = ("vae", "clip_l", "clip_g", "t5xxl", "qwen3")
+MODULE_KINDS = ("vae", "clip_l", "clip_g", "t5xxl", "qwen3", "qwen25vl")
 CLIP_L_MAX_LAYERS = 12  # OpenAI ViT-L/14 text tower; OpenCLIP bigG has 32
 _CLIP_PREFIXES = ("", "transformer.")
 _T5_PREFIXES = ("", "transformer.")
@@ -65,6 +70,8 @@ class ModuleInfo:
     latent_channels: int = 0  # VAE only
     width: int = 0  # text encoders: hidden size
     layers: int = 0  # text encoders: depth
+    vae_class: str = ""  # VAE only: "AutoencoderKL" (2-D) or "AutoencoderKLQwenImage" (Wan-style 3-D)
+    vision: bool = False  # Qwen2.5-VL only: the file carries the vision tower
 
 
 @dataclass(frozen=True)
@@ -130,18 +137,33 @@ def _qwen_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleI
     return None
 
 
+def _qwen25vl_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleInfo | None:
+    from sdweb.models.flow_detect import qwen25vl_prefixes
+
+    language, vision = qwen25vl_prefixes(shapes, "")
+    embedding = shapes.get(language + "embed_tokens.weight")
+    attention = language + "layers.0.self_attn."
+    if embedding is None or attention + "q_proj.bias" not in shapes or attention + "q_norm.weight" in shapes:
+        return None
+    return ModuleInfo("qwen25vl", "", precision, width=embedding[1], layers=_count(shapes, language + "layers."),
+                      vision=vision is not None)
+
+
 def _vae_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleInfo | None:
     for prefix in _VAE_PREFIXES:
-        conv_in = shapes.get(prefix + "decoder.conv_in.weight")
-        if conv_in is not None and len(conv_in) == 4 and prefix + "encoder.conv_in.weight" in shapes:
-            return ModuleInfo("vae", prefix, precision, latent_channels=conv_in[1])
+        for conv in ("conv_in", "conv1"):  # LDM / diffusers; Wan's names (the Qwen-Image VAE)
+            conv_in = shapes.get(prefix + f"decoder.{conv}.weight")
+            if conv_in is None or prefix + f"encoder.{conv}.weight" not in shapes or len(conv_in) not in (4, 5):
+                continue
+            kind = "AutoencoderKL" if len(conv_in) == 4 else "AutoencoderKLQwenImage"
+            return ModuleInfo("vae", prefix, precision, latent_channels=conv_in[1], vae_class=kind)
     return None
 
 
 def classify_module(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]) -> ModuleInfo:
     """What a loose file is (see the module docstring for the rules); kind None when none of MODULE_KINDS."""
     precision = _precision(shapes, dtypes)
-    for reader in (_t5_info, _clip_info, _qwen_info, _vae_info):
+    for reader in (_t5_info, _clip_info, _qwen_info, _qwen25vl_info, _vae_info):
         info = reader(shapes, precision)
         if info is not None:
             return info
@@ -166,13 +188,15 @@ _SLOT_WORDS = {
     "clip_g": ("a CLIP-G text encoder", "models/text_encoder"),
     "t5xxl": ("a T5-XXL text encoder", "models/text_encoder"),
     "qwen3": ("a Qwen3 text encoder", "models/text_encoder"),
+    "qwen25vl": ("a Qwen2.5-VL text encoder", "models/text_encoder"),
 }
 _EXAMPLE_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors",
-                  "qwen3": "qwen_3_4b.safetensors"}
+                  "qwen3": "qwen_3_4b.safetensors", "qwen25vl": "qwen_2.5_vl_7b_fp8_scaled.safetensors"}
+_EXAMPLE_VAES = {"qwenimage": "qwen_image_vae.safetensors"}
 # The file name users have for each family's VAE (Flux's `ae.safetensors` serves Chroma too); the
 # Automatic choice ranks files whose name has one of these words first.
 _VAE_NAMES = {"flux": ("ae", "flux"), "chroma": ("ae", "flux", "chroma"), "sd3": ("sd3", "sd35"),
-              "zimage": ("ae", "flux", "zimage", "z_image")}
+              "zimage": ("ae", "flux", "zimage", "z_image"), "qwenimage": ("qwen_image_vae", "qwen")}
 
 
 def needed_slots(family: Family) -> tuple[str, ...]:
@@ -182,12 +206,20 @@ def needed_slots(family: Family) -> tuple[str, ...]:
 
 def _example(family: Family, slot: str) -> str:
     if slot == "vae":
+        if family.base in _EXAMPLE_VAES:
+            return _EXAMPLE_VAES[family.base]
         return "ae.safetensors" if "ae" in _VAE_NAMES.get(family.base, ()) else f"the {family.label} VAE"
     return _EXAMPLE_FILES.get(slot, slot)
 
 
+def _needs_vision(family: Family, slot: str) -> bool:
+    return any(spec.slot == slot and spec.vision for spec in family.text_encoders)
+
+
 def missing_module_error(family: Family, slot: str) -> InvalidModelFileError:
     what, folder = _SLOT_WORDS[slot]
+    if _needs_vision(family, slot):
+        what += " with its vision tower (the full file, as ComfyUI's)"
     return InvalidModelFileError(
         f"{family.label} needs {what}: put {_example(family, slot)} in {folder}.",
         code="module_missing",
@@ -197,12 +229,17 @@ def missing_module_error(family: Family, slot: str) -> InvalidModelFileError:
 
 def _kind_words(info: ModuleInfo) -> str:
     if info.kind == "vae":
-        return f"a VAE with {info.latent_channels} latent channels"
+        what = "a Qwen-Image (Wan) VAE" if info.vae_class == "AutoencoderKLQwenImage" else "an image VAE"
+        return f"{what} with {info.latent_channels} latent channels"
+    if info.kind == "qwen25vl" and not info.vision:
+        return "a Qwen2.5-VL text encoder without its vision tower"
     return _SLOT_WORDS[info.kind or "vae"][0]
 
 
 def _wrong_module_error(family: Family, module: ModuleFile, missing: Sequence[str]) -> InvalidModelFileError:
     needs = " and ".join(_SLOT_WORDS[slot][0].split(" ", 1)[1] for slot in needed_slots(family))
+    if family.latent.vae_class != "AutoencoderKL":
+        needs = needs.replace("VAE", f"{family.label} VAE", 1)
     fix = (f"Choose {_SLOT_WORDS[missing[0]][0]} instead: put {_example(family, missing[0])} in "
            f"{_SLOT_WORDS[missing[0]][1]}." if missing else "Remove it from the VAE / Text encoder choice.")
     if module.info.kind is None:
@@ -217,7 +254,9 @@ def _wrong_module_error(family: Family, module: ModuleFile, missing: Sequence[st
 def _fits(family: Family, module: ModuleFile) -> bool:
     info = module.info
     if info.kind == "vae":
-        return info.latent_channels == family.latent.channels
+        return info.latent_channels == family.latent.channels and info.vae_class == family.latent.vae_class
+    if info.kind is not None and _needs_vision(family, info.kind) and not info.vision:
+        return False
     return info.kind in needed_slots(family)
 
 

@@ -102,7 +102,7 @@ def _strip_prefix(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
         if inside:
             return inside
     return {k: v for k, v in tensors.items() if k.split(".", 1)[0] in
-            ("encoder", "decoder", "quant_conv", "post_quant_conv")}
+            ("encoder", "decoder", "quant_conv", "post_quant_conv", "conv1", "conv2")}  # conv1/2: Wan's quant convs
 
 
 def _is_diffusers_layout(keys: Mapping[str, Any]) -> bool:
@@ -199,6 +199,10 @@ def read_vae_file(path: Path, family: Family, current: Mapping[str, Any], *,
     import diffusers
 
     tensors = read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle)
+    if family.latent.vae_class == "AutoencoderKLQwenImage":  # the Wan-style VAE (sdweb.models.wan_vae)
+        from sdweb.models.wan_vae import load_qwen_vae
+
+        return load_qwen_vae(path.name, _strip_prefix(tensors), _family_vae_config(family), torch.float32)
     layout = "diffusers" if _is_diffusers_layout(_strip_prefix(tensors)) else "LDM"
     numbers, converted = vae_state_dict_to_diffusers(path, tensors)
     del tensors

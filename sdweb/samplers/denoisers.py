@@ -164,13 +164,29 @@ class UncondSkip:
         return False
 
 
+def renormed(x: torch.Tensor, guided: torch.Tensor, cond: torch.Tensor, patch: int) -> torch.Tensor:
+    """Qwen-Image's true CFG on x0 predictions of a flow model: the guided velocity (x - x0) of each token (a
+    patch x patch square of latent pixels, all channels) rescaled to the norm of the conditional one."""
+    def token_norms(velocity: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = velocity.shape
+        tokens = velocity.reshape(batch, channels, height // patch, patch, width // patch, patch)
+        norms = torch.linalg.vector_norm(tokens, dim=(1, 3, 5), keepdim=True)
+        return norms.expand_as(tokens).reshape(velocity.shape)
+
+    velocity = x - guided
+    return x - velocity * (token_norms(x - cond) / token_norms(velocity))
+
+
 class CFGDenoiser:
     """A1111's classifier-free guidance: ``uncond + sum_i w_i * scale * (cond_i - uncond)`` per image, on the
-    inner denoiser's outputs (x0 for k-diffusion samplers, eps for timestep samplers)."""
+    inner denoiser's outputs (x0 for k-diffusion samplers, eps for timestep samplers). ``renorm_patch`` > 0:
+    Qwen-Image's rescaling of the guided prediction (:func:`renormed`; the conditional one is the prompts' mix at
+    scale 1)."""
 
     def __init__(self, inner: InnerDenoiser, model: ModelCall, cfg_scale: float,
-                 blend: MaskBlend | None = None, skip: UncondSkip | None = None) -> None:
+                 blend: MaskBlend | None = None, skip: UncondSkip | None = None, renorm_patch: int = 0) -> None:
         self.inner = inner
+        self.renorm_patch = renorm_patch
         self.skip = skip
         self.model = model
         self.cfg_scale = float(cfg_scale)
@@ -203,6 +219,8 @@ class CFGDenoiser:
             for i in range(batch):
                 for j, weight in enumerate(weights):
                     denoised[i] += (out[i * count + j] - uncond[i]) * (weight * scale)
+            if self.renorm_patch:
+                denoised = renormed(x, denoised, self._conditional(out, uncond, weights), self.renorm_patch)
         else:
             denoised = out
         if self.blend is not None and not self.blend.before_denoising:
@@ -210,3 +228,12 @@ class CFGDenoiser:
         self.last_denoised = denoised
         self.step += 1
         return denoised
+
+    @staticmethod
+    def _conditional(out: torch.Tensor, uncond: torch.Tensor, weights: list[float]) -> torch.Tensor:
+        """Each image's prompts mixed at scale 1 (its only prompt's output without AND)."""
+        conditional = torch.clone(uncond)
+        for i in range(uncond.shape[0]):
+            for j, weight in enumerate(weights):
+                conditional[i] += (out[i * len(weights) + j] - uncond[i]) * weight
+        return conditional

@@ -9,6 +9,8 @@ an img2img start is noised, and the ancestral step, which must keep x on the (1 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sdweb.samplers.context import SamplerContext
@@ -37,18 +39,39 @@ def unshifted(sigma: torch.Tensor, shift: float) -> torch.Tensor:
     return sigma / (shift - (shift - 1) * sigma)
 
 
+def dynamic_shift(image_tokens: int, base_shift: float, max_shift: float, base_tokens: int,
+                  max_tokens: int) -> float:
+    """The shift e^mu of diffusers' dynamic shifting: mu linear in the image's token count between (base_tokens,
+    base_shift) and (max_tokens, max_shift). Its exponential time shift e^mu / (e^mu + 1/t - 1) is the static
+    shift's formula with s = e^mu."""
+    slope = (max_shift - base_shift) / (max_tokens - base_tokens)
+    return math.exp(base_shift + slope * (image_tokens - base_tokens))
+
+
+def stretched_to_terminal(sigmas: torch.Tensor, terminal: float) -> torch.Tensor:
+    """diffusers' `shift_terminal`: the schedule (ending in 0) stretched so its last level before 0 is
+    `terminal`, keeping its first: 1 - (1 - sigma) * (1 - terminal) / (1 - last)."""
+    levels = sigmas[:-1] if len(sigmas) and float(sigmas[-1]) == 0 else sigmas
+    if not len(levels) or float(levels[-1]) >= 1:
+        return sigmas
+    scale = (1 - levels[-1]) / (1 - terminal)
+    return torch.cat([1 - (1 - levels) / scale, sigmas[len(levels):]])
+
+
 class FlowSchedule(DiscreteSchedule):
     """The noise table of a flow model, as a :class:`DiscreteSchedule` so the schedule functions work unchanged:
-    ``sigmas[i]`` is the level of training timestep (i + 1) / 1000, ascending; timesteps are continuous."""
+    ``sigmas[i]`` is the level of training timestep (i + 1) / 1000, ascending; timesteps are continuous.
+    ``terminal`` > 0: every schedule drawn from it is stretched to end there (:func:`stretched_to_terminal`)."""
 
-    def __init__(self, shift: float, device: torch.device | str = "cpu") -> None:
+    def __init__(self, shift: float, device: torch.device | str = "cpu", terminal: float = 0.0) -> None:
         self.shift = float(shift)
+        self.terminal = float(terminal)
         steps = torch.arange(1, TRAIN_STEPS + 1, dtype=torch.float32, device=device) / TRAIN_STEPS
         self.sigmas = shifted(steps, self.shift)
         self.log_sigmas = self.sigmas.log()
 
     def to(self, device: torch.device | str) -> FlowSchedule:
-        return FlowSchedule(self.shift, device)
+        return FlowSchedule(self.shift, device, self.terminal)
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional index into ``sigmas`` (continuous: the flow's timestep is a real number)."""

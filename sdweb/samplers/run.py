@@ -23,7 +23,7 @@ from sdweb.samplers.denoisers import (
     UncondSkip,
 )
 from sdweb.samplers.discrete import DiscreteSchedule
-from sdweb.samplers.flow import ANCESTRAL_RF, FlowDenoiser, noised_start
+from sdweb.samplers.flow import ANCESTRAL_RF, FlowDenoiser, FlowSchedule, noised_start, stretched_to_terminal
 from sdweb.samplers.resolve import effective_schedule
 from sdweb.samplers.rng import ImageRNG
 from sdweb.samplers.schedules import ScheduleOptions, discard_penultimate, schedule_sigmas
@@ -106,6 +106,7 @@ class SamplingPlan:
     is_sdxl: bool = False
     v_prediction: bool = False
     flow: bool = False  # a flow-matching model: velocity output, noise on the (1 - sigma, sigma) line
+    renorm_patch: int = 0  # flow: Qwen-Image's true CFG, per patch x patch token (samplers.denoisers.renormed)
     settings: SamplerSettings = field(default_factory=SamplerSettings)
 
 
@@ -161,6 +162,8 @@ def get_sigmas(plan: SamplingPlan, discrete: DiscreteSchedule, steps: int, param
             params["Beta schedule alpha"] = settings.beta_dist_alpha
             params["Beta schedule beta"] = settings.beta_dist_beta
         sigmas = schedule_sigmas(used.name, discrete, steps, options)
+    if isinstance(discrete, FlowSchedule) and discrete.terminal:
+        sigmas = stretched_to_terminal(sigmas, discrete.terminal)
     return discard_penultimate(sigmas) if discard else sigmas
 
 
@@ -210,7 +213,7 @@ def sample(plan: SamplingPlan, model: ModelCall, discrete: DiscreteSchedule, rng
     settings = plan.settings
     skip = UncondSkip(min_sigma=settings.s_min_uncond, every_step=settings.s_min_uncond_all,
                       skip_early=settings.skip_early_cond, total=_expected_evaluations(plan), params=params)
-    denoiser = CFGDenoiser(inner, model, plan.cfg_scale, blend, skip)
+    denoiser = CFGDenoiser(inner, model, plan.cfg_scale, blend, skip, plan.renorm_patch if plan.flow else 0)
     ctx = _context(plan, denoiser, rng, eta, callback, params)
     noise = rng.next()
     if plan.noise_multiplier != 1.0:

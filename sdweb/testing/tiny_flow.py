@@ -1,4 +1,5 @@
-"""Tiny random-weight Flux.1 / Chroma / SD 3.5 / Z-Image files in the layouts users download (each under 5 MB).
+"""Tiny random-weight Flux.1 / Chroma / SD 3.5 / Z-Image / Qwen-Image files in the layouts users download (each
+about 5 MB at most).
 
 Kinds (`python -m sdweb.testing.tiny KIND OUT`):
 
@@ -15,6 +16,12 @@ Kinds (`python -m sdweb.testing.tiny KIND OUT`):
 - z-image: transformer-only, bare original Z-Image keys (`layers.N.attention.qkv`, `x_embedder`, ...; bf16), as
   Tongyi ships it; qwen3-4b: the Qwen3 text encoder in the HF causal-LM layout (`model.layers.N…`, bf16, no
   `lm_head`), as ComfyUI's `qwen_3_4b.safetensors`.
+- qwen-image: transformer-only, bare diffusers keys (bf16); qwen-image-edit: the same layout under ComfyUI's
+  `diffusion_model.` (its file name says "edit"); qwen-image-aio: all-in-one, `model.diffusion_model.` +
+  `text_encoders.qwen25_7b.transformer.` (Qwen2.5-VL) + `vae.` (Wan keys); qwen-image-vae: the Wan-layout VAE
+  (`encoder.conv1`, `encoder.downsamples.N.residual…`, `conv1` / `conv2`), as ComfyUI's `qwen_image_vae.
+  safetensors`; qwen25vl-7b (bf16) and qwen25vl-7b-fp8-scaled: Qwen2.5-VL in ComfyUI's layout (`model.layers…`
+  and the vision tower's `visual.…`, no `lm_head`), as `qwen_2.5_vl_7b*.safetensors`.
 - diffusers-sd1, diffusers-flux: diffusers folders (`save_pretrained`); OUT is a folder.
 
 The original layouts come from our conversion plans inverted (sdweb.models.flow_convert); a test checks
@@ -24,6 +31,7 @@ seed stream, so the loose files equal the all-in-one file's parts.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,10 +47,12 @@ from sdweb.models.flow_convert import conversion_plan, layout_from_config, to_or
 from sdweb.models.flow_detect import flux_rope_axes, rope_axes_3
 from sdweb.models.flow_loader import tokenizer_for
 from sdweb.models.ldm_convert import clip_l_to_ldm, vae_to_ldm
+from sdweb.models.loader import CONFIGS
+from sdweb.models.wan_vae import to_wan_key
 from sdweb.testing.tiny import FLOW_KINDS, TinyFile, _seeded_module, build_tiny_pipeline, save_tiny_file
 
 __all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFlowFiles", "build_flow_pipeline", "build_tiny_component", "flow_file_content",
-           "write_flow_tiny", "write_zimage_lora"]
+           "write_flow_tiny", "write_qwen_image_lora", "write_zimage_lora"]
 
 FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
 FILE_KINDS = tuple(kind for kind in FLOW_KINDS if kind not in FOLDER_KINDS)
@@ -81,13 +91,46 @@ QWEN3 = {"vocab_size": 151936, "hidden_size": 8, "intermediate_size": 16, "num_h
          "rms_norm_eps": 1e-6, "tie_word_embeddings": True}
 Z_IMAGE = {"dim": 32, "n_layers": 2, "n_refiner_layers": 1, "n_heads": 2, "n_kv_heads": 2,
            "cap_feat_dim": QWEN3["hidden_size"], "axes_dims": rope_axes_3(16)}
+# Qwen2.5-VL as Qwen-Image uses it (16 wide: M-RoPE needs heads a multiple of 16 wide), with a vision tower
+QWEN25VL_TEXT = {"vocab_size": 152064, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+                 "head_dim": 16, "num_attention_heads": 1, "num_key_value_heads": 1,
+                 "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}}
+QWEN25VL_VISION = {"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 1,
+                   "out_hidden_size": QWEN25VL_TEXT["hidden_size"]}
+QWEN_IMAGE = {"patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 2, "attention_head_dim": _HEAD,
+              "num_attention_heads": 2, "joint_attention_dim": QWEN25VL_TEXT["hidden_size"],
+              "axes_dims_rope": flux_rope_axes(_HEAD)}
+# the real structure (2 resnets a level, as diffusers' own Wan converter assumes) at a tiny width
+QWEN_VAE = {"base_dim": 8, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+            "temperal_downsample": [False, True, True]}
 TRANSFORMERS = {"flux-dev": FLUX_DEV, "flux-schnell": FLUX_SCHNELL, "chroma": CHROMA, "sd35-medium": SD35_MEDIUM,
-                "z-image": Z_IMAGE, "flux-kontext": FLUX_DEV}
+                "z-image": Z_IMAGE, "flux-kontext": FLUX_DEV, "qwen-image": QWEN_IMAGE, "qwen-image-edit": QWEN_IMAGE}
+
+
+def _template(family_name: str, relative: str) -> dict[str, Any]:
+    return json.loads((CONFIGS / FAMILIES[family_name].template / relative).read_text(encoding="utf-8"))
+
+
+def _qwen25vl() -> torch.nn.Module:
+    """Qwen2.5-VL (`Qwen2_5_VLModel`: vision tower + language model) from the bundled full-size config with the
+    tiny numbers, so the loader reads the same config back from the file."""
+    config = _template("qwen-image-edit", "text_encoder/config.json")
+    config["text_config"] |= QWEN25VL_TEXT
+    config["vision_config"] |= QWEN25VL_VISION
+    return transformers.Qwen2_5_VLModel(transformers.Qwen2_5_VLConfig(**config))
+
+
+def _qwen_vae() -> torch.nn.Module:
+    """The Qwen-Image VAE at a tiny width, with Qwen-Image's latent statistics (the files do not carry them)."""
+    template = _template("qwen-image", "vae/config.json")
+    stats = {key: template[key] for key in ("latents_mean", "latents_std")}
+    return diffusers.AutoencoderKLQwenImage(**QWEN_VAE, **stats)
 
 
 def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
     """A seeded tiny module (fp32): "<family>-transformer" for the families in TRANSFORMERS, "flux-vae",
-    "sd3-vae", "clip_l", "clip_l-projection" (SD3's CLIP-L, with a projection), "clip_g", "t5xxl"."""
+    "sd3-vae", "clip_l", "clip_l-projection" (SD3's CLIP-L, with a projection), "clip_g", "t5xxl", "qwen3",
+    "qwen25vl" (`Qwen2_5_VLModel`), "qwen-vae" (`AutoencoderKLQwenImage`)."""
     if name.endswith("-transformer"):
         family = FAMILIES[name.removesuffix("-transformer")]
         model_class = getattr(diffusers, family.transformer_class or "")
@@ -100,6 +143,8 @@ def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
         "clip_g": lambda: transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_G)),
         "t5xxl": lambda: transformers.T5EncoderModel(transformers.T5Config(**T5)),
         "qwen3": lambda: transformers.Qwen3Model(transformers.Qwen3Config(**QWEN3)),
+        "qwen25vl": _qwen25vl,
+        "qwen-vae": _qwen_vae,
     }
     # SD3's CLIP-L is CLIP-L with an identity projection (SD3 files keep none): same seed stream as CLIP-L.
     seed_name = "clip_l" if name == "clip_l-projection" else name
@@ -136,6 +181,20 @@ def _qwen_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
     `lm_head` is left out (not needed for the hidden states)."""
     state = build_tiny_component("qwen3", seed).state_dict()
     return {prefix + key: value for key, value in state.items()}
+
+
+def _qwen25vl_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
+    """Qwen2.5-VL in ComfyUI's / the original HF layout: the language model under `model.`, the vision tower
+    under `visual.` (transformers 5 names them `language_model.` / `visual.` inside `Qwen2_5_VLModel`)."""
+    state = build_tiny_component("qwen25vl", seed).state_dict()
+    return {prefix + ("model." + key.removeprefix("language_model.") if key.startswith("language_model.") else key):
+            value for key, value in state.items()}
+
+
+def _qwen_vae_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
+    """The Qwen-Image VAE in Wan's original key names."""
+    state = build_tiny_component("qwen-vae", seed).state_dict()
+    return {prefix + to_wan_key(key, QWEN_VAE["num_res_blocks"]): value for key, value in state.items()}
 
 
 def _vae_tensors(name: str, seed: int, prefix: str) -> dict[str, torch.Tensor]:
@@ -187,6 +246,18 @@ def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
         tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
     elif kind == "qwen3-4b":
         tensors = _cast(_qwen_tensors(seed, "model."), torch.bfloat16)
+    elif kind in ("qwen-image", "qwen-image-edit"):
+        prefix = "diffusion_model." if kind == "qwen-image-edit" else ""
+        tensors = _cast({prefix + k: v for k, v in _transformer_tensors(kind, seed).items()}, torch.bfloat16)
+    elif kind == "qwen-image-aio":
+        tensors = _cast({f"model.diffusion_model.{k}": v for k, v in _transformer_tensors("qwen-image", seed).items()}
+                        | _qwen25vl_tensors(seed, "text_encoders.qwen25_7b.transformer.")
+                        | _qwen_vae_tensors(seed, "vae."), torch.bfloat16)
+    elif kind == "qwen-image-vae":
+        tensors = _cast(_qwen_vae_tensors(seed, ""), torch.bfloat16)
+    elif kind in ("qwen25vl-7b", "qwen25vl-7b-fp8-scaled"):
+        tensors = _qwen25vl_tensors(seed, "")
+        tensors = _fp8(tensors, scaled=True) if kind.endswith("scaled") else _cast(tensors, torch.bfloat16)
     elif kind in ("clip-l", "clip-g"):
         tensors = _cast(_clip_tensors(kind.replace("-", "_"), seed, ""), torch.float16)
     elif kind == "t5xxl":
@@ -223,6 +294,8 @@ def _gguf_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
 def build_flow_pipeline(family_name: str, seed: int = 0) -> Any:
     """The tiny diffusers pipeline of a flow family (fp32), from the same seeded components as the files."""
     family = FAMILIES[family_name]
+    if family.base == "qwenimage":
+        return _qwen_image_pipeline(family_name, seed)
     parts: dict[str, Any] = {
         "transformer": build_tiny_component(f"{family_name}-transformer", seed),
         "vae": build_tiny_component("sd3-vae" if family.base == "sd3" else "flux-vae", seed),
@@ -232,6 +305,26 @@ def build_flow_pipeline(family_name: str, seed: int = 0) -> Any:
         name = {"clip_l": "clip_l-projection" if family.base == "sd3" else "clip_l"}.get(spec.slot, spec.slot)
         parts[spec.component] = build_tiny_component(name, seed)
         parts[spec.component.replace("text_encoder", "tokenizer")] = tokenizer_for(spec.tokenizer)
+    return getattr(diffusers, family.load_pipeline)(**parts)
+
+
+def _qwen_image_pipeline(family_name: str, seed: int) -> Any:
+    """diffusers' own Qwen-Image pipeline of the tiny components: the bundled scheduler config, Qwen2.5-VL as
+    `Qwen2_5_VLForConditionalGeneration` around the tiny `Qwen2_5_VLModel` (its `lm_head` is not used); an edit
+    pipeline's `processor` is left to the caller (transformers builds Qwen2-VL's only with torchvision)."""
+    family = FAMILIES[family_name]
+    encoder = build_tiny_component("qwen25vl", seed)
+    full = transformers.Qwen2_5_VLForConditionalGeneration(encoder.config)
+    full.model = encoder
+    parts: dict[str, Any] = {
+        "transformer": build_tiny_component(f"{family_name}-transformer", seed),
+        "vae": build_tiny_component("qwen-vae", seed),
+        "scheduler": diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+            _template(family_name, "scheduler/scheduler_config.json")),
+        "text_encoder": full.eval(), "tokenizer": tokenizer_for("qwen25vl"),
+    }
+    if family.features.edit:
+        parts["processor"] = None
     return getattr(diffusers, family.load_pipeline)(**parts)
 
 
@@ -270,6 +363,12 @@ DATA_DIR_NAMES = {
     "z-image": "models/Stable-diffusion/z_image_turbo-tiny.safetensors",
     "flux-kontext": "models/Stable-diffusion/flux1-kontext-dev-tiny.safetensors",
     "qwen3-4b": "models/text_encoder/qwen_3_4b.safetensors",
+    "qwen-image": "models/Stable-diffusion/qwen_image_bf16-tiny.safetensors",
+    "qwen-image-edit": "models/Stable-diffusion/qwen_image_edit_bf16-tiny.safetensors",
+    "qwen-image-aio": "models/Stable-diffusion/qwen_image_aio-tiny.safetensors",
+    "qwen-image-vae": "models/VAE/qwen_image_vae.safetensors",
+    "qwen25vl-7b": "models/text_encoder/qwen_2.5_vl_7b.safetensors",
+    "qwen25vl-7b-fp8-scaled": "models/text_encoder/qwen_2.5_vl_7b_fp8_scaled.safetensors",
 }
 
 
@@ -340,4 +439,25 @@ def write_zimage_lora(out_path: str | Path, layout: str = "peft", seed: int = 0)
         else:
             tensors |= {f"{key}.lora_A.weight": torch.randn(4, fan_in, generator=generator) * 0.3,
                         f"{key}.lora_B.weight": torch.randn(width, 4, generator=generator) * 0.3}
+    return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))
+
+
+def write_qwen_image_lora(out_path: str | Path, layout: str = "comfy", seed: int = 0) -> Path:
+    """A tiny Qwen-Image LoRA for the tiny qwen-image transformer, in ComfyUI's / musubi's layout
+    (`diffusion_model.transformer_blocks.0.attn.to_q.lora_A.weight`) or kohya's (`lora_unet_transformer_blocks_0_
+    img_mlp_net_0_proj.lora_down.weight` with an alpha): the attention and the image / text MLPs of block 0."""
+    width = QWEN_IMAGE["num_attention_heads"] * QWEN_IMAGE["attention_head_dim"]
+    generator = torch.Generator().manual_seed(seed + 79)
+    tensors: dict[str, torch.Tensor] = {}
+    targets = {"attn.to_q": (width, width), "attn.add_v_proj": (width, width), "img_mlp.net.0.proj": (width, 4 * width),
+               "txt_mlp.net.2": (4 * width, width)}
+    for name, (fan_in, fan_out) in targets.items():
+        down = torch.randn(4, fan_in, generator=generator) * 0.3
+        up = torch.randn(fan_out, 4, generator=generator) * 0.3
+        if layout == "kohya":
+            key = "lora_unet_transformer_blocks_0_" + name.replace(".", "_")
+            tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(4.0)}
+        else:
+            key = f"diffusion_model.transformer_blocks.0.{name}"
+            tensors |= {f"{key}.lora_A.weight": down, f"{key}.lora_B.weight": up}
     return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))

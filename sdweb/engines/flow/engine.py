@@ -23,8 +23,10 @@ from sdweb.generation.refiner import refiner_switch
 from sdweb.generation.sampling import decode_latents
 from sdweb.generation.unet_model import UNetExtras, UNetStage
 from sdweb.models.families import Family
+from sdweb.models.flow_loader import image_processor_for
 from sdweb.models.manager import LoadedModel
-from sdweb.samplers.flow import FLOW_SAMPLER_FUNCTIONS, FLOW_SCHEDULES, FlowSchedule
+from sdweb.prompts.qwen import vision_input
+from sdweb.samplers.flow import FLOW_SAMPLER_FUNCTIONS, FLOW_SCHEDULES, FlowSchedule, dynamic_shift
 from sdweb.samplers.resolve import Resolution, effective_schedule
 from sdweb.samplers.table import SAMPLERS, SCHEDULERS
 
@@ -59,8 +61,16 @@ def _refuse(what: str, family: Family, field: str, valid: Sequence[str]) -> User
                      hint=f"{field}: use one of {', '.join(valid)}.")
 
 
-def shift_for(family: Family, settings: Mapping[str, Any]) -> float:
-    return float(settings.get("flow_shift") or 0.0) or family.scheduling.shift
+def shift_for(family: Family, settings: Mapping[str, Any], width: int = 0, height: int = 0) -> float:
+    """The setting `flow_shift` (Forge's Shift) when set, else the family's: a dynamic one from the image's token
+    count (Qwen-Image), or its static shift."""
+    chosen = float(settings.get("flow_shift") or 0.0)
+    scheduling = family.scheduling
+    if chosen or not scheduling.dynamic_shift:
+        return chosen or scheduling.shift
+    tokens_side = family.latent.downscale * family.latent.patch
+    return dynamic_shift((height // tokens_side) * (width // tokens_side), scheduling.base_shift,
+                         scheduling.max_shift, scheduling.base_seq_len, scheduling.max_seq_len)
 
 
 class FlowEngine:
@@ -109,8 +119,9 @@ class FlowEngine:
     def denoiser(self, pipe: Any) -> torch.nn.Module:
         return pipe.transformer
 
-    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any]) -> FlowSchedule:
-        return FlowSchedule(shift_for(model.family, settings))
+    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int, height: int) -> FlowSchedule:
+        family = model.family
+        return FlowSchedule(shift_for(family, settings, width, height), terminal=family.scheduling.shift_terminal)
 
     def latent_shape(self, family: Family, width: int, height: int) -> tuple[int, int, int]:
         down = family.latent.downscale
@@ -118,10 +129,15 @@ class FlowEngine:
 
     def plan_conditioning(self, model: LoadedModel, pipe: Any, prepared: PreparedPrompt, steps: int,
                           settings: Mapping[str, Any], second_order: bool = False,
-                          first_pass_steps: int | None = None) -> ConditioningPlan:
+                          first_pass_steps: int | None = None,
+                          reference_image: Image.Image | None = None) -> ConditioningPlan:
         options = TextOptions(emphasis=str(settings.get("emphasis", "Original")),
                               comma_backtrack=int(settings.get("comma_padding_backtrack", 20)))
-        encoder = FlowPromptEncoder(FlowTextEncoder(pipe, model.family.text_encoders, options, prepared.encoded))
+        image = None
+        if reference_image is not None and any(spec.vision for spec in model.family.text_encoders):
+            image = vision_input(image_processor_for(model.family), reference_image.convert("RGB"))
+        encoder = FlowPromptEncoder(FlowTextEncoder(pipe, model.family.text_encoders, options, prepared.encoded,
+                                                    image))
         return build_plan(encoder, prepared.encode_text, prepared.encode_negative,
                           schedule_options(steps, settings, second_order, first_pass_steps))
 

@@ -2,7 +2,8 @@
 
 Per-token outputs of the encoders marked ``sequence`` form the transformer's text sequence: CLIP encoders are
 concatenated along the width (75-token chunks, penultimate layer, as for SDXL), zero-padded to the T5 width
-and put before the T5 tokens (SD3); a Qwen chat encoder's hidden states are the whole sequence (Z-Image);
+and put before the T5 tokens (SD3); a Qwen chat encoder's hidden states are the whole sequence (Z-Image's Qwen3;
+Qwen-Image's Qwen2.5-VL, which for Qwen-Image-Edit also reads the edited image);
 pooled vectors of the encoders marked ``pooled`` are concatenated (Flux: CLIP-L's alone; SD3: CLIP-L + CLIP-G). Emphasis weights the outputs of both kinds of encoder, as Forge does.
 """
 
@@ -24,7 +25,7 @@ from sdweb.prompts.conditioning import (
     encode_slot,
     tokenize_to_chunks,
 )
-from sdweb.prompts.qwen import encode_qwen
+from sdweb.prompts.qwen import VisionInput, encode_qwen
 from sdweb.prompts.t5 import encode_t5
 
 
@@ -47,11 +48,13 @@ def _pooled_clip(tokenizer: Any, encoder: Any, text: str, pad_id: int) -> torch.
 class FlowTextEncoder:
     """Encodes prompts for one loaded flow model; each distinct text once per `cache` (the job's)."""
 
-    def __init__(self, pipeline: Any, specs: Sequence[TextEncoderSpec], options: TextOptions, cache: dict) -> None:
+    def __init__(self, pipeline: Any, specs: Sequence[TextEncoderSpec], options: TextOptions, cache: dict,
+                 image: VisionInput | None = None) -> None:
         self.pipeline = pipeline
         self.specs = list(specs)
         self.options = options
         self.cache = cache
+        self.image = image  # what an encoder with `vision` reads besides the prompt (the image an edit model edits)
 
     def _parts(self, spec: TextEncoderSpec) -> tuple[Any, Any]:
         tokenizer_name = spec.component.replace("text_encoder", "tokenizer")
@@ -59,7 +62,7 @@ class FlowTextEncoder:
 
     @torch.no_grad()
     def encode(self, text: str) -> FlowConditioning:
-        key = ("flow-text", id(self.pipeline), self.options, text)
+        key = ("flow-text", id(self.pipeline), self.options, text, id(self.image))
         if key not in self.cache:
             self.cache[key] = self._encode(text)
         return self.cache[key]
@@ -73,10 +76,13 @@ class FlowTextEncoder:
                       for s in self.specs if s.tokenizer == "clip" and s.sequence), default=1)
         for spec in self.specs:
             tokenizer, encoder = self._parts(spec)
-            if spec.tokenizer == "qwen3":  # a chat decoder: its hidden states are the whole text sequence
+            if spec.tokenizer in ("qwen3", "qwen25vl"):  # a chat decoder: its hidden states are the text sequence
+                if spec.vision and self.image is None:
+                    raise ValueError("this text encoder reads an image with the prompt; none was given")
                 t5_embeds = encode_qwen(encoder, tokenizer, text, max_length=spec.max_length,
                                         hidden_states=spec.hidden_states, thinking=spec.thinking,
-                                        emphasis=self.options.emphasis)
+                                        emphasis=self.options.emphasis, template=spec.template,
+                                        drop=spec.drop_tokens, image=self.image if spec.vision else None)
                 continue
             if spec.tokenizer == "t5":
                 encoded = encode_t5(encoder, tokenizer, text, min_length=spec.max_length,

@@ -50,7 +50,7 @@ def cat_conditionings(parts: list[FlowConditioning]) -> FlowConditioning:
 class TransformerAdapter(Protocol):
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
-        """`reference`: (B, C, h, w) latents of the image an editing model edits (Flux.1 Kontext)."""
+        """`reference`: (B, C, h, w) latents of the image an editing model edits (Flux.1 Kontext, Qwen-Image-Edit)."""
 
 
 def pack_latents(latents: torch.Tensor, patch: int) -> torch.Tensor:
@@ -180,11 +180,40 @@ class ZImageAdapter:
         return -torch.stack([frame.float() for frame in out]).squeeze(2).to(x.dtype)
 
 
+class QwenImageAdapter:
+    """QwenImageTransformer2DModel: 2x2-packed tokens with their grid sizes (`img_shapes`, for its RoPE), sigma as
+    the timestep, no pooled vector; for Qwen-Image-Edit the reference image's tokens after the image's, its grid
+    listed second (their output is dropped)."""
+
+    patch = 2
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = self.transformer.dtype
+        height, width = x.shape[-2:]
+        tokens = pack_latents(x, self.patch).to(dtype)
+        grids = [(1, height // self.patch, width // self.patch)]
+        if reference is not None:
+            reference = reference.to(x.device)
+            tokens = torch.cat([tokens, pack_latents(reference, self.patch).to(dtype)], dim=1)
+            grids.append((1, reference.shape[-2] // self.patch, reference.shape[-1] // self.patch))
+        mask = None if cond.mask is None or bool(cond.mask.all()) else cond.mask.to(x.device)
+        out = self.transformer(hidden_states=tokens, timestep=sigma.to(dtype),
+                               encoder_hidden_states=cond.embeds.to(x.device, dtype), encoder_hidden_states_mask=mask,
+                               img_shapes=[grids] * x.shape[0], return_dict=False)[0]
+        return unpack_latents(out[:, :(height // self.patch) * (width // self.patch)].to(x.dtype), height, width,
+                              self.patch)
+
+
 ADAPTERS: dict[str, type] = {
     "FluxTransformer2DModel": FluxAdapter,
     "ChromaTransformer2DModel": ChromaAdapter,
     "SD3Transformer2DModel": SD3Adapter,
     "ZImageTransformer2DModel": ZImageAdapter,
+    "QwenImageTransformer2DModel": QwenImageAdapter,
 }
 
 
