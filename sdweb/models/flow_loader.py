@@ -321,10 +321,11 @@ def _load_text_encoder(kind: str, component_class: str, source: _Source, config:
 _ENCODER_WORDS = {"t5": "T5", "qwen3": "Qwen3", "qwen25vl": "Qwen2.5-VL"}
 
 
+@functools.cache
 def tokenizer_for(kind: str) -> Any:
     """The bundled tokenizer: "clip" (CLIP BPE, 77 tokens), "t5" (T5 v1.1 XXL), "qwen3" (Qwen's BPE with the
     Qwen3 special tokens and chat template, from vocab.json + merges.txt) or "qwen25vl" (the same BPE with the
-    Qwen2.5-VL special tokens)."""
+    Qwen2.5-VL special tokens). Built once per process (half a second each) and shared: nothing changes them."""
     import transformers
 
     if kind == "qwen3":
