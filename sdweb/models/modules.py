@@ -70,7 +70,7 @@ class ModuleInfo:
     latent_channels: int = 0  # VAE only
     width: int = 0  # text encoders: hidden size
     layers: int = 0  # text encoders: depth
-    vae_class: str = ""  # VAE only: "AutoencoderKL" (2-D) or "AutoencoderKLQwenImage" (Wan-style 3-D)
+    vae_class: str = "AutoencoderKL"  # VAE only: "AutoencoderKL" (2-D) or "AutoencoderKLQwenImage" (Wan-style 3-D)
     vision: bool = False  # Qwen2.5-VL only: the file carries the vision tower
 
 
@@ -227,9 +227,11 @@ def missing_module_error(family: Family, slot: str) -> InvalidModelFileError:
     )
 
 
-def _kind_words(info: ModuleInfo) -> str:
+def _kind_words(info: ModuleInfo, family: Family) -> str:
     if info.kind == "vae":
-        what = "a Qwen-Image (Wan) VAE" if info.vae_class == "AutoencoderKLQwenImage" else "an image VAE"
+        what = "a VAE"
+        if info.vae_class != family.latent.vae_class:  # same channels, another architecture
+            what = "a Qwen-Image (Wan) VAE" if info.vae_class == "AutoencoderKLQwenImage" else "an SD / Flux-style VAE"
         return f"{what} with {info.latent_channels} latent channels"
     if info.kind == "qwen25vl" and not info.vision:
         return "a Qwen2.5-VL text encoder without its vision tower"
@@ -247,7 +249,7 @@ def _wrong_module_error(family: Family, module: ModuleFile, missing: Sequence[st
                 if module.info.precision == "gguf" else "neither a VAE nor a CLIP / T5 / Qwen text encoder")
         return InvalidModelFileError(f"{module.name} is {what}.", code="module_wrong_kind", hint=fix)
     return InvalidModelFileError(
-        f"{module.name} is {_kind_words(module.info)}, which {family.label} does not use (it uses {needs}).",
+        f"{module.name} is {_kind_words(module.info, family)}, which {family.label} does not use (it uses {needs}).",
         code="module_wrong_kind", hint=fix)
 
 

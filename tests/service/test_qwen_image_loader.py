@@ -124,7 +124,7 @@ def test_detection_tells_qwen_image_from_the_other_families(flow_files) -> None:
 def test_wrong_or_missing_modules_name_the_file_and_the_fix(flow_files, tmp_path: Path) -> None:
     checkpoint = flow_files.path("qwen-image")
     cache = tmp_path / "cache"
-    cases = [(["flux-ae", "qwen25vl-7b"], "ae.safetensors is an image VAE", "qwen_image_vae.safetensors"),
+    cases = [(["flux-ae", "qwen25vl-7b"], "ae.safetensors is an SD / Flux-style VAE with 16 latent channels, which Qwen-Image does not use", "qwen_image_vae.safetensors"),
              (["qwen-image-vae", "qwen3-4b"], "qwen_3_4b.safetensors is a Qwen3 text encoder",
               "qwen_2.5_vl_7b_fp8_scaled.safetensors"),
              (["qwen-image-vae"], "Qwen-Image needs a Qwen2.5-VL text encoder", "models/text_encoder")]
