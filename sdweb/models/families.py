@@ -344,7 +344,9 @@ _ZIMAGE = _FLOW_COMMON | {
 # hidden state of Qwen2.5-VL-7B run over a fixed template (its first tokens dropped); true CFG with the guided
 # velocity rescaled to the conditional one's norm; dynamic shift (exponential time shift) stretched to 0.02.
 # Qwen-Image-Edit has the same weights' layout (told apart by "edit" in the file name, as InvokeAI does): the
-# image to edit goes in as reference tokens and, through Qwen2.5-VL's vision tower, into the prompt.
+# image to edit goes in as reference tokens and, through Qwen2.5-VL's vision tower, into the prompt: the init image
+# at the output size (as img2img resized it), where diffusers' pipeline resizes it to about 1 MP (the output's
+# default size there, so the two agree at ~1 MP outputs).
 QWEN_IMAGE_TEMPLATE = ("<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, quantity, "
                        "text, spatial relationships of the objects and background:<|im_end|>\n<|im_start|>user\n"
                        "{}<|im_end|>\n<|im_start|>assistant\n")

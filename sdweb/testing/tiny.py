@@ -56,8 +56,8 @@ __all__ = [
 # The flow kinds live in sdweb.testing.tiny_flow (imported when used: it imports this module).
 FLOW_KINDS = ("flux-dev", "flux-schnell", "flux-gguf", "chroma", "sd35-medium", "clip-l", "clip-g", "t5xxl",
               "t5xxl-fp8", "t5xxl-fp8-scaled", "flux-ae", "diffusers-sd1", "diffusers-flux", "z-image", "qwen3-4b",
-              "flux-kontext", "qwen-image", "qwen-image-edit", "qwen-image-aio", "qwen-image-vae", "qwen25vl-7b",
-              "qwen25vl-7b-fp8-scaled")
+              "flux-kontext", "qwen-image", "qwen-image-edit", "qwen-image-aio", "qwen-image-gguf", "qwen-image-vae",
+              "qwen25vl-7b", "qwen25vl-7b-fp8-scaled")
 TINY_KINDS = (*CHECKPOINT_KINDS, "vae", "lora", "embedding", "embedding-sdxl", "esrgan", "controlnet", *FLOW_KINDS)
 FORMATS = ("safetensors", "ckpt")
 DEMO_FILE_NAME = "demo-tiny-random.safetensors"

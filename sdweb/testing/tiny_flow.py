@@ -20,7 +20,8 @@ Kinds (`python -m sdweb.testing.tiny KIND OUT`):
   `diffusion_model.` (its file name says "edit"); qwen-image-aio: all-in-one, `model.diffusion_model.` +
   `text_encoders.qwen25_7b.transformer.` (Qwen2.5-VL) + `vae.` (Wan keys); qwen-image-vae: the Wan-layout VAE
   (`encoder.conv1`, `encoder.downsamples.N.residual…`, `conv1` / `conv2`), as ComfyUI's `qwen_image_vae.
-  safetensors`; qwen25vl-7b (bf16) and qwen25vl-7b-fp8-scaled: Qwen2.5-VL in ComfyUI's layout (`model.layers…`
+  safetensors`; qwen-image-gguf: the qwen-image transformer as GGUF (as flux-gguf); qwen25vl-7b (bf16) and
+  qwen25vl-7b-fp8-scaled: Qwen2.5-VL in ComfyUI's layout (`model.layers…`
   and the vision tower's `visual.…`, no `lm_head`), as `qwen_2.5_vl_7b*.safetensors`.
 - diffusers-sd1, diffusers-flux: diffusers folders (`save_pretrained`); OUT is a folder.
 
@@ -55,6 +56,7 @@ __all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFl
            "write_flow_tiny", "write_qwen_image_lora", "write_zimage_lora"]
 
 FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
+GGUF_KINDS = {"flux-gguf": "flux-dev", "qwen-image-gguf": "qwen-image"}  # kind -> the family whose transformer
 FILE_KINDS = tuple(kind for kind in FLOW_KINDS if kind not in FOLDER_KINDS)
 
 _CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "layer_norm_eps": 1e-5, "pad_token_id": 1,
@@ -331,8 +333,8 @@ def _qwen_image_pipeline(family_name: str, seed: int) -> Any:
 def write_flow_tiny(kind: str, out_path: str | Path, seed: int = 0) -> Path:
     """Write a tiny flow file (or folder, for FOLDER_KINDS) atomically."""
     out = Path(out_path)
-    if kind == "flux-gguf":
-        return atomic_write_bytes(out, _gguf_bytes(_transformer_tensors("flux-dev", seed)))
+    if kind in GGUF_KINDS:
+        return atomic_write_bytes(out, _gguf_bytes(_transformer_tensors(GGUF_KINDS[kind], seed)))
     if kind in FOLDER_KINDS:
         pipe = build_tiny_pipeline("sd1", seed) if kind == "diffusers-sd1" else build_flow_pipeline("flux-dev", seed)
         pipe.to(torch.float16)  # as many published folders are; halves the files
@@ -350,6 +352,7 @@ DATA_DIR_NAMES = {
     "flux-dev": "models/Stable-diffusion/flux1-dev-tiny.safetensors",
     "flux-schnell": "models/Stable-diffusion/flux1-schnell-tiny.safetensors",
     "flux-gguf": "models/Stable-diffusion/flux1-dev-tiny-Q8_0.gguf",
+    "qwen-image-gguf": "models/Stable-diffusion/qwen-image-tiny-Q8_0.gguf",
     "chroma": "models/Stable-diffusion/chroma-tiny.safetensors",
     "sd35-medium": "models/Stable-diffusion/sd3.5_medium_incl_clips-tiny.safetensors",
     "diffusers-sd1": "models/Stable-diffusion/sd1-tiny-diffusers",

@@ -93,6 +93,33 @@ def test_all_in_one_and_comfy_prefixed_files_load(flow_files, tmp_path: Path) ->
     _same(loaded.pipeline.transformer, build_tiny_component("qwen-image-transformer"), torch.bfloat16)
 
 
+def test_transformers5_encoder_and_diffusers_vae_layouts_load(flow_files, tmp_path: Path) -> None:
+    """A Qwen2.5-VL saved by transformers 5 (`model.language_model.`, `model.visual.`, `lm_head`) and the Qwen
+    repository's diffusers-named VAE load as the ComfyUI files do."""
+    encoder = build_tiny_component("qwen25vl")
+    saved = tmp_path / "qwen2.5-vl-7b-instruct.safetensors"
+    state = {f"model.{k}": v.to(torch.bfloat16) for k, v in encoder.state_dict().items()}
+    state["lm_head.weight"] = torch.zeros(8, 16, dtype=torch.bfloat16)  # not needed: left out
+    safetensors.torch.save_file(state, saved)
+    vae = tmp_path / "diffusion_pytorch_model.safetensors"
+    safetensors.torch.save_file({k: v.to(torch.bfloat16) for k, v in build_tiny_component("qwen-vae").state_dict().items()},
+                                vae)
+    assert classify_module_file(saved).info.kind == "qwen25vl" and classify_module_file(saved).info.vision
+    assert classify_module_file(vae).info.vae_class == "AutoencoderKLQwenImage"
+    loaded = load_checkpoint(flow_files.path("qwen-image-edit"), modules=[vae, saved], config_cache_dir=tmp_path / "c")
+    _same(loaded.pipeline.text_encoder, encoder, torch.bfloat16)
+    _same(loaded.pipeline.vae, build_tiny_component("qwen-vae"), torch.bfloat16)
+
+
+def test_a_gguf_transformer_stays_quantized_and_generates(flow_files, tmp_path: Path) -> None:
+    loaded = load_checkpoint(flow_files.path("qwen-image-gguf"), modules=flow_files.paths(*MODULES),
+                             config_cache_dir=tmp_path / "cache")
+    assert loaded.family.name == "qwen-image"
+    assert type(loaded.pipeline.transformer.img_in.weight).__name__ == "GGUFParameter"
+    image = loaded.pipeline("a cat", height=32, width=32, num_inference_steps=2, true_cfg_scale=1.0).images[0]
+    assert image.size == (32, 32)
+
+
 def test_edit_loads_the_vision_tower_and_an_fp8_scaled_encoder_is_upcast(flow_files, tmp_path: Path) -> None:
     assert classify_module_file(flow_files.path("qwen25vl-7b-fp8-scaled")).info.precision == "fp8_scaled"
     loaded = load_checkpoint(flow_files.path("qwen-image-edit"),
