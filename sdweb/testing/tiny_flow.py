@@ -18,7 +18,7 @@ Kinds (`python -m sdweb.testing.tiny KIND OUT`):
   `lm_head`), as ComfyUI's `qwen_3_4b.safetensors`.
 - qwen-image: transformer-only, bare diffusers keys (bf16); qwen-image-edit: the same layout under ComfyUI's
   `diffusion_model.` (its file name says "edit"); qwen-image-aio: all-in-one, `model.diffusion_model.` +
-  `text_encoders.qwen25_7b.transformer.` (Qwen2.5-VL) + `vae.` (Wan keys); qwen-image-vae: the Wan-layout VAE
+  `text_encoders.qwen25_7b.transformer.` (Qwen2.5-VL, fp8 scaled) + `vae.` (Wan keys); qwen-image-vae: the Wan-layout VAE
   (`encoder.conv1`, `encoder.downsamples.N.residual…`, `conv1` / `conv2`), as ComfyUI's `qwen_image_vae.
   safetensors`; qwen-image-gguf: the qwen-image transformer as GGUF (as flux-gguf); qwen25vl-7b (bf16) and
   qwen25vl-7b-fp8-scaled: Qwen2.5-VL in ComfyUI's layout (`model.layers…`
@@ -251,10 +251,11 @@ def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
     elif kind in ("qwen-image", "qwen-image-edit"):
         prefix = "diffusion_model." if kind == "qwen-image-edit" else ""
         tensors = _cast({prefix + k: v for k, v in _transformer_tensors(kind, seed).items()}, torch.bfloat16)
-    elif kind == "qwen-image-aio":
+    elif kind == "qwen-image-aio":  # the text encoder in fp8 scaled, as fp8 all-in-one files have it (and < 5 MB)
         tensors = _cast({f"model.diffusion_model.{k}": v for k, v in _transformer_tensors("qwen-image", seed).items()}
-                        | _qwen25vl_tensors(seed, "text_encoders.qwen25_7b.transformer.")
                         | _qwen_vae_tensors(seed, "vae."), torch.bfloat16)
+        tensors = dict(sorted((tensors | _fp8(_qwen25vl_tensors(seed, "text_encoders.qwen25_7b.transformer."),
+                                              scaled=True)).items()))
     elif kind == "qwen-image-vae":
         tensors = _cast(_qwen_vae_tensors(seed, ""), torch.bfloat16)
     elif kind in ("qwen25vl-7b", "qwen25vl-7b-fp8-scaled"):
