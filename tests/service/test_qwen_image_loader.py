@@ -5,6 +5,7 @@ from the other families; a wrong or missing VAE / text encoder, or too little RA
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import diffusers
@@ -24,7 +25,6 @@ from sdweb.models.loader import check_checkpoint, load_checkpoint
 from sdweb.models.modules import choose_modules, classify_module_file
 from sdweb.models.reading import read_header
 from sdweb.models.wan_vae import to_diffusers_key, to_wan_key
-from sdweb.runtime.memory import GIB, check_ram_for
 from sdweb.testing.tiny_flow import QWEN_IMAGE, QWEN_VAE, build_tiny_component, flow_file_content
 
 MODULES = ("qwen-image-vae", "qwen25vl-7b")
@@ -185,39 +185,56 @@ def test_edit_refuses_a_text_encoder_without_its_vision_tower(flow_files, tmp_pa
     assert loaded.modules == ("qwen_image_vae", "qwen_2.5_vl_7b_text")
 
 
-def test_load_bytes_are_the_loaded_components_sizes(qwen, flow_files) -> None:
-    """The RAM check's estimate, from the headers alone, is what the loaded components take (fp32 here)."""
-    from sdweb.models.flow_loader import _Source, load_bytes
+def _header_source(name: str, shapes: dict[str, tuple[int, ...]], prefix: str = ""):
+    from sdweb.models.flow_loader import _Source
+    from sdweb.models.reading import FileHeader
     from sdweb.models.weights import TensorFile
 
-    def source(kind: str) -> _Source:
-        path = flow_files.path(kind)
-        return _Source(TensorFile(path, read_header(path)), "")
+    return _Source(TensorFile(Path(name), FileHeader(shapes, {}, {})), prefix)
 
-    sources = {"transformer": source("qwen-image"), "vae": source("qwen-image-vae"), "qwen25vl": source("qwen25vl-7b")}
-    sizes = load_bytes(FAMILIES["qwen-image"], sources, torch.float32)
-    pipe = qwen.pipeline
-    assert sizes == {name: 4 * sum(p.numel() for p in module.parameters()) for name, module in (
-        ("transformer", pipe.transformer), ("VAE", pipe.vae), ("text encoder qwen_2.5_vl_7b", pipe.text_encoder))}
+
+def test_the_ram_check_counts_a_gguf_transformer_as_stored_and_no_lm_head(flow_files) -> None:
+    """A GGUF transformer stays quantized when loaded and an `lm_head` is never loaded: neither is counted as
+    bf16 weights (a Q4 Qwen-Image would otherwise be refused for the RAM its bf16 form needs)."""
+    from sdweb.models.flow_loader import _Source, check_ram
+    from sdweb.models.weights import open_tensor_file
+
+    gguf, encoder = flow_files.paths("qwen-image-gguf", "qwen25vl-7b")
+    with open_tensor_file(gguf, read_header(gguf)) as transformer:
+        shapes = dict(read_header(encoder).shapes)
+        elements = sum(math.prod(shape) for shape in shapes.values())
+        shapes["lm_head.weight"] = (152064, 16)
+        sources = {"transformer": _Source(transformer, ""), "qwen25vl": _header_source(encoder.name, shapes)}
+        needed = gguf.stat().st_size + 2 * elements
+        check_ram("qwen-image-tiny-Q8_0.gguf", sources, torch.bfloat16, needed)  # exactly enough
+        with pytest.raises(UserError) as caught:
+            check_ram("qwen-image-tiny-Q8_0.gguf", sources, torch.bfloat16, needed - 1)
+    assert caught.value.code == "not_enough_ram"
+    assert f"qwen-image-tiny-Q8_0.gguf: {gguf.stat().st_size / 1e9:.1f} GB" in caught.value.message
 
 
 def test_not_enough_ram_for_the_7b_encoder_says_how_much_is_needed() -> None:
-    """The real Qwen2.5-VL-7B language model (built on the meta device from the bundled config) in bf16."""
+    """The real Qwen2.5-VL-7B (built on the meta device from the bundled config) and the real 20B transformer's
+    shapes: the message gives each file's need in the compute dtype."""
     import json
 
+    from sdweb.models.flow_loader import check_ram
     from sdweb.models.loader import CONFIGS
 
-    config = json.loads((CONFIGS / "qwen-image" / "text_encoder" / "config.json").read_text())["text_config"]
+    def shapes_of(module: torch.nn.Module, prefix: str = "") -> dict[str, tuple[int, ...]]:
+        return {prefix + key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+    config = json.loads((CONFIGS / "qwen-image" / "text_encoder" / "config.json").read_text())
+    transformer_config = json.loads((CONFIGS / "qwen-image" / "transformer" / "config.json").read_text())
     with init_empty_weights():
-        encoder = transformers.Qwen2_5_VLTextModel(transformers.Qwen2_5_VLTextConfig(**config))
-    encoder_bytes = 2 * sum(p.numel() for p in encoder.parameters())
-    assert 13.1 * GIB < encoder_bytes < 13.2 * GIB  # 7.07 B parameters
-    parts = {"transformer": 38 * GIB, "text encoder qwen_2.5_vl_7b_fp8_scaled": encoder_bytes, "VAE": GIB // 4}
+        encoder = transformers.Qwen2_5_VLModel(transformers.Qwen2_5_VLConfig(**config))
+        transformer = diffusers.QwenImageTransformer2DModel.from_config(transformer_config)
+    sources = {"transformer": _header_source("qwen_image_fp8_e4m3fn.safetensors", shapes_of(transformer)),
+               "qwen25vl": _header_source("qwen_2.5_vl_7b_fp8_scaled.safetensors", shapes_of(encoder, "model."))}
     with pytest.raises(UserError) as caught:
-        check_ram_for(parts, "qwen_image_fp8_e4m3fn.safetensors (Qwen-Image, bfloat16)", 32 * GIB)
+        check_ram("qwen_image_fp8_e4m3fn.safetensors", sources, torch.bfloat16, 32 * 10**9)
     message = caught.value.message
-    assert caught.value.code == "not_enough_memory"
-    assert "needs about 51.4 GB of RAM" in message and "text encoder qwen_2.5_vl_7b_fp8_scaled 13.2 GB" in message
-    assert "only 32.0 GB is available" in message
-    check_ram_for(parts, "enough", 64 * GIB)  # no error
-    check_ram_for(parts, "unknown", None)
+    assert caught.value.code == "not_enough_ram" and "bfloat16" in caught.value.hint
+    assert "needs about 56.4 GB of RAM" in message and "32.0 GB is available" in message
+    assert "qwen_image_fp8_e4m3fn.safetensors: 40.9 GB" in message  # 20.4 B parameters
+    assert "qwen_2.5_vl_7b_fp8_scaled.safetensors: 15.5 GB" in message  # 7.07 B + the 0.68 B vision tower

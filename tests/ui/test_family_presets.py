@@ -28,3 +28,11 @@ def test_txt2img_hires_denoising_untouched():
     txt2img = preset_updates(FAMILIES["flux-kontext"], apply_defaults=True, is_img2img=False)
     assert len(txt2img) == len(PRESET_FIELDS)
     assert not isinstance(txt2img[DENOISING], dict) or "value" not in txt2img[DENOISING]
+
+
+def test_qwen_image_edit_is_an_edit_model_and_qwen_image_has_its_presets():
+    update = preset_updates(FAMILIES["qwen-image-edit"], apply_defaults=True, is_img2img=True)[DENOISING]
+    assert update["label"] == EDIT_LABEL and update["value"] == 1.0
+    distilled, width, _, steps, cfg, sampler, schedule, _ = preset_updates(FAMILIES["qwen-image"], apply_defaults=True)
+    assert distilled["visible"] is False and width["step"] == 16 and width["value"] == 1024
+    assert (steps, cfg, sampler, schedule) == (50, 4.0, "Euler", "Simple")
