@@ -71,11 +71,11 @@ class SafetensorsReader:
         shape = [int(d) for d in entry["shape"]]
         if end == begin:
             return torch.empty(shape, dtype=dtype)
-        buffer = bytearray(end - begin)
+        buffer = torch.empty(end - begin, dtype=torch.uint8)  # not zero-filled, unlike a bytearray
         self._file.seek(self._data_start + begin)
-        if self._file.readinto(buffer) != len(buffer):
+        if self._file.readinto(buffer.numpy()) != end - begin:
             raise OSError(f"the file ends inside {key!r}")
-        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+        return buffer.view(dtype).reshape(shape)
 
     def close(self) -> None:
         self._file.close()
