@@ -21,6 +21,7 @@ from typing import Any
 
 CONFIGS = Path(__file__).resolve().parents[1] / "models" / "configs"
 KINDS = {"sd1": "sd15-random-fullsize.safetensors", "sdxl": "sdxl-random-fullsize.safetensors"}
+INIT_DTYPES = {"sdxl": "float16"}  # the dtype the random weights are made in (default fp32)
 
 
 def default_cache_dir() -> Path:
@@ -34,14 +35,19 @@ def _config(kind: str, component: str) -> dict[str, Any]:
 
 
 def build_fullsize_pipeline(kind: str, seed: int = 0, device: str = "cpu") -> Any:
-    """The diffusers pipeline at real size with random weights (fp32), built on `device` (a GPU initialises
-    SDXL in seconds, a CPU in minutes)."""
+    """The diffusers pipeline at real size with random weights, built on `device` (a GPU initialises SDXL in
+    seconds, a CPU in minutes), in fp32 (SDXL in fp16: in fp32 its weights alone take 14 GB)."""
     import torch
 
     index = json.loads((CONFIGS / kind / "model_index.json").read_text(encoding="utf-8"))
     torch.manual_seed(seed)
-    with torch.device(device):
-        return _build(kind, index)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, INIT_DTYPES.get(kind, "float32")))
+    try:
+        with torch.device(device):
+            return _build(kind, index)
+    finally:
+        torch.set_default_dtype(default_dtype)
 
 
 def _build(kind: str, index: dict[str, Any]) -> Any:
@@ -68,10 +74,11 @@ def _build(kind: str, index: dict[str, Any]) -> Any:
 
 def write_fullsize(kind: str, out_path: Path, seed: int = 0) -> Path:
     """Build and write one full-size random checkpoint (fp16, LDM keys) atomically."""
-    import safetensors.torch
     import torch
 
+    from sdweb.core.atomic import atomic_stream
     from sdweb.models.ldm_convert import pipeline_to_ldm
+    from sdweb.models.merge import safetensors_header, write_tensor
     from sdweb.runtime.policy import probe_hardware
 
     pipe = build_fullsize_pipeline(kind, seed, "cuda" if probe_hardware().cuda_devices else "cpu")
@@ -80,9 +87,11 @@ def write_fullsize(kind: str, out_path: Path, seed: int = 0) -> Path:
     del pipe
     gc.collect()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_suffix(".partial")
-    safetensors.torch.save_file(tensors, str(partial), metadata={"format": "pt", "sdweb.bench": f"{kind} random"})
-    os.replace(partial, out_path)
+    entries = [(key, value.dtype, tuple(value.shape)) for key, value in tensors.items()]
+    with atomic_stream(out_path) as handle:  # tensor by tensor: save_file would copy them all into one buffer
+        handle.write(safetensors_header(entries, {"format": "pt", "sdweb.bench": f"{kind} random"}))
+        for key in list(tensors):
+            write_tensor(handle, tensors.pop(key))
     return out_path
 
 

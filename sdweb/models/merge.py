@@ -212,7 +212,9 @@ def _tensor(key: str, plan: MergePlan, sources: list[TensorSource | None],
                    plan, key)
 
 
-def _header(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], metadata: Mapping[str, str]) -> bytes:
+def safetensors_header(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], metadata: Mapping[str, str]) -> bytes:
+    """The length-prefixed JSON header of a .safetensors file holding `entries` (key, dtype, shape) in that order;
+    the tensors' bytes follow it (`write_tensor`)."""
     header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
     offset = 0
     for key, dtype, shape in entries:
@@ -224,7 +226,7 @@ def _header(entries: list[tuple[str, torch.dtype, tuple[int, ...]]], metadata: M
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _write_tensor(handle: BinaryIO, tensor: torch.Tensor) -> None:
+def write_tensor(handle: BinaryIO, tensor: torch.Tensor) -> None:
     flat = tensor.detach().contiguous().reshape(-1)
     handle.write(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
 
@@ -294,9 +296,9 @@ def run_merge(plan: MergePlan, folder: Path, progress: Callable[[int, int], None
         _check_vae_fits(vae, primary, plan)  # type: ignore[arg-type]
         entries = [(key, _output_dtype(key, plan, sources, vae), primary.shapes[key]) for key in keys]  # type: ignore[union-attr]
         with atomic_stream(target) as handle:
-            handle.write(_header(entries, merge_metadata(plan, is_inpainting)))
+            handle.write(safetensors_header(entries, merge_metadata(plan, is_inpainting)))
             for done, (key, dtype, _) in enumerate(entries, start=1):
-                _write_tensor(handle, _tensor(key, plan, sources, vae).to(dtype))
+                write_tensor(handle, _tensor(key, plan, sources, vae).to(dtype))
                 if progress is not None:
                     progress(done, len(entries))
     copy_config(plan, target)
