@@ -17,7 +17,6 @@ from sdweb.builtin_extensions.controlnet.control import (
     thresholds,
 )
 from sdweb.builtin_extensions.controlnet.models import ControlNetModels
-from sdweb.builtin_extensions.controlnet.routes import controlnet_router
 from sdweb.builtin_extensions.controlnet.units import UI_FIELDS, UNIT_DEFAULTS, units_from_args
 from sdweb.extensions.api import (
     AlwaysVisible,
@@ -109,7 +108,13 @@ def setup(context: ExtensionContext) -> None:
                                                                False)))
     context.add_script(ControlNet(context, models))
     context.add_script(ControlNetM2M())
-    context.on_app_started(lambda app: app.include_router(controlnet_router(context, models)))
+    context.on_app_started(lambda app: _mount_routes(app, context, models))
+
+
+def _mount_routes(app: Any, context: ExtensionContext, models: ControlNetModels) -> None:
+    from sdweb.builtin_extensions.controlnet.routes import controlnet_router  # fastapi: only with a server
+
+    app.include_router(controlnet_router(context, models))
 
 
 __all__ = ["ControlNet", "ControlNetM2M", "detect", "preprocessor", "setup", "thresholds"]

@@ -9,6 +9,7 @@ These are secrets: show them as password fields and never return them from the o
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from sdweb.builtin_extensions.model_downloader.download import (
     CIVITAI_TOKEN_SETTING,
@@ -28,7 +29,6 @@ from sdweb.builtin_extensions.model_downloader.sources import (
     guess_kind,
     resolve_source,
 )
-from sdweb.builtin_extensions.model_downloader.web import build_tab, downloader_router
 from sdweb.extensions.api import ExtensionContext, OptionSpec
 
 ALLOW_LOCAL_ENV = "SDWEB_DOWNLOADER_ALLOW_LOCAL"
@@ -56,5 +56,18 @@ def setup(context: ExtensionContext) -> None:
     # Downloads never target local addresses; tests (and only tests) serve files on 127.0.0.1.
     allow_local = os.environ.get(ALLOW_LOCAL_ENV) == "1"
     jobs = DownloadJobs(context.paths, context.settings_snapshot, context.refresh_models, allow_local=allow_local)
-    context.on_app_started(lambda app: app.include_router(downloader_router(context, jobs)))
-    context.on_ui_tabs(lambda: build_tab(context, jobs))
+    context.on_app_started(lambda app: _mount_routes(app, context, jobs))
+    context.on_ui_tabs(lambda: _tab(context, jobs))
+
+
+# The routes and the tab import fastapi and gradio: only a server needs them, not a job.
+def _mount_routes(app: Any, context: ExtensionContext, jobs: DownloadJobs) -> None:
+    from sdweb.builtin_extensions.model_downloader.web import downloader_router
+
+    app.include_router(downloader_router(context, jobs))
+
+
+def _tab(context: ExtensionContext, jobs: DownloadJobs) -> Any:
+    from sdweb.builtin_extensions.model_downloader.web import build_tab
+
+    return build_tab(context, jobs)
