@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# A1111's UniPC settings (uni_pc_variant / uni_pc_skip_type; the sampler reads them): the first is the default.
+UNIPC_VARIANTS = ("bh1", "bh2", "vary_coeff")
+UNIPC_SKIP_TYPES = ("time_uniform", "time_quadratic", "logSNR")
+
 
 @dataclass(frozen=True)
 class OptionInfo:
@@ -182,9 +186,8 @@ OPTIONS: tuple[OptionInfo, ...] = (
     _o("rho", 0.0, SAMPLER, "rho (0 = default)", minimum=0),
     _o("always_discard_next_to_last_sigma", False, SAMPLER, "Always discard next-to-last sigma"),
     _o("sgm_noise_multiplier", False, SAMPLER, "SGM noise multiplier"),
-    _o("uni_pc_variant", "bh1", SAMPLER, "UniPC variant", "choice", choices=("bh1", "bh2", "vary_coeff")),
-    _o("uni_pc_skip_type", "time_uniform", SAMPLER, "UniPC skip type", "choice",
-       choices=("time_uniform", "time_quadratic", "logSNR")),
+    _o("uni_pc_variant", UNIPC_VARIANTS[0], SAMPLER, "UniPC variant", "choice", choices=UNIPC_VARIANTS),
+    _o("uni_pc_skip_type", UNIPC_SKIP_TYPES[0], SAMPLER, "UniPC skip type", "choice", choices=UNIPC_SKIP_TYPES),
     _o("uni_pc_order", 3, SAMPLER, "UniPC order", minimum=1, maximum=50),
     _o("uni_pc_lower_order_final", True, SAMPLER, "UniPC lower order final"),
     # Live previews

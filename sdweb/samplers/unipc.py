@@ -11,11 +11,11 @@ import math
 
 import torch
 
+from sdweb.config.options import UNIPC_SKIP_TYPES, UNIPC_VARIANTS
 from sdweb.core.errors import UserError
 from sdweb.samplers.context import SamplerContext
 
-VARIANTS = ("bh1", "bh2", "vary_coeff")
-SKIP_TYPES = ("time_uniform", "time_quadratic", "logSNR")
+VARIANTS, SKIP_TYPES = UNIPC_VARIANTS, UNIPC_SKIP_TYPES
 
 
 def _interpolate(x: torch.Tensor, xp: torch.Tensor, yp: torch.Tensor) -> torch.Tensor:
