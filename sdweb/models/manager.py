@@ -22,7 +22,7 @@ from sdweb.models.modules import choose_modules
 from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 from sdweb.models.vae import choose_vae, read_vae_file
 from sdweb.prompts.parser import LoraCall
-from sdweb.runtime.compile import fuse_qkv, note_structure_change, unfuse_qkv
+from sdweb.runtime.compile import fuse_qkv, note_structure_change, unfuse_qkv, use_compile_cache
 from sdweb.runtime.memory import free_memory, model_cache_budget, module_bytes
 from sdweb.runtime.policy import RuntimePlan, apply_plan_to_pipeline, apply_plan_to_vae, park_module
 
@@ -131,6 +131,8 @@ class ModelManager:
         self.on_loaded: list[Any] = []  # extensions' model-loaded callbacks: fn(LoadedModel)
         self._lock = threading.RLock()
         self.cache_bytes = cache_bytes if cache_bytes is not None else model_cache_budget(plan.device)
+        if plan.compile:
+            use_compile_cache(self.cache_dir / "torch-compile")
 
     def resolve(self, name: str | None) -> CheckpointEntry:
         entry = self.registry.find_checkpoint(name) if name else None

@@ -7,7 +7,10 @@ width) is timed and logged ("compiled UNet for 2x8x8 in 12.3 s"). Any failure wh
 compiled graph (no C++ compiler, an unsupported op) logs one warning, puts the eager ``forward`` back and
 redoes the call eagerly, so generation never breaks. Deleting the instance attribute restores the class's own
 forward, so "undo" is exact. peft (LoRA) replaces submodules of the UNet; dynamo's guards see the change and
-recompile, which ``structure_changed`` makes visible in the log by timing the next call of each shape again.
+recompile, which ``structure_changed`` makes visible: the next call of each shape is timed again and logged as
+a warning, as is every compile after a module's first (a new size). Compiled artefacts go to the data folder's
+``cache/torch-compile`` (``use_compile_cache``), so the next start reuses them; dynamo's recompile limit raises
+instead of silently running eagerly, which ``_give_up`` turns into one warning.
 
 Fused QKV: diffusers' ``unet.fuse_qkv_projections()`` concatenates to_q/to_k/to_v into one Linear and installs
 FusedAttnProcessor2_0. peft LoRA layers wrap to_q/to_k/to_v, which the fused processor would bypass (the LoRA
@@ -17,9 +20,11 @@ would be silently ignored), so ``unfuse_qkv`` is called before a LoRA is loaded.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +32,17 @@ import torch
 log = logging.getLogger(__name__)
 
 COMPILE_TARGETS = ("unet", "vae_decoder")
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def use_compile_cache(folder: Path) -> Path:
+    """Keep inductor's compiled kernels and FX graphs in `folder` across runs (unless the user chose a folder
+    with TORCHINDUCTOR_CACHE_DIR), and make dynamo's recompile limit an error we log, not a silent eager run."""
+    chosen = Path(os.environ.setdefault(INDUCTOR_CACHE_ENV, str(folder)))
+    import torch._dynamo.config
+
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return chosen
 
 
 class CompiledForward:
@@ -40,6 +56,7 @@ class CompiledForward:
         self.eager = module.forward  # what eager runs (bound)
         self.compiled = (compiler or torch.compile)(self.eager, dynamic=False)
         self.seen: set[tuple[int, ...]] = set()
+        self.recompile_reason: str | None = None  # why shapes compiled before compile again
         self.compile_seconds: dict[tuple[int, ...], float] = {}
         self.failed: str | None = None
         self.group = group if group is not None else []  # the modules of one pipeline: they give up together
@@ -62,15 +79,23 @@ class CompiledForward:
         if first:
             seconds = time.perf_counter() - started
             with self._lock:
+                earlier = bool(self.compile_seconds)
+                reason = (self.recompile_reason or "changed") if key in self.compile_seconds else "a new size"
                 self.seen.add(key)
                 self.compile_seconds[key] = seconds
-            log.info("compiled %s for %s in %.1f s", self.label, "x".join(map(str, key)), seconds)
+            shape = "x".join(map(str, key))
+            if not earlier:
+                log.info("compiled %s for %s in %.1f s", self.label, shape, seconds)
+            else:
+                log.warning("recompiled %s for %s in %.1f s (%s); with --compile every new size and every "
+                            "LoRA change compiles again", self.label, shape, seconds, reason)
         return out
 
-    def structure_changed(self) -> None:
+    def structure_changed(self, reason: str = "the LoRA set changed") -> None:
         """Submodules were replaced (LoRA injected or removed): dynamo recompiles; time the next calls again."""
         with self._lock:
             self.seen.clear()
+            self.recompile_reason = reason
 
     def _give_up(self, error: Exception) -> None:
         """One warning line; this module and the others compiled with it run eagerly from now on (a missing

@@ -4,13 +4,21 @@ timing and eager fallback with a fake compiler (no real torch.compile here: that
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import pytest
 import torch
 
 from sdweb.cli import DEVICE, FLAGS, build_parser, parse_options
-from sdweb.runtime.compile import compiled_forward, install_compile, note_structure_change, uninstall_compile
+from sdweb.runtime.compile import (
+    INDUCTOR_CACHE_ENV,
+    compiled_forward,
+    install_compile,
+    note_structure_change,
+    uninstall_compile,
+    use_compile_cache,
+)
 from sdweb.runtime.policy import GIB, CudaDevice, HardwareInfo, plan_runtime
 
 CPU = HardwareInfo()
@@ -93,16 +101,23 @@ def test_first_call_per_shape_is_timed_and_logged(caplog):
     with caplog.at_level(logging.INFO, logger="sdweb.runtime.compile"):
         for shape in [(1, 4, 8, 8), (1, 4, 8, 8), (2, 4, 8, 8), (1, 4, 16, 8)]:
             assert torch.equal(module(torch.ones(shape)), torch.full(shape, 2.0))
-    logged = [r.getMessage() for r in caplog.records]
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert len(logged) == 3 and len(calls) == 4
-    assert re.fullmatch(r"compiled UNet for 1x8x8 in \d+\.\d s", logged[0])
-    assert "2x8x8" in logged[1] and "1x16x8" in logged[2]
+    assert logged[0][0] == logging.INFO and re.fullmatch(r"compiled UNet for 1x8x8 in \d+\.\d s", logged[0][1])
+    for (level, message), shape in zip(logged[1:], ("2x8x8", "1x16x8"), strict=True):  # new sizes: warned
+        assert level == logging.WARNING and re.match(rf"recompiled UNet for {shape} in \d+\.\d s \(a new size\)",
+                                                     message)
     assert set(wrapper.compile_seconds) == {(1, 8, 8), (2, 8, 8), (1, 16, 8)}
     caplog.clear()
     note_structure_change(type("Pipe", (), {"unet": module})())  # a LoRA was injected: recompile is timed
     with caplog.at_level(logging.INFO, logger="sdweb.runtime.compile"):
         module(torch.ones(1, 4, 8, 8))
-    assert [r.getMessage()[:25] for r in caplog.records] == ["compiled UNet for 1x8x8 i"]
+        module(torch.ones(1, 4, 8, 8))
+        module(torch.ones(3, 4, 8, 8))
+    assert [(r.levelno, r.getMessage()[:25]) for r in caplog.records] == [(logging.WARNING, "recompiled UNet for 1x8x8")] \
+        + [(logging.WARNING, "recompiled UNet for 3x8x8")]
+    assert "(the LoRA set changed)" in caplog.records[0].getMessage()
+    assert "(a new size)" in caplog.records[1].getMessage()
     assert uninstall_compile(module) and compiled_forward(module) is None and not uninstall_compile(module)
     assert module(torch.ones(1)).item() == 2.0
 
@@ -136,3 +151,15 @@ def test_a_hook_forward_already_on_the_instance_is_kept():
     assert module(torch.ones(1)).item() == 10.0
     uninstall_compile(module)
     assert module(torch.ones(1)).item() == 10.0
+
+
+def test_the_compile_cache_lives_in_the_data_folder_unless_the_user_chose_one(tmp_path, monkeypatch):
+    import torch._dynamo.config
+
+    monkeypatch.delenv(INDUCTOR_CACHE_ENV, raising=False)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", False)
+    assert use_compile_cache(tmp_path / "cache" / "torch-compile") == tmp_path / "cache" / "torch-compile"
+    assert os.environ[INDUCTOR_CACHE_ENV] == str(tmp_path / "cache" / "torch-compile")
+    assert torch._dynamo.config.fail_on_recompile_limit_hit  # the limit raises: we warn and run eagerly
+    monkeypatch.setenv(INDUCTOR_CACHE_ENV, str(tmp_path / "mine"))
+    assert use_compile_cache(tmp_path / "other") == tmp_path / "mine"
