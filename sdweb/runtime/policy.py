@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -364,7 +365,10 @@ def _choose_precision(options: DeviceOptions, device: str, cuda: CudaDevice | No
     if device == "mps":
         # A1111's macOS defaults are --upcast-sampling --no-half-vae: autocast is poor on MPS and its fp16 VAE
         # gives NaNs/black images.
-        reasons.append("mps: fp16 weights with upcast sampling and fp32 VAE (A1111's macOS defaults)")
+        fallback = os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK") == "1"
+        reasons.append("mps: fp16 weights with upcast sampling and fp32 VAE (A1111's macOS defaults); ops MPS lacks "
+                       + ("run on the CPU (PYTORCH_ENABLE_MPS_FALLBACK=1)" if fallback
+                          else "fail: PYTORCH_ENABLE_MPS_FALLBACK is not 1"))
         return _Precision(half, half, half, full, True, False, False)
     if _is_gtx16(cuda):
         # A1111 turns autocast off on GTX 16xx (it gives NaNs/black images there) and casts by hand; the closest

@@ -461,3 +461,19 @@ def test_large_models_are_placed_by_size(hardware, flags, sizes, offload, on_cpu
     placement = place_model(plan_runtime(parse_options(flags, {}), hardware), sizes, is_sdxl=True)
     assert (placement.offload, placement.cpu_components) == (offload, on_cpu)
     assert re.search(reason, placement.reason) if reason else placement.reason == ""
+
+
+@pytest.mark.parametrize("platform, fallback", [("darwin", "1"), ("linux", None), ("win32", None)])
+def test_startup_environment_turns_on_the_mps_cpu_fallback_on_macos_only(platform, fallback):
+    from sdweb import startup_environment
+
+    defaults = startup_environment(platform)
+    assert defaults.get("PYTORCH_ENABLE_MPS_FALLBACK") == fallback
+    assert defaults["HF_HUB_OFFLINE"] == "1" and defaults["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+@pytest.mark.parametrize("value, said", [("1", "run on the CPU"), ("0", "fail: PYTORCH_ENABLE_MPS_FALLBACK")])
+def test_the_mps_plan_says_whether_missing_ops_fall_back_to_the_cpu(monkeypatch, value, said):
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", value)
+    plan = plan_runtime(parse_options([], {}), MPS)
+    assert any(said in reason for reason in plan.reasons), plan.reasons
