@@ -4,9 +4,10 @@ on the same full-size random SD 1.5 file, same size, steps, sampler (Euler), CFG
 
 The two run alternately, each in a fresh Python process; the parent measures the process's wall time (spawn to
 exit), its CPU seconds and its peak RSS (from wait4). Each child also reports its own phases (imports, app
-state, load, image), which is the profile of where the seconds go.
+state, load, image), which is the profile of where the seconds go. A third variant, sdweb with --no-hashing,
+shows the share of the checkpoint's sha256 (A1111 hashes at load too, for the infotext; the bare script does not).
 
-    python -m sdweb.bench.coldstart {sdweb,bare} FILE [--size 256] [--steps 4]   (one child run, prints JSON)
+    python -m sdweb.bench.coldstart {sdweb,sdweb-nohash,bare} FILE [--size 256] [--steps 4]   (one child run)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _child_env(tmp: Path) -> dict[str, str]:
             "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio")}
 
 
-def _sdweb_child(file: Path, size: int, steps: int, data: Path) -> dict[str, float]:
+def _sdweb_child(file: Path, size: int, steps: int, data: Path, hashing: bool) -> dict[str, float]:
     started = time.perf_counter()
     from sdweb.cli import parse_options
     from sdweb.core.requests import Txt2ImgRequest
@@ -47,7 +48,7 @@ def _sdweb_child(file: Path, size: int, steps: int, data: Path) -> dict[str, flo
     link = checkpoints / file.name
     if not link.exists():
         os.symlink(file, link)
-    state = build_app_state(parse_options(["--data-dir", str(data)], {}))
+    state = build_app_state(parse_options(["--data-dir", str(data), *([] if hashing else ["--no-hashing"])], {}))
     built = time.perf_counter()
     title = state.registry.checkpoints[0].name
     state.manager.get(title)
@@ -110,7 +111,12 @@ def coldstart_rows(runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
         ours, bare = median(r[clock] for r in runs["sdweb"]), median(r[clock] for r in runs["bare"])
         rows.append(Row("coldstart", f"process start -> first image ({clock})", ours, "s", bare,
                         f"ratio <= {GOAL_RATIO:g}", ours / bare <= GOAL_RATIO))
-    rss = {kind: median(r["peak_rss_bytes"] for r in kind_runs) / 2**30 for kind, kind_runs in runs.items()}
+    if runs.get("sdweb-nohash"):
+        for clock in ("wall", "cpu"):
+            ours, bare = median(r[clock] for r in runs["sdweb-nohash"]), median(r[clock] for r in runs["bare"])
+            rows.append(Row("coldstart", f"same with --no-hashing ({clock})", ours, "s", bare))
+    rss = {kind: median(r["peak_rss_bytes"] for r in kind_runs) / 2**30 for kind, kind_runs in runs.items()
+           if kind_runs}
     rows.append(Row("coldstart", "peak RSS of the process", rss["sdweb"], "GiB", rss["bare"]))
     for phase in ("imports", "app_state", "load", "image"):
         ours = median(r["phases"][phase] for r in runs["sdweb"])
@@ -123,10 +129,11 @@ def run_coldstart(repeats: int, *, size: int = 256, steps: int = 4, cache_dir: P
     from sdweb.bench.fullsize import ensure_fullsize
 
     path, build_seconds = ensure_fullsize("sd1", cache_dir)
-    runs: dict[str, list[dict[str, Any]]] = {"sdweb": [], "bare": []}
-    for index in range(repeats):  # alternate which goes first
-        order = ("sdweb", "bare") if index % 2 == 0 else ("bare", "sdweb")
-        for kind in order:
+    kinds = ("sdweb", "bare", "sdweb-nohash")
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for index in range(repeats):  # rotate which goes first
+        shift = index % len(kinds)
+        for kind in kinds[shift:] + kinds[:shift]:
             runs[kind].append(run_once(kind, path, size, steps))
     details = {"file": str(path), "build_seconds": build_seconds, "size": size, "steps": steps, "runs": runs}
     return SectionResult("coldstart", coldstart_rows(runs), details)
@@ -134,15 +141,16 @@ def run_coldstart(repeats: int, *, size: int = 256, steps: int = 4, cache_dir: P
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdweb.bench.coldstart", description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("sdweb", "bare"))
+    parser.add_argument("kind", choices=("sdweb", "sdweb-nohash", "bare"))
     parser.add_argument("file", type=Path)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.kind == "sdweb":
+    if args.kind.startswith("sdweb"):
         with tempfile.TemporaryDirectory(prefix="sdweb-cold-data-") as tmp:
-            phases = _sdweb_child(args.file.resolve(), args.size, args.steps, args.data_dir or Path(tmp))
+            phases = _sdweb_child(args.file.resolve(), args.size, args.steps, args.data_dir or Path(tmp),
+                                  hashing=args.kind == "sdweb")
     else:
         phases = _bare_child(args.file.resolve(), args.size, args.steps)
     print(MARKER + json.dumps(phases), flush=True)
