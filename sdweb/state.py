@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, worker_dev
 from sdweb.generation.pool.worker import Worker
 from sdweb.generation.received import NO_SAVE, pack_result, save_received
 from sdweb.generation.service import GenerationService, SaveOptions
+from sdweb.generation.split import BatchSplitter
 from sdweb.models.families import Family
 from sdweb.models.first_run import FirstRunStatus
 from sdweb.models.loader import check_checkpoint
@@ -289,15 +291,21 @@ def build_pool_worker(options: object, device_id: str | None, worker_id: str) ->
     return worker
 
 
-def _receiver(service: GenerationService) -> Callable[[Job, WorkResult], Any]:
+def _receiver(service: GenerationService, registry: ModelRegistry) -> Callable[[Job, WorkResult], Any]:
     """The head's side of a result: images a worker sent as bytes are saved here, as the job asked."""
     def receive(job: Job, result: WorkResult) -> Any:
         payload = job.request
         if not result.images or not isinstance(payload, GenerationJob) or result.value is None:
             return result.value
-        return save_received(service, job.kind, payload.request, payload.save, result.value, result.images)
+        started = datetime.fromtimestamp(job.progress.started_at) if job.progress.started_at else None
+        return save_received(service, job.kind, payload.request, payload.save, result.value, result.images,
+                             _checkpoint_entry(registry, job.checkpoint), started)
 
     return receive
+
+
+def _checkpoint_entry(registry: ModelRegistry, title: str | None) -> CheckpointEntry | None:
+    return registry.find_checkpoint(title) if title else None
 
 
 def build_app_state(options: object) -> AppState:
@@ -316,8 +324,10 @@ def build_app_state(options: object) -> AppState:
     service, manager = primary.service, primary.manager
     for runtime in runtimes:  # a damaged upscaler file is logged at start, as VAEs and LoRAs
         runtime.service.postprocess.upscalers.problems()
-    queue = JobQueue(pool=_make_pool(options, runtimes, settings, hardware), receive=_receiver(service),
-                     scheduler=Scheduler(str(getattr(options, "scheduling", None) or "affinity")))
+    queue = JobQueue(pool=_make_pool(options, runtimes, settings, hardware), receive=_receiver(service, registry),
+                     scheduler=Scheduler(str(getattr(options, "scheduling", None) or "affinity")),
+                     splitter=BatchSplitter(service, lambda title: _checkpoint_entry(registry, title)),
+                     retries=int(getattr(options, "worker_retries", 2) or 0))
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
                                  services=service.script_services)
     for warning in settings.register_options(extensions.option_infos()):

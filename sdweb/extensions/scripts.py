@@ -148,6 +148,7 @@ def _call_callback(fn: Callable[[ImageSaveParams], None], params: ImageSaveParam
 class LoadedScript:
     script: Script
     extension: str
+    builtin: bool = False  # sdweb's own (built-in extensions and scripts): known to act per image at defaults
 
 
 class ScriptRunner:
@@ -182,6 +183,17 @@ class ScriptRunner:
                 log.exception("Script %r: ui() failed; it runs without arguments", loaded.script.title())
                 self._defaults[key] = []
         return list(self._defaults[key])
+
+    def runs_per_image(self, mode: str, request: GenerationRequest) -> bool:
+        """True when this request's scripts leave each image of a batch independent, so the batch may be split
+        over workers: no selected script, no always-on script arguments, no extension's always-on script (its
+        defaults may act per batch or per job) and no image-saved callbacks (the head saves a split batch)."""
+        if (request.script_name or "").strip().lower() not in ("", "none") or request.alwayson_scripts:
+            return False
+        if self.callbacks.before_image_saved or self.callbacks.image_saved:
+            return False
+        always, _ = self.visible(mode == "img2img")
+        return all(loaded.builtin for loaded in always)
 
     def bind(self, mode: str, request: GenerationRequest) -> ScriptHooks:
         is_img2img = mode == "img2img"

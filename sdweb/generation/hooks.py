@@ -229,3 +229,6 @@ NO_HOOKS = JobHooks()
 class HookProvider(Protocol):
     def bind(self, mode: str, request: GenerationRequest) -> JobHooks:
         """The hooks of the scripts this request asks for (always-on ones included)."""
+
+    def runs_per_image(self, mode: str, request: GenerationRequest) -> bool:
+        """True when these scripts leave a batch's images independent (the batch may be split over workers)."""

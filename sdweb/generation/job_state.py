@@ -68,7 +68,14 @@ class Job:
     finished: threading.Event = field(default_factory=threading.Event)
     finished_at: float | None = None
     checkpoint: str | None = None  # the checkpoint title the job will use, when known at submit (for scheduling)
-    worker_id: str | None = None  # the worker that runs or ran it
+    worker_id: str | None = None  # the worker that runs or ran it (a split job: the first of its workers)
+    attempt: int = 0  # 0, then 1.. when the queue retries it after its worker was lost
+    workers_allowed: frozenset[str] | None = None  # the workers that have its checkpoint file (None: any)
+    # A batch split over several workers: the job the user sees holds its per-image parts, in image order;
+    # each part knows its job and its index. Neither is compared or printed (they point at each other).
+    parts: list[Job] = field(default_factory=list, compare=False, repr=False)
+    parent: Job | None = field(default=None, compare=False, repr=False)
+    index: int = 0
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job ends; return its result or raise its error."""

@@ -56,6 +56,7 @@ class GenerationResult:
     info: dict[str, Any] = field(default_factory=dict)  # A1111's Processed.js() keys
     notes: list[str] = field(default_factory=list)  # where we differ from what was asked (approximations)
     warnings: list[str] = field(default_factory=list)  # what failed without failing the job (a save: disk full)
+    incomplete: list[int] = field(default_factory=list)  # images of a batch stopped by interrupt or skip
     seconds: float = 0.0
 
 
@@ -63,6 +64,7 @@ class GenerationResult:
 class SaveOptions:
     save_samples: bool = True
     save_grid: bool = True
+    write_params: bool = True  # params.txt (false where the head writes it: a worker in another process, a part)
 
 
 class GenerationService:
@@ -142,7 +144,8 @@ class GenerationService:
             return writer.save_grid(item.image, item.infotext, p.request, item.seed, item.basename or "grid")
         if not save.save_samples or p.request.do_not_save_samples:
             return None
-        return writer.save_sample(item.image, item.infotext, p.request, p.model, p.request.prompt, item.seed, 0)
+        return writer.save_sample(item.image, item.infotext, p.request, p.model.entry if p.model else None,
+                                  p.request.prompt, item.seed, 0)
 
     def _process(self, p: Processing, hooks: JobHooks, context: JobContext | None, save: SaveOptions,
                  started: float) -> GenerationResult:
@@ -272,11 +275,13 @@ class GenerationService:
             infotext = writer.format(prepared.prompt, prepared.negative_prompt, params)
             image.info["parameters"] = infotext
             keep = outcome.stopped is None or settings.get("save_incomplete_images")
+            if outcome.stopped is not None:
+                result.incomplete.append(len(result.images))
             if save.save_samples and keep and not request.do_not_save_samples:
                 image, infotext = extras.hooks.before_image_saved(extras.p, image, infotext)
                 image.info["parameters"] = infotext
                 try:
-                    path = writer.save_sample(image, infotext, request, model, prepared.prompt, seeds[index],
+                    path = writer.save_sample(image, infotext, request, model.entry, prepared.prompt, seeds[index],
                                               batch_index, index)
                 except SAVE_ERRORS as error:
                     _save_failed(result, error)
@@ -292,7 +297,7 @@ class GenerationService:
 
     def _finish(self, result: GenerationResult, request: GenerationRequest, writer: OutputWriter,
                 save: SaveOptions, settings: Mapping[str, Any]) -> None:
-        if result.infotexts:
+        if result.infotexts and save.write_params:
             writer.write_params(result.infotexts[0])
         if len(result.images) > 1 or not settings.get("grid_only_if_multiple", True):
             grid = writer.make_grid(result.images, request.batch_size)

@@ -21,6 +21,7 @@ from sdweb.generation.hires import hires_infotext
 from sdweb.generation.prompting import PreparedPrompt
 from sdweb.infotext import format_infotext, order_params
 from sdweb.models.manager import LoadedModel
+from sdweb.models.registry import CheckpointEntry
 from sdweb.outputs.filenames import FilenameContext, Taken, build_grid_path, build_image_path
 from sdweb.outputs.grid import make_grid
 from sdweb.outputs.guard import OutputGuard, OutputPathError
@@ -98,13 +99,13 @@ class OutputWriter:
             folder = self.settings.get(key) or f"outputs/{self.mode}-{kind}"
         return self.guard.output_folder(str(folder), key)
 
-    def _context(self, request: GenerationRequest, model: LoadedModel | None, prompt: str, seed: int,
+    def _context(self, request: GenerationRequest, checkpoint: CheckpointEntry | None, prompt: str, seed: int,
                  batch_index: int = 0, index: int = 0) -> FilenameContext:
         return FilenameContext(
             seed=seed, steps=request.steps, cfg_scale=request.cfg_scale, width=request.width,
             height=request.height, sampler=request.sampler_name, scheduler=request.scheduler,
-            model_hash=model.entry.shorthash if model else None,
-            model_name=model.entry.model_name if model else None, prompt=prompt, main_prompt=request.prompt,
+            model_hash=checkpoint.shorthash if checkpoint else None,
+            model_name=checkpoint.model_name if checkpoint else None, prompt=prompt, main_prompt=request.prompt,
             negative_prompt=request.negative_prompt, styles=tuple(request.styles), job_timestamp=self.job_time,
             batch_number=batch_index + 1, batch_size=request.batch_size, n_iter=request.n_iter,
             generation_number=batch_index * request.batch_size + index + 1,
@@ -130,9 +131,10 @@ class OutputWriter:
                 raise WriteFailedError(error, path) from error
         return saved
 
-    def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest, model: LoadedModel | None,
-                    prompt: str, seed: int, batch_index: int, index: int = 0) -> Path:
-        context = self._context(request, model, prompt, seed, batch_index, index)
+    def save_sample(self, image: Image.Image, infotext: str, request: GenerationRequest,
+                    checkpoint: CheckpointEntry | None, prompt: str, seed: int, batch_index: int, index: int = 0
+                    ) -> Path:
+        context = self._context(request, checkpoint, prompt, seed, batch_index, index)
         limit = int(getattr(self.options, "filenames_max_length", 128) or 128)
         unix = bool(getattr(self.options, "unix_filenames_sanitization", False))
 

@@ -68,3 +68,34 @@ def test_workers_and_queue_routes(state):
         assert queue["waiting"] == [] and queue["running"] == []
         last = queue["finished"][-1]
         assert last["status"] == "done" and last["worker"] in {"local-0", "local-1"} and last["progress"] == 1.0
+
+
+def test_a_batch_splits_over_both_workers_and_the_head_writes_it_as_one_batch(state):
+    """batch_size 2 x n_iter 2: four per-image parts on both workers, gathered in order. Seeds, infotexts, file
+    names, params.txt and the grid are the unsplit batch's; each image is the one its seed gives alone (a batch's
+    batched model calls round the last float bits differently: at most 1/255 from the unsplit batch)."""
+    import numpy as np
+    from PIL import Image
+
+    from sdweb.generation.received import NO_SAVE
+
+    request = Txt2ImgRequest(prompt="a heron", seed=500, batch_size=2, n_iter=2, **SMALL)
+    job = state.submit("txt2img", request, SaveOptions(save_samples=True, save_grid=True))
+    result = job.wait(300)
+    assert job.status == DONE and len(job.parts) == 4
+    assert {part.worker_id for part in job.parts} == {"local-0", "local-1"}
+    unsplit = state.runtimes[0].service.txt2img(request, None, NO_SAVE)
+    assert result.seeds == unsplit.seeds == [500, 501, 502, 503]
+    assert result.infotexts == unsplit.infotexts and result.info["all_seeds"] == unsplit.info["all_seeds"]
+    for image, twin in zip(result.images, unsplit.images, strict=True):
+        assert np.abs(np.asarray(image, int) - np.asarray(twin, int)).max() <= 1
+    alone = state.runtimes[1].service.txt2img(request.model_copy(update={"seed": 502, "batch_size": 1,
+                                                                         "n_iter": 1}), None, NO_SAVE)
+    assert alone.images[0].tobytes() == result.images[2].tobytes() and alone.infotexts[0] == result.infotexts[2]
+    samples, grid = result.saved_paths[:4], result.saved_paths[4]
+    assert [path.name.split("-", 1)[1] for path in samples] == ["500.png", "501.png", "502.png", "503.png"]
+    assert len({int(path.name.split("-")[0]) for path in samples}) == 4  # four counters, one file each
+    for path, infotext in zip(samples, result.infotexts, strict=True):
+        assert Image.open(path).info["parameters"] == infotext
+    assert Image.open(grid).size == unsplit.grid.size and "grids" in str(grid.parent)
+    assert state.paths.params_file.read_text(encoding="utf-8") == result.infotexts[0]

@@ -97,3 +97,14 @@ def test_interrupt_of_a_waiting_job_never_reaches_a_worker(ray_state):
     assert others[-1].status == INTERRUPTED and others[-1].worker_id is None
     for job in (blocker, *others[:-1]):
         job.wait(300)
+
+
+def test_a_split_batch_comes_back_as_pngs_and_the_head_writes_it_once(ray_state):
+    request = Txt2ImgRequest(prompt="a kite", seed=900, batch_size=2, n_iter=2, **SMALL)
+    job = ray_state.submit("txt2img", request, SaveOptions(save_samples=True, save_grid=True))
+    result = job.wait(300)
+    assert job.status == DONE and {part.worker_id for part in job.parts} == {"ray-0", "ray-1"}
+    assert result.seeds == [900, 901, 902, 903] and len(result.images) == 4
+    assert all(f"Seed: {seed}," in text for seed, text in zip(result.seeds, result.infotexts, strict=True))
+    assert len(result.saved_paths) == 5 and len(set(result.saved_paths)) == 5  # four images and the grid
+    assert all(path.is_file() for path in result.saved_paths)

@@ -109,7 +109,7 @@ class RayPool:
     def run(self, worker_id: str, item: WorkItem, emit: EventSink) -> WorkResult:
         item = dataclasses.replace(item, images_as_bytes=True, settings=self._settings())
         stream = self._actors[worker_id].run.options(num_returns="streaming").remote(item)
-        attempt, last_seq = 0, 0
+        attempt, last_seq = item.attempt, 0  # the queue's retries count on from Ray's own
         for ref in stream:
             message = ray.get(ref)
             if isinstance(message, WorkResult):

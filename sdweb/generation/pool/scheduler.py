@@ -43,7 +43,9 @@ class Scheduler:
 
     def pick(self, pending: Sequence[Job], worker: WorkerView, workers: Sequence[WorkerView],
              now: float | None = None) -> Job | None:
-        """The job `worker` should take now, or None to leave the queue as it is."""
+        """The job `worker` should take now, or None to leave the queue as it is. Jobs whose checkpoint file the
+        worker lacks are not its to take."""
+        pending = [job for job in pending if job.workers_allowed is None or worker.id in job.workers_allowed]
         if not pending:
             return None
         head = pending[0]
