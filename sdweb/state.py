@@ -232,13 +232,25 @@ def _device_runtimes(options: object, paths: DataPaths, settings: Settings, regi
     return runtimes
 
 
+# A worker's first job imports much of diffusers and transformers lazily; their lazy modules are not thread-safe
+# (two threads importing at once get "module 'diffusers' has no attribute ..."), so the first jobs of the local
+# workers run one after another. Later jobs run side by side.
+_FIRST_JOB_LOCK = threading.Lock()
+
+
 def _bound_runner(service: GenerationService, runtimes: list[DeviceRuntime]) -> Runner:
+    warm = threading.Event()
+
     def run(job: Job, context: JobContext) -> Any:
         if job.kind == "unload-checkpoint":  # every local worker frees its models (a running job keeps its own)
             for runtime in runtimes:
                 runtime.manager.unload_all()
             return None
-        return run_job(service, job, context)
+        if warm.is_set():
+            return run_job(service, job, context)
+        with _FIRST_JOB_LOCK:
+            warm.set()
+            return run_job(service, job, context)
 
     return run
 

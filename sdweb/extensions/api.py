@@ -131,6 +131,12 @@ class Script:
         """False keeps a selectable script out of the page's Script dropdown (API only)."""
         return True
 
+    def per_image(self, *args: Any) -> bool:
+        """An always-on script: True when, with these arguments, it leaves each image of a batch independent of
+        the others (no per-batch or per-job state, no extra images), so sdweb may split a batch over several
+        workers. False (the default) keeps the batch whole."""
+        return False
+
 
 @dataclass(frozen=True)
 class OptionSpec:

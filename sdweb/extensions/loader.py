@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -222,7 +222,6 @@ def _load_one(extension: Extension, context: ExtensionContext, scripts: list[Loa
     for module in _modules(extension) if extension.api != "A1111" else []:
         found += _module_scripts(module, context, extension.name)
     for loaded in found:
-        loaded.builtin = extension.builtin
         if loaded.script.title() not in extension.scripts:  # one title may have a txt2img and an img2img script
             extension.scripts.append(loaded.script.title())
     scripts.extend(found)
@@ -244,8 +243,7 @@ def _builtin_scripts(paths: Any, settings: Any, options: Any, services: Any) -> 
             continue
         try:
             module = importlib.import_module(f"sdweb.builtin_scripts.{path.stem}")
-            scripts += [replace(loaded, builtin=True)
-                        for loaded in _module_scripts(module, context, BUILTIN_SCRIPTS_OWNER)]
+            scripts += _module_scripts(module, context, BUILTIN_SCRIPTS_OWNER)
         except Exception:  # a broken script must not stop the start; the log names it
             log.exception("Built-in script %s failed to load and is skipped", path.name)
     return scripts

@@ -144,11 +144,18 @@ def _call_callback(fn: Callable[[ImageSaveParams], None], params: ImageSaveParam
         p.notes.append(f"An extension's image callback failed: {error}")
 
 
+def _per_image(bound: BoundScript) -> bool:
+    try:
+        return bool(bound.script.per_image(*bound.args))
+    except Exception:  # a script that cannot tell is taken to act on the whole batch
+        log.exception("Script %r: per_image() failed", bound.title)
+        return False
+
+
 @dataclass
 class LoadedScript:
     script: Script
     extension: str
-    builtin: bool = False  # sdweb's own (built-in extensions and scripts): known to act per image at defaults
 
 
 class ScriptRunner:
@@ -186,14 +193,15 @@ class ScriptRunner:
 
     def runs_per_image(self, mode: str, request: GenerationRequest) -> bool:
         """True when this request's scripts leave each image of a batch independent, so the batch may be split
-        over workers: no selected script, no always-on script arguments, no extension's always-on script (its
-        defaults may act per batch or per job) and no image-saved callbacks (the head saves a split batch)."""
-        if (request.script_name or "").strip().lower() not in ("", "none") or request.alwayson_scripts:
-            return False
+        over workers: no selected script, every always-on script says so for its arguments (Script.per_image),
+        and no image-saved callbacks (the head saves a split batch without them)."""
         if self.callbacks.before_image_saved or self.callbacks.image_saved:
             return False
-        always, _ = self.visible(mode == "img2img")
-        return all(loaded.builtin for loaded in always)
+        try:
+            hooks = self.bind(mode, request)
+        except UserError:  # an unknown script: the job runs whole and says so
+            return False
+        return hooks.selected is None and all(_per_image(bound) for bound in hooks.scripts)
 
     def bind(self, mode: str, request: GenerationRequest) -> ScriptHooks:
         is_img2img = mode == "img2img"

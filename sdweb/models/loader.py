@@ -30,7 +30,7 @@ import torch
 
 from sdweb.core.atomic import make_temp_folder
 from sdweb.core.errors import InvalidModelFileError
-from sdweb.models.build_lock import MODEL_BUILD_LOCK
+from sdweb.models.build_lock import MODEL_BUILD_LOCK, import_lazy_packages
 from sdweb.models.detect import Shapes, detect_family, infer_architecture
 from sdweb.models.families import FAMILIES, Family
 from sdweb.models.reading import (
@@ -389,6 +389,7 @@ def load_checkpoint(
     its slot; a flow family's missing or wrong component is an InvalidModelFileError naming the file and
     the fix. `LoadedCheckpoint.modules` holds the stems used, for the infotext.
     """
+    import_lazy_packages()  # never half-imported beside another thread's first import (models/build_lock.py)
     with MODEL_BUILD_LOCK:  # accelerate's init_empty_weights patches torch process-wide (models/build_lock.py)
         return _load_checkpoint(path, device=device, dtype=dtype, prediction_type=prediction_type,
                                 config_cache_dir=config_cache_dir, allow_unsafe_pickle=allow_unsafe_pickle,

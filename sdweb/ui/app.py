@@ -15,6 +15,7 @@ from sdweb.ui.common import TOOL_TITLES, marked_choices
 from sdweb.ui.demo_banner import DemoBanner, banner_updates, build_demo_banner, wire_demo_banner
 from sdweb.ui.extra_networks import wire_extra_networks
 from sdweb.ui.family_presets import wire_family_presets
+from sdweb.ui.queue_panel import build_queue_panel, build_workers_panel
 from sdweb.ui.quicksettings import (
     QuickSettings,
     build_quicksettings,
@@ -63,6 +64,9 @@ CSS = """
 .sdweb-cards .thumbnail-item { aspect-ratio: 2 / 3; width: 100%; height: auto; }
 .sdweb-settings-sections .wrap { flex-direction: column; align-items: stretch; }
 .sdweb-settings-sections label { width: 100%; }
+.sdweb-panel-table { width: 100%; font-size: 0.9em; border-collapse: collapse; }
+.sdweb-panel-table th, .sdweb-panel-table td { text-align: left; padding: 2px 8px; }
+.sdweb-panel-empty { opacity: 0.7; font-size: 0.9em; }
 """
 
 # Ctrl+Enter (Cmd+Enter) in a prompt box clicks that tab's Generate button, as in A1111; icon buttons get their
@@ -132,9 +136,11 @@ def build_blocks(state: AppState) -> gr.Blocks:
                 merger, merger_values = build_merger_tab(state)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings_tab = build_settings_tab(state.settings, bool(getattr(state.options, "hide_ui_dir_config", False)))
+                build_workers_panel(state)
             _render_extension_tabs(extension_tabs)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 build_extensions_tab(state)
+        build_queue_panel(state)
         gr.Markdown(f"sdweb {__version__} · [API docs](/docs)", elem_id="footer_version")
         tabs = Tabs(main=main, txt2img=txt2img, img2img=img2img, png_info=png_info, extras=extras)
         wire_send_buttons(tabs, PasteSources(state.settings, state.service.styles), state.paths.params_file)

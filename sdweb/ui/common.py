@@ -375,6 +375,9 @@ def _tool(icon: str, elem_id: str, visible: bool = True) -> gr.Button:
 
 @lru_cache(maxsize=1)
 def _tokenizer() -> Any:
+    from sdweb.models.build_lock import import_lazy_packages
+
+    import_lazy_packages()  # a first Generate may be importing diffusers in a worker now (models/build_lock.py)
     from sdweb.testing.tiny import load_tiny_tokenizer  # the bundled CLIP BPE files, no model needed
 
     return load_tiny_tokenizer()

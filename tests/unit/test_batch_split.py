@@ -268,9 +268,11 @@ def test_a_job_that_loses_its_worker_too_often_fails():
     queue.shutdown()
 
 
-class Noop(Script):
-    def __init__(self, title, always=True):
-        self._title, self._always = title, always
+class Switchable(Script):
+    """An always-on script that acts per image unless its first argument turns it on (as ControlNet's units)."""
+
+    def __init__(self, title, always=True, per_image=True):
+        self._title, self._always, self._per_image = title, always, per_image
 
     def title(self):
         return self._title
@@ -278,17 +280,40 @@ class Noop(Script):
     def show(self, is_img2img):
         return AlwaysVisible if self._always else True
 
+    def api_defaults(self, is_img2img):
+        return [False]
+
+    def per_image(self, *args):
+        return self._per_image and not args[0]
+
+
+class Undeclared(Script):
+    def title(self):
+        return "Wildcards"
+
+    def show(self, is_img2img):
+        return AlwaysVisible
+
 
 def test_scripts_that_keep_images_independent():
     request = Txt2ImgRequest(prompt="p", batch_size=2)
-    builtin = LoadedScript(Noop("ControlNet"), "controlnet", builtin=True)
-    runner = ScriptRunner([builtin, LoadedScript(Noop("X/Y/Z plot", always=False), "builtin", True)], Callbacks())
+    quiet = LoadedScript(Switchable("Units"), "controlnet")
+    runner = ScriptRunner([quiet, LoadedScript(Switchable("X/Y/Z plot", always=False), "builtin")], Callbacks())
     assert runner.runs_per_image("txt2img", request)
+    assert runner.runs_per_image("txt2img", request.model_copy(update={"alwayson_scripts": {"units": [False]}}))
+    assert not runner.runs_per_image("txt2img", request.model_copy(update={"alwayson_scripts": {"units": [True]}}))
     assert not runner.runs_per_image("txt2img", request.model_copy(update={"script_name": "x/y/z plot"}))
-    assert not runner.runs_per_image("txt2img", request.model_copy(update={"alwayson_scripts": {"controlnet": {}}}))
-    extension = ScriptRunner([builtin, LoadedScript(Noop("Dynamic Prompts"), "sd-dynamic-prompts")], Callbacks())
-    assert not extension.runs_per_image("txt2img", request)
+    assert not runner.runs_per_image("txt2img", request.model_copy(update={"script_name": "no such script"}))
+    unknown = ScriptRunner([quiet, LoadedScript(Undeclared(), "an-a1111-extension")], Callbacks())
+    assert not unknown.runs_per_image("txt2img", request)  # Script's default: it may act per batch
     hooked = Callbacks()
     hooked.image_saved.append(lambda params: None)
-    assert not ScriptRunner([builtin], hooked).runs_per_image("txt2img", request)
+    assert not ScriptRunner([quiet], hooked).runs_per_image("txt2img", request)
 
+
+def test_controlnet_keeps_a_batch_whole_only_with_an_enabled_unit():
+    from sdweb.builtin_extensions.controlnet import ControlNet
+
+    script = ControlNet(context=None, models=None)
+    assert script.per_image({"enabled": False, "model": "x"}) and script.per_image()
+    assert not script.per_image({"enabled": True, "model": "x"}, {"enabled": False})

@@ -11,11 +11,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from sdweb.generation.jobs import Job
+from sdweb.generation.queue_view import FINISHED_SHOWN, queue_view, workers_view
 from sdweb.state import AppState
 
 PREFIX = "/sdweb/v1"
-FINISHED_SHOWN = 20
 
 
 class WorkerItem(BaseModel):
@@ -35,7 +34,10 @@ class QueueJob(BaseModel):
     kind: str
     status: str
     checkpoint: str | None
-    worker: str | None
+    worker: str | None = Field(description="the worker that took it (a split job: the first of them)")
+    workers: list[str] = Field(description="the workers running it now (a split job: one per running image), "
+                                           "else the one that ran it")
+    images: int = Field(description="a batch split into per-image parts over several workers: how many; else 0")
     position: int | None = Field(description="0-based place among waiting jobs")
     progress: float
     created_at: float
@@ -49,23 +51,15 @@ class QueueResponse(BaseModel):
     finished: list[QueueJob] = Field(description=f"the last {FINISHED_SHOWN} finished jobs, newest last")
 
 
-def _job(job: Job, position: int | None = None) -> dict[str, Any]:
-    return {"id": job.id, "kind": job.kind, "status": job.status, "checkpoint": job.checkpoint,
-            "worker": job.worker_id, "position": position, "progress": job.progress.fraction(),
-            "created_at": job.created_at, "started_at": job.progress.started_at, "finished_at": job.finished_at}
-
-
 def workers_router(state: AppState) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
 
     @router.get("/workers", response_model=list[WorkerItem])
     def workers() -> list[dict[str, Any]]:
-        return [info.as_dict() for info in state.queue.pool.workers()]
+        return workers_view(state.queue)
 
     @router.get("/queue", response_model=QueueResponse)
     def queue() -> dict[str, Any]:
-        return {"waiting": [_job(job, index) for index, job in enumerate(state.queue.pending())],
-                "running": [_job(job) for job in state.queue.running()],
-                "finished": [_job(job) for job in state.queue.finished()[-FINISHED_SHOWN:]]}
+        return queue_view(state.queue)
 
     return router

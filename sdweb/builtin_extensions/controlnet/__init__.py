@@ -76,6 +76,10 @@ class ControlNet(Script):
         if getattr(p.request, "enable_hr", False):
             p.notes.append("ControlNet is applied to the first pass only (not to the hires pass).")
 
+    def per_image(self, *args: Any) -> bool:
+        """Idle without enabled units; enabled ones add their detected maps once per job (kept whole)."""
+        return not any(unit.enabled for unit in units_from_args(args))
+
     def extra_images(self, p: Processing, *args: Any) -> list[Any]:
         if self.context.setting("control_net_no_detectmap", False):
             return []
