@@ -20,6 +20,7 @@ from sdweb.extensions.loader import ExtensionSet, load_extensions
 from sdweb.generation.jobs import Job, JobContext, JobQueue, Runner
 from sdweb.generation.pool.local import LocalPool, WorkerPool
 from sdweb.generation.pool.messages import WorkResult
+from sdweb.generation.pool.presence import CheckpointFiles, checkpoint_file, require_on_a_worker
 from sdweb.generation.pool.scheduler import Scheduler
 from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, worker_device_ids
 from sdweb.generation.pool.worker import Worker
@@ -37,6 +38,7 @@ from sdweb.prompts.prompt_limits import check_request_prompts
 from sdweb.runtime.policy import HardwareInfo, RuntimePlan, plan_runtime, probe_hardware
 
 log = logging.getLogger(__name__)
+CHECKPOINT_RESCAN_S = 30.0  # a worker on another machine rescans its checkpoint folder when asked after this
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,17 @@ class AppState:
 
     def submit(self, kind: str, request: Any, save: SaveOptions, task_id: str | None = None) -> Job:
         check_request_prompts(request)  # a prompt over a limit is refused before it waits in the queue
-        return self.queue.submit(kind, GenerationJob(request, save), task_id, checkpoint=self.expected_checkpoint(request))
+        checkpoint = self.expected_checkpoint(request)
+        return self.queue.submit(kind, GenerationJob(request, save), task_id, checkpoint=checkpoint,
+                                 workers_allowed=self.workers_with_checkpoint(checkpoint))
+
+    def workers_with_checkpoint(self, title: str | None) -> frozenset[str] | None:
+        """The workers that have this checkpoint's file, by hash (None: every worker, or no checkpoint known);
+        NotFoundError naming the nodes and the file when none has it."""
+        entry = self.registry.find_checkpoint(title) if title else None
+        if entry is None or entry.is_demo:
+            return None
+        return require_on_a_worker(checkpoint_file(entry), self.queue.pool.workers())
 
     def expected_checkpoint(self, request: Any) -> str | None:
         """The title of the checkpoint a generation request will use as things stand (the scheduler routes by
@@ -215,6 +227,7 @@ def _device_runtimes(options: object, paths: DataPaths, settings: Settings, regi
     device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
                                    len(hardware.cuda_devices), int(getattr(options, "workers_per_device", 1) or 1))
     runtimes: list[DeviceRuntime] = []
+    files = CheckpointFiles(registry)  # the local workers share the head's models folder
     for index, device_id in enumerate(device_ids):
         device_options = options
         if device_id != getattr(options, "device_id", None):
@@ -226,7 +239,7 @@ def _device_runtimes(options: object, paths: DataPaths, settings: Settings, regi
                                vae_path=getattr(options, "vae_path", None))
         service = GenerationService(manager, settings, paths, plan, device_options)
         worker = Worker(f"local-{index}", _bound_runner(service, runtimes), device=plan.device,
-                        device_name=plan.device_name, loaded=manager.loaded_titles)
+                        device_name=plan.device_name, loaded=manager.loaded_titles, checkpoints=files)
         manager.on_loaded.append(worker.count_load)
         runtimes.append(DeviceRuntime(worker, plan, manager, service))
     return runtimes
@@ -298,7 +311,8 @@ def build_pool_worker(options: object, device_id: str | None, worker_id: str) ->
 
     worker = Worker(worker_id, run, device=plan.device, device_name=plan.device_name,
                     loaded=manager.loaded_titles, pack=pack_result,
-                    apply_settings=lambda values: settings.update(values, save=False))
+                    apply_settings=lambda values: settings.update(values, save=False),
+                    checkpoints=CheckpointFiles(registry, refresh_s=CHECKPOINT_RESCAN_S))
     manager.on_loaded.append(worker.count_load)
     return worker
 

@@ -68,6 +68,8 @@ def test_workers_and_queue_routes(state):
         assert queue["waiting"] == [] and queue["running"] == []
         last = queue["finished"][-1]
         assert last["status"] == "done" and last["worker"] in {"local-0", "local-1"} and last["progress"] == 1.0
+        assert last["workers"] == [last["worker"]] and last["images"] == 0  # one image: not split
+        assert {file["name"] for file in workers[0]["checkpoints"]} == {"alpha.safetensors", "beta.safetensors"}
 
 
 def test_a_batch_splits_over_both_workers_and_the_head_writes_it_as_one_batch(state):
@@ -99,3 +101,38 @@ def test_a_batch_splits_over_both_workers_and_the_head_writes_it_as_one_batch(st
         assert Image.open(path).info["parameters"] == infotext
     assert Image.open(grid).size == unsplit.grid.size and "grids" in str(grid.parent)
     assert state.paths.params_file.read_text(encoding="utf-8") == result.infotexts[0]
+
+
+def test_a_checkpoint_no_worker_has_is_refused_naming_the_node_and_the_file(state):
+    """Workers on another machine report the files of their own models folder; the head refuses a job whose
+    checkpoint none of them has (by hash) and sends one that some have only to those."""
+    import dataclasses
+
+    import pytest
+
+    from sdweb.core.errors import NotFoundError
+    from sdweb.generation.jobs import JobQueue
+    from sdweb.generation.pool.local import LocalPool
+    from sdweb.generation.pool.presence import checkpoint_file
+    from sdweb.generation.pool.worker import Worker
+
+    alpha, beta = (state.registry.find_checkpoint(name) for name in ("alpha.safetensors", "beta.safetensors"))
+    local = {info.id: info for info in state.queue.pool.workers()}
+    assert {file.name for file in local["local-0"].checkpoints} >= {"alpha.safetensors", "beta.safetensors"}
+
+    def remote(worker_id, files):
+        return Worker(worker_id, lambda job, context: job.worker_id, node="node-b",
+                      checkpoints=lambda: tuple(checkpoint_file(entry) for entry in files))
+
+    queue = JobQueue(pool=LocalPool([remote("ray-0", [beta]), remote("ray-1", [])]))
+    elsewhere = dataclasses.replace(state, queue=queue)
+    try:
+        request = Txt2ImgRequest(prompt="x", override_settings={"sd_model_checkpoint": alpha.title}, **SMALL)
+        with pytest.raises(NotFoundError, match=r"alpha\.safetensors .*node-b \(ray-0, ray-1\)"):
+            elsewhere.submit("txt2img", request, SaveOptions())
+        assert queue.pending() == [] and queue.finished() == []  # nothing queued
+        on_beta = elsewhere.submit("txt2img", request.model_copy(update={
+            "override_settings": {"sd_model_checkpoint": beta.title}}), SaveOptions())
+        assert on_beta.workers_allowed == frozenset({"ray-0"}) and on_beta.wait(10) == "ray-0"
+    finally:
+        queue.shutdown()

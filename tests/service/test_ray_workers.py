@@ -43,6 +43,8 @@ def test_actors_report_as_workers(ray_state):
     assert [info.id for info in infos] == ["ray-0", "ray-1"]
     assert all(info.device == "cpu" and not info.busy for info in infos)
     assert len({info.extra["pid"] for info in infos}) == 2
+    for info in infos:  # each actor reports the files of its own models folder (matched by hash at submit)
+        assert {file.name for file in info.checkpoints} == {"alpha.safetensors", "beta.safetensors"}
 
 
 def test_same_seed_gives_byte_identical_png_on_local_and_ray(ray_state, data):

@@ -17,6 +17,12 @@ from sdweb.state import AppState
 PREFIX = "/sdweb/v1"
 
 
+class CheckpointFileItem(BaseModel):
+    name: str
+    sha256: str | None
+    hash: str = Field(description="A1111's legacy hash (used when a side has no sha256 yet)")
+
+
 class WorkerItem(BaseModel):
     id: str
     node: str = Field(description="host name of the machine the worker runs on")
@@ -27,6 +33,9 @@ class WorkerItem(BaseModel):
     job: str | None = Field(description="id of the job it runs")
     loads: int = Field(description="checkpoint loads since start")
     jobs_done: int
+    checkpoints: list[CheckpointFileItem] | None = Field(
+        description="the checkpoint files in the worker's own models folder (a job goes only to a worker that "
+                    "has its file, matched by hash); null: not reported")
 
 
 class QueueJob(BaseModel):

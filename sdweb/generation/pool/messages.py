@@ -63,6 +63,15 @@ class WorkResult:
 
 
 @dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint file a worker has: its name in the worker's models folder and its hashes."""
+
+    name: str
+    sha256: str | None
+    legacy_hash: str
+
+
+@dataclass(frozen=True)
 class WorkerInfo:
     """What `/sdweb/v1/workers` shows and the scheduler reads."""
 
@@ -75,12 +84,15 @@ class WorkerInfo:
     job_id: str | None = None
     loads: int = 0  # checkpoint loads since start
     jobs_done: int = 0
+    checkpoints: tuple[CheckpointFile, ...] | None = None  # the files it has (None: not reported)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "node": self.node, "device": self.device, "device_name": self.device_name,
                 "loaded": list(self.loaded), "busy": self.busy, "job": self.job_id, "loads": self.loads,
-                "jobs_done": self.jobs_done}
+                "jobs_done": self.jobs_done,
+                "checkpoints": None if self.checkpoints is None else [
+                    {"name": item.name, "sha256": item.sha256, "hash": item.legacy_hash} for item in self.checkpoints]}
 
 
 def encode_preview(image: Any) -> bytes | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sdweb.generation.job_state import DONE, FAILED, INTERRUPTED, EventSink, Job, JobContext, JobInterrupted
-from sdweb.generation.pool.messages import WorkerInfo, WorkImage, WorkItem, WorkResult
+from sdweb.generation.pool.messages import CheckpointFile, WorkerInfo, WorkImage, WorkItem, WorkResult
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ class Worker:
     def __init__(self, worker_id: str, runner: Runner, device: str = "cpu", device_name: str = "",
                  loaded: Callable[[], list[str]] = _no_models, node: str | None = None,
                  pack: ResultPacker | None = None,
-                 apply_settings: Callable[[dict[str, Any]], Any] | None = None) -> None:
+                 apply_settings: Callable[[dict[str, Any]], Any] | None = None,
+                 checkpoints: Callable[[], tuple[CheckpointFile, ...]] | None = None) -> None:
         self.id = worker_id
         self.node = node or socket.gethostname()
         self.device, self.device_name = device, device_name
@@ -37,6 +38,7 @@ class Worker:
         self._loaded = loaded
         self._pack = pack
         self._apply_settings = apply_settings
+        self._checkpoints = checkpoints  # the checkpoint files this worker has (None: it does not say)
         self._lock = threading.Lock()
         self._current: Job | None = None
         self._early: dict[str, set[str]] = {}  # interrupt / skip that arrived before the job started here
@@ -53,7 +55,8 @@ class Worker:
         return WorkerInfo(id=self.id, node=self.node, device=self.device, device_name=self.device_name,
                           loaded=tuple(self._loaded()), busy=current is not None,
                           job_id=current.id if current is not None else None, loads=self.loads,
-                          jobs_done=self.jobs_done)
+                          jobs_done=self.jobs_done,
+                          checkpoints=self._checkpoints() if self._checkpoints is not None else None)
 
     def run(self, item: WorkItem, emit: EventSink | None) -> WorkResult:
         """Run one item to its end; never raises for what the job does (the error is in the result)."""
