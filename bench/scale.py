@@ -9,7 +9,11 @@ Prints one JSON line, measured side by side in one run:
 - progress event latency p50/p95 (worker emit -> head applied);
 - checkpoint loads per 100 jobs over 4 checkpoints, affinity vs fifo;
 - head RSS at idle; with --ray also Ray's cold start, the same figures for actors, Ray's RSS, and a worker
-  SIGKILLed mid-job (the job completes once, progress never goes backwards).
+  SIGKILLed mid-job (the job completes once, progress never goes backwards);
+- a soak: --soak-jobs (200) one-second jobs over 4 workers, one busy worker killed every --kill-every (10) s:
+  lost jobs, duplicate files (the head writes one file per job, refusing to overwrite), retries, progress
+  going backwards. Locally a kill is a worker failing mid-job (sdweb.testing.faults.KillablePool: the job's work
+  is lost, the pool raises); with --ray it is a SIGKILL of the actor's process.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +36,7 @@ from sdweb.generation.jobs import JobQueue  # noqa: E402
 from sdweb.generation.pool.local import LocalPool  # noqa: E402
 from sdweb.generation.pool.scheduler import Scheduler  # noqa: E402
 from sdweb.generation.pool.worker import Worker  # noqa: E402
+from sdweb.testing.faults import KillablePool  # noqa: E402
 
 CHECKPOINTS = ("a", "b", "c", "d")
 
@@ -187,7 +195,6 @@ def ray_figures(jobs: int, step_s: float) -> dict:
                                      "percent": round((1 / rate - direct) / direct * 100, 2)}
     figures["overhead_vs_direct"] = overhead
     figures["kill_mid_job"] = _kill_mid_job(RayPool, step_s)
-    ray.shutdown()
     return figures
 
 
@@ -220,17 +227,108 @@ def _kill_mid_job(pool_class, step_s: float) -> dict:  # noqa: ANN001
             "seconds_from_kill_to_done": round(time.perf_counter() - killed_at, 2)}
 
 
+class Soak:
+    """200 jobs over 4 workers while `kill` kills one busy worker every `kill_every_s`; the head's receive writes
+    one file per job and refuses to overwrite one (a second result for a job would be a duplicate file)."""
+
+    def __init__(self, pool, kill, kill_every_s: float, folder: Path) -> None:  # noqa: ANN001
+        self.pool, self.kill, self.kill_every_s, self.folder = pool, kill, kill_every_s, folder
+        self.duplicates = 0
+        self.kills: list[str] = []
+        self.backwards = False
+
+    def receive(self, job, result):  # noqa: ANN001 (a ResultReceiver)
+        try:
+            with (self.folder / f"{job.request}.txt").open("x") as file:
+                file.write(job.id)
+        except FileExistsError:
+            self.duplicates += 1
+        return result.value
+
+    def run(self, jobs: int) -> dict:
+        queue = JobQueue(pool=self.pool, scheduler=Scheduler("fifo"), receive=self.receive, retries=2)
+        started = time.perf_counter()
+        submitted = [queue.submit("txt2img", index) for index in range(jobs)]
+        done = threading.Event()
+        killer = threading.Thread(target=self._kill_loop, args=(queue, done), daemon=True)
+        watcher = threading.Thread(target=self._watch, args=(submitted, done), daemon=True)
+        killer.start()
+        watcher.start()
+        for job in submitted:
+            job.finished.wait(1800)
+        done.set()
+        killer.join()
+        watcher.join()
+        seconds = time.perf_counter() - started
+        queue.shutdown()
+        files = list(self.folder.glob("*.txt"))
+        return {"jobs": jobs, "workers": len(self.pool.workers()), "kill_every_s": self.kill_every_s,
+                "kills": len(self.kills), "lost": sum(job.status != "done" for job in submitted),
+                "duplicate_files": self.duplicates, "files": len(files),
+                "retried_jobs": sum(job.attempt > 0 for job in submitted),
+                "progress_went_backwards": self.backwards, "seconds": round(seconds, 1)}
+
+    def _kill_loop(self, queue, done: threading.Event) -> None:  # noqa: ANN001
+        while not done.wait(self.kill_every_s):
+            busy = sorted({job.worker_id for job in queue.running() if job.worker_id})
+            if busy:
+                victim = random.choice(busy)
+                if self.kill(victim):
+                    self.kills.append(victim)
+
+    def _watch(self, jobs, done: threading.Event) -> None:  # noqa: ANN001
+        seen = [0.0] * len(jobs)
+        while not done.wait(0.01):
+            for index, job in enumerate(jobs):
+                fraction = job.progress.fraction()
+                self.backwards = self.backwards or fraction < seen[index]
+                seen[index] = fraction
+
+
+def local_soak(jobs: int, step_s: float, kill_every_s: float) -> dict:
+    pool, _ = _local_pool(4, round(1.0 / step_s), step_s)
+    killable = KillablePool(pool)
+    with tempfile.TemporaryDirectory() as folder:
+        return Soak(killable, lambda worker_id: killable.kill(worker_id) is not None, kill_every_s,
+                    Path(folder)).run(jobs)
+
+
+def ray_soak(jobs: int, step_s: float, kill_every_s: float) -> dict:
+    import ray
+
+    from sdweb.generation.pool.ray_pool import RayPool
+
+    pool = RayPool(make_fake_worker, {"steps": round(1.0 / step_s), "step_s": step_s}, [str(i) for i in range(4)],
+                   dict, retries=2)
+
+    def sigkill(worker_id: str) -> bool:
+        os.kill(ray.get(pool.actor(worker_id).pid.remote()), signal.SIGKILL)
+        return True
+
+    with tempfile.TemporaryDirectory() as folder:
+        return Soak(pool, sigkill, kill_every_s, Path(folder)).run(jobs)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ray", action="store_true", help="also measure --workers ray (needs sdweb[ray])")
     parser.add_argument("--step-ms", type=float, default=20.0)
     parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--soak-jobs", type=int, default=200, help="jobs in the soak (0: no soak)")
+    parser.add_argument("--kill-every", type=float, default=10.0, help="seconds between kills in the soak")
     args = parser.parse_args()
     step_s = args.step_ms / 1000
     report = {"bench": "scale", "step_ms": args.step_ms, "jobs": args.jobs, "cpus": os.cpu_count(),
               "local": local_figures(args.jobs, step_s)}
+    if args.soak_jobs:
+        report["local"]["soak"] = local_soak(args.soak_jobs, step_s, args.kill_every)
     if args.ray:
+        import ray
+
         report["ray"] = ray_figures(args.jobs, step_s)
+        if args.soak_jobs:
+            report["ray"]["soak"] = ray_soak(args.soak_jobs, step_s, args.kill_every)
+        ray.shutdown()
     print(json.dumps(report))
     return 0
 

@@ -18,6 +18,7 @@ from sdweb.generation.pool.worker import Worker
 from sdweb.generation.service import GenerationResult
 from sdweb.generation.split import merge_results, split_request
 from sdweb.samplers.rng import ImageRNG
+from sdweb.testing.faults import KillablePool, WorkerLost
 
 SHAPE = (4, 8, 8)
 
@@ -219,52 +220,64 @@ def test_a_failing_image_fails_the_job_with_its_error_and_stops_the_rest():
     assert sum(part.worker_id is None for part in job.parts) >= 6  # the later images never started
 
 
-class LosingPool(LocalPool):
-    """A local pool whose worker is lost mid-job the first time it runs each listed job (as a crashed process:
-    the job's work is thrown away and the pool raises)."""
+def _killed_once(pool_box, victims, steps=6):
+    """A runner whose job is killed (its worker "dies") at step 2 the first time each victim job runs."""
+    attempts = []
 
-    def __init__(self, workers, lose):
-        super().__init__(workers)
-        self.lose, self.runs = set(lose), []
+    def run(job, context):
+        attempts.append(job.id)
+        context.start_batch(0, steps)
+        for step in range(1, steps + 1):
+            time.sleep(0.003)
+            if step == 2 and job.id in victims:
+                victims.discard(job.id)
+                pool_box[0].kill(job.worker_id)
+            context.report_step(step)
+        return job.request
 
-    def run(self, worker_id, item, emit):
-        self.runs.append((item.job_id, item.attempt))
-        if item.job_id in self.lose:
-            self.lose.discard(item.job_id)
-
-            def emit_then_die(event):
-                emit(event)
-                if event.step >= 2:
-                    raise ConnectionError(f"worker {worker_id} died")
-
-            super().run(worker_id, item, emit_then_die)
-            raise ConnectionError(f"worker {worker_id} died")
-        return super().run(worker_id, item, emit)
+    return run, attempts
 
 
 def test_a_job_whose_worker_was_lost_runs_again_and_ends_once():
-    received = []
-    pool = LosingPool([Worker(f"w{index}", _stepper(steps=6)) for index in range(2)], lose=["lost"])
+    box, received = [], []
+    run, attempts = _killed_once(box, {"lost"})
+    pool = KillablePool(LocalPool([Worker(f"w{index}", run) for index in range(2)]))
+    box.append(pool)
     queue = JobQueue(pool=pool, retries=2, receive=lambda job, result: received.append(job.id) or result.value)
     job = queue.submit("txt2img", "x", task_id="lost")
     fractions = []
     while not job.finished.is_set():
         fractions.append(job.progress.fraction())
         time.sleep(0.001)
-    assert job.wait(1)[0] == "x" and job.status == DONE
+    assert job.wait(1) == "x" and job.status == DONE and job.attempt == 1
     queue.shutdown()
-    assert [attempt for job_id, attempt in pool.runs if job_id == "lost"] == [0, 1]
+    assert attempts == ["lost", "lost"] and pool.kills == 1
     assert received == ["lost"]  # the head received (and would save) its result once
     assert all(later >= earlier for earlier, later in zip(fractions, fractions[1:], strict=False))
 
 
+def test_an_image_whose_worker_was_lost_runs_again_and_the_batch_is_gathered_once():
+    box, splitter = [], ListSplitter()
+    run, attempts = _killed_once(box, {"batch#2"})
+    pool = KillablePool(LocalPool([Worker(f"w{index}", run) for index in range(2)]))
+    box.append(pool)
+    queue = JobQueue(pool=pool, retries=1, splitter=splitter)
+    job = queue.submit("txt2img", list(range(4)), task_id="batch")
+    assert job.wait(10) == [0, 1, 2, 3] and splitter.gathered == [[0, 1, 2, 3]]
+    queue.shutdown()
+    assert sorted(attempts) == ["batch#0", "batch#1", "batch#2", "batch#2", "batch#3"]
+
+
 def test_a_job_that_loses_its_worker_too_often_fails():
-    pool = LosingPool([Worker("w0", _stepper())], lose=["doomed"])
+    box = []
+    run, _ = _killed_once(box, {"doomed"})
+    pool = KillablePool(LocalPool([Worker("w0", run)]))
+    box.append(pool)
     queue = JobQueue(pool=pool, retries=0)
     job = queue.submit("txt2img", "x", task_id="doomed")
-    with pytest.raises(ConnectionError):
+    with pytest.raises(WorkerLost):
         job.wait(5)
-    assert queue.submit("txt2img", "next").wait(5)[0] == "next"  # the queue goes on
+    assert queue.submit("txt2img", "next").wait(5) == "next"  # the queue goes on
     queue.shutdown()
 
 
