@@ -13,7 +13,9 @@ Prints one JSON line, measured side by side in one run:
 - a soak: --soak-jobs (200) one-second jobs over 4 workers, one busy worker killed every --kill-every (10) s:
   lost jobs, duplicate files (the head writes one file per job, refusing to overwrite), retries, progress
   going backwards. Locally a kill is a worker failing mid-job (sdweb.testing.faults.KillablePool: the job's work
-  is lost, the pool raises); with --ray it is a SIGKILL of the actor's process.
+  is lost, the pool raises; the head retries it). With --ray it is a SIGKILL of the actor's process: Ray
+  restarts the actor and re-runs the call itself, and its stream resumes after the last event the head got, so
+  the head sees a pause, no retry (head_retries counts only the head's own, after Ray's retries ran out).
 """
 
 from __future__ import annotations
@@ -265,7 +267,7 @@ class Soak:
         return {"jobs": jobs, "workers": len(self.pool.workers()), "kill_every_s": self.kill_every_s,
                 "kills": len(self.kills), "lost": sum(job.status != "done" for job in submitted),
                 "duplicate_files": self.duplicates, "files": len(files),
-                "retried_jobs": sum(job.attempt > 0 for job in submitted),
+                "head_retries": sum(job.attempt for job in submitted),
                 "progress_went_backwards": self.backwards, "seconds": round(seconds, 1)}
 
     def _kill_loop(self, queue, done: threading.Event) -> None:  # noqa: ANN001

@@ -71,6 +71,7 @@ class Job:
     worker_id: str | None = None  # the worker that runs or ran it (a split job: the first of its workers)
     attempt: int = 0  # 0, then 1.. when the queue retries it after its worker was lost
     workers_allowed: frozenset[str] | None = None  # the workers that have its checkpoint file (None: any)
+    lost_on: set[str] = field(default_factory=set)  # workers lost while running it (a retry goes elsewhere)
     # A batch split over several workers: the job the user sees holds its per-image parts, in image order;
     # each part knows its job and its index. Neither is compared or printed (they point at each other).
     parts: list[Job] = field(default_factory=list, compare=False, repr=False)

@@ -205,6 +205,7 @@ class JobQueue:
             log.warning("Job %s: worker %s was lost (%s); running it again (attempt %d of %d)", job.id, worker_id,
                         error, job.attempt + 2, self.retries + 1)
             job.attempt += 1
+            job.lost_on.add(worker_id)
             if job.parent is not None:
                 job.status = QUEUED
             self._running.pop(job.id, None)

@@ -225,7 +225,7 @@ def _killed_once(pool_box, victims, steps=6):
     attempts = []
 
     def run(job, context):
-        attempts.append(job.id)
+        attempts.append((job.id, job.worker_id))
         context.start_batch(0, steps)
         for step in range(1, steps + 1):
             time.sleep(0.003)
@@ -238,7 +238,7 @@ def _killed_once(pool_box, victims, steps=6):
     return run, attempts
 
 
-def test_a_job_whose_worker_was_lost_runs_again_and_ends_once():
+def test_a_job_whose_worker_was_lost_runs_again_on_another_worker_and_ends_once():
     box, received = [], []
     run, attempts = _killed_once(box, {"lost"})
     pool = KillablePool(LocalPool([Worker(f"w{index}", run) for index in range(2)]))
@@ -251,7 +251,8 @@ def test_a_job_whose_worker_was_lost_runs_again_and_ends_once():
         time.sleep(0.001)
     assert job.wait(1) == "x" and job.status == DONE and job.attempt == 1
     queue.shutdown()
-    assert attempts == ["lost", "lost"] and pool.kills == 1
+    assert [job_id for job_id, _ in attempts] == ["lost", "lost"] and pool.kills == 1
+    assert attempts[0][1] != attempts[1][1]  # not again on the worker that was just lost
     assert received == ["lost"]  # the head received (and would save) its result once
     assert all(later >= earlier for earlier, later in zip(fractions, fractions[1:], strict=False))
 
@@ -265,7 +266,20 @@ def test_an_image_whose_worker_was_lost_runs_again_and_the_batch_is_gathered_onc
     job = queue.submit("txt2img", list(range(4)), task_id="batch")
     assert job.wait(10) == [0, 1, 2, 3] and splitter.gathered == [[0, 1, 2, 3]]
     queue.shutdown()
-    assert sorted(attempts) == ["batch#0", "batch#1", "batch#2", "batch#2", "batch#3"]
+    assert sorted(job_id for job_id, _ in attempts) == ["batch#0", "batch#1", "batch#2", "batch#2", "batch#3"]
+    lost_image_workers = [worker_id for job_id, worker_id in attempts if job_id == "batch#2"]
+    assert lost_image_workers[0] != lost_image_workers[1]
+
+
+def test_a_job_whose_only_worker_was_lost_runs_again_there():
+    box = []
+    run, attempts = _killed_once(box, {"lost"})
+    pool = KillablePool(LocalPool([Worker("w0", run)]))
+    box.append(pool)
+    queue = JobQueue(pool=pool, retries=1)
+    assert queue.submit("txt2img", "x", task_id="lost").wait(5) == "x"
+    queue.shutdown()
+    assert attempts == [("lost", "w0"), ("lost", "w0")]
 
 
 def test_a_job_that_loses_its_worker_too_often_fails():

@@ -7,6 +7,7 @@ Affinity, when a worker frees up:
 4. the oldest job whose checkpoint has more jobs waiting than workers holding it, all of them busy
    (a backlog spreads over more workers, so one popular model still uses every GPU);
 5. else wait: the workers that hold those checkpoints take them when they free up.
+Both modes: a job whose worker was lost runs again on another worker while there is one it may use.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ class Scheduler:
     def pick(self, pending: Sequence[Job], worker: WorkerView, workers: Sequence[WorkerView],
              now: float | None = None) -> Job | None:
         """The job `worker` should take now, or None to leave the queue as it is. Jobs whose checkpoint file the
-        worker lacks are not its to take."""
-        pending = [job for job in pending if job.workers_allowed is None or worker.id in job.workers_allowed]
+        worker lacks are not its to take; nor a job this worker was lost on while another worker may take it."""
+        pending = [job for job in pending if _may_take(job, worker, workers)]
         if not pending:
             return None
         head = pending[0]
@@ -84,6 +85,17 @@ class Scheduler:
 
     def forget(self, job_id: str) -> None:
         self._passes.pop(job_id, None)
+
+
+def _may_take(job: Job, worker: WorkerView, workers: Sequence[WorkerView]) -> bool:
+    def allowed(view: WorkerView) -> bool:
+        return job.workers_allowed is None or view.id in job.workers_allowed
+
+    if not allowed(worker):
+        return False
+    if worker.id not in job.lost_on:
+        return True
+    return all(view.id in job.lost_on for view in workers if allowed(view))  # no other worker left: run it here
 
 
 def _holds(view: WorkerView, checkpoint: str | None) -> bool:
