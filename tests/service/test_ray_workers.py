@@ -110,3 +110,30 @@ def test_a_split_batch_comes_back_as_pngs_and_the_head_writes_it_once(ray_state)
     assert all(f"Seed: {seed}," in text for seed, text in zip(result.seeds, result.infotexts, strict=True))
     assert len(result.saved_paths) == 5 and len(set(result.saved_paths)) == 5  # four images and the grid
     assert all(path.is_file() for path in result.saved_paths)
+
+
+@pytest.mark.slow  # ~2 min on 2 cores: the restarted actor imports torch and diffusers and loads again
+def test_a_sigkilled_actor_mid_job_gives_the_job_once_with_progress_never_going_backwards(ray_state, data):
+    import os
+    import signal
+
+    files_before = set(data.rglob("*.png"))
+    request = Txt2ImgRequest(prompt="a crash", seed=7, **{**SMALL, "steps": 60})
+    job = ray_state.submit("txt2img", request, SAVE)
+    deadline = time.monotonic() + 120
+    while job.progress.sampling_step < 3:
+        assert time.monotonic() < deadline and not job.finished.is_set()
+        time.sleep(0.01)
+    pid = {info.id: info.extra["pid"] for info in ray_state.queue.pool.workers()}[job.worker_id]
+    os.kill(pid, signal.SIGKILL)
+    fractions = []
+    while not job.finished.is_set():
+        fractions.append(job.progress.fraction())
+        time.sleep(0.005)
+    result = job.wait(0)
+    assert job.status == DONE and set(data.rglob("*.png")) - files_before == set(result.saved_paths)
+    assert len(result.saved_paths) == 1
+    assert all(later >= earlier for earlier, later in zip(fractions, fractions[1:], strict=False))
+    assert pid not in {info.extra["pid"] for info in ray_state.queue.pool.workers()}  # the actor was restarted
+    again = ray_state.submit("txt2img", Txt2ImgRequest(prompt="a crash", seed=7, **SMALL), SAVE).wait(300)
+    assert len(again.saved_paths) == 1 and again.saved_paths[0] != result.saved_paths[0]
