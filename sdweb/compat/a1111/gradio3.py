@@ -18,11 +18,13 @@ from typing import Any
 
 import gradio
 from gradio.blocks import Block
+from gradio.events import Dependency
 
 log = logging.getLogger(__name__)
 
 BUTTON_VARIANTS = ("primary", "secondary", "stop", "huggingface")
 _DROPPED_EVENT_KEYWORDS = ("_preprocess", "_postprocess", "status_tracker")
+CHAINED_EVENTS = ("then", "success", "failure")
 
 
 def _style(self: Any, *_args: Any, **_kwargs: Any) -> Any:
@@ -82,9 +84,32 @@ def _event_for(cls: type, name: str) -> Callable[..., Any]:
     accepted, _ = _keywords(original)
 
     def listener(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return original(self, *args, **_event_keywords(kwargs, accepted))
+        return _chainable(original(self, *args, **_event_keywords(kwargs, accepted)))
 
     listener.__name__ = name
+    return listener
+
+
+def _chainable(dependency: Any) -> Any:
+    """An event's Dependency whose `.then` / `.success` / `.failure` take Gradio 3 keywords too (`_js=`, ...),
+    and so do the Dependencies those return. Only this object changes: Gradio's class stays as it is."""
+    if isinstance(dependency, Dependency):
+        for name in CHAINED_EVENTS:
+            original = getattr(dependency, name, None)
+            if callable(original):
+                setattr(dependency, name, _chained(original))
+    return dependency
+
+
+def _chained(original: Callable[..., Any]) -> Callable[..., Any]:
+    try:
+        accepted: set[str] | None = _keywords(original)[0]
+    except (TypeError, ValueError):
+        accepted = None
+
+    def listener(*args: Any, **kwargs: Any) -> Any:
+        return _chainable(original(*args, **_event_keywords(kwargs, accepted)))
+
     return listener
 
 

@@ -3,10 +3,12 @@ over sdweb's settings plus the options A1111 extensions add."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from sdweb.compat.a1111.defaults import A1111_ONLY_DEFAULTS
 from sdweb.compat.a1111.world import WORLD
 from sdweb.core.errors import UserError
 from sdweb.extensions.api import OptionSpec
@@ -117,6 +119,8 @@ class Options:
             return settings.get(key)
         if key in WORLD.extension_options:
             return WORLD.extension_options[key].default
+        if key in A1111_ONLY_DEFAULTS:
+            return copy.deepcopy(A1111_ONLY_DEFAULTS[key])
         raise AttributeError(f"shared.opts has no option {key!r}")
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -141,7 +145,7 @@ class Options:
         if key in WORLD.extension_options:
             return WORLD.extension_options[key].default
         option = WORLD.settings.option(key) if WORLD.settings is not None else None
-        return option.default if option is not None else None
+        return option.default if option is not None else copy.deepcopy(A1111_ONLY_DEFAULTS.get(key))
 
     def add_option(self, key: str, info: OptionInfo) -> None:
         """Called from on_ui_settings callbacks (run while the extension loads): the option appears in sdweb's
