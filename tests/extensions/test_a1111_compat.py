@@ -169,11 +169,48 @@ def test_tagcomplete_route_settings_and_javascript(world):
     tags = api.get("/tacapi/v1/tags")
     assert tags.status_code == 200 and tags.text.startswith("1girl,")
     assert api.get("/tacapi/v1/embeddings").json() == []
+    # A1111's file= route, which the real tagcomplete reads its tag files through: an A1111 extension's own files
+    tag_file = world["data"] / "extensions" / "tagcomplete-like" / "tags" / "danbooru.csv"
+    assert api.get(f"/file={tag_file}").text == tags.text
+    assert api.get("/file=tmp/tagAutocompletePath.txt").text == str(tag_file.parent)  # written to script_path/tmp
+    assert api.get("/file=extensions/tagcomplete-like/scripts/tag_autocomplete_helper.py").status_code == 404
     options = api.get("/sdapi/v1/options").json()
     assert options["tac_maxResults"] == 5 and options["tac_active"] is True and options["wildcards_same_seed"] is False
     script = state.extensions.javascript()
     assert script.index("window.onUiLoaded") < script.index("// tagcomplete-like/tagAutocomplete.js")
     assert '"tac_maxResults": 5' in script
+
+
+def test_each_javascript_file_is_its_own_script_in_the_page(world):
+    """As in A1111, an error in one extension's javascript does not stop the page helpers or the others."""
+    files = world["state"].extensions.javascript_files()
+    assert "window.onUiLoaded" in files[0] and files[1].startswith("// tagcomplete-like/tagAutocomplete.js")
+    page = world["api"].get("/").text
+    helpers, tagcomplete = page.index("window.onUiLoaded = "), page.index("// tagcomplete-like/tagAutocomplete.js")
+    between = page[helpers:tagcomplete]  # the page carries the head in its JSON config: "<" is \\u003c there
+    assert "</script>" in between or "\\u003c/script\\u003e" in between
+
+
+def test_page_helpers_know_the_extension_tabs_and_a1111_ids(world):
+    """page.js opens img2img and the A1111 extensions' tabs (images-browser's) before onUiLoaded callbacks run,
+    and reads A1111's quicksettings ids as sdweb's."""
+    from sdweb.compat.a1111.page import page_javascript
+
+    script = page_javascript()
+    assert 'const renderTabs = ["img2img", "image_browser"];' in script
+    assert '"setting_sd_model_checkpoint": "sd_model_checkpoint"' in script
+    assert not any(name in script for name in ("__OPTIONS__", "__RENDER_TABS__", "__A1111_IDS__"))
+
+
+def test_folder_options_are_in_the_data_folder(world):
+    """A1111's folder settings are relative to its data folder; an extension reading opts gets sdweb's data
+    folder, never the working directory."""
+    from sdweb.compat.a1111.modules.options import Options
+
+    expected = str(world["data"] / "outputs" / "txt2img-images")
+    assert Options().outdir_txt2img_samples == expected
+    assert Options().data["outdir_txt2img_samples"] == expected
+    assert Options().outdir_samples == ""  # empty stays empty: "use the three below"
 
 
 def test_images_browser_tab_lists_the_outputs(world):
@@ -183,7 +220,9 @@ def test_images_browser_tab_lists_the_outputs(world):
     blocks = build_blocks(world["state"])
     config = blocks.get_config_file()
     tabs = [c["props"] for c in config["components"] if c["type"] == "tabitem"]
-    assert any(tab.get("label") == "Image Browser" and tab.get("elem_id") == "tab_image_browser" for tab in tabs)
+    browser_tab = next(tab for tab in tabs if tab.get("elem_id") == "tab_image_browser")
+    assert browser_tab["label"] == "Image Browser"
+    assert browser_tab["render_children"] is True  # its elements are in the page before it opens, as in A1111
     refresh = next(index for index, dependency in enumerate(config["dependencies"]) if dependency["js"] == "() => []")
     listed = blocks.fns[refresh].fn()["value"]
     saved = sorted((world["data"] / "outputs").rglob("*.png"))

@@ -44,13 +44,30 @@ def _screenshot(request):
 
 
 def test_tag_list_appears_while_typing(page):
+    """The fixture reads its tags through A1111's file= route and finds the prompts with Gradio 3's selector
+    ("#txt2img_prompt > label > textarea")."""
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.click()
     prompt.press_sequentially("a photo, lo")
-    results = page.locator("#tac-results li")
+    results = page.locator("#txt2img_prompt .autocompleteResults li")
     expect(results).to_have_text(["long_hair", "looking_at_viewer"])
     prompt.press_sequentially("n")
     expect(results).to_have_text(["long_hair"])
+
+
+def test_img2img_prompt_was_in_the_page_for_on_ui_loaded(page):
+    """onUiLoaded callbacks run after img2img's tab was built (A1111's page has every tab from the start)."""
+    page.get_by_role("tab", name="img2img", exact=True).first.click()
+    prompt = page.locator("#img2img_prompt textarea")
+    prompt.click()
+    prompt.press_sequentially("1g")
+    expect(page.locator("#img2img_prompt .autocompleteResults li")).to_have_text(["1girl"])
+    page.get_by_role("tab", name="txt2img", exact=True).first.click()
+
+
+def test_a1111_ids_and_titles(page):
+    assert page.evaluate("() => window.tacModelSelect && window.tacModelSelect.id") == "sd_model_checkpoint"
+    expect(page.locator("#txt2img_generate")).to_have_attribute("title", "Tag autocomplete is active")
 
 
 def test_extensions_tab_shows_api_and_incompatible_reason(page):
