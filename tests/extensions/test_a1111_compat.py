@@ -232,3 +232,32 @@ def test_images_browser_tab_lists_the_outputs(world):
 def test_a1111_names_stay_inside_the_extensions_scope(world):
     assert "modules" not in sys.modules and "launch" not in sys.modules
     assert not hasattr(gradio, "Box")  # the Gradio 3 alias exists for extensions only
+
+
+def test_cmd_opts_paths_and_a1111_only_options(world):
+    """What real extensions read at import: folder flags resolved (A1111 never leaves them None), a flag their
+    preload.py adds (images-browser's) at its default, script_path the data folder (never sdweb's checkout),
+    settings A1111 has and sdweb does not at A1111's defaults."""
+    from sdweb.compat.a1111.modules import paths, shared
+    from sdweb.compat.a1111.modules.options import Options
+
+    data_paths = world["state"].paths
+    assert shared.cmd_opts.lora_dir == str(data_paths.lora)
+    assert shared.cmd_opts.ui_settings_file == str(data_paths.config_file)
+    assert shared.cmd_opts.image_browser_tmp_db is False  # images-browser-like's preload.py
+    assert shared.cmd_opts.no_such_flag_anywhere is None
+    assert paths.script_path == str(world["data"]) == shared.script_path
+    assert Options().temp_dir == "" and Options().extra_networks_hidden_models == "When searched"
+
+
+def test_run_pnginfo_reads_a_saved_image(world):
+    from PIL import Image
+
+    from sdweb.compat.a1111.modules.extras import run_pnginfo
+
+    txt2img(world, "a pnginfo lamp", save_images=True)
+    saved = max((world["data"] / "outputs").rglob("*.png"), key=lambda path: path.stat().st_mtime)
+    with Image.open(saved) as image:
+        _, geninfo, html = run_pnginfo(image)
+    assert geninfo.startswith("a pnginfo lamp\n") and "<b>parameters</b>" in html
+    assert run_pnginfo(None) == ("", None, "")
