@@ -261,3 +261,24 @@ def test_run_pnginfo_reads_a_saved_image(world):
         _, geninfo, html = run_pnginfo(image)
     assert geninfo.startswith("a pnginfo lamp\n") and "<b>parameters</b>" in html
     assert run_pnginfo(None) == ("", None, "")
+
+
+def test_ui_common_save_files_writes_to_the_data_folders_log(world):
+    """A1111's gallery Save, which extensions reuse: the selected image with its infotext into log/images of the
+    data folder, plus a log.csv row."""
+    import json
+
+    from PIL import Image
+
+    from sdweb.compat.a1111.modules.ui_common import save_files
+
+    images = [Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")]
+    data = json.dumps({"infotexts": ["a red square\nSteps: 2, Seed: 5", "a blue square\nSteps: 2, Seed: 6"],
+                       "index_of_first_image": 0})
+    update, status = save_files(data, images, False, 1)
+    (saved,) = [Path(path) for path in update["value"] if path.endswith(".png")]
+    assert saved.parent == world["data"] / "log" / "images" and "Saved:" in status
+    with Image.open(saved) as image:
+        assert image.getpixel((0, 0)) == (0, 0, 255) and image.info["parameters"].startswith("a blue square")
+    assert "a blue square" in (saved.parent / "log.csv").read_text(encoding="utf-8")
+    assert save_files(data, [], False, -1)[1].endswith("There is no image to save.</p>")

@@ -57,3 +57,14 @@ def test_components_beside_the_tabs_move_after_them():
     column = next(block for block in blocks.blocks.values() if getattr(block, "elem_id", None) == "column")
     assert _child_ids(column) == ["tabs", "stray", "after"]
     assert stray.parent is not tabs and after.parent is stray.parent
+
+
+def test_then_and_success_take_gradio3_keywords():
+    with gradio.Blocks() as blocks:
+        button = gr.Button("Go")
+        box = gr.Textbox()
+        (button.click(lambda: "a", None, box, _js="() => 1", show_progress=False)
+         .then(lambda: "b", None, box, _js="() => 2", show_progress=True)
+         .success(lambda: "c", None, box, _js="() => 3"))
+    scripts = [dependency["js"] for dependency in blocks.get_config_file()["dependencies"]]
+    assert scripts == ["() => 1", "() => 2", "() => 3"]
