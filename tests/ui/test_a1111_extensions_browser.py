@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_kit import CHROMIUM, browser_page, running_server, screenshot_on_failure
+import requests
+from browser_kit import CHROMIUM, JOB_TIMEOUT_S, browser_page, running_server, screenshot_on_failure
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -23,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "a1111_extensions"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("a1111-browser")
-    for name in ("tagcomplete-like", "controlnet-like"):
+    for name in ("tagcomplete-like", "controlnet-like", "images-browser-like"):
         shutil.copytree(FIXTURES / name, root / "data" / "extensions" / name)
     with running_server(root) as running:
         yield running
@@ -79,3 +80,15 @@ def test_extensions_tab_shows_api_and_incompatible_reason(page):
     controlnet = table.locator("tr[data-extension='controlnet-like']")
     expect(controlnet).to_contain_text("incompatible: it patches A1111's model internals (ldm")
     expect(table.locator("tr[data-extension='controlnet']")).to_contain_text("sdweb")
+
+
+def test_images_browser_tab_lists_the_outputs(page, server):
+    url, data, _log = server
+    response = requests.post(f"{url}sdapi/v1/txt2img", json={"prompt": "a listed tree", "steps": 1, "width": 64,
+                                                              "height": 64, "save_images": True},
+                             timeout=JOB_TIMEOUT_S)
+    assert response.status_code == 200, response.text
+    (saved,) = sorted((data / "outputs").rglob("*.png"))
+    page.get_by_role("tab", name="Image Browser", exact=True).first.click()
+    page.locator("#image_browser_refresh").click()
+    expect(page.locator("#image_browser_list textarea")).to_have_value(str(saved))
