@@ -58,12 +58,17 @@ class ExtensionSet:
     # page helpers that loaded extensions' javascript expects (A1111's gradioApp, onUiLoaded, opts), or None
     page_helpers: Callable[[], str] | None = None
 
-    def javascript(self) -> str:
+    def javascript_files(self) -> list[str]:
+        """The page's extension javascript, one text per file (each gets its own <script>, as A1111 does, so
+        an error in one does not stop the others): the page helpers first, then each loaded extension's."""
         parts = [self.page_helpers()] if self.page_helpers is not None else []
         for extension in self.extensions:
             for path in extension.javascript if extension.loaded else []:
                 parts.append(f"// {extension.name}/{path.name}\n{_read(path)}")
-        return "\n".join(parts)
+        return parts
+
+    def javascript(self) -> str:
+        return "\n".join(self.javascript_files())
 
     def css(self) -> str:
         return "\n".join(_read(ext.css) for ext in self.extensions if ext.loaded and ext.css is not None)
@@ -287,8 +292,10 @@ def load_extensions(paths: Any, settings: Any, options: Any,
         scripts.extend(own_scripts)
     loaded = [ext.name for ext in extensions if ext.loaded]
     log.info("Extensions loaded: %s", ", ".join(loaded) or "none")
-    helpers = a1111.page_javascript if a1111 is not None and any(
-        ext.loaded and ext.api == "A1111" for ext in extensions) else None
+    a1111_loaded = [ext.path for ext in extensions if ext.loaded and ext.api == "A1111"]
+    helpers = a1111.page_javascript if a1111 is not None and a1111_loaded else None
+    if a1111 is not None and a1111_loaded:  # their javascript reads their files through A1111's file= route
+        callbacks.app_started.append(a1111.file_route(Path(paths.data_dir), a1111_loaded))
     return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs, helpers)
 
 

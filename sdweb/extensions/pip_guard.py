@@ -21,7 +21,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +42,10 @@ LAUNCHER_PACKAGES = ("torch", "spandrel", "spandrel-extra-arches", "einops")
 NEVER_INSTALLED = ("torchvision", "xformers")
 PIP_TIMEOUT_S = 1800.0
 _CONSTRAINT_LINE = re.compile(r"\(constraint\)\s+([A-Za-z0-9][A-Za-z0-9._-]*)")
+# "Could not find a version that satisfies the requirement transformers[torch]<5; extra == "magicprompt" (from
+# dynamicprompts[magicprompt]) (from versions: ...)": the requirement, then the package that asked for it
+_UNAVAILABLE = re.compile(r"Could not find a version that satisfies the requirement (?P<requirement>.+?)"
+                          r"(?: \(from (?P<parent>(?!versions:)[^()]+?)\))?(?: \(from versions:.*)?$")
 
 
 class RequirementConflict(UserError):
@@ -135,13 +139,24 @@ class Conflict:
                 f"sdweb needs {', '.join(held)}, so the install was refused.")
 
 
-def conflicts_in_output(lines: Sequence[str]) -> Conflict | None:
-    """pip's ResolutionImpossible report about a constraint in `lines` (pip's output), or None."""
+def conflicts_in_output(lines: Sequence[str], protected: Collection[str] | None = None) -> Conflict | None:
+    """A refusal caused by sdweb's constraints in `lines` (pip's output), or None: pip's ResolutionImpossible
+    report naming a constraint, or its "No matching distribution found" for a requirement on a protected
+    package (`protected`: canonical names; sdweb's protected packages when None), which is what pip says when
+    a dependency's only allowed version is excluded by a constraint."""
     packages: list[str] = []
     causes: list[str] = []
     in_block = False
     for raw in lines:
         line = raw.strip()
+        unavailable = _UNAVAILABLE.search(line)
+        if unavailable:
+            found = _protected_requirement(unavailable.group("requirement"), protected)
+            if found is not None and found[0] not in packages:
+                packages.append(found[0])
+                parent = unavailable.group("parent")
+                causes.append(f"{parent} depends on {found[1]}" if parent else f"it asks for {found[1]}")
+            continue
         if line.startswith("The conflict is caused by"):
             in_block = True
             continue
@@ -158,6 +173,20 @@ def conflicts_in_output(lines: Sequence[str]) -> Conflict | None:
         elif line not in causes:
             causes.append(line)
     return Conflict(tuple(packages), tuple(causes)) if packages else None
+
+
+def _protected_requirement(text: str, protected: Collection[str] | None) -> tuple[str, str] | None:
+    """(canonical name, requirement without its marker) when `text` is a requirement on a protected package."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return None
+    name = canonicalize_name(requirement.name)
+    names = set(protected) if protected is not None else set(protected_versions()) | set(NEVER_INSTALLED)
+    if name not in names:
+        return None
+    requirement.marker = None
+    return name, str(requirement)
 
 
 def _planned(report: Path) -> dict[str, str]:
@@ -181,14 +210,96 @@ def _refused_in_plan(planned: Mapping[str, str], versions: Mapping[str, str]) ->
 
 
 # -- running pip ------------------------------------------------------------------------------------------------
-def _named_packages(args: Sequence[str]) -> list[str]:
-    names = []
-    for arg in args:
+# pip options that take a value (the value is not a requirement)
+_VALUE_OPTIONS = frozenset({
+    "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url", "--extra-index-url",
+    "-f", "--find-links", "-t", "--target", "--prefix", "--root", "--upgrade-strategy", "--platform",
+    "--python-version", "--implementation", "--abi", "--no-binary", "--only-binary", "--progress-bar", "--report",
+    "--src", "--log", "--cache-dir", "--trusted-host", "--proxy", "--timeout", "--retries", "--global-option",
+    "--config-settings", "-C", "--exists-action", "--keyring-provider", "--python"})
+
+
+def _requirement_positions(args: Sequence[str]) -> list[tuple[int, Requirement]]:
+    """(index, requirement) of each requirement named on pip's command line (option values skipped)."""
+    found: list[tuple[int, Requirement]] = []
+    skip_next = False
+    for index, arg in enumerate(args):
+        if skip_next:
+            skip_next = False
+            continue
         if arg.startswith("-"):
+            skip_next = arg in _VALUE_OPTIONS
             continue
         with contextlib.suppress(InvalidRequirement):
-            names.append(canonicalize_name(Requirement(arg).name))
-    return names
+            found.append((index, Requirement(arg)))
+    return found
+
+
+def _named_packages(args: Sequence[str]) -> list[str]:
+    return [canonicalize_name(requirement.name) for _, requirement in _requirement_positions(args)]
+
+
+def _with_extras(args: Sequence[str], extras: Mapping[int, Sequence[str]]) -> list[str]:
+    """`args` with the requirement at each index given exactly `extras[index]` (its other parts unchanged)."""
+    changed = list(args)
+    for index, requirement in _requirement_positions(args):
+        if index in extras:
+            edited = Requirement(str(requirement))
+            edited.extras = set(extras[index])
+            changed[index] = str(edited)
+    return changed
+
+
+@dataclass
+class _Pip:
+    """One extension's pip install under the constraints: dry runs first, then the install."""
+
+    extension: str
+    command: list[str]  # python -m pip install --constraint <file>
+    versions: Mapping[str, str]
+    folder: Path
+    env: dict[str, str]
+    timeout: float
+    progress: Progress
+    scratch: Path
+
+    def dry_run(self, args: Sequence[str]) -> tuple[int, Conflict | None, list[str]]:
+        """(pip's exit code, the conflict with sdweb's packages or None, pip's output lines)."""
+        report = self.scratch / "report.json"
+        report.unlink(missing_ok=True)
+        lines: list[str] = []
+        code, _tail = run_streamed([*self.command, "--dry-run", "--report", str(report), *args], cwd=self.folder,
+                                   env=self.env, timeout=self.timeout, progress=lines.append)
+        protected = set(self.versions) | set(NEVER_INSTALLED)
+        conflict = conflicts_in_output(lines, protected) if code else _refused_in_plan(_planned(report), self.versions)
+        return code, conflict, lines
+
+    def without_conflicting_extras(self, args: Sequence[str], conflict: Conflict) -> list[str] | None:
+        """The install `args` with the extras left out whose requirements conflict with sdweb's packages
+        (sd-dynamic-prompts asks for dynamicprompts[magicprompt], which needs transformers<5): the package
+        itself and its other extras are kept. None when the packages conflict without their extras too."""
+        requested = {index: sorted(requirement.extras) for index, requirement in _requirement_positions(args)
+                     if requirement.extras}
+        base = _with_extras(args, {index: [] for index in requested})
+        if not requested or self.dry_run(base)[1] is not None:
+            return None
+        kept: dict[int, list[str]] = {index: [] for index in requested}
+        left_out: list[str] = []
+        for index, extras in requested.items():
+            for extra in extras:
+                if self.dry_run(_with_extras(base, {index: [extra]}))[1] is None:
+                    kept[index].append(extra)
+                else:
+                    left_out.append(f"{Requirement(args[index]).name}[{extra}]")
+        chosen = _with_extras(base, kept)
+        if chosen != base and self.dry_run(chosen)[1] is not None:
+            chosen = base  # extras that fit one by one but not together: the packages alone
+        held = ", ".join(f"{name}=={self.versions[name]}" if name in self.versions else name
+                         for name in conflict.packages)
+        self.progress(f"Extension {self.extension}: installing without the extras {', '.join(left_out)}: they need "
+                      f"{'; '.join(conflict.causes) or 'other versions of its packages'}, and sdweb needs {held}. "
+                      f"The features that need them will not work.")
+        return chosen
 
 
 def run_pip_for_extension(extension: str, pip_args: Sequence[str], *, python: str, progress: Progress,
@@ -196,9 +307,10 @@ def run_pip_for_extension(extension: str, pip_args: Sequence[str], *, python: st
     """Run `python -m pip <pip_args>` for `extension` under sdweb's constraints; pip's exit code.
 
     An `install` is resolved first (`--dry-run --report`); a conflict with a protected package raises
-    RequirementConflict (HTTP 409) naming the package and the extension, and nothing is installed. An
-    `uninstall` of a protected package is refused the same way. Other pip commands (list, show, ...) run
-    as given."""
+    RequirementConflict (HTTP 409) naming the package and the extension, and nothing is installed, unless the
+    conflict comes only from extras of a requirement (`pkg[extra]`): then the package is installed without those
+    extras and a progress line says which were left out. An `uninstall` of a protected package is refused the
+    same way. Other pip commands (list, show, ...) run as given."""
     args = list(pip_args)
     if not args:
         raise ValueError("no pip command given")
@@ -216,20 +328,20 @@ def run_pip_for_extension(extension: str, pip_args: Sequence[str], *, python: st
     with tempfile.TemporaryDirectory(prefix="sdweb-pip-") as scratch:
         constraints = Path(scratch) / "sdweb-constraints.txt"
         constraints.write_text(constraints_text(versions), encoding="utf-8")
-        install = [python, "-m", "pip", "install", "--constraint", str(constraints)]
-        report = Path(scratch) / "report.json"
-        lines: list[str] = []
-
-        def collect(line: str) -> None:
-            lines.append(line)
-            progress(line)
-
+        pip = _Pip(extension, [python, "-m", "pip", "install", "--constraint", str(constraints)], versions, folder,
+                   env, timeout, progress, Path(scratch))
+        install: list[str] | None = args[1:]
         progress(f"Checking what pip would install for {extension}")
-        code, _tail = run_streamed([*install, "--dry-run", "--report", str(report), *args[1:]], cwd=folder,
-                                   env=env, timeout=timeout, progress=collect)
-        conflict = conflicts_in_output(lines) if code else _refused_in_plan(_planned(report), versions)
+        code, conflict, lines = pip.dry_run(install)
         if conflict is not None:
-            raise RequirementConflict(conflict.describe(extension, versions))
-        if code:
-            return code
-        return run_streamed([*install, *args[1:]], cwd=folder, env=env, timeout=timeout, progress=progress)[0]
+            install = pip.without_conflicting_extras(install, conflict)
+            if install is None:
+                for line in lines:  # pip's own account of the conflict (install.py output is read for it)
+                    progress(line)
+                raise RequirementConflict(conflict.describe(extension, versions))
+        else:
+            for line in lines:
+                progress(line)
+            if code:
+                return code
+        return run_streamed([*pip.command, *install], cwd=folder, env=env, timeout=timeout, progress=progress)[0]

@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def write_wheel(folder: Path, name: str, version: str, requires: Sequence[str] = ()) -> Path:
-    """A pure-Python wheel `name==version` with `requires` as its dependencies (one module, `name`)."""
+def write_wheel(folder: Path, name: str, version: str, requires: Sequence[str] = (),
+                extras: Sequence[str] = ()) -> Path:
+    """A pure-Python wheel `name==version` with `requires` as its dependencies (one module, `name`); `extras`
+    are the extras it provides (a requirement is an extra's with `; extra == "name"`)."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     files = {
         f"{dist}/__init__.py": f"VERSION = {version!r}\n",
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                            + "".join(f"Provides-Extra: {extra}\n" for extra in extras)
                             + "".join(f"Requires-Dist: {requirement}\n" for requirement in requires),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: sdweb.testing\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }

@@ -114,7 +114,9 @@ def _render_extension_tabs(built: list[tuple[Any, str, str] | str]) -> None:
                 gr.Markdown(f"This extension's tab failed to build: {item.split(':', 1)[1].strip()}")
             continue
         blocks, title, elem_id = item
-        with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+        # rendered (hidden) before it is first opened, as every tab of A1111's page is: extensions' javascript
+        # looks up their tab's elements when the page loads
+        with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}", render_children=True):
             blocks.render()
 
 
@@ -192,13 +194,18 @@ def _wire_page_load(blocks: gr.Blocks, state: AppState, quick: QuickSettings, se
     blocks.load(on_load, inputs=None, outputs=outputs, api_visibility="private", queue=False)
 
 
+def _inline(script: str) -> str:
+    """Javascript safe inside a <script> element (a literal "</script>" would end it)."""
+    return script.replace("</script>", "<\\/script>")
+
+
 def mount_ui(app: FastAPI, state: AppState, auth: list[tuple[str, str]] | None) -> FastAPI:
     blocks = build_blocks(state)
     blocks.queue(default_concurrency_limit=1, max_size=64)
     extensions = state.extensions
     css = CSS + (extensions.css() if extensions is not None else "")
-    script = (extensions.javascript() if extensions is not None else "").replace("</script>", "<\\/script>")
-    head = f"<script>\n{script}\n</script>" if script else None
+    scripts = extensions.javascript_files() if extensions is not None else []
+    head = "\n".join(f"<script>\n{_inline(script)}\n</script>" for script in scripts) or None
     return gr.mount_gradio_app(app, blocks, path="/", auth=auth, footer_links=["api", "settings"], css=css,
                                js=JS, head=head)
 

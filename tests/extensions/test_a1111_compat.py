@@ -169,11 +169,48 @@ def test_tagcomplete_route_settings_and_javascript(world):
     tags = api.get("/tacapi/v1/tags")
     assert tags.status_code == 200 and tags.text.startswith("1girl,")
     assert api.get("/tacapi/v1/embeddings").json() == []
+    # A1111's file= route, which the real tagcomplete reads its tag files through: an A1111 extension's own files
+    tag_file = world["data"] / "extensions" / "tagcomplete-like" / "tags" / "danbooru.csv"
+    assert api.get(f"/file={tag_file}").text == tags.text
+    assert api.get("/file=tmp/tagAutocompletePath.txt").text == str(tag_file.parent)  # written to script_path/tmp
+    assert api.get("/file=extensions/tagcomplete-like/scripts/tag_autocomplete_helper.py").status_code == 404
     options = api.get("/sdapi/v1/options").json()
     assert options["tac_maxResults"] == 5 and options["tac_active"] is True and options["wildcards_same_seed"] is False
     script = state.extensions.javascript()
     assert script.index("window.onUiLoaded") < script.index("// tagcomplete-like/tagAutocomplete.js")
     assert '"tac_maxResults": 5' in script
+
+
+def test_each_javascript_file_is_its_own_script_in_the_page(world):
+    """As in A1111, an error in one extension's javascript does not stop the page helpers or the others."""
+    files = world["state"].extensions.javascript_files()
+    assert "window.onUiLoaded" in files[0] and files[1].startswith("// tagcomplete-like/tagAutocomplete.js")
+    page = world["api"].get("/").text
+    helpers, tagcomplete = page.index("window.onUiLoaded = "), page.index("// tagcomplete-like/tagAutocomplete.js")
+    between = page[helpers:tagcomplete]  # the page carries the head in its JSON config: "<" is \\u003c there
+    assert "</script>" in between or "\\u003c/script\\u003e" in between
+
+
+def test_page_helpers_know_the_extension_tabs_and_a1111_ids(world):
+    """page.js opens img2img and the A1111 extensions' tabs (images-browser's) before onUiLoaded callbacks run,
+    and reads A1111's quicksettings ids as sdweb's."""
+    from sdweb.compat.a1111.page import page_javascript
+
+    script = page_javascript()
+    assert 'const renderTabs = ["img2img", "image_browser"];' in script
+    assert '"setting_sd_model_checkpoint": "sd_model_checkpoint"' in script
+    assert not any(name in script for name in ("__OPTIONS__", "__RENDER_TABS__", "__A1111_IDS__"))
+
+
+def test_folder_options_are_in_the_data_folder(world):
+    """A1111's folder settings are relative to its data folder; an extension reading opts gets sdweb's data
+    folder, never the working directory."""
+    from sdweb.compat.a1111.modules.options import Options
+
+    expected = str(world["data"] / "outputs" / "txt2img-images")
+    assert Options().outdir_txt2img_samples == expected
+    assert Options().data["outdir_txt2img_samples"] == expected
+    assert Options().outdir_samples == ""  # empty stays empty: "use the three below"
 
 
 def test_images_browser_tab_lists_the_outputs(world):
@@ -183,7 +220,9 @@ def test_images_browser_tab_lists_the_outputs(world):
     blocks = build_blocks(world["state"])
     config = blocks.get_config_file()
     tabs = [c["props"] for c in config["components"] if c["type"] == "tabitem"]
-    assert any(tab.get("label") == "Image Browser" and tab.get("elem_id") == "tab_image_browser" for tab in tabs)
+    browser_tab = next(tab for tab in tabs if tab.get("elem_id") == "tab_image_browser")
+    assert browser_tab["label"] == "Image Browser"
+    assert browser_tab["render_children"] is True  # its elements are in the page before it opens, as in A1111
     refresh = next(index for index, dependency in enumerate(config["dependencies"]) if dependency["js"] == "() => []")
     listed = blocks.fns[refresh].fn()["value"]
     saved = sorted((world["data"] / "outputs").rglob("*.png"))
@@ -193,3 +232,53 @@ def test_images_browser_tab_lists_the_outputs(world):
 def test_a1111_names_stay_inside_the_extensions_scope(world):
     assert "modules" not in sys.modules and "launch" not in sys.modules
     assert not hasattr(gradio, "Box")  # the Gradio 3 alias exists for extensions only
+
+
+def test_cmd_opts_paths_and_a1111_only_options(world):
+    """What real extensions read at import: folder flags resolved (A1111 never leaves them None), a flag their
+    preload.py adds (images-browser's) at its default, script_path the data folder (never sdweb's checkout),
+    settings A1111 has and sdweb does not at A1111's defaults."""
+    from sdweb.compat.a1111.modules import paths, shared
+    from sdweb.compat.a1111.modules.options import Options
+
+    data_paths = world["state"].paths
+    assert shared.cmd_opts.lora_dir == str(data_paths.lora)
+    assert shared.cmd_opts.ui_settings_file == str(data_paths.config_file)
+    assert shared.cmd_opts.image_browser_tmp_db is False  # images-browser-like's preload.py
+    assert shared.cmd_opts.no_such_flag_anywhere is None
+    assert paths.script_path == str(world["data"]) == shared.script_path
+    assert Options().temp_dir == "" and Options().extra_networks_hidden_models == "When searched"
+
+
+def test_run_pnginfo_reads_a_saved_image(world):
+    from PIL import Image
+
+    from sdweb.compat.a1111.modules.extras import run_pnginfo
+
+    txt2img(world, "a pnginfo lamp", save_images=True)
+    saved = max((world["data"] / "outputs").rglob("*.png"), key=lambda path: path.stat().st_mtime)
+    with Image.open(saved) as image:
+        _, geninfo, html = run_pnginfo(image)
+    assert geninfo.startswith("a pnginfo lamp\n") and "<b>parameters</b>" in html
+    assert run_pnginfo(None) == ("", None, "")
+
+
+def test_ui_common_save_files_writes_to_the_data_folders_log(world):
+    """A1111's gallery Save, which extensions reuse: the selected image with its infotext into log/images of the
+    data folder, plus a log.csv row."""
+    import json
+
+    from PIL import Image
+
+    from sdweb.compat.a1111.modules.ui_common import save_files
+
+    images = [Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")]
+    data = json.dumps({"infotexts": ["a red square\nSteps: 2, Seed: 5", "a blue square\nSteps: 2, Seed: 6"],
+                       "index_of_first_image": 0})
+    update, status = save_files(data, images, False, 1)
+    (saved,) = [Path(path) for path in update["value"] if path.endswith(".png")]
+    assert saved.parent == world["data"] / "log" / "images" and "Saved:" in status
+    with Image.open(saved) as image:
+        assert image.getpixel((0, 0)) == (0, 0, 255) and image.info["parameters"].startswith("a blue square")
+    assert "a blue square" in (saved.parent / "log.csv").read_text(encoding="utf-8")
+    assert save_files(data, [], False, -1)[1].endswith("There is no image to save.</p>")

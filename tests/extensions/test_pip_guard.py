@@ -46,6 +46,11 @@ def write_test_wheels(folder: Path) -> Path:
     write_wheel(folder, "needs-torchvision", "1.0", ["torchvision"])
     write_wheel(folder, "torchvision", "0.28.0")
     write_wheel(folder, "fits-fine", "1.0", ["numpy"])
+    # like dynamicprompts: its "magic" extra needs transformers<5, its "small" extra fits
+    write_wheel(folder, "prompts-like", "1.0", ['needs-old-transformers; extra == "magic"',
+                                                'small-helper; extra == "small"'], extras=["magic", "small"])
+    write_wheel(folder, "small-helper", "1.0")
+    write_wheel(folder, "plain-helper", "1.0")
     return folder
 
 
@@ -113,6 +118,52 @@ def test_a_requirement_that_fits_is_installed(overlay):
     assert run_pip_for_extension("fine-ext", ["install", "fits-fine"], python=str(python), progress=lines.append) == 0
     assert installed_version(python, "fits-fine") == "1.0"
     assert any("Checking what pip would install" in line for line in lines)
+
+
+def test_pip_unavailable_protected_requirement_is_a_conflict():
+    """pip's answer when a dependency's only allowed version is excluded by a constraint."""
+    lines = ["ERROR: Could not find a version that satisfies the requirement transformers[torch]<5; "
+             'extra == "magicprompt" (from dynamicprompts[magicprompt]) (from versions: none)',
+             "ERROR: No matching distribution found for transformers[torch]<5"]
+    conflict = conflicts_in_output(lines, {"transformers"})
+    assert conflict is not None and conflict.packages == ("transformers",)
+    assert conflict.causes == ("dynamicprompts[magicprompt] depends on transformers[torch]<5",)
+    other = ["ERROR: Could not find a version that satisfies the requirement nothing-here (from versions: none)"]
+    assert conflicts_in_output(other, {"transformers"}) is None
+
+
+def test_conflicting_extras_are_left_out_and_the_package_installed(overlay):
+    """sd-dynamic-prompts asks for dynamicprompts[magicprompt] (transformers<5): the package and its extras that
+    fit are installed, the conflicting extra is left out with a message, sdweb's transformers stays."""
+    python, _ = overlay
+    lines: list[str] = []
+    code = run_pip_for_extension("sd-dynamic-prompts", ["install", "prompts-like[magic,small]"], python=str(python),
+                                 progress=lines.append)
+    assert code == 0
+    assert installed_version(python, "prompts-like") == "1.0" and installed_version(python, "small-helper") == "1.0"
+    assert installed_version(python, "needs-old-transformers") is None
+    assert installed_version(python, "transformers") == metadata.version("transformers")
+    assert any("installing without the extras prompts-like[magic]" in line and "transformers" in line
+               for line in lines), lines
+
+
+def test_pip_started_by_extension_code_goes_through_the_guard(overlay, tmp_path):
+    """An A1111 extension's `subprocess.run([python, "-m", "pip", "install", ...])` (sd-dynamic-prompts' way) is
+    held to the constraints: refused with the package named; a package that fits installs."""
+    from sdweb.compat.a1111.scope import SCOPED_BUILTINS
+
+    python, _ = overlay
+    code = (f"import subprocess\nrefused = subprocess.run([{str(python)!r}, '-m', 'pip', 'install', "
+            f"'needs-old-transformers'], capture_output=True, text=True)\n"
+            f"fits = subprocess.check_call([{str(python)!r}, '-m', 'pip', 'install', 'plain-helper'])\n"
+            "echo = subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout\n")
+    namespace = {"__builtins__": SCOPED_BUILTINS, "__name__": "fixture_extension"}
+    exec(compile(code, "<extension>", "exec"), namespace)
+    assert namespace["refused"].returncode == 1 and "transformers" in namespace["refused"].stdout
+    assert namespace["fits"] == 0 and installed_version(python, "plain-helper") == "1.0"
+    assert namespace["echo"] == "hi\n"
+    assert installed_version(python, "needs-old-transformers") is None
+    assert installed_version(python, "transformers") == metadata.version("transformers")
 
 
 def test_uninstalling_a_protected_package_is_refused(overlay):

@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_kit import CHROMIUM, browser_page, running_server, screenshot_on_failure
+import requests
+from browser_kit import CHROMIUM, JOB_TIMEOUT_S, browser_page, running_server, screenshot_on_failure
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -23,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "a1111_extensions"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("a1111-browser")
-    for name in ("tagcomplete-like", "controlnet-like"):
+    for name in ("tagcomplete-like", "controlnet-like", "images-browser-like"):
         shutil.copytree(FIXTURES / name, root / "data" / "extensions" / name)
     with running_server(root) as running:
         yield running
@@ -44,13 +45,30 @@ def _screenshot(request):
 
 
 def test_tag_list_appears_while_typing(page):
+    """The fixture reads its tags through A1111's file= route and finds the prompts with Gradio 3's selector
+    ("#txt2img_prompt > label > textarea")."""
     prompt = page.locator("#txt2img_prompt textarea")
     prompt.click()
     prompt.press_sequentially("a photo, lo")
-    results = page.locator("#tac-results li")
+    results = page.locator("#txt2img_prompt .autocompleteResults li")
     expect(results).to_have_text(["long_hair", "looking_at_viewer"])
     prompt.press_sequentially("n")
     expect(results).to_have_text(["long_hair"])
+
+
+def test_img2img_prompt_was_in_the_page_for_on_ui_loaded(page):
+    """onUiLoaded callbacks run after img2img's tab was built (A1111's page has every tab from the start)."""
+    page.get_by_role("tab", name="img2img", exact=True).first.click()
+    prompt = page.locator("#img2img_prompt textarea")
+    prompt.click()
+    prompt.press_sequentially("1g")
+    expect(page.locator("#img2img_prompt .autocompleteResults li")).to_have_text(["1girl"])
+    page.get_by_role("tab", name="txt2img", exact=True).first.click()
+
+
+def test_a1111_ids_and_titles(page):
+    assert page.evaluate("() => window.tacModelSelect && window.tacModelSelect.id") == "sd_model_checkpoint"
+    expect(page.locator("#txt2img_generate")).to_have_attribute("title", "Tag autocomplete is active")
 
 
 def test_extensions_tab_shows_api_and_incompatible_reason(page):
@@ -62,3 +80,15 @@ def test_extensions_tab_shows_api_and_incompatible_reason(page):
     controlnet = table.locator("tr[data-extension='controlnet-like']")
     expect(controlnet).to_contain_text("incompatible: it patches A1111's model internals (ldm")
     expect(table.locator("tr[data-extension='controlnet']")).to_contain_text("sdweb")
+
+
+def test_images_browser_tab_lists_the_outputs(page, server):
+    url, data, _log = server
+    response = requests.post(f"{url}sdapi/v1/txt2img", json={"prompt": "a listed tree", "steps": 1, "width": 64,
+                                                              "height": 64, "save_images": True},
+                             timeout=JOB_TIMEOUT_S)
+    assert response.status_code == 200, response.text
+    (saved,) = sorted((data / "outputs").rglob("*.png"))
+    page.get_by_role("tab", name="Image Browser", exact=True).first.click()
+    page.locator("#image_browser_refresh").click()
+    expect(page.locator("#image_browser_list textarea")).to_have_value(str(saved))

@@ -46,3 +46,10 @@ def page_javascript() -> str:
     from sdweb.compat.a1111.page import page_javascript as javascript
 
     return javascript()
+
+
+def file_route(data_dir: Path, extension_folders: list[Path]) -> Any:
+    """An app-started callback serving A1111's `file=` route for the loaded A1111 extensions (files.py)."""
+    from sdweb.compat.a1111.files import file_route as route
+
+    return route(data_dir, extension_folders)

@@ -28,7 +28,7 @@ args = argparse.Namespace(skip_install=False, reinstall_torch=False, reinstall_x
                           skip_torch_cuda_test=True, update_check=False)
 
 
-def _extension_name() -> str:
+def extension_name() -> str:
     """The extension asking: the one loading, else install.py's folder (its working directory)."""
     if WORLD.loading is not None:
         return WORLD.loading.name
@@ -47,7 +47,7 @@ def run_pip(command: str, desc: str | None = None, live: bool = False) -> str:
         print(line, flush=True)
 
     try:
-        code = run_pip_for_extension(_extension_name(), shlex.split(command), python=python, progress=show,
+        code = run_pip_for_extension(extension_name(), shlex.split(command), python=python, progress=show,
                                      cwd=Path.cwd())
     except RequirementConflict as refused:
         print(refused.message, flush=True)

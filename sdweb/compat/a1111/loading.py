@@ -3,6 +3,7 @@ sdweb Scripts (one instance per tab), its on_ui_settings / on_before_ui callback
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import inspect
 import logging
@@ -49,6 +50,24 @@ def _import_script(path: Path, unique: str, folder: Path) -> ModuleType:
     return module
 
 
+def _run_preload(folder: Path, unique: str) -> None:
+    """A1111 calls `preload(parser)` of an extension's preload.py before anything loads, so that its command-line
+    flags exist; sdweb's command line does not take them, so their defaults become `cmd_opts` values."""
+    path = folder / "preload.py"
+    if not path.is_file():
+        return
+    parser = argparse.ArgumentParser(add_help=False)
+    try:
+        preload = getattr(_import_script(path, unique, folder), "preload", None)
+        if callable(preload):
+            preload(parser)
+    except Exception:  # A1111 reports a broken preload.py and goes on; so does this layer
+        log.exception("preload.py of %s failed; its command-line flags read as None", folder.name)
+    for action in parser._actions:  # argparse has no public list of its arguments
+        if action.dest and action.dest != "help":
+            WORLD.preload_defaults.setdefault(action.dest, action.default)
+
+
 def _script_classes(modules: list[ModuleType]) -> list[type[A1111Script]]:
     """A1111's rule: every Script subclass in a script module's namespace (defined or imported), once each."""
     found: list[type[A1111Script]] = []
@@ -81,6 +100,7 @@ def load_extension(name: str, folder: Path, context: Any) -> list[Script]:
     safe = "".join(char if char.isalnum() else "_" for char in name)
     try:
         with WORLD.loading_extension(name, folder, context):
+            _run_preload(folder, f"sdweb_a1111_{safe}_preload")
             modules = [_import_script(path, f"sdweb_a1111_{safe}_{path.stem}", folder)
                        for path in sorted((folder / "scripts").glob("*.py"))]
             adapters: list[Script] = []

@@ -1,7 +1,8 @@
 """The import scope of A1111 extensions: `modules.*`, `launch` and Gradio 3 names exist only for them.
 
 An A1111 extension's modules get their own `__builtins__` whose `__import__` answers `modules.*` and `launch`
-from this package and `gradio` with the Gradio 3 aliases (gradio3.py); everything else is imported as usual.
+from this package, `gradio` with the Gradio 3 aliases (gradio3.py) and `subprocess` with pip runs held to sdweb's
+pip guard (pip_subprocess.py); everything else is imported as usual.
 Modules of an extension's own packages (sd_dynamic_prompts/, ...) get the same builtins through a finder that
 only acts on files inside A1111 extension folders. Nothing is added to `sys.modules` under A1111's names, so
 sdweb and its libraries never see them.
@@ -21,6 +22,7 @@ from typing import Any
 
 PROVIDED = {"modules": "sdweb.compat.a1111.modules", "launch": "sdweb.compat.a1111.launch"}
 GRADIO3 = "sdweb.compat.a1111.gradio3"
+GUARDED_SUBPROCESS = "sdweb.compat.a1111.pip_subprocess"  # pip started by extension code goes through the guard
 # A1111's own model code: sdweb runs diffusers models, so an extension that patches these cannot work.
 MODEL_PACKAGES = ("ldm", "sgm", "repositories", "k_diffusion_extra")
 MODEL_MODULES = ("modules.sd_hijack_", "modules.sd_samplers_kdiffusion", "modules.sd_samplers_timesteps",
@@ -86,6 +88,8 @@ def scoped_import(name: str, globals: dict | None = None, locals: dict | None = 
         return module if fromlist else _provided_module(root)
     if level == 0 and root == "gradio" and (name == "gradio" or not fromlist):
         return importlib.import_module(GRADIO3)
+    if level == 0 and name == "subprocess":
+        return importlib.import_module(GUARDED_SUBPROCESS)
     if level == 0 and (root in MODEL_PACKAGES):
         raise _incompatible(name)
     return builtins.__import__(name, globals, locals, fromlist, level)

@@ -3,10 +3,13 @@ over sdweb's settings plus the options A1111 extensions add."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from sdweb.compat.a1111.defaults import A1111_ONLY_DEFAULTS
 from sdweb.compat.a1111.world import WORLD
 from sdweb.core.errors import UserError
 from sdweb.extensions.api import OptionSpec
@@ -104,6 +107,17 @@ def option_spec(key: str, info: OptionInfo) -> OptionSpec:
                       maximum=float(maximum) if isinstance(maximum, int | float) else None)
 
 
+def _in_data_folder(key: str, value: Any) -> Any:
+    """A folder setting (outdir_txt2img_samples = "outputs/txt2img-images") as the folder sdweb uses: a relative
+    one is in the data folder. A1111 reads it relative to its working directory, its data folder by default;
+    sdweb's working directory can be anywhere, and an extension must not write there."""
+    option = WORLD.settings.option(key) if WORLD.settings is not None else None
+    if option is None or not option.is_path or not isinstance(value, str) or not value or WORLD.paths is None:
+        return value
+    folder = Path(value).expanduser()
+    return value if folder.is_absolute() else str(Path(WORLD.paths.data_dir) / folder)
+
+
 class Options:
     """`shared.opts`: attribute access to sdweb's settings and to the options A1111 extensions added."""
 
@@ -114,9 +128,11 @@ class Options:
             return WORLD.option_values[key]
         settings = WORLD.settings
         if settings is not None and (settings.option(key) is not None or key in settings.as_dict()):
-            return settings.get(key)
+            return _in_data_folder(key, settings.get(key))
         if key in WORLD.extension_options:
             return WORLD.extension_options[key].default
+        if key in A1111_ONLY_DEFAULTS:
+            return copy.deepcopy(A1111_ONLY_DEFAULTS[key])
         raise AttributeError(f"shared.opts has no option {key!r}")
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -141,7 +157,7 @@ class Options:
         if key in WORLD.extension_options:
             return WORLD.extension_options[key].default
         option = WORLD.settings.option(key) if WORLD.settings is not None else None
-        return option.default if option is not None else None
+        return option.default if option is not None else copy.deepcopy(A1111_ONLY_DEFAULTS.get(key))
 
     def add_option(self, key: str, info: OptionInfo) -> None:
         """Called from on_ui_settings callbacks (run while the extension loads): the option appears in sdweb's
@@ -168,7 +184,7 @@ class Options:
         values = {key: info.default for key, info in WORLD.extension_options.items()}
         values.update(WORLD.settings.as_dict() if WORLD.settings is not None else {})
         values.update(WORLD.option_values)
-        return values
+        return {key: _in_data_folder(key, value) for key, value in values.items()}
 
     @property
     def data_labels(self) -> dict[str, OptionInfo]:

@@ -1,5 +1,5 @@
-"""A1111's `modules.paths_internal` (the same names as modules.paths)."""
+"""A1111's `modules.paths_internal`: the same folders as `modules.paths`."""
 
-from sdweb.compat.a1111.modules.paths import __getattr__, script_path, sd_path
+from sdweb.compat.a1111.modules.paths import __getattr__
 
-__all__ = ["__getattr__", "script_path", "sd_path"]
+__all__ = ["__getattr__"]

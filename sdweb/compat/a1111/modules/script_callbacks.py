@@ -99,9 +99,14 @@ def on_app_started(callback: Callable[[Any, Any], None], *, name: str | None = N
 
 
 def on_ui_tabs(callback: Callable[[], Any], *, name: str | None = None) -> None:
+    def tabs() -> list[Any]:
+        built = list(callback() or [])
+        WORLD.ui_tab_ids.extend(str(item[2]) for item in built if isinstance(item, tuple | list) and len(item) > 2)
+        return built
+
     context = _context()
     if context is not None:
-        context.on_ui_tabs(lambda: list(callback() or []))
+        context.on_ui_tabs(tabs)
 
 
 def on_model_loaded(callback: Callable[[Any], None], *, name: str | None = None) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sdweb.compat.a1111.modules.options import OptionHTML, OptionInfo, Options, categories, options_section
+from sdweb.compat.a1111.modules.paths import FOLDERS
 from sdweb.compat.a1111.modules.sd_models import SdModel
 from sdweb.compat.a1111.world import WORLD
 
@@ -21,16 +21,33 @@ face_restorers: list[Any] = []
 sd_upscalers: list[Any] = []
 
 
+# A1111's folder flags have a default folder (its cmd_opts never holds None for them); sdweb's launch options
+# keep None for a flag not given and resolve the folder into DataPaths, so these read the resolved folder.
+FOLDER_FLAGS = {"data_dir": "data_dir", "models_dir": "models_dir", "embeddings_dir": "embeddings",
+                "hypernetwork_dir": "hypernetworks", "lora_dir": "lora", "lyco_dir_backcompat": "lycoris",
+                "lyco_dir": "lycoris", "codeformer_models_path": "codeformer", "gfpgan_models_path": "gfpgan",
+                "esrgan_models_path": "esrgan", "bsrgan_models_path": "bsrgan",
+                "realesrgan_models_path": "realesrgan", "dat_models_path": "dat", "scunet_models_path": "scunet",
+                "swinir_models_path": "swinir", "ldsr_models_path": "ldsr", "clip_models_path": "blip",
+                "ui_settings_file": "config_file", "ui_config_file": "ui_config_file"}
+
+
 class CommandLineOptions:
-    """`shared.cmd_opts`: sdweb's launch options under A1111's flag names; flags sdweb does not have (another
-    extension's preload flags) read as None."""
+    """`shared.cmd_opts`: sdweb's launch options under A1111's flag names, folder flags resolved as A1111 resolves
+    them (FOLDER_FLAGS); flags an extension's preload.py adds read as that flag's default (preload.py), flags
+    sdweb does not know at all as None."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        if name == "data_dir" and WORLD.paths is not None:
-            return str(WORLD.paths.data_dir)
-        return getattr(WORLD.launch_options, name, None)
+        value = getattr(WORLD.launch_options, name, None)
+        if value is None and name in FOLDER_FLAGS and WORLD.paths is not None:
+            return str(getattr(WORLD.paths, FOLDER_FLAGS[name]))
+        if name == "styles_file" and not value and WORLD.paths is not None:
+            return [str(path) for path in WORLD.paths.styles_files]
+        if value is None and name in WORLD.preload_defaults:
+            return WORLD.preload_defaults[name]
+        return value
 
 
 cmd_opts = CommandLineOptions()
@@ -125,13 +142,11 @@ def refresh_checkpoints() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """Values A1111 computes at start (paths) or that follow the loaded model."""
+    """Values A1111 computes at start (folders, the settings file) or that follow the loaded model."""
     if name == "sd_model":
         return SdModel(WORLD.loaded_model) if WORLD.loaded_model is not None else None
-    paths = WORLD.paths
-    folders = {"models_path": "models_dir", "data_path": "data_dir", "extensions_dir": "extensions"}
-    if name in folders and paths is not None:
-        return str(getattr(paths, folders[name]))
-    if name == "script_path":
-        return str(Path(__file__).resolve().parents[4])
+    if name in FOLDERS and WORLD.paths is not None:
+        return str(getattr(WORLD.paths, FOLDERS[name]))
+    if name == "config_filename" and WORLD.paths is not None:
+        return str(WORLD.paths.config_file)
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")

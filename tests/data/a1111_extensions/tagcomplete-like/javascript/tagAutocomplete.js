@@ -1,12 +1,13 @@
-// Minimal stand-in for tagcomplete's javascript: A1111's page helpers (onUiLoaded, gradioApp, opts) and the
-// extension's own route; a list of matching tags appears under the prompt while typing.
+// Minimal stand-in for tagcomplete's javascript: A1111's page helpers (onUiLoaded, gradioApp, opts, titles),
+// the file= route, A1111's selectors ("#..._prompt > label > textarea", "#setting_sd_model_checkpoint"); a list
+// of matching tags appears under the txt2img and img2img prompts while typing.
 let tacTags = [];
+titles = {...titles, "Generate": "Tag autocomplete is active"};  // as sd-dynamic-prompts merges its hints
 
 function tacShow(textArea, word) {
-  let list = gradioApp().querySelector("#tac-results");
+  let list = textArea.parentNode.querySelector(".autocompleteResults");
   if (!list) {
     list = document.createElement("ul");
-    list.id = "tac-results";
     list.className = "autocompleteResults";
     textArea.parentNode.appendChild(list);
   }
@@ -20,13 +21,24 @@ function tacShow(textArea, word) {
   }
 }
 
+async function tacReadFile(path) {
+  const response = await fetch(`file=${path}?${new Date().getTime()}`);
+  if (response.status !== 200) throw new Error(`file=${path}: ${response.status}`);
+  return response.text();
+}
+
 onUiLoaded(async () => {
   if (!opts.tac_active) return;
-  const csv = await (await fetch("/tacapi/v1/tags")).text();
+  const base = await tacReadFile("tmp/tagAutocompletePath.txt");
+  const csv = await tacReadFile(`${base}/${opts.tac_tagFile}`);
   tacTags = csv.split("\n").filter(Boolean).map((line) => line.split(",")[0]);
-  const textArea = gradioApp().querySelector("#txt2img_prompt textarea");
-  textArea.addEventListener("input", () => {
-    const words = textArea.value.split(/[\s,]+/);
-    tacShow(textArea, words[words.length - 1]);
-  });
+  window.tacModelSelect = gradioApp().querySelector("#setting_sd_model_checkpoint");
+  // img2img's prompt is looked up at load too: A1111's page has every tab's elements from the start
+  for (const selector of ["#txt2img_prompt > label > textarea", "#img2img_prompt > label > textarea"]) {
+    const textArea = gradioApp().querySelector(selector);
+    textArea.addEventListener("input", () => {
+      const words = textArea.value.split(/[\s,]+/);
+      tacShow(textArea, words[words.length - 1]);
+    });
+  }
 });

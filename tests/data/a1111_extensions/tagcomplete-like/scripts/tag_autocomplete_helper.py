@@ -5,10 +5,15 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from modules import script_callbacks, scripts, sd_hijack, shared
+from modules.paths import script_path
 from modules.shared import opts
 
 EXT_PATH = Path(scripts.basedir())
 TAGS_PATH = EXT_PATH.joinpath("tags")
+# the javascript reads where the tags are through A1111's file= route, from the webui folder's tmp/
+STATIC_TEMP_PATH = Path(script_path).joinpath("tmp")
+STATIC_TEMP_PATH.mkdir(parents=True, exist_ok=True)
+STATIC_TEMP_PATH.joinpath("tagAutocompletePath.txt").write_text(str(TAGS_PATH), encoding="utf-8")
 
 
 def on_ui_settings():
