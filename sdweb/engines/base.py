@@ -29,9 +29,10 @@ class Engine(Protocol):
     def denoiser(self, pipe: Any) -> torch.nn.Module:
         """The pipeline's denoising network (UNet or transformer)."""
 
-    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int, height: int) -> Any:
+    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int, height: int,
+                       steps: int = 0) -> Any:
         """The sigma table the schedules and samplers walk (DiscreteSchedule or FlowSchedule) for an image of this
-        size (flow models with a dynamic shift: it depends on the image's token count)."""
+        size (flow models with a dynamic shift: it depends on the image's token count; Flux.2's also on `steps`)."""
 
     def latent_shape(self, family: Family, width: int, height: int) -> tuple[int, int, int]: ...
 

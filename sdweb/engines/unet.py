@@ -33,7 +33,7 @@ class UNetEngine:
         return pipe.unet
 
     def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int = 0,
-                       height: int = 0) -> DiscreteSchedule:
+                       height: int = 0, steps: int = 0) -> DiscreteSchedule:
         zero_snr = settings.get("sd_noise_schedule") == "Zero Terminal SNR"
         return DiscreteSchedule(ldm_alphas_cumprod(model.scheduler_config, zero_snr))
 

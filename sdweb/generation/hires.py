@@ -119,7 +119,7 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
                         sampling_fraction=tracker.progress, distilled_guidance=request.distilled_cfg_scale)
     job = UNetPass(plan=plan, stages=[UNetStage(model, pipe, conditioning)], extras=extras, noise=noise,
                    init_latent=init_latent, on_step=tracker,
-                   schedule=engine_for(model.family).noise_schedule(model, settings, width, height))
+                   schedule=engine_for(model.family).noise_schedule(model, settings, width, height, hr_steps))
     latents = sample_pass(job).latents
     if params is not None:
         params.update({key: value for key, value in job.params.items() if key not in params})

@@ -183,7 +183,8 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
                                               model.family.latent.downscale)
                        if mask is not None and init_latent is not None else None,
                        switch_at=switch_at, on_step=tracker,
-                       schedule=engine.noise_schedule(model, settings, request.width, request.height))
+                       schedule=engine.noise_schedule(model, settings, request.width, request.height,
+                                                                request.steps))
         try:
             latents = sample_pass(job).latents
         except BatchStopped as stop:

@@ -65,7 +65,7 @@ def sample_pass(job: UNetPass) -> SamplingOutcome:
     device = execution_device(base.pipe)
     shape = engine.latent_shape(base.model.family, job.extras.width, job.extras.height)
     discrete = job.schedule if job.schedule is not None else engine.noise_schedule(
-        base.model, {}, job.extras.width, job.extras.height)
+        base.model, {}, job.extras.width, job.extras.height, job.plan.steps)
     rng = job.noise.rng(shape, device)
     plan = job.plan
     if base.model.family.guidance.renorm:  # the family's own CFG rule (Qwen-Image's true CFG)

@@ -72,6 +72,9 @@ class TextEncoderSpec:
     template: str = ""
     drop_tokens: int = 0
     vision: bool = False
+    # Flux.2 Klein: the prompt is padded to `max_length` with the pad id (masked in the encoder) and the padding's
+    # hidden states are kept as part of the text sequence, as diffusers' Flux2KleinPipeline does
+    pad_to_max: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,16 @@ class LatentFormat:
     patch: int = 1  # the transformer packs patch x patch latent pixels into one token (Flux: 2)
     # live previews: RGB = latent channels x these rows (least-squares fits of the VAE); () = decode with the VAE
     preview_rgb: tuple[tuple[float, float, float], ...] = ()
-    # the VAE's diffusers class: "AutoencoderKL" (2-D, scaling / shift factors) or "AutoencoderKLQwenImage"
-    # (Wan-style causal 3-D convolutions run on one frame; per-channel latent mean and std)
+    # the VAE's diffusers class: "AutoencoderKL" (2-D, scaling / shift factors), "AutoencoderKLQwenImage"
+    # (Wan-style causal 3-D convolutions run on one frame; per-channel latent mean and std) or "AutoencoderKLFlux2"
+    # (Flux.2: 32 channels; the samplers' latents are its 2 x 2 patches (128 channels at 1/16) normalised by its
+    # batch-norm statistics)
     vae_class: str = "AutoencoderKL"
+
+    @property
+    def vae_channels(self) -> int:
+        """The VAE's own latent channels (Flux.2's 32 for the samplers' 128)."""
+        return self.channels // 4 if self.vae_class == "AutoencoderKLFlux2" else self.channels
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,8 @@ class Scheduling:
     base_seq_len: int = 256
     max_seq_len: int = 4096
     shift_terminal: float = 0.0  # flow: the schedule stretched so its last sigma before 0 is this (Qwen-Image)
+    # flow: mu from diffusers' `compute_empirical_mu` (a fit on the image's token count and the step count: Flux.2)
+    empirical_mu: bool = False
     sdxl_tables: bool = False  # discrete: the SDXL variants of published schedules (Align Your Steps)
 
 
@@ -390,6 +402,36 @@ _QWEN_IMAGE_EDIT = _QWEN_IMAGE | {
                          edit=True),
 }
 
+# Flux.2 Klein 4B / 9B: the Flux.2 MMDiT (BFL keys, no biases, shared modulation) over the 32-channel Flux.2 VAE's
+# 2 x 2 patches, prompted by Qwen3 (4B: Qwen3-4B, 9B: Qwen3-8B; the size is read from the shapes: `txt_in` takes 3 x
+# the encoder's width) through its chat template without thinking, padded to 512 tokens, hidden states 9, 18 and 27
+# side by side. The distilled models run 4 steps without CFG; "base" in the file name marks the undistilled ones
+# (their weights look alike, as InvokeAI tells them apart). Flux.2 Dev (Mistral encoder) is refused by name.
+_FLUX2_SENTINEL = "single_stream_modulation.lin.weight"
+_KLEIN = _FLOW_COMMON | {
+    "base": "flux2klein",
+    "load_pipeline": "Flux2KleinPipeline",
+    "txt2img_pipeline": "Flux2KleinPipeline",
+    "img2img_pipeline": "Flux2KleinPipeline",
+    "inpaint_pipeline": "Flux2KleinInpaintPipeline",
+    "vae_scaling_factor": 1.0,
+    "text_encoder_prefixes": (),
+    "pad_token_ids": (QWEN_PAD_ID,),
+    "has_text_encoder_2": False,
+    "unet_in_channels": 128,  # 32 latent channels x 2 x 2 patch
+    "latent_channels": 128,
+    "transformer_class": "Flux2Transformer2DModel",
+    "text_encoders": (TextEncoderSpec("qwen3", "text_encoder", "qwen3", 512, False, QWEN_PAD_ID,
+                                      hidden_states=(9, 18, 27), thinking=False, pad_to_max=True),),
+    "latent": LatentFormat(channels=128, scaling_factor=1.0, downscale=16, patch=1, vae_class="AutoencoderKLFlux2"),
+    "scheduling": Scheduling(kind="flow", shift=1.0, empirical_mu=True),
+    "guidance": Guidance(cfg=False, distilled=False),
+    "defaults": Defaults(steps=4, cfg_scale=1.0, sampler="Euler", scheduler="Simple"),
+    "features": Features(refiner=False, controlnet=False, clip_skip=False, embeddings=False),
+}
+_KLEIN_BASE = _KLEIN | {"guidance": Guidance(cfg=True, distilled=False),
+                        "defaults": Defaults(steps=50, cfg_scale=4.0, sampler="Euler", scheduler="Simple")}
+
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
@@ -522,6 +564,10 @@ FAMILIES: dict[str, Family] = {
                sentinel_keys=(_QWEN_IMAGE_SENTINEL, "txt_norm.weight")),
         Family(name="qwen-image-edit", label="Qwen-Image-Edit", template="qwen-image-edit", **_QWEN_IMAGE_EDIT,
                sentinel_keys=(_QWEN_IMAGE_SENTINEL, "txt_norm.weight"), file_name_word="edit"),
+        Family(name="flux2-klein", label="Flux.2 Klein", template="flux2-klein", **_KLEIN,
+               sentinel_keys=(_FLUX_SENTINEL, _FLUX2_SENTINEL)),
+        Family(name="flux2-klein-base", label="Flux.2 Klein base", template="flux2-klein", **_KLEIN_BASE,
+               sentinel_keys=(_FLUX_SENTINEL, _FLUX2_SENTINEL), file_name_word="base"),
     )
 }
 

@@ -71,7 +71,7 @@ def to_original(plan: list[Piece], state_dict: Mapping[str, torch.Tensor]) -> di
 class Layout:
     """What a plan depends on: the structure of one transformer (from a file's shapes or a diffusers config)."""
 
-    kind: str  # "flux", "chroma", "sd3", "zimage" or "qwenimage"
+    kind: str  # "flux", "chroma", "sd3", "zimage", "qwenimage" or "flux2"
     width: int
     layers: int  # double blocks (Flux, Chroma) or joint blocks (SD3)
     single_layers: int = 0
@@ -86,7 +86,7 @@ class Layout:
 def _kind(family: Family) -> str:
     return {"SD3Transformer2DModel": "sd3", "ChromaTransformer2DModel": "chroma",
             "ZImageTransformer2DModel": "zimage", "QwenImageTransformer2DModel": "qwenimage",
-            }.get(family.transformer_class or "", "flux")
+            "Flux2Transformer2DModel": "flux2"}.get(family.transformer_class or "", "flux")
 
 
 def _count(shapes: Shapes, prefix: str) -> int:
@@ -103,6 +103,9 @@ def layout_from_shapes(shapes: Shapes, family: Family) -> Layout:
                       refiner_layers=_count(shapes, "noise_refiner."))
     if kind == "qwenimage":
         return Layout(kind, shapes["img_in.weight"][0], _count(shapes, "transformer_blocks."))
+    if kind == "flux2":
+        return Layout(kind, shapes["img_in.weight"][0], _count(shapes, "double_blocks."),
+                      _count(shapes, "single_blocks."), guidance="guidance_in.in_layer.weight" in shapes)
     if kind == "sd3":
         layers = _count(shapes, "joint_blocks.")
         return Layout(kind, shapes["joint_blocks.0.x_block.attn.qkv.weight"][0] // 3, layers,
@@ -124,6 +127,9 @@ def layout_from_config(config: Mapping[str, Any], family: Family) -> Layout:
     width = config["num_attention_heads"] * config["attention_head_dim"]
     if kind == "qwenimage":
         return Layout(kind, width, config["num_layers"])
+    if kind == "flux2":
+        return Layout(kind, width, config["num_layers"], config["num_single_layers"],
+                      guidance=bool(config.get("guidance_embeds")))
     if kind == "sd3":
         return Layout(kind, width, config["num_layers"], qk_norm=bool(config.get("qk_norm")),
                       dual_attention_layers=tuple(config.get("dual_attention_layers") or ()))
@@ -284,6 +290,42 @@ def _qwen_image_plan(layout: Layout) -> list[Piece]:
     return [Piece(name, name) for name in names]
 
 
+_FLUX2_RENAMES = (("x_embedder", "img_in"), ("context_embedder", "txt_in"),
+                  ("time_guidance_embed.timestep_embedder.linear_1", "time_in.in_layer"),
+                  ("time_guidance_embed.timestep_embedder.linear_2", "time_in.out_layer"),
+                  ("double_stream_modulation_img.linear", "double_stream_modulation_img.lin"),
+                  ("double_stream_modulation_txt.linear", "double_stream_modulation_txt.lin"),
+                  ("single_stream_modulation.linear", "single_stream_modulation.lin"), ("proj_out", "final_layer.linear"))
+_FLUX2_DOUBLE = (("attn.norm_q", "img_attn.norm.query_norm", "scale"), ("attn.norm_k", "img_attn.norm.key_norm", "scale"),
+                 ("attn.to_out.0", "img_attn.proj", "weight"), ("ff.linear_in", "img_mlp.0", "weight"),
+                 ("ff.linear_out", "img_mlp.2", "weight"), ("attn.norm_added_q", "txt_attn.norm.query_norm", "scale"),
+                 ("attn.norm_added_k", "txt_attn.norm.key_norm", "scale"), ("attn.to_add_out", "txt_attn.proj", "weight"),
+                 ("ff_context.linear_in", "txt_mlp.0", "weight"), ("ff_context.linear_out", "txt_mlp.2", "weight"))
+_FLUX2_SINGLE = (("attn.to_qkv_mlp_proj", "linear1", "weight"), ("attn.to_out", "linear2", "weight"),
+                 ("attn.norm_q", "norm.query_norm", "scale"), ("attn.norm_k", "norm.key_norm", "scale"))
+
+
+def _flux2_plan(layout: Layout) -> list[Piece]:
+    """Flux.2 (diffusers' `convert_flux2_transformer_checkpoint_to_diffusers` renames): no biases; fused q/k/v split
+    in three, RMS-norm `scale`s -> `weight`, the final modulation's (shift, scale) swapped."""
+    renames = _FLUX2_RENAMES + ((("time_guidance_embed.guidance_embedder.linear_1", "guidance_in.in_layer"),
+                                 ("time_guidance_embed.guidance_embedder.linear_2", "guidance_in.out_layer"))
+                                if layout.guidance else ())
+    plan = [Piece(f"{target}.weight", f"{source}.weight") for target, source in renames]
+    plan.append(Piece("norm_out.linear.weight", "final_layer.adaLN_modulation.1.weight", swap=True))
+    width = layout.width
+    for i in range(layout.layers):
+        block, original = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        for names, stream in ((("to_q", "to_k", "to_v"), "img"), (("add_q_proj", "add_k_proj", "add_v_proj"), "txt")):
+            plan += [Piece(f"{block}attn.{name}.weight", f"{original}{stream}_attn.qkv.weight", (width,) * 3, part)
+                     for part, name in enumerate(names)]
+        plan += [Piece(f"{block}{target}.weight", f"{original}{source}.{kind}") for target, source, kind in _FLUX2_DOUBLE]
+    for i in range(layout.single_layers):
+        plan += [Piece(f"single_transformer_blocks.{i}.{target}.weight", f"single_blocks.{i}.{source}.{kind}")
+                 for target, source, kind in _FLUX2_SINGLE]
+    return plan
+
+
 def conversion_plan(layout: Layout) -> list[Piece]:
     """One Piece per diffusers weight of a transformer of this layout (Flux / Chroma BFL keys, SD3 MMDiT keys,
     Z-Image's original keys -> diffusers keys; Qwen-Image's as they are)."""
@@ -291,4 +333,6 @@ def conversion_plan(layout: Layout) -> list[Piece]:
         return _zimage_plan(layout)
     if layout.kind == "qwenimage":
         return _qwen_image_plan(layout)
+    if layout.kind == "flux2":
+        return _flux2_plan(layout)
     return _sd3_plan(layout) if layout.kind == "sd3" else _flux_plan(layout)

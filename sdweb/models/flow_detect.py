@@ -47,8 +47,11 @@ __all__ = [
     "qwen_config",
     "rope_axes_3",
     "detect_flow_family",
+    "encoder_widths",
     "file_components",
     "flux_rope_axes",
+    "klein_size",
+    "rope_axes_4",
     "strip_prefix",
     "t5_config",
     "transformer_config",
@@ -62,6 +65,9 @@ VAE_PREFIXES = ("vae.", "first_stage_model.")
 # text-encoder slot -> the name ComfyUI saves it under in all-in-one files (`text_encoders.<name>.transformer.`)
 ENCODER_SLOTS = {"clip_l": "clip_l", "clip_g": "clip_g", "t5xxl": "t5xxl", "qwen25vl": "qwen25_7b"}
 _FLOW_FAMILIES = tuple(f for f in FAMILIES.values() if f.engine == "flow")
+FLUX2_DEV_JOINT = 15360  # Flux.2 Dev's `txt_in` width: 3 x Mistral Small 3.1's 5120
+# Flux.2 Klein's `txt_in` width (3 x the Qwen3's) -> the model's size as users know it
+KLEIN_SIZES = {3 * 2560: "4B", 3 * 4096: "9B"}
 _QUANT_MARKERS = ("bitsandbytes__nf4", "bitsandbytes__fp4", ".quant_state.", ".absmax", ".quant_map")
 
 
@@ -138,10 +144,13 @@ def file_components(shapes: Shapes) -> FileComponents:
 
 
 def _refuse_known_unsupported(inner: Shapes, file_name: str) -> None:
-    if "double_stream_modulation_img.lin.weight" in inner:
+    if "double_stream_modulation_img.lin.weight" in inner and (
+            inner.get("txt_in.weight", (0, 0))[1:] == (FLUX2_DEV_JOINT,) or "single_stream_modulation.lin.weight"
+            not in inner):
         raise InvalidModelFileError(
-            f"{file_name} is a Flux.2 transformer; sdweb loads Flux.1, Chroma and SD 3 / 3.5 flow models.",
-            code="unsupported_family", hint="Use a Flux.1 dev / schnell, Chroma or SD 3.5 file.")
+            f"{file_name} is a Flux.2 Dev transformer, which needs the Mistral Small 3.1 text encoder sdweb does not "
+            "support; sdweb loads the Flux.2 Klein 4B / 9B models (Qwen3 text encoders).",
+            code="unsupported_family", hint="Use flux-2-klein-4b or flux-2-klein-9b (or their base versions).")
     if any(marker in key for key in inner for marker in _QUANT_MARKERS) or inner.get("img_in.weight", (0, 0))[1:] == (1,):
         raise InvalidModelFileError(
             f"{file_name} is a bitsandbytes NF4/FP4 quantized transformer, which sdweb cannot load.",
@@ -310,6 +319,55 @@ def _qwen_image_config(inner: Shapes, patch: int) -> dict[str, Any]:
     }
 
 
+def _flux2_config(inner: Shapes) -> dict[str, Any]:
+    hidden, in_channels = _need(inner, "img_in.weight")
+    head_dim = _need(inner, "double_blocks.0.img_attn.norm.query_norm.scale")[0]
+    mlp_in = _need(inner, "double_blocks.0.img_mlp.0.weight")[0]  # gate and up: 2 x mlp_ratio x width
+    if hidden % head_dim or mlp_in % (2 * hidden):
+        raise InvalidModelFileError("unsupported Flux.2 layout (attention or MLP widths do not fit diffusers' model).")
+    return {
+        "in_channels": in_channels,
+        "out_channels": _need(inner, "final_layer.linear.weight")[0],
+        "num_layers": _count(inner, "double_blocks."),
+        "num_single_layers": _count(inner, "single_blocks."),
+        "attention_head_dim": head_dim,
+        "num_attention_heads": hidden // head_dim,
+        "joint_attention_dim": _need(inner, "txt_in.weight")[1],
+        "timestep_guidance_channels": _need(inner, "time_in.in_layer.weight")[1],
+        "mlp_ratio": mlp_in / (2 * hidden),
+        "axes_dims_rope": rope_axes_4(head_dim),
+        "guidance_embeds": "guidance_in.in_layer.weight" in inner,
+    }
+
+
+def rope_axes_4(head_dim: int) -> list[int]:
+    """Flux.2's four RoPE axes (time, row, column, text position; no weights): a quarter of the head each, even
+    (128 -> 32, 32, 32, 32)."""
+    if head_dim % 8:
+        raise InvalidModelFileError(f"unsupported attention head width {head_dim}.")
+    return [head_dim // 4] * 4
+
+
+def klein_size(inner: Shapes) -> str:
+    """"4B" or "9B" from a Klein transformer's `txt_in` width, "" for another width (a tiny or unknown one)."""
+    return KLEIN_SIZES.get(inner.get("txt_in.weight", (0, 0))[1], "")
+
+
+def encoder_widths(shapes: Shapes, family: Family) -> dict[str, int]:
+    """slot -> the text encoder width the file's transformer takes, where one family runs with encoders of several
+    widths (Qwen3: Z-Image's caption width; Flux.2 Klein's `txt_in` over its 3 hidden states: 4B 2560, 9B 4096)."""
+    prefix = transformer_prefix(shapes)
+    inner = strip_prefix(shapes, prefix or "")
+    for spec in family.text_encoders:
+        if spec.slot != "qwen3":
+            continue
+        if "cap_embedder.1.weight" in inner:
+            return {"qwen3": inner["cap_embedder.1.weight"][1]}
+        if "txt_in.weight" in inner:
+            return {"qwen3": inner["txt_in.weight"][1] // len(spec.hidden_states)}
+    return {}
+
+
 def transformer_config(inner: Shapes, family: Family, template: Mapping[str, Any]) -> dict[str, Any]:
     """The transformer config: `template` (the family's bundled full-size config) with the numbers read from
     `inner`, the transformer's shapes without prefix."""
@@ -317,6 +375,8 @@ def transformer_config(inner: Shapes, family: Family, template: Mapping[str, Any
         return dict(template) | _zimage_config(inner)
     if family.transformer_class == "QwenImageTransformer2DModel":
         return dict(template) | _qwen_image_config(inner, int(template.get("patch_size", 2)))
+    if family.transformer_class == "Flux2Transformer2DModel":
+        return dict(template) | _flux2_config(inner)
     if family.transformer_class == "SD3Transformer2DModel":
         numbers = _sd3_config(inner)
         numbers["sample_size"] = min(int(template.get("sample_size", 128)), numbers["pos_embed_max_size"])

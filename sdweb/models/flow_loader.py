@@ -48,11 +48,12 @@ from sdweb.models.flow_detect import (
 from sdweb.models.loader import CONFIGS, LoadedCheckpoint, write_config_dir
 from sdweb.models.modules import ModuleFile, assign_modules, classify_module_file, needed_slots
 from sdweb.models.reading import FileHeader, read_header
+from sdweb.models.flux2_vae import flux2_vae_tensors
 from sdweb.models.wan_vae import qwen_vae_tensors, vae_numbers
 from sdweb.models.weights import TensorFile, check_fits, fill_module, is_auxiliary_key, open_tensor_file
 from sdweb.runtime.memory import available_ram_bytes
 
-__all__ = ["check_flow_checkpoint", "image_processor_for", "load_flow_checkpoint", "tokenizer_for"]
+__all__ = ["check_flow_checkpoint", "image_processor_for", "load_flow_checkpoint", "qwen3_width", "tokenizer_for"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ def _read_vae(family: Family, source: _Source) -> tuple[dict[str, Any], dict[str
     if family.latent.vae_class == "AutoencoderKLQwenImage":
         converted = qwen_vae_tensors(tensors)
         return vae_numbers({key: tuple(value.shape) for key, value in converted.items()}), converted
+    if family.latent.vae_class == "AutoencoderKLFlux2":
+        return flux2_vae_tensors(source.file.path, tensors)
     numbers, converted = vae_state_dict_to_diffusers(source.file.path, tensors)
     numbers |= {"use_quant_conv": "quant_conv.weight" in converted,
                 "use_post_quant_conv": "post_quant_conv.weight" in converted}
@@ -157,9 +160,10 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
             code="module_mismatch", hint=f"Choose the {slot} file made for this {family.label} model.")
 
     if "qwen3" in by_slot:
-        width, expected = by_slot["qwen3"]["hidden_size"], transformer.get("cap_feat_dim")
+        width, expected = by_slot["qwen3"]["hidden_size"], qwen3_width(family, transformer)
         if width != expected:
-            raise refuse("qwen3", f"{width}-wide Qwen3 output", f"{expected} (a Qwen3 of that width)")
+            raise refuse("qwen3", f"{width}-wide Qwen3 output", f"{expected} (a Qwen3 of that width"
+                         f"{_QWEN3_SIZES.get(expected, '')})")
     if "qwen25vl" in by_slot:
         width = by_slot["qwen25vl"].get("text_config", by_slot["qwen25vl"])["hidden_size"]
         if width != transformer["joint_attention_dim"]:
@@ -180,8 +184,22 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
     elif pooled is not None and by_slot["clip_l"]["hidden_size"] != pooled:
         raise refuse("clip_l", f"a {by_slot['clip_l']['hidden_size']}-wide pooled CLIP output", f"{pooled}")
     latent = configs["vae"].get("latent_channels", configs["vae"].get("z_dim"))
-    if latent != family.latent.channels:
-        raise refuse("vae", f"{latent} latent channels", f"{family.latent.channels}")
+    if latent != family.latent.vae_channels:
+        raise refuse("vae", f"{latent} latent channels", f"{family.latent.vae_channels}")
+
+
+_QWEN3_SIZES = {2560: ": Qwen3-4B", 4096: ": Qwen3-8B"}
+
+
+def qwen3_width(family: Family, transformer: Mapping[str, Any]) -> int:
+    """The Qwen3 width a transformer takes: Z-Image's caption width, or the joint width over the number of hidden
+    states put side by side (Flux.2 Klein: 3)."""
+    if "cap_feat_dim" in transformer:
+        return int(transformer["cap_feat_dim"])
+    spec = next(spec for spec in family.text_encoders if spec.slot == "qwen3")
+    return int(transformer["joint_attention_dim"]) // len(spec.hidden_states)
+
+
 
 
 # ------------------------------------------------------------------------------------------ components

@@ -41,6 +41,9 @@ __all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_f
 # Flux LoRA key names: kohya (lora_unet_double_blocks_0_...), ai-toolkit / ComfyUI (diffusion_model.double_blocks),
 # XLabs (double_blocks.0.processor...), diffusers / peft (transformer.single_transformer_blocks...)
 _FLUX_LORA_KEY = re.compile(r"(double_blocks|single_blocks|single_transformer_blocks)")
+# Flux.2: names only its layers have (diffusers' fused single-block projection and gated MLPs, the shared
+# modulations); its BFL / kohya names are Flux.1's (`double_blocks`, `single_blocks`), so those fit either
+_FLUX2_LORA_KEY = re.compile(r"(to_qkv_mlp_proj|ff(_context)?\.linear_(in|out)|_stream_modulation)")
 # Z-Image: layers / noise_refiner / context_refiner blocks with `attention` and `feed_forward` (dots or kohya's _)
 _ZIMAGE_LORA_KEY = re.compile(r"(^|[._])(layers|noise_refiner|context_refiner)[._]\d+[._](attention|feed_forward)[._]")
 # Qwen-Image: transformer_blocks with separate image / text MLPs and modulations (diffusers, ComfyUI, kohya names)
@@ -50,7 +53,7 @@ log = logging.getLogger(__name__)
 
 ADAPTERS_KEPT = 8  # LoRAs kept injected per loaded model (inactive ones beyond this are deleted, oldest first)
 _BASE_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "Flux.1", "sd3": "SD 3 / 3.5",
-                "zimage": "Z-Image", "qwenimage": "Qwen-Image"}
+                "zimage": "Z-Image", "qwenimage": "Qwen-Image", "flux2klein": "Flux.2 Klein"}
 _DOWN_SUFFIXES = (".lora_down.weight", ".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight",
                   ".lokr_w1", ".lokr_w1_a")
 _LOKR = re.compile(r"\.lokr_w[12](_[ab])?$")
@@ -87,6 +90,8 @@ def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None
         return "sd2"
     if version.startswith("sd_v1") or architecture.startswith("stable-diffusion-v1"):
         return "sd1"
+    if version.startswith(("flux2", "flux.2", "flux_2")) or architecture.startswith(("flux-2", "flux.2", "flux2")):
+        return "flux2klein"
     if version.startswith("flux") or architecture.startswith("flux"):
         return "flux"
     if version.startswith("sd3") or architecture.startswith("stable-diffusion-v3"):
@@ -95,6 +100,8 @@ def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None
         return "qwenimage"
     if metadata.get("ss_v2", "").lower() == "true":
         return "sd2"
+    if any(_FLUX2_LORA_KEY.search(key) for key in keys):
+        return "flux2klein"
     if any(_FLUX_LORA_KEY.search(key) for key in keys):
         return "flux"
     if any(_ZIMAGE_LORA_KEY.search(key) for key in keys):
@@ -110,8 +117,9 @@ def lora_base_of(keys: Sequence[str], metadata: Mapping[str, str]) -> str | None
 
 def lora_fits(made_for: str, family: Family) -> bool:
     """A LoRA made for `made_for` applies to the family: its own base, and Flux LoRAs to Chroma (a Flux
-    schnell derivative: the layers they share take them, as in Forge and ComfyUI)."""
-    return made_for == family.base or (made_for == "flux" and family.base == "chroma")
+    schnell derivative: the layers they share take them, as in Forge and ComfyUI) and to Flux.2 Klein (BFL-named
+    LoRAs of both look alike: loading tells)."""
+    return made_for == family.base or (made_for == "flux" and family.base in ("chroma", "flux2klein"))
 
 
 def lora_module_count(keys: Sequence[str]) -> int:

@@ -156,6 +156,8 @@ def _vae_info(shapes: Mapping[str, tuple[int, ...]], precision: str) -> ModuleIn
             if conv_in is None or prefix + f"encoder.{conv}.weight" not in shapes or len(conv_in) not in (4, 5):
                 continue
             kind = "AutoencoderKL" if len(conv_in) == 4 else "AutoencoderKLQwenImage"
+            if prefix + "bn.running_mean" in shapes:  # Flux.2's latent batch-norm statistics
+                kind = "AutoencoderKLFlux2"
             return ModuleInfo("vae", prefix, precision, latent_channels=conv_in[1], vae_class=kind)
     return None
 
@@ -192,11 +194,12 @@ _SLOT_WORDS = {
 }
 _EXAMPLE_FILES = {"clip_l": "clip_l.safetensors", "clip_g": "clip_g.safetensors", "t5xxl": "t5xxl_fp16.safetensors",
                   "qwen3": "qwen_3_4b.safetensors", "qwen25vl": "qwen_2.5_vl_7b_fp8_scaled.safetensors"}
-_EXAMPLE_VAES = {"qwenimage": "qwen_image_vae.safetensors"}
+_EXAMPLE_VAES = {"qwenimage": "qwen_image_vae.safetensors", "flux2klein": "flux2-vae.safetensors"}
 # The file name users have for each family's VAE (Flux's `ae.safetensors` serves Chroma too); the
 # Automatic choice ranks files whose name has one of these words first.
 _VAE_NAMES = {"flux": ("ae", "flux"), "chroma": ("ae", "flux", "chroma"), "sd3": ("sd3", "sd35"),
-              "zimage": ("ae", "flux", "zimage", "z_image"), "qwenimage": ("qwen_image_vae", "qwen")}
+              "zimage": ("ae", "flux", "zimage", "z_image"), "qwenimage": ("qwen_image_vae", "qwen"),
+              "flux2klein": ("flux2-vae", "flux2", "ae")}
 
 
 def needed_slots(family: Family) -> tuple[str, ...]:
@@ -231,7 +234,8 @@ def _kind_words(info: ModuleInfo, family: Family) -> str:
     if info.kind == "vae":
         what = "a VAE"
         if info.vae_class != family.latent.vae_class:  # same channels, another architecture
-            what = "a Qwen-Image (Wan) VAE" if info.vae_class == "AutoencoderKLQwenImage" else "an SD / Flux-style VAE"
+            what = {"AutoencoderKLQwenImage": "a Qwen-Image (Wan) VAE", "AutoencoderKLFlux2": "a Flux.2 VAE"}.get(
+                info.vae_class, "an SD / Flux-style VAE")
         return f"{what} with {info.latent_channels} latent channels"
     if info.kind == "qwen25vl" and not info.vision:
         return "a Qwen2.5-VL text encoder without its vision tower"
@@ -256,7 +260,7 @@ def _wrong_module_error(family: Family, module: ModuleFile, missing: Sequence[st
 def _fits(family: Family, module: ModuleFile) -> bool:
     info = module.info
     if info.kind == "vae":
-        return info.latent_channels == family.latent.channels and info.vae_class == family.latent.vae_class
+        return info.latent_channels == family.latent.vae_channels and info.vae_class == family.latent.vae_class
     if info.kind is not None and _needs_vision(family, info.kind) and not info.vision:
         return False
     return info.kind in needed_slots(family)
@@ -310,11 +314,11 @@ def _encoder_rank(module: ModuleFile) -> tuple[int, str]:
     return (PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER)), module.name
 
 
-def resolve_modules(family: Family, carried: frozenset[str] | set[str],
-                    available: Sequence[ModuleFile]) -> ModuleResolution:
+def resolve_modules(family: Family, carried: frozenset[str] | set[str], available: Sequence[ModuleFile],
+                    widths: Mapping[str, int] | None = None) -> ModuleResolution:
     """Forge's "Automatic": for each slot the family needs and the checkpoint does not carry, the best
-    present file (VAE: right latent channels, named like the family's VAE first; text encoders: fp16,
-    bf16, fp32, then fp8; ties by name)."""
+    present file (VAE: right latent channels, named like the family's VAE first; text encoders: of the width the
+    transformer takes (`widths`, per slot) first, then fp16, bf16, fp32, then fp8; ties by name)."""
     chosen, missing = [], []
     for slot in needed_slots(family):
         if slot in carried:
@@ -323,8 +327,11 @@ def resolve_modules(family: Family, carried: frozenset[str] | set[str],
         if not candidates:
             missing.append(slot)
             continue
-        rank = (lambda m: _vae_rank(family, m)) if slot == "vae" else _encoder_rank
-        chosen.append(min(candidates, key=rank))
+        wanted = (widths or {}).get(slot)
+        if slot == "vae":
+            chosen.append(min(candidates, key=lambda m: _vae_rank(family, m)))
+        else:
+            chosen.append(min(candidates, key=lambda m: (bool(wanted) and m.info.width != wanted, _encoder_rank(m))))
     return ModuleResolution(tuple(chosen), tuple(missing))
 
 
@@ -349,7 +356,10 @@ def choose_modules(family: Family, checkpoint: str | os.PathLike[str], chosen: S
             files.append(classify_module_file(path))
         except InvalidModelFileError:
             continue  # a damaged file in the folder is shown as such in the lists, never picked
-    resolution = resolve_modules(family, carried_components(checkpoint), files)
+    from sdweb.models.flow_detect import encoder_widths
+
+    shapes = read_header(Path(checkpoint)).shapes
+    resolution = resolve_modules(family, carried_components(checkpoint), files, encoder_widths(shapes, family))
     if resolution.missing:
         raise missing_module_error(family, resolution.missing[0])
     return [module.path for module in resolution.chosen]

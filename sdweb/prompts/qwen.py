@@ -80,14 +80,19 @@ def qwen_tokens(text: str, tokenizer: Any, *, thinking: bool, max_length: int, e
 @torch.no_grad()
 def encode_qwen(encoder: Any, tokenizer: Any, text: str, *, max_length: int, hidden_states: tuple[int, ...],
                 thinking: bool, emphasis: str = "Original", template: str = "", drop: int = 0,
-                image: VisionInput | None = None) -> torch.Tensor:
+                image: VisionInput | None = None, pad_id: int | None = None) -> torch.Tensor:
     """(1, tokens, width x len(hidden_states)): the prompt's hidden states, without the first `drop` tokens and
-    at most `max_length` after them (0: all), with emphasis applied."""
+    at most `max_length` after them (0: all), with emphasis applied. With `pad_id` the ids are padded with it to
+    `max_length` (masked in the encoder) and the padding's states are kept (Flux.2 Klein)."""
     ids, weights = qwen_tokens(text, tokenizer, thinking=thinking, max_length=drop + max_length if max_length else 0,
                                emphasis=emphasis, template=template, image_tokens=image.tokens if image else 0)
     device = next(encoder.parameters()).device
+    mask = [1] * len(ids)
+    if pad_id is not None and max_length:
+        padding = drop + max_length - len(ids)
+        ids, weights, mask = ids + [pad_id] * padding, weights + [1.0] * padding, mask + [0] * padding
     input_ids = torch.tensor([ids], device=device)
-    inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.tensor([mask], device=device)}
     if image is not None:
         inputs |= {"pixel_values": image.pixel_values.to(device), "image_grid_thw": image.grid_thw.to(device)}
     output = encoder(**inputs, output_hidden_states=True)

@@ -23,6 +23,11 @@ Kinds (`python -m sdweb.testing.tiny KIND OUT`):
   safetensors`; qwen-image-gguf: the qwen-image transformer as GGUF (as flux-gguf); qwen25vl-7b (bf16) and
   qwen25vl-7b-fp8-scaled: Qwen2.5-VL in ComfyUI's layout (`model.layers…`
   and the vision tower's `visual.…`, no `lm_head`), as `qwen_2.5_vl_7b*.safetensors`.
+- flux2-klein, flux2-klein-base: Flux.2 Klein transformers, bare BFL keys (`double_blocks.N.img_attn.qkv`,
+  `single_stream_modulation.lin`, ...; bf16), as `flux-2-klein-4b.safetensors` / `flux-2-klein-base-4b.safetensors`;
+  qwen3-4b-klein: a Qwen3 deep enough for Klein's hidden states 9, 18, 27 (28 layers; 12 wide, so its width tells it
+  from the z-image one), ComfyUI's layout; flux2-vae: the 32-channel Flux.2 VAE in BFL's keys (LDM layout,
+  `encoder.quant_conv`, `decoder.post_quant_conv`, `bn.running_mean` / `bn.running_var`), as `flux2-vae.safetensors`.
 - diffusers-sd1, diffusers-flux: diffusers folders (`save_pretrained`); OUT is a folder.
 
 The original layouts come from our conversion plans inverted (sdweb.models.flow_convert); a test checks
@@ -45,15 +50,16 @@ import transformers
 from sdweb.core.atomic import atomic_write_bytes
 from sdweb.models.families import FAMILIES
 from sdweb.models.flow_convert import conversion_plan, layout_from_config, to_original
-from sdweb.models.flow_detect import flux_rope_axes, rope_axes_3
+from sdweb.models.flow_detect import flux_rope_axes, rope_axes_3, rope_axes_4
 from sdweb.models.flow_loader import tokenizer_for
+from sdweb.models.flux2_vae import to_flux2_vae_keys
 from sdweb.models.ldm_convert import clip_l_to_ldm, vae_to_ldm
 from sdweb.models.loader import CONFIGS
 from sdweb.models.wan_vae import to_wan_key
 from sdweb.testing.tiny import FLOW_KINDS, TinyFile, _seeded_module, build_tiny_pipeline, save_tiny_file
 
 __all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFlowFiles", "build_flow_pipeline", "build_tiny_component", "flow_file_content",
-           "write_flow_tiny", "write_qwen_image_lora", "write_zimage_lora"]
+           "write_flow_tiny", "write_klein_lora", "write_qwen_image_lora", "write_zimage_lora"]
 
 FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
 GGUF_KINDS = {"flux-gguf": "flux-dev", "qwen-image-gguf": "qwen-image"}  # kind -> the family whose transformer
@@ -105,8 +111,16 @@ QWEN_IMAGE = {"patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layer
 # the real structure (2 resnets a level, as diffusers' own Wan converter assumes) at a tiny width
 QWEN_VAE = {"base_dim": 8, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
             "temperal_downsample": [False, True, True]}
+# Flux.2 Klein: Qwen3 hidden states 9, 18 and 27 side by side (so 28 layers at least), the 32-channel VAE
+QWEN3_KLEIN = QWEN3 | {"hidden_size": 12, "head_dim": 12, "num_hidden_layers": 28}
+KLEIN = {"patch_size": 1, "in_channels": 128, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": _HEAD,
+         "num_attention_heads": 2, "joint_attention_dim": 3 * QWEN3_KLEIN["hidden_size"], "axes_dims_rope": rope_axes_4(_HEAD),
+         "guidance_embeds": False}
+FLUX2_VAE = {"block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "latent_channels": 32, "norm_num_groups": 8,
+             "sample_size": 64}
 TRANSFORMERS = {"flux-dev": FLUX_DEV, "flux-schnell": FLUX_SCHNELL, "chroma": CHROMA, "sd35-medium": SD35_MEDIUM,
-                "z-image": Z_IMAGE, "flux-kontext": FLUX_DEV, "qwen-image": QWEN_IMAGE, "qwen-image-edit": QWEN_IMAGE}
+                "z-image": Z_IMAGE, "flux-kontext": FLUX_DEV, "qwen-image": QWEN_IMAGE, "qwen-image-edit": QWEN_IMAGE,
+                "flux2-klein": KLEIN, "flux2-klein-base": KLEIN}
 
 
 def _template(family_name: str, relative: str) -> dict[str, Any]:
@@ -129,6 +143,15 @@ def _qwen_vae() -> torch.nn.Module:
     return diffusers.AutoencoderKLQwenImage(**QWEN_VAE, **stats)
 
 
+def _flux2_vae() -> torch.nn.Module:
+    """The Flux.2 VAE at a tiny width; its latent batch-norm statistics set away from (0, 1), as trained ones are."""
+    vae = diffusers.AutoencoderKLFlux2(**FLUX2_VAE)
+    generator = torch.Generator().manual_seed(5)
+    vae.bn.running_mean.copy_(torch.randn(vae.bn.running_mean.shape, generator=generator) * 0.3)
+    vae.bn.running_var.copy_(0.5 + torch.rand(vae.bn.running_var.shape, generator=generator))
+    return vae
+
+
 def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
     """A seeded tiny module (fp32): "<family>-transformer" for the families in TRANSFORMERS, "flux-vae",
     "sd3-vae", "clip_l", "clip_l-projection" (SD3's CLIP-L, with a projection), "clip_g", "t5xxl", "qwen3",
@@ -145,6 +168,8 @@ def build_tiny_component(name: str, seed: int = 0) -> torch.nn.Module:
         "clip_g": lambda: transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_G)),
         "t5xxl": lambda: transformers.T5EncoderModel(transformers.T5Config(**T5)),
         "qwen3": lambda: transformers.Qwen3Model(transformers.Qwen3Config(**QWEN3)),
+        "qwen3-klein": lambda: transformers.Qwen3Model(transformers.Qwen3Config(**QWEN3_KLEIN)),
+        "flux2-vae": _flux2_vae,
         "qwen25vl": _qwen25vl,
         "qwen-vae": _qwen_vae,
     }
@@ -178,10 +203,10 @@ def _t5_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in state.items() if k != "encoder.embed_tokens.weight"}  # tied: only `shared`
 
 
-def _qwen_tensors(seed: int, prefix: str) -> dict[str, torch.Tensor]:
+def _qwen_tensors(seed: int, prefix: str, name: str = "qwen3") -> dict[str, torch.Tensor]:
     """Qwen3 in the HF causal-LM layout (`model.layers…`), as ComfyUI's `qwen_3_4b.safetensors`; the tied
     `lm_head` is left out (not needed for the hidden states)."""
-    state = build_tiny_component("qwen3", seed).state_dict()
+    state = build_tiny_component(name, seed).state_dict()
     return {prefix + key: value for key, value in state.items()}
 
 
@@ -248,6 +273,13 @@ def flow_file_content(kind: str, seed: int = 0) -> TinyFile:
         tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
     elif kind == "qwen3-4b":
         tensors = _cast(_qwen_tensors(seed, "model."), torch.bfloat16)
+    elif kind in ("flux2-klein", "flux2-klein-base"):
+        tensors = _cast(_transformer_tensors(kind, seed), torch.bfloat16)
+    elif kind == "qwen3-4b-klein":
+        tensors = _cast(_qwen_tensors(seed, "model.", "qwen3-klein"), torch.bfloat16)
+    elif kind == "flux2-vae":
+        vae = build_tiny_component("flux2-vae", seed)
+        tensors = _cast(to_flux2_vae_keys(vae.state_dict(), vae.config), torch.float32)
     elif kind in ("qwen-image", "qwen-image-edit"):
         prefix = "diffusion_model." if kind == "qwen-image-edit" else ""
         tensors = _cast({prefix + k: v for k, v in _transformer_tensors(kind, seed).items()}, torch.bfloat16)
@@ -299,6 +331,8 @@ def build_flow_pipeline(family_name: str, seed: int = 0) -> Any:
     family = FAMILIES[family_name]
     if family.base == "qwenimage":
         return _qwen_image_pipeline(family_name, seed)
+    if family.base == "flux2klein":
+        return _klein_pipeline(family_name, seed)
     parts: dict[str, Any] = {
         "transformer": build_tiny_component(f"{family_name}-transformer", seed),
         "vae": build_tiny_component("sd3-vae" if family.base == "sd3" else "flux-vae", seed),
@@ -329,6 +363,19 @@ def _qwen_image_pipeline(family_name: str, seed: int) -> Any:
     if family.features.edit:
         parts["processor"] = None
     return getattr(diffusers, family.load_pipeline)(**parts)
+
+
+def _klein_pipeline(family_name: str, seed: int) -> Any:
+    """diffusers' own Flux2KleinPipeline of the tiny components: the bundled scheduler config, Qwen3 as
+    `Qwen3ForCausalLM` around the tiny `Qwen3Model` (its `lm_head` is not used)."""
+    encoder = build_tiny_component("qwen3-klein", seed)
+    full = transformers.Qwen3ForCausalLM(encoder.config)
+    full.model = encoder
+    return diffusers.Flux2KleinPipeline(
+        transformer=build_tiny_component(f"{family_name}-transformer", seed), vae=build_tiny_component("flux2-vae", seed),
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler.from_config(
+            _template(family_name, "scheduler/scheduler_config.json")),
+        text_encoder=full.eval(), tokenizer=tokenizer_for("qwen3"), is_distilled=not FAMILIES[family_name].guidance.cfg)
 
 
 def write_flow_tiny(kind: str, out_path: str | Path, seed: int = 0) -> Path:
@@ -373,6 +420,10 @@ DATA_DIR_NAMES = {
     "qwen-image-vae": "models/VAE/qwen_image_vae.safetensors",
     "qwen25vl-7b": "models/text_encoder/qwen_2.5_vl_7b.safetensors",
     "qwen25vl-7b-fp8-scaled": "models/text_encoder/qwen_2.5_vl_7b_fp8_scaled.safetensors",
+    "flux2-klein": "models/Stable-diffusion/flux-2-klein-4b-tiny.safetensors",
+    "flux2-klein-base": "models/Stable-diffusion/flux-2-klein-base-4b-tiny.safetensors",
+    "qwen3-4b-klein": "models/text_encoder/qwen_3_4b_klein.safetensors",
+    "flux2-vae": "models/VAE/flux2-vae.safetensors",
 }
 
 
@@ -443,6 +494,21 @@ def write_zimage_lora(out_path: str | Path, layout: str = "peft", seed: int = 0)
         else:
             tensors |= {f"{key}.lora_A.weight": torch.randn(4, fan_in, generator=generator) * 0.3,
                         f"{key}.lora_B.weight": torch.randn(width, 4, generator=generator) * 0.3}
+    return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))
+
+
+def write_klein_lora(out_path: str | Path, seed: int = 0) -> Path:
+    """A tiny Flux.2 Klein LoRA for the tiny flux2-klein transformer in diffusers / peft names, as ai-toolkit saves
+    it (`transformer.transformer_blocks.0.attn.to_q.lora_A.weight`, the single block's fused
+    `attn.to_qkv_mlp_proj`)."""
+    width = KLEIN["num_attention_heads"] * KLEIN["attention_head_dim"]
+    fused = 3 * width + 2 * 3 * width  # q, k, v and the gated MLP's two halves (mlp_ratio 3)
+    generator = torch.Generator().manual_seed(seed + 80)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, fan_out in (("transformer_blocks.0.attn.to_q", width), ("transformer_blocks.0.attn.to_add_out", width),
+                          ("single_transformer_blocks.0.attn.to_qkv_mlp_proj", fused)):
+        tensors |= {f"transformer.{name}.lora_A.weight": torch.randn(4, width, generator=generator) * 0.3,
+                    f"transformer.{name}.lora_B.weight": torch.randn(fan_out, 4, generator=generator) * 0.3}
     return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))
 
 

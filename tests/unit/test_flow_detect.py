@@ -25,12 +25,13 @@ from sdweb.models.flow_detect import (
 from sdweb.testing.tiny_flow import TRANSFORMERS
 
 CONFIGS = Path(sdweb.models.__file__).parent / "configs"
-FLOW = ("flux-dev", "flux-schnell", "flux-fill", "flux-kontext", "chroma", "sd3", "sd35-medium", "sd35-large", "z-image")
+FLOW = ("flux-dev", "flux-schnell", "flux-fill", "flux-kontext", "chroma", "sd3", "sd35-medium", "sd35-large", "z-image",
+        "flux2-klein")
 PREFIXES = ("", "model.diffusion_model.", "diffusion_model.")
 
 
 def template(family: str) -> dict:
-    return json.loads((CONFIGS / family / "transformer" / "config.json").read_text())
+    return json.loads((CONFIGS / FAMILIES[family].template / "transformer" / "config.json").read_text())
 
 
 def original_shapes(family: str, config: dict, prefix: str = "") -> dict[str, tuple[int, ...]]:

@@ -5,6 +5,7 @@ record's latent colours. What the record says a family cannot do is refused by n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,13 @@ from sdweb.models.families import Family
 from sdweb.models.flow_loader import image_processor_for
 from sdweb.models.manager import LoadedModel
 from sdweb.prompts.qwen import vision_input
-from sdweb.samplers.flow import FLOW_SAMPLER_FUNCTIONS, FLOW_SCHEDULES, FlowSchedule, dynamic_shift
+from sdweb.samplers.flow import (
+    FLOW_SAMPLER_FUNCTIONS,
+    FLOW_SCHEDULES,
+    FlowSchedule,
+    dynamic_shift,
+    empirical_mu,
+)
 from sdweb.samplers.resolve import Resolution, effective_schedule
 from sdweb.samplers.table import SAMPLERS, SCHEDULERS
 
@@ -61,14 +68,16 @@ def _refuse(what: str, family: Family, field: str, valid: Sequence[str]) -> User
                      hint=f"{field}: use one of {', '.join(valid)}.")
 
 
-def shift_for(family: Family, settings: Mapping[str, Any], width: int = 0, height: int = 0) -> float:
+def shift_for(family: Family, settings: Mapping[str, Any], width: int = 0, height: int = 0, steps: int = 0) -> float:
     """The setting `flow_shift` (Forge's Shift) when set, else the family's: a dynamic one from the image's token
-    count (Qwen-Image), or its static shift."""
+    count (Qwen-Image) and, for Flux.2, the step count, or its static shift."""
     chosen = float(settings.get("flow_shift") or 0.0)
     scheduling = family.scheduling
+    tokens_side = family.latent.downscale * family.latent.patch
+    if not chosen and scheduling.empirical_mu:
+        return math.exp(empirical_mu((height // tokens_side) * (width // tokens_side), max(1, steps)))
     if chosen or not scheduling.dynamic_shift:
         return chosen or scheduling.shift
-    tokens_side = family.latent.downscale * family.latent.patch
     return dynamic_shift((height // tokens_side) * (width // tokens_side), scheduling.base_shift,
                          scheduling.max_shift, scheduling.base_seq_len, scheduling.max_seq_len)
 
@@ -119,9 +128,10 @@ class FlowEngine:
     def denoiser(self, pipe: Any) -> torch.nn.Module:
         return pipe.transformer
 
-    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int, height: int) -> FlowSchedule:
+    def noise_schedule(self, model: LoadedModel, settings: Mapping[str, Any], width: int, height: int,
+                       steps: int = 0) -> FlowSchedule:
         family = model.family
-        return FlowSchedule(shift_for(family, settings, width, height), terminal=family.scheduling.shift_terminal)
+        return FlowSchedule(shift_for(family, settings, width, height, steps), terminal=family.scheduling.shift_terminal)
 
     def latent_shape(self, family: Family, width: int, height: int) -> tuple[int, int, int]:
         down = family.latent.downscale

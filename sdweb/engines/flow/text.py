@@ -82,7 +82,8 @@ class FlowTextEncoder:
                 t5_embeds = encode_qwen(encoder, tokenizer, text, max_length=spec.max_length,
                                         hidden_states=spec.hidden_states, thinking=spec.thinking,
                                         emphasis=self.options.emphasis, template=spec.template,
-                                        drop=spec.drop_tokens, image=self.image if spec.vision else None)
+                                        drop=spec.drop_tokens, image=self.image if spec.vision else None,
+                                        pad_id=spec.pad_token_id if spec.pad_to_max else None)
                 continue
             if spec.tokenizer == "t5":
                 encoded = encode_t5(encoder, tokenizer, text, min_length=spec.max_length,

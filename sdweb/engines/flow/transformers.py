@@ -208,12 +208,50 @@ class QwenImageAdapter:
                               self.patch)
 
 
+def _grid_ids(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(height * width, 4) Flux.2 rope ids of a latent grid: (time 0, row, column, text position 0), as int64
+    (bf16 ids would round positions past 256)."""
+    rows = torch.arange(height, device=device).repeat_interleave(width)
+    columns = torch.arange(width, device=device).repeat(height)
+    zeros = torch.zeros_like(rows)
+    return torch.stack([zeros, rows, columns, zeros], dim=1)
+
+
+class Flux2Adapter:
+    """Flux2Transformer2DModel (Flux.2 Klein): the latents are already 2 x 2 patches (128 channels, see
+    generation.latent_codec), one token each; 4-axis rope ids (text tokens by position on the last axis); sigma as
+    the timestep; a guidance value only for transformers with a guidance embedder (Flux.2 Dev's kind)."""
+
+    patch = 1
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
+                 reference: torch.Tensor | None = None) -> torch.Tensor:
+        _no_reference(reference, self.transformer)
+        dtype = self.transformer.dtype
+        height, width = x.shape[-2:]
+        text_ids = torch.zeros(cond.length, 4, dtype=torch.long, device=x.device)
+        text_ids[:, 3] = torch.arange(cond.length, device=x.device)
+        inputs: dict[str, Any] = {}
+        if self.transformer.config.get("guidance_embeds", False):
+            if guidance is None:
+                raise ValueError("this Flux.2 transformer needs a distilled guidance value")
+            inputs["guidance"] = guidance.to(x.device, torch.float32)
+        out = self.transformer(hidden_states=pack_latents(x, 1).to(dtype), timestep=sigma.to(dtype),
+                               encoder_hidden_states=cond.embeds.to(x.device, dtype), txt_ids=text_ids,
+                               img_ids=_grid_ids(height, width, x.device), return_dict=False, **inputs)[0]
+        return unpack_latents(out.to(x.dtype), height, width, 1)
+
+
 ADAPTERS: dict[str, type] = {
     "FluxTransformer2DModel": FluxAdapter,
     "ChromaTransformer2DModel": ChromaAdapter,
     "SD3Transformer2DModel": SD3Adapter,
     "ZImageTransformer2DModel": ZImageAdapter,
     "QwenImageTransformer2DModel": QwenImageAdapter,
+    "Flux2Transformer2DModel": Flux2Adapter,
 }
 
 
