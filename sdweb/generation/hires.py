@@ -52,9 +52,11 @@ def check_upscaler(name: str, upscalers: UpscalerRegistry | None = None) -> None
     raise UserError(f"Hires upscaler {name!r} not found.", code="upscaler_not_found", hint=f"Use one of: {valid}.")
 
 
-def _cover_then_crop(latents: torch.Tensor, width: int, height: int, mode: str, antialias: bool) -> torch.Tensor:
-    """Scale to cover the target box (keeping aspect), then centre-crop the excess, in latent space."""
-    target_h, target_w = height // 8, width // 8
+def _cover_then_crop(latents: torch.Tensor, width: int, height: int, mode: str, antialias: bool,
+                     downscale: int = 8) -> torch.Tensor:
+    """Scale to cover the target box (keeping aspect), then centre-crop the excess, in latent space (`downscale`
+    image pixels per latent pixel: 16 for Flux.2's patch latents)."""
+    target_h, target_w = height // downscale, width // downscale
     _, _, h, w = latents.shape
     scale = max(target_h / h, target_w / w)
     cover_h, cover_w = max(target_h, round(h * scale)), max(target_w, round(w * scale))
@@ -66,13 +68,13 @@ def _cover_then_crop(latents: torch.Tensor, width: int, height: int, mode: str, 
 
 def upscale_first_pass(request: Txt2ImgRequest, pipe: Any, latents: torch.Tensor,
                        settings: Mapping[str, Any] | None = None, upscalers: UpscalerRegistry | None = None,
-                       multiple: int = 8) -> Any:
+                       multiple: int = 8, downscale: int = 8) -> Any:
     """The second pass's input: upscaled latents, or upscaled images for pixel upscalers (a model upscaler
     runs at its native scale, then the result is Lanczos-resized to the exact size)."""
     width, height = hires_size(request, multiple)
     if request.hr_upscaler in LATENT_MODES:
         mode, antialias = LATENT_MODES[request.hr_upscaler]
-        return _cover_then_crop(latents, width, height, mode, antialias)
+        return _cover_then_crop(latents, width, height, mode, antialias, downscale)
     images = decode_latents(pipe, latents)
     if request.hr_upscaler not in PIXEL_RESAMPLERS and upscalers is not None:
         return [upscalers.upscale_to(image, request.hr_upscaler, width, height, settings or {}) for image in images]
@@ -103,7 +105,8 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
     with torch.no_grad():
         conditioning = plan_conditioning(model, pipe, _hires_prompt(prepared, request), hr_steps, settings,
                                          second_order=resolution.sampler.second_order, first_pass_steps=request.steps)
-        upscaled = upscale_first_pass(request, pipe, first_latents, settings, upscalers, multiple)
+        upscaled = upscale_first_pass(request, pipe, first_latents, settings, upscalers, multiple,
+                                      model.family.latent.downscale)
         init_latent = upscaled if isinstance(upscaled, torch.Tensor) else encode_images(pipe, upscaled, noise.seeds)
     plan = SamplingPlan(sampler=resolution.sampler, schedule=resolution.scheduler, steps=hr_steps,
                         cfg_scale=request.cfg_scale, eta=request.eta,

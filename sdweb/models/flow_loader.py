@@ -164,6 +164,10 @@ def _check_widths(family: Family, configs: Mapping[str, Mapping[str, Any]], sour
         if width != expected:
             raise refuse("qwen3", f"{width}-wide Qwen3 output", f"{expected} (a Qwen3 of that width"
                          f"{_QWEN3_SIZES.get(expected, '')})")
+        layers, deepest = by_slot["qwen3"]["num_hidden_layers"], max(next(
+            spec.hidden_states for spec in family.text_encoders if spec.slot == "qwen3"))
+        if deepest >= layers + 1:
+            raise refuse("qwen3", f"a Qwen3 of {layers} layers", f"the hidden state of layer {deepest}")
     if "qwen25vl" in by_slot:
         width = by_slot["qwen25vl"].get("text_config", by_slot["qwen25vl"])["hidden_size"]
         if width != transformer["joint_attention_dim"]:

@@ -497,18 +497,24 @@ def write_zimage_lora(out_path: str | Path, layout: str = "peft", seed: int = 0)
     return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))
 
 
-def write_klein_lora(out_path: str | Path, seed: int = 0) -> Path:
+def write_klein_lora(out_path: str | Path, layout: str = "peft", seed: int = 0) -> Path:
     """A tiny Flux.2 Klein LoRA for the tiny flux2-klein transformer in diffusers / peft names, as ai-toolkit saves
     it (`transformer.transformer_blocks.0.attn.to_q.lora_A.weight`, the single block's fused
-    `attn.to_qkv_mlp_proj`)."""
+    `attn.to_qkv_mlp_proj`), or in BFL names under ComfyUI's `diffusion_model.` ("comfy":
+    `diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight`, `single_blocks.0.linear1`)."""
     width = KLEIN["num_attention_heads"] * KLEIN["attention_head_dim"]
     fused = 3 * width + 2 * 3 * width  # q, k, v and the gated MLP's two halves (mlp_ratio 3)
     generator = torch.Generator().manual_seed(seed + 80)
+    targets = ((("transformer.transformer_blocks.0.attn.to_q", width),
+                ("transformer.transformer_blocks.0.attn.to_add_out", width),
+                ("transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj", fused)) if layout == "peft" else
+               (("diffusion_model.double_blocks.0.img_attn.qkv", 3 * width),
+                ("diffusion_model.double_blocks.0.txt_attn.proj", width),
+                ("diffusion_model.single_blocks.0.linear1", fused)))
     tensors: dict[str, torch.Tensor] = {}
-    for name, fan_out in (("transformer_blocks.0.attn.to_q", width), ("transformer_blocks.0.attn.to_add_out", width),
-                          ("single_transformer_blocks.0.attn.to_qkv_mlp_proj", fused)):
-        tensors |= {f"transformer.{name}.lora_A.weight": torch.randn(4, width, generator=generator) * 0.3,
-                    f"transformer.{name}.lora_B.weight": torch.randn(fan_out, 4, generator=generator) * 0.3}
+    for name, fan_out in targets:
+        tensors |= {f"{name}.lora_A.weight": torch.randn(4, width, generator=generator) * 0.3,
+                    f"{name}.lora_B.weight": torch.randn(fan_out, 4, generator=generator) * 0.3}
     return save_tiny_file(TinyFile(tensors, {"format": "pt"}, tensors), Path(out_path))
 
 

@@ -33,7 +33,8 @@ MODULES = ["flux2-vae", "qwen_3_4b_klein"]  # what Automatic adds, in slot order
 def api(tmp_path_factory):
     files = TinyFlowFiles(tmp_path_factory.mktemp("flux2-klein"))
     files.paths(*KINDS)
-    write_klein_lora(files.root / "models/Lora/klein-peft.safetensors")
+    write_klein_lora(files.root / "models/Lora/klein-peft.safetensors", "peft")
+    write_klein_lora(files.root / "models/Lora/klein-comfy.safetensors", "comfy")
     state = build_app_state(parse_options(["--data-dir", str(files.root), "--api"], {}))
     app = FastAPI()
     mount_api(app, state)
@@ -85,13 +86,16 @@ def test_txt2img_is_flux2_klein_pipelines_image_for_the_same_noise(api, stem, cf
     assert np.abs(ours - _pixels(theirs)).max() <= 1
 
 
-def test_img2img_and_batch(api):
+def test_img2img_hires_fix_and_batch(api):
     client, _ = api
     _select(client, DISTILLED)
     init = _generated(_txt2img(client))
     body = {"init_images": [_b64(init)], "prompt": "a blue cat", "seed": 5, "denoising_strength": 0.6, **SMALL}
     changed = _pixels(_generated(client.post("/sdapi/v1/img2img", json=body)))
     assert changed.shape == (64, 96, 3) and not np.array_equal(changed, _pixels(init))
+    hires = _txt2img(client, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
+                     hr_second_pass_steps=2)
+    assert _generated(hires).size == (144, 96)
     batch = _txt2img(client, batch_size=2)
     assert batch.status_code == 200, batch.text
     first, second = (_pixels(_image(data)) for data in batch.json()["images"][:2])
@@ -100,13 +104,14 @@ def test_img2img_and_batch(api):
     assert np.abs(second - _pixels(_generated(_txt2img(client, seed=12)))).max() <= 1
 
 
-def test_lora_changes_the_image(api):
+@pytest.mark.parametrize("lora", ["klein-peft", "klein-comfy"])
+def test_lora_changes_the_image(api, lora):
     client, _ = api
     _select(client, DISTILLED)
     plain = _pixels(_generated(_txt2img(client)))
-    image = _generated(_txt2img(client, prompt="a red cat <lora:klein-peft:1>"))
+    image = _generated(_txt2img(client, prompt=f"a red cat <lora:{lora}:1>"))
     assert not np.array_equal(_pixels(image), plain)
-    assert "<lora:klein-peft:1>" in image.info["parameters"]
+    assert f"<lora:{lora}:1>" in image.info["parameters"]
     assert np.array_equal(_pixels(_generated(_txt2img(client))), plain), "off again without the tag"
 
 
