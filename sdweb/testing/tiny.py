@@ -58,7 +58,7 @@ FLOW_KINDS = ("flux-dev", "flux-schnell", "flux-gguf", "chroma", "sd35-medium", 
               "t5xxl-fp8", "t5xxl-fp8-scaled", "flux-ae", "diffusers-sd1", "diffusers-flux", "z-image", "qwen3-4b",
               "flux-kontext", "qwen-image", "qwen-image-edit", "qwen-image-aio", "qwen-image-gguf", "qwen-image-vae",
               "qwen25vl-7b", "qwen25vl-7b-fp8-scaled", "flux2-klein", "flux2-klein-base", "qwen3-4b-klein",
-              "flux2-vae")
+              "flux2-vae", "flux2-klein-gguf")
 TINY_KINDS = (*CHECKPOINT_KINDS, "vae", "lora", "embedding", "embedding-sdxl", "esrgan", "controlnet", *FLOW_KINDS)
 FORMATS = ("safetensors", "ckpt")
 DEMO_FILE_NAME = "demo-tiny-random.safetensors"

@@ -27,7 +27,8 @@ Kinds (`python -m sdweb.testing.tiny KIND OUT`):
   `single_stream_modulation.lin`, ...; bf16), as `flux-2-klein-4b.safetensors` / `flux-2-klein-base-4b.safetensors`;
   qwen3-4b-klein: a Qwen3 deep enough for Klein's hidden states 9, 18, 27 (28 layers; 12 wide, so its width tells it
   from the z-image one), ComfyUI's layout; flux2-vae: the 32-channel Flux.2 VAE in BFL's keys (LDM layout,
-  `encoder.quant_conv`, `decoder.post_quant_conv`, `bn.running_mean` / `bn.running_var`), as `flux2-vae.safetensors`.
+  `encoder.quant_conv`, `decoder.post_quant_conv`, `bn.running_mean` / `bn.running_var`), as `flux2-vae.safetensors`;
+  flux2-klein-gguf: the flux2-klein transformer as GGUF (as flux-gguf).
 - diffusers-sd1, diffusers-flux: diffusers folders (`save_pretrained`); OUT is a folder.
 
 The original layouts come from our conversion plans inverted (sdweb.models.flow_convert); a test checks
@@ -62,7 +63,7 @@ __all__ = ["DATA_DIR_NAMES", "FILE_KINDS", "FLOW_KINDS", "FOLDER_KINDS", "TinyFl
            "write_flow_tiny", "write_klein_lora", "write_qwen_image_lora", "write_zimage_lora"]
 
 FOLDER_KINDS = ("diffusers-sd1", "diffusers-flux")
-GGUF_KINDS = {"flux-gguf": "flux-dev", "qwen-image-gguf": "qwen-image"}  # kind -> the family whose transformer
+GGUF_KINDS = {"flux-gguf": "flux-dev", "qwen-image-gguf": "qwen-image", "flux2-klein-gguf": "flux2-klein"}  # kind -> the family whose transformer
 FILE_KINDS = tuple(kind for kind in FLOW_KINDS if kind not in FOLDER_KINDS)
 
 _CLIP_COMMON = {"vocab_size": 49408, "max_position_embeddings": 77, "layer_norm_eps": 1e-5, "pad_token_id": 1,
@@ -424,6 +425,7 @@ DATA_DIR_NAMES = {
     "flux2-klein-base": "models/Stable-diffusion/flux-2-klein-base-4b-tiny.safetensors",
     "qwen3-4b-klein": "models/text_encoder/qwen_3_4b_klein.safetensors",
     "flux2-vae": "models/VAE/flux2-vae.safetensors",
+    "flux2-klein-gguf": "models/Stable-diffusion/flux-2-klein-4b-tiny-Q8_0.gguf",
 }
 
 

@@ -129,6 +129,15 @@ def test_a_comfyui_prefixed_transformer_loads(flow_files, tmp_path: Path) -> Non
     _same(loaded.pipeline.transformer, build_tiny_component("flux2-klein-transformer"), torch.bfloat16)
 
 
+def test_a_gguf_transformer_stays_quantized_and_generates(flow_files, tmp_path: Path) -> None:
+    loaded = load_checkpoint(flow_files.path("flux2-klein-gguf"), modules=flow_files.paths("flux2-vae", "qwen3-4b-klein"),
+                             config_cache_dir=tmp_path / "cache")
+    assert loaded.family.name == "flux2-klein"
+    assert type(loaded.pipeline.transformer.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
+    image = loaded.pipeline(prompt="a cat", height=64, width=96, num_inference_steps=2).images[0]
+    assert image.size == (96, 64)
+
+
 def test_wrong_or_missing_modules_name_the_file_and_the_fix(flow_files, tmp_path: Path) -> None:
     checkpoint = flow_files.path("flux2-klein")
     cache = tmp_path / "cache"
