@@ -36,3 +36,10 @@ def test_qwen_image_edit_is_an_edit_model_and_qwen_image_has_its_presets():
     distilled, width, _, steps, cfg, sampler, schedule, _ = preset_updates(FAMILIES["qwen-image"], apply_defaults=True)
     assert distilled["visible"] is False and width["step"] == 16 and width["value"] == 1024
     assert (steps, cfg, sampler, schedule) == (50, 4.0, "Euler", "Simple")
+
+
+def test_flux2_klein_distilled_and_base_have_their_presets():
+    for name, expected in (("flux2-klein", (4, 1.0)), ("flux2-klein-base", (50, 4.0))):
+        distilled, width, _, steps, cfg, sampler, schedule, _ = preset_updates(FAMILIES[name], apply_defaults=True)
+        assert distilled["visible"] is False and width["step"] == 16 and width["value"] == 1024
+        assert (steps, cfg, sampler, schedule) == (*expected, "Euler", "Simple")
