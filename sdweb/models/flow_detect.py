@@ -1,9 +1,11 @@
-"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5, Z-Image, Qwen-Image) from key names and tensor shapes alone.
+"""Flow-matching families (Flux.1, Chroma, SD 3 / 3.5, Z-Image, Qwen-Image, Flux.2 Klein) from key names and tensor
+shapes alone.
 
-A file may carry a transformer (BFL keys for Flux and Chroma, MMDiT keys for SD3, diffusers keys for Qwen-Image;
+A file may carry a transformer (BFL keys for Flux, Chroma and Flux.2, MMDiT keys for SD3, diffusers keys for Qwen-Image;
 bare, under `model.diffusion_model.` as ComfyUI/Forge checkpoints have it, or `diffusion_model.`), a VAE (LDM or
 Wan keys under `vae.` or `first_stage_model.`) and text encoders (`text_encoders.{clip_l,clip_g,t5xxl}.transformer.`,
-ComfyUI's `text_encoders.qwen25_7b.transformer.` for Qwen2.5-VL).
+ComfyUI's `text_encoders.qwen25_7b.transformer.` for Qwen2.5-VL, `text_encoders.qwen3_4b` / `qwen3_8b.transformer.model.`
+for Qwen3).
 `file_components` says which; `detect_flow_family` names the family from the records' sentinel keys; the
 config readers turn shapes into diffusers config numbers, so tiny, full-size and pruned files share one path:
 
@@ -19,6 +21,8 @@ config readers turn shapes into diffusers config numbers, so tiny, full-size and
   layers and refiner layers from key indices, caption width from `cap_embedder.1`; RoPE axes by `rope_axes_3`.
 - Qwen-Image: width and input channels from `img_in`, head width from `attn.norm_q`, layers from key indices,
   joint width from `txt_norm`, output channels from `proj_out` (2 x 2 patches); RoPE axes by `flux_rope_axes`.
+- Flux.2 (Klein): as Flux, with the MLP ratio from `img_mlp.0` (gate and up), the timestep channels from `time_in`,
+  four RoPE axes of a quarter head each (`rope_axes_4`); `txt_in` is 3 x the Qwen3's width (`klein_size`).
 - Qwen3 text encoders: width and vocabulary from `embed_tokens`, head width from `q_norm`, heads from `q_proj`
   / `k_proj`. Qwen2.5-VL: the same for its language model (128-wide heads), its vision tower's width, depth, MLP
   and output widths from `patch_embed`, `blocks.N`, `merger` (80-wide heads, as in every released size).
@@ -63,7 +67,9 @@ Shapes = Mapping[str, tuple[int, ...]]
 TRANSFORMER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 VAE_PREFIXES = ("vae.", "first_stage_model.")
 # text-encoder slot -> the name ComfyUI saves it under in all-in-one files (`text_encoders.<name>.transformer.`)
-ENCODER_SLOTS = {"clip_l": "clip_l", "clip_g": "clip_g", "t5xxl": "t5xxl", "qwen25vl": "qwen25_7b"}
+# (Qwen3: `qwen3_4b` for Z-Image and Klein 4B, `qwen3_8b` for Klein 9B; its decoder's keys under a further `model.`)
+ENCODER_SLOTS = {"clip_l": ("clip_l",), "clip_g": ("clip_g",), "t5xxl": ("t5xxl",), "qwen25vl": ("qwen25_7b",),
+                 "qwen3": ("qwen3_4b", "qwen3_8b")}
 _FLOW_FAMILIES = tuple(f for f in FAMILIES.values() if f.engine == "flow")
 FLUX2_DEV_JOINT = 15360  # Flux.2 Dev's `txt_in` width: 3 x Mistral Small 3.1's 5120
 # Flux.2 Klein's `txt_in` width (3 x the Qwen3's) -> the model's size as users know it
@@ -133,10 +139,14 @@ def file_components(shapes: Shapes) -> FileComponents:
     """What a flow checkpoint carries: all-in-one (ComfyUI / Forge layout) or transformer-only."""
     prefix = transformer_prefix(shapes)
     encoders = {}
-    for slot, saved_as in ENCODER_SLOTS.items():
-        encoder_prefix = f"{TEXT_ENCODERS_PREFIX}{saved_as}.transformer."
-        if any(key.startswith(encoder_prefix) for key in shapes):
-            encoders[slot] = encoder_prefix
+    for slot, names in ENCODER_SLOTS.items():
+        for saved_as in names:
+            encoder_prefix = f"{TEXT_ENCODERS_PREFIX}{saved_as}.transformer."
+            if slot == "qwen3" and encoder_prefix + "model.embed_tokens.weight" in shapes:
+                encoder_prefix += "model."
+            if any(key.startswith(encoder_prefix) for key in shapes):
+                encoders[slot] = encoder_prefix
+                break
     return FileComponents(prefix, _vae_prefix(shapes), encoders)
 
 

@@ -129,6 +129,20 @@ def test_a_comfyui_prefixed_transformer_loads(flow_files, tmp_path: Path) -> Non
     _same(loaded.pipeline.transformer, build_tiny_component("flux2-klein-transformer"), torch.bfloat16)
 
 
+def test_an_all_in_one_file_loads_as_comfyui_saves_it(flow_files, tmp_path: Path) -> None:
+    """`model.diffusion_model.` + `text_encoders.qwen3_4b.transformer.model.` + `vae.` (ComfyUI's checkpoint save)."""
+    parts = {"model.diffusion_model.": "flux2-klein", "text_encoders.qwen3_4b.transformer.": "qwen3-4b-klein",
+             "vae.": "flux2-vae"}
+    aio = tmp_path / "flux-2-klein-4b-aio.safetensors"
+    safetensors.torch.save_file({prefix + k: v for prefix, kind in parts.items()
+                                 for k, v in flow_file_content(kind).tensors.items()}, aio)
+    assert choose_modules(KLEIN, aio, [], flow_files.paths("flux2-vae", "qwen3-4b-klein")) == []
+    loaded = load_checkpoint(aio, modules=[], config_cache_dir=tmp_path / "cache")
+    assert loaded.family.name == "flux2-klein" and loaded.modules == ()
+    _same(loaded.pipeline.text_encoder, build_tiny_component("qwen3-klein"), torch.bfloat16)
+    _same(loaded.pipeline.vae, build_tiny_component("flux2-vae"), torch.float32)
+
+
 def test_a_gguf_transformer_stays_quantized_and_generates(flow_files, tmp_path: Path) -> None:
     loaded = load_checkpoint(flow_files.path("flux2-klein-gguf"), modules=flow_files.paths("flux2-vae", "qwen3-4b-klein"),
                              config_cache_dir=tmp_path / "cache")
