@@ -122,6 +122,7 @@ def _fuzz(operation, mode: GenerationMode, tally: Tally) -> None:
             tally.failures.append(f"{operation.label} [{mode.value}] {response.status_code}: {str(error)[:800]}")
 
 
+@pytest.mark.slow
 def test_openapi_schema_fuzz(api_schema):
     tally = Tally()
     operations = [op for op in (result.ok() for result in api_schema.get_all_operations())

@@ -116,6 +116,7 @@ def _exhaust(stream):
     return output, message
 
 
+@pytest.mark.slow
 def test_install_restart_disable_update_remove(world):
     data, extensions = world["data"], world["data"] / "extensions"
     state = _start(data)

@@ -283,6 +283,7 @@ def _hold_stream(url: str, opened: threading.Event) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_a_tab_open_stops_at_once_and_quietly(tmp_path, summary):
     process, base, log = _console_of_a_start(tmp_path)
     try:
@@ -442,6 +443,7 @@ def _gone_after(pid: int, timeout: float) -> float | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(sys.platform == "win32" or not CHROMIUM.exists(), reason="needs webui.sh and /usr/bin/chromium")
 def test_restart_with_the_page_open_completes_and_the_page_reloads(tmp_path, summary):

@@ -29,7 +29,8 @@ from browser_kit import (
 )
 from PIL import Image
 
-pytestmark = pytest.mark.browser
+# slow: together about 5 minutes of CI's 30; ./run-tests.sh -m slow runs them
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
