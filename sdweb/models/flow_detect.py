@@ -224,12 +224,9 @@ def flux_rope_axes(head_dim: int) -> list[int]:
     return [first, rest, rest]
 
 
-def _flux_config(inner: Shapes, family: Family) -> dict[str, Any]:
-    hidden, in_channels = _need(inner, "img_in.weight")
-    head_dim = _need(inner, "double_blocks.0.img_attn.norm.query_norm.scale")[0]
-    if hidden % head_dim or _need(inner, "double_blocks.0.img_mlp.0.weight")[0] != 4 * hidden:
-        raise InvalidModelFileError("unsupported Flux layout (attention or MLP widths do not fit diffusers' model).")
-    config: dict[str, Any] = {
+def _stream_blocks_config(inner: Shapes, hidden: int, head_dim: int, in_channels: int) -> dict[str, Any]:
+    """What Flux.1 and Flux.2 (BFL keys: double_blocks, single_blocks, img_in, txt_in) size the same way."""
+    return {
         "in_channels": in_channels,
         "out_channels": _need(inner, "final_layer.linear.weight")[0],
         "num_layers": _count(inner, "double_blocks."),
@@ -237,9 +234,16 @@ def _flux_config(inner: Shapes, family: Family) -> dict[str, Any]:
         "attention_head_dim": head_dim,
         "num_attention_heads": hidden // head_dim,
         "joint_attention_dim": _need(inner, "txt_in.weight")[1],
-        "axes_dims_rope": flux_rope_axes(head_dim),
-        "patch_size": 1,
     }
+
+
+def _flux_config(inner: Shapes, family: Family) -> dict[str, Any]:
+    hidden, in_channels = _need(inner, "img_in.weight")
+    head_dim = _need(inner, "double_blocks.0.img_attn.norm.query_norm.scale")[0]
+    if hidden % head_dim or _need(inner, "double_blocks.0.img_mlp.0.weight")[0] != 4 * hidden:
+        raise InvalidModelFileError("unsupported Flux layout (attention or MLP widths do not fit diffusers' model).")
+    config: dict[str, Any] = {**_stream_blocks_config(inner, hidden, head_dim, in_channels),
+                              "axes_dims_rope": flux_rope_axes(head_dim), "patch_size": 1}
     if family.transformer_class == "ChromaTransformer2DModel":
         approximator = _need(inner, "distilled_guidance_layer.in_proj.weight")
         config |= {
@@ -336,13 +340,7 @@ def _flux2_config(inner: Shapes) -> dict[str, Any]:
     if hidden % head_dim or mlp_in % (2 * hidden):
         raise InvalidModelFileError("unsupported Flux.2 layout (attention or MLP widths do not fit diffusers' model).")
     return {
-        "in_channels": in_channels,
-        "out_channels": _need(inner, "final_layer.linear.weight")[0],
-        "num_layers": _count(inner, "double_blocks."),
-        "num_single_layers": _count(inner, "single_blocks."),
-        "attention_head_dim": head_dim,
-        "num_attention_heads": hidden // head_dim,
-        "joint_attention_dim": _need(inner, "txt_in.weight")[1],
+        **_stream_blocks_config(inner, hidden, head_dim, in_channels),
         "timestep_guidance_channels": _need(inner, "time_in.in_layer.weight")[1],
         "mlp_ratio": mlp_in / (2 * hidden),
         "axes_dims_rope": rope_axes_4(head_dim),

@@ -46,6 +46,11 @@ def _image(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
 
+def _generated(response) -> Image.Image:
+    assert response.status_code == 200, response.text
+    return _image(response.json()["images"][0])
+
+
 def _b64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -15,7 +15,7 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_families_2026 import _b64, _image, _pixels, _select
+from test_families_2026 import _b64, _generated, _image, _pixels, _select
 
 from sdweb.api.a1111.app import mount_api
 from sdweb.cli import parse_options
@@ -51,11 +51,6 @@ def api(tmp_path_factory):
 
 def _txt2img(client, **fields):
     return client.post("/sdapi/v1/txt2img", json={"prompt": "a red cat", "seed": 11, **SMALL, **fields})
-
-
-def _generated(response) -> Image.Image:
-    assert response.status_code == 200, response.text
-    return _image(response.json()["images"][0])
 
 
 @pytest.mark.parametrize("stem", list(CHECKPOINTS))
