@@ -3,6 +3,8 @@
 # step cannot lose the others' figures. Run from the repository root on a CUDA machine:
 #   bench/gpu_session.sh 1   # pytest -m gpu; SD 1.5 / SDXL speed, syncs, memory modes; Z-Image Turbo 1024²
 #   bench/gpu_session.sh 2   # SDXL memory modes, two workers on one GPU, --compile
+#   bench/gpu_session.sh 3   # one pass in ~9 minutes: SD 1.5 / SDXL ours vs an independent bare pipeline with
+#                            # syncs, SDXL memory modes, the fullsize GPU tests, SD 1.5 --compile with CUDA graphs
 # Wheels for packages the machine lacks go in .whl/ (see /work/.library/device/README.md); results go to $OUT.
 set -u
 OUT="${OUT:-/tmp/sdweb-gpu-out}"
@@ -43,6 +45,14 @@ case "$1" in
     step workers 70 python3 -m sdweb.bench --only gpu --gpu-models sd1 --gpu-parts workers --out "$OUT/workers.json"
     step sdxl_modes 150 python3 -m sdweb.bench --only gpu --gpu-models sdxl --gpu-parts modes --out "$OUT/sdxl_modes.json"
     step compile 120 python3 -m sdweb.bench --only gpu --gpu-models sd1 --gpu-parts compile --repeats 3 --out "$OUT/compile.json"
+    ;;
+3)
+    B="python3 -m sdweb.bench --only gpu --repeats 3"
+    step sd1 100 $B --gpu-models sd1 --gpu-parts syncs,speed --out "$OUT/sd1.json"
+    step sdxl 150 $B --gpu-models sdxl --gpu-parts syncs,speed --gpu-batch 4 --out "$OUT/sdxl.json"
+    step sdxl_modes 130 $B --gpu-models sdxl --gpu-parts modes --gpu-steps 8 --out "$OUT/sdxl_modes.json"
+    step pytest_gpu 80 python3 -m pytest -m gpu -q -s -rs -p no:warnings tests/service/test_gpu_fullsize.py
+    step cudagraphs 100 $B --gpu-models sd1 --gpu-parts cudagraphs --out "$OUT/cudagraphs.json"
     ;;
 esac
 tail -c 4000 "$log"

@@ -55,10 +55,47 @@ def _peak_gib(run: Callable[[], Any]) -> tuple[float, float]:
     return seconds, torch.cuda.max_memory_allocated() / GIB
 
 
+def load_bare_pipeline(kind: str, file: Path, device: str = "cuda") -> Any:
+    """`from_single_file` with the bundled configs (offline), fp16, on the GPU."""
+    import diffusers
+    import torch
+    from transformers import CLIPTokenizer
+
+    configs = Path(__file__).resolve().parents[1] / "models" / "configs"
+    tokenizer = CLIPTokenizer.from_pretrained(str(configs / "clip_tokenizer"), model_max_length=77,
+                                              local_files_only=True)
+    if kind == "sdxl":
+        pipe_class, extra = diffusers.StableDiffusionXLPipeline, {"tokenizer_2": tokenizer}
+    else:
+        pipe_class, extra = diffusers.StableDiffusionPipeline, {"safety_checker": None,
+                                                                 "requires_safety_checker": False}
+    pipe = pipe_class.from_single_file(str(file), config=str(configs / kind), local_files_only=True,
+                                       torch_dtype=torch.float16, tokenizer=tokenizer, **extra)
+    return pipe.to(device)
+
+
+def component_report(pipe: Any) -> dict[str, Any]:
+    """Per component: parameter counts by device and by dtype, and the offload hooks present."""
+    from collections import Counter
+
+    import torch
+
+    report = {}
+    for name, module in pipe.components.items():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        parameters = list(module.parameters())
+        report[name] = {"devices": dict(Counter(str(p.device) for p in parameters)),
+                        "dtypes": dict(Counter(str(p.dtype) for p in parameters)),
+                        "hooks": sorted({hook for sub in module.modules()
+                                         for hook in ("_hf_hook", "_diffusers_hook") if hasattr(sub, hook)})}
+    return report
+
+
 class _Bench:
     """One app state on one model file with one set of memory flags."""
 
-    def __init__(self, data: Path, flags: list[str], title: str, size: int, steps: int) -> None:
+    def __init__(self, data: Path, flags: list[str], title: str, size: int, steps: int, kind: str = "sd1") -> None:
         from sdweb.cli import parse_options
         from sdweb.core.requests import Txt2ImgRequest
         from sdweb.generation.service import SaveOptions
@@ -66,7 +103,10 @@ class _Bench:
 
         self.state = build_app_state(parse_options(["--data-dir", str(data), "--no-hashing", *flags], {}))
         self.state.settings.update({"live_previews_enable": False}, save=False)
-        self.title, self.size, self.steps = title, size, steps
+        self.title, self.size, self.steps, self.kind = title, size, steps, kind
+        self.file = data / "models" / "Stable-diffusion" / title
+        self.bare_pipe: Any = None
+        self.device = "cuda"  # the CPU for a smoke run of this code
         self.no_save = SaveOptions(save_samples=False, save_grid=False)
         self.request_type = Txt2ImgRequest
 
@@ -80,41 +120,53 @@ class _Bench:
         return lambda: self.state.service.txt2img(request, None, self.no_save)
 
     def bare(self, batch_size: int = 1) -> Callable[[], Any]:
+        """The same image from a bare diffusers pipeline of the same file, loaded on its own as a diffusers user
+        loads it (`from_single_file`, fp16, on the GPU): sharing our components would let its VAE upcast and our
+        NaN retry change each other's dtypes."""
         import torch
         from diffusers import EulerDiscreteScheduler
 
-        model = self.state.manager.get(self.title)
-        pipe = model.pipeline("txt2img")
-        config = dict(model.scheduler_config)
-        self.placement = {name: f"{module.device} {module.dtype}" for name, module in pipe.components.items()
-                          if isinstance(module, torch.nn.Module)}  # where the bare call finds the components
-        plan = self.state.plan
+        if self.bare_pipe is None:
+            self.bare_pipe = load_bare_pipeline(self.kind, self.file, self.device)
+        pipe = self.bare_pipe
+        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
 
         def run() -> Any:
-            pipe.scheduler = EulerDiscreteScheduler.from_config(config)
-            with torch.no_grad(), plan.autocast_context(), plan.sdpa_context():  # the same numerics as ours
+            with torch.no_grad():
                 return pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=self.steps,
                             width=self.size, height=self.size, guidance_scale=7.0,
                             num_images_per_prompt=batch_size,
-                            generator=torch.Generator(str(pipe.unet.device)).manual_seed(1)).images
+                            generator=torch.Generator(self.device).manual_seed(1)).images
 
         return run
+
+    def components(self) -> dict[str, Any]:
+        """Where our pipeline's components are and in which dtypes (parameter counts by device / dtype)."""
+        return component_report(self.state.manager.get(self.title).pipeline("txt2img"))
 
     def close(self) -> None:
         import torch
 
         self.state.queue.shutdown()
         self.state.manager.unload_all()
-        self.state = None
+        self.state = self.bare_pipe = None
         gc.collect()
         torch.cuda.empty_cache()
 
 
 def _speed_rows(label: str, bench: _Bench, steps: int, repeats: int, batch: int,
                 details: dict[str, Any]) -> list[Row]:
-    ours, bare = bench.ours(), bench.bare()
-    ours()
-    bare()  # warm-up (loads, cuDNN autotune, allocator)
+    import torch
+
+    ours = bench.ours()
+    ours()  # warm-up (load, cuDNN autotune, allocator)
+    details["components"] = bench.components()
+    _, ours_peak = _peak_gib(ours)  # before the bare pipeline is on the GPU too
+    resident = torch.cuda.memory_allocated() / GIB
+    bare = bench.bare()
+    bare()
+    _, bare_peak = _peak_gib(bare)
+    bare_peak -= resident  # our weights stay resident while the bare pipeline runs
     times: dict[str, list[float]] = {"ours": [], "bare": []}
     for index in range(repeats):
         order = (("ours", ours), ("bare", bare)) if index % 2 == 0 else (("bare", bare), ("ours", ours))
@@ -124,15 +176,13 @@ def _speed_rows(label: str, bench: _Bench, steps: int, repeats: int, batch: int,
     rows = [
         Row("gpu", f"{label} bs1 s/image", ours_s, "s", bare_s, "ratio <= 1.02", ours_s / bare_s <= 1.02),
         Row("gpu", f"{label} bs1 it/s (end-to-end)", steps / ours_s, "it/s", steps / bare_s),
+        Row("gpu", f"{label} bs1 peak VRAM default", ours_peak, "GiB", bare_peak),
     ]
+    details |= {"raw_seconds": times, "peak_gib_default": {"ours": ours_peak, "bare": bare_peak}}
     ours8, bare8 = bench.ours(batch), bench.bare(batch)
     ours8_s, bare8_s = _timed(ours8), _timed(bare8)
     rows.append(Row("gpu", f"{label} batch {batch} images/s", batch / ours8_s, "img/s", batch / bare8_s))
-    _, ours_peak = _peak_gib(ours)
-    _, bare_peak = _peak_gib(bare)
-    rows.append(Row("gpu", f"{label} bs1 peak VRAM default", ours_peak, "GiB", bare_peak))
-    details |= {"raw_seconds": times, "batch_seconds": {"ours": ours8_s, "bare": bare8_s},
-                "peak_gib_default": {"ours": ours_peak, "bare": bare_peak}}
+    details["batch_seconds"] = {"ours": ours8_s, "bare": bare8_s}
     return rows
 
 
@@ -184,17 +234,48 @@ def _worker_rows(label: str, data: Path, title: str, size: int, steps: int, jobs
 
 
 def _compile_rows(label: str, data: Path, title: str, size: int, steps: int, repeats: int,
-                  details: dict[str, Any]) -> list[Row]:
+                  details: dict[str, Any], cuda_graphs: bool = False) -> list[Row]:
+    """--compile as shipped (inductor, default mode), or with CUDA graphs (mode "reduce-overhead": the UNet step
+    replayed as one graph per shape), put in place of the shipped compile on the loaded pipeline."""
     bench = _Bench(data, ["--compile"], title, size, steps)
+    key = "compile_cuda_graphs" if cuda_graphs else "compile"
     try:
         run = bench.ours()
+        if cuda_graphs:
+            _use_cuda_graphs(bench.state.manager.get(title).pipeline("txt2img"))
         first = _timed(run)
         seconds = median([_timed(run) for _ in range(repeats)])
     finally:
         bench.close()
-    details["compile"] = {"first_call_s": first, "seconds": seconds}
-    return [Row("gpu", f"{label} bs1 it/s --compile (end-to-end)", steps / seconds, "it/s",
+    details[key] = {"first_call_s": first, "seconds": seconds}
+    what = "--compile + CUDA graphs" if cuda_graphs else "--compile"
+    return [Row("gpu", f"{label} bs1 it/s {what} (end-to-end)", steps / seconds, "it/s",
                 note=f"first call (compiles) {first:.1f} s")]
+
+
+def _use_cuda_graphs(pipe: Any) -> None:
+    """Recompile the UNet with mode="reduce-overhead". A graph's outputs live in its memory pool and are
+    overwritten by its next replay, so each output is cloned before the sampler keeps it."""
+    import torch
+
+    from sdweb.runtime.compile import install_compile, uninstall_compile
+
+    def compiler(function: Callable[..., Any], dynamic: bool = False) -> Callable[..., Any]:
+        compiled = torch.compile(function, dynamic=dynamic, mode="reduce-overhead")
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            torch.compiler.cudagraph_mark_step_begin()
+            out = compiled(*args, **kwargs)
+            if isinstance(out, tuple):
+                return tuple(item.clone() if isinstance(item, torch.Tensor) else item for item in out)
+            if hasattr(out, "sample"):
+                out.sample = out.sample.clone()
+            return out
+
+        return run
+
+    uninstall_compile(pipe.unet)
+    install_compile(pipe.unet, "UNet (CUDA graphs)", compiler)
 
 
 def _mode_rows(label: str, data: Path, title: str, size: int, steps: int, details: dict[str, Any]) -> list[Row]:
@@ -208,26 +289,28 @@ def _mode_rows(label: str, data: Path, title: str, size: int, steps: int, detail
             rows.append(Row("gpu", f"{label} bs1 peak VRAM --{mode}", peak, "GiB", note=f"{seconds:.2f} s/image"))
             details[f"{mode}"] = {"seconds": seconds, "peak_gib": peak}
         finally:
-            bench.close()
+            try:
+                details[f"{mode}_components"] = bench.components()
+            finally:
+                bench.close()
     return rows
 
 
-PARTS = ("speed", "modes", "syncs", "workers", "compile")
+PARTS = ("speed", "modes", "syncs", "workers", "compile", "cudagraphs")
 
 
-def _model_rows(label: str, data: Path, title: str, size: int, steps: int, repeats: int, batch: int,
-                parts: tuple[str, ...]) -> tuple[list[Row], dict[str, Any]]:
+def _model_rows(label: str, data: Path, kind: str, title: str, size: int, steps: int, repeats: int,
+                batch: int, parts: tuple[str, ...]) -> tuple[list[Row], dict[str, Any]]:
     rows: list[Row] = []
     details: dict[str, Any] = {"size": size, "steps": steps, "repeats": repeats, "batch": batch}
     if "speed" in parts or "syncs" in parts:
-        bench = _Bench(data, [], title, size, steps)
+        bench = _Bench(data, [], title, size, steps, kind)
         try:
             if "syncs" in parts:
                 rows += _part(label, "syncs", details, lambda: _sync_rows(label, bench, steps, details))
             if "speed" in parts:
                 rows += _part(label, "speed", details,
                               lambda: _speed_rows(label, bench, steps, repeats, batch, details))
-                details["bare_placement"] = getattr(bench, "placement", None)
         finally:
             bench.close()
     if "modes" in parts:
@@ -238,18 +321,28 @@ def _model_rows(label: str, data: Path, title: str, size: int, steps: int, repea
     if "compile" in parts:
         rows += _part(label, "compile", details,
                       lambda: _compile_rows(label, data, title, size, steps, repeats, details))
+    if "cudagraphs" in parts:
+        rows += _part(label, "cudagraphs", details,
+                      lambda: _compile_rows(label, data, title, size, steps, repeats, details, cuda_graphs=True))
     return rows, details
 
 
 def _part(label: str, part: str, details: dict[str, Any], run: Callable[[], list[Row]]) -> list[Row]:
-    """One part's rows; a failing part leaves its traceback in the details and the other parts still run."""
+    """One part's rows; a failing part leaves its traceback in the details and the other parts still run. Each
+    part's outcome is also printed at once, so a step cut short by its time limit keeps the parts done before."""
+    import dataclasses
+    import json
     import traceback
 
     try:
-        return run()
+        rows = run()
     except Exception as error:  # e.g. OOM or a dtype mismatch in one mode: keep the other parts' figures
         details[f"{part}_error"] = traceback.format_exc()[-4000:]
-        return [Row("gpu", f"{label} {part} failed", None, note=f"{type(error).__name__}: {error}"[:200])]
+        rows = [Row("gpu", f"{label} {part} failed", None, note=f"{type(error).__name__}: {error}"[:200])]
+        print(details[f"{part}_error"], flush=True)
+    print(json.dumps({"part": part, "rows": [dataclasses.asdict(row) for row in rows], "details": details},
+                     default=str), flush=True)
+    return rows
 
 
 def run_gpu(repeats: int, *, steps: int = 20, batch: int = 8, cache_dir: Path | None = None,
@@ -271,7 +364,7 @@ def run_gpu(repeats: int, *, steps: int = 20, batch: int = 8, cache_dir: Path | 
             data = Path(tmp)
             _link_or_copy(path, data / "models" / "Stable-diffusion" / KINDS[kind])
             try:
-                rows, details = _model_rows(label, data, KINDS[kind], size, steps, repeats, batch, parts)
+                rows, details = _model_rows(label, data, kind, KINDS[kind], size, steps, repeats, batch, parts)
             except Exception as error:  # e.g. OOM or NaN on one model: keep the other model's figures
                 rows = [Row("gpu", f"{label} failed", None, note=f"{type(error).__name__}: {error}"[:200])]
                 details = {"error": f"{type(error).__name__}: {error}"}
