@@ -54,5 +54,11 @@ case "$1" in
     step pytest_gpu 80 python3 -m pytest -m gpu -q -s -rs -p no:warnings tests/service/test_gpu_fullsize.py
     step cudagraphs 100 $B --gpu-models sd1 --gpu-parts cudagraphs --out "$OUT/cudagraphs.json"
     ;;
+4)  # after session 3: the --lowvram fix, CUDA graphs with room to compile, the batch figures with a warm-up
+    B="python3 -m sdweb.bench --only gpu"
+    step sdxl_modes 115 $B --gpu-models sdxl --gpu-parts modes --gpu-steps 4 --out "$OUT/sdxl_modes.json"
+    step cudagraphs 200 $B --repeats 3 --gpu-models sd1 --gpu-parts cudagraphs --out "$OUT/cudagraphs.json"
+    step sd1 90 $B --repeats 5 --gpu-models sd1 --gpu-parts speed --out "$OUT/sd1.json"
+    ;;
 esac
 tail -c 4000 "$log"

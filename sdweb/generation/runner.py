@@ -27,7 +27,6 @@ from sdweb.generation.unet_sampling import (
     UNetPass,
     encode_images,
     encode_tensor,
-    execution_device,
     inpainting_conditioning,
     latent_mask,
     noise_spec,
@@ -38,6 +37,7 @@ from sdweb.generation.vae_decode import decode_checked
 from sdweb.models.families import capabilities_of
 from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
+from sdweb.runtime.execution import execution_device
 from sdweb.runtime.policy import RuntimePlan
 from sdweb.samplers.run import SamplingPlan, img2img_steps
 

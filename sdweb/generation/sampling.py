@@ -9,6 +9,7 @@ import torch
 
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.latent_codec import decode_raw, to_vae_latents
+from sdweb.runtime.execution import execution_device
 from sdweb.samplers.context import StepState
 
 
@@ -57,35 +58,6 @@ class StepTracker:
                 and self.done < self.total_steps):
             preview = self.preview(state.denoised)
         self.context.show_step(min(self.done, self.total_steps), preview)
-
-
-def execution_device(pipe: Any, module: Any = None) -> torch.device:
-    """Where a component (default: the denoising network) runs: its own device, or with offload hooks the hooks'
-    execution device, since an offloaded component sits on the CPU (or meta) between calls. Unhooked, the first
-    parameter tells (diffusers' ``device`` and ``_execution_device`` walk every module: ~4 to 20 ms a call)."""
-    if module is None:
-        module = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    if module is None:
-        return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
-    if _has_hook(module, "_diffusers_hook"):  # group offload: diffusers' device reads the onload device
-        return torch.device(getattr(module, "device", None) or first_tensor(module).device)
-    if _has_hook(module, "_hf_hook"):
-        return torch.device(getattr(pipe, "_execution_device", None) or pipe.device)
-    return first_tensor(module).device
-
-
-def _has_hook(module: Any, attribute: str) -> bool:
-    """Hooks sit on the module (model offload) or on its submodules (sequential / group offload)."""
-    return hasattr(module, attribute) or any(hasattr(child, attribute) for child in module.children())
-
-
-def first_tensor(module: Any) -> torch.Tensor:
-    """The module's first parameter (or buffer): its device and dtype are the module's."""
-    for tensor in module.parameters():
-        return tensor
-    for tensor in module.buffers():
-        return tensor
-    raise ValueError(f"{type(module).__name__} has no parameters or buffers")
 
 
 def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:

@@ -18,8 +18,8 @@ from PIL import Image
 
 from sdweb.engines import engine_for
 from sdweb.generation.latent_codec import encode_raw, from_vae_latents
-from sdweb.generation.sampling import execution_device
 from sdweb.generation.unet_model import UNetExtras, UNetStage
+from sdweb.runtime.execution import execution_device
 from sdweb.samplers.context import StepState
 from sdweb.samplers.denoisers import MaskBlend
 from sdweb.samplers.rng import DEFAULT_SOURCE, ImageRNG

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sdweb.prompts.parser import parse_prompt_attention
+from sdweb.runtime.execution import execution_device
 
 CHUNK_LENGTH = 75
 BOS_ID = 49406
@@ -215,7 +216,7 @@ def _encode_chunk(slot: EncoderSlot, chunk: Chunk, clip_skip: int,
     key = ("chunk", id(slot.encoder), id(slot.embedding_vectors), slot.layer, clip_skip, tuple(ids))
     found = cache.get(key) if cache is not None else None
     if found is None:
-        device = next(slot.encoder.parameters()).device
+        device = execution_device(None, slot.encoder)  # not the meta device of a sequentially offloaded encoder
         found = _encode_ids(slot, torch.tensor([ids], device=device), clip_skip)
         if cache is not None:
             cache[key] = found

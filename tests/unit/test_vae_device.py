@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from sdweb.generation.sampling import execution_device
+from sdweb.runtime.execution import execution_device
 
 
 def _pipe(vae: torch.nn.Module, run_on: str) -> SimpleNamespace:
@@ -36,3 +36,23 @@ def test_default_component_is_the_denoiser():
     pipe = _pipe(torch.nn.Linear(2, 2), "meta")
     pipe.unet._hf_hook = object()
     assert execution_device(pipe) == torch.device("meta")
+
+
+def test_sequentially_offloaded_text_encoder_encodes_on_the_hooks_device():
+    """accelerate's sequential offload (--lowvram) leaves the weights on the meta device and hooks every leaf:
+    token ids made on the first parameter's device (meta) could not be moved ("Cannot copy out of meta tensor",
+    seen on an H200 with SDXL --lowvram)."""
+    from accelerate import cpu_offload
+
+    from sdweb.prompts.conditioning import EncoderSlot, encode_slot
+    from sdweb.testing.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("sd1")
+    slot = EncoderSlot(tokenizer=pipe.tokenizer, encoder=pipe.text_encoder, pad_id=pipe.tokenizer.eos_token_id,
+                       layer="last")
+    expected, _ = encode_slot(slot, "a (red:1.2) cat", clip_skip=1, emphasis="Original", comma_backtrack=20)
+    cpu_offload(pipe.text_encoder, execution_device=torch.device("cpu"))
+    assert next(pipe.text_encoder.parameters()).device == torch.device("meta")
+    assert execution_device(None, pipe.text_encoder) == torch.device("cpu")
+    offloaded, _ = encode_slot(slot, "a (red:1.2) cat", clip_skip=1, emphasis="Original", comma_backtrack=20)
+    torch.testing.assert_close(offloaded, expected)
