@@ -327,6 +327,7 @@ def test_build_and_launch_checks_print_no_warnings(tmp_path):
 
 
 # -- item 11: the tests with the user's own webui-user.sh ---------------------------------------------------------
+@pytest.mark.slow  # CI time: runs with ./run-tests.sh -m slow
 def test_launcher_tests_pass_with_the_users_commandline_args(tmp_path, summary):
     """A fresh clone whose webui-user.sh has README's `export COMMANDLINE_ARGS="--api"`, as its tests see it."""
     clone = tmp_path / "clone"

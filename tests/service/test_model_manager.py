@@ -112,6 +112,7 @@ def test_lookups_answer_while_a_checkpoint_loads_and_a_second_request_shares_the
     assert len(results) == 2 and results[0] is results[1], "one load for both requests"
 
 
+@pytest.mark.slow  # CI time: runs with ./run-tests.sh -m slow
 def test_two_workers_loading_at_once_leave_torch_unpatched(data, tmp_path):
     """Two managers (two local workers) loading in parallel: accelerate's init_empty_weights swaps
     torch.nn.Module.register_parameter process-wide, and two overlapping swaps could leave it on the meta device

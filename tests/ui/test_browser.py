@@ -179,6 +179,7 @@ def test_png_info_reads_the_saved_png_and_sends_it_to_txt2img(page, txt2img_png)
     expect(page.locator("#txt2img_prompt textarea")).to_have_value("a (red:1.2) cat on a mat")
 
 
+@pytest.mark.slow  # CI time: runs with ./run-tests.sh -m slow
 def test_inpaint_with_a_painted_mask(page, server, tmp_path):
     _, data = server
     source = tmp_path / "source.png"
@@ -250,6 +251,7 @@ def test_extras_upscales_2x_size_checked(page, server, txt2img_png):
         assert "Postprocess upscale by: 2" in result.info["postprocessing"]
 
 
+@pytest.mark.slow  # CI time: runs with ./run-tests.sh -m slow
 def test_bad_width_is_put_right_with_a_readable_message_and_generate_works(page):
     page.get_by_role("tab", name="txt2img").first.click()
     _set_number(page, "txt2img_width", "70")
@@ -266,6 +268,7 @@ def test_bad_width_is_put_right_with_a_readable_message_and_generate_works(page)
     _wait_for_info(page, "txt2img", r"Steps: 3,")
 
 
+@pytest.mark.slow  # CI time: runs with ./run-tests.sh -m slow
 def test_interrupt_stops_a_long_job(page):
     page.get_by_role("tab", name="txt2img").first.click()
     for elem_id, value in (("txt2img_width", "64"), ("txt2img_height", "64"), ("txt2img_steps", "150"),
