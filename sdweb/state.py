@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from sdweb.generation.pool.local import LocalPool, WorkerPool
 from sdweb.generation.pool.messages import WorkResult
 from sdweb.generation.pool.presence import CheckpointFiles, checkpoint_file, require_on_a_worker
 from sdweb.generation.pool.scheduler import Scheduler
-from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, worker_device_ids
+from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, private_ray_auth, worker_device_ids
 from sdweb.generation.pool.worker import Worker
 from sdweb.generation.received import NO_SAVE, pack_result, save_received
 from sdweb.generation.service import GenerationService, SaveOptions
@@ -273,6 +275,8 @@ def _make_pool(options: object, runtimes: list[DeviceRuntime], settings: Setting
     choice = parse_workers_flag(getattr(options, "workers", "local"))
     if choice.kind == "local":
         return LocalPool([runtime.worker for runtime in runtimes])
+    if choice.address is None and "ray" not in sys.modules:
+        private_ray_auth(os.environ)
     try:
         from sdweb.generation.pool.ray_pool import RayPool
     except ImportError as error:
@@ -303,6 +307,12 @@ def build_pool_worker(options: object, device_id: str | None, worker_id: str) ->
                            allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
                            vae_path=getattr(options, "vae_path", None))
     service = GenerationService(manager, settings, paths, plan, options)
+    # the jobs' scripts and extension hooks (ControlNet units, SD upscale, X/Y/Z...) run where the job runs
+    extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
+                                 services=service.script_services, in_worker=True)
+    settings.register_options(extensions.option_infos())
+    service.scripts = extensions.runner
+    manager.on_loaded.extend(extensions.callbacks.model_loaded)
 
     def run(job: Job, context: JobContext) -> Any:
         if isinstance(job.request, GenerationJob):  # this worker's own copy of the job: never save here

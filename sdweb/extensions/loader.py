@@ -255,8 +255,12 @@ def _builtin_scripts(paths: Any, settings: Any, options: Any, services: Any) -> 
 
 
 def load_extensions(paths: Any, settings: Any, options: Any,
-                    refresh_models: Callable[[], None] | None = None, services: Any = None) -> ExtensionSet:
-    cleanup_leftovers(Path(paths.extensions))  # half-finished installs/removals of an earlier run
+                    refresh_models: Callable[[], None] | None = None, services: Any = None,
+                    in_worker: bool = False) -> ExtensionSet:
+    """`in_worker`: for a worker process (a Ray actor), which runs the scripts and hooks of the jobs it is given
+    but leaves the extensions folder to the head: no clean-up of interrupted installs, no install steps."""
+    if not in_worker:
+        cleanup_leftovers(Path(paths.extensions))  # half-finished installs/removals of an earlier run
     extensions = discover(Path(paths.extensions))
     apply_enabled(extensions, settings, options)
     callbacks, option_specs = Callbacks(), []
@@ -272,7 +276,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
         context = ExtensionContext(extension.name, extension.path, own_callbacks, own_options, paths, options,
                                    settings, refresh_models, services)
         try:
-            if not getattr(options, "skip_install", False):
+            if not in_worker and not getattr(options, "skip_install", False):
                 _install_step(extension, install_cache, attention)
             _load_one(extension, context, own_scripts)
         except (Exception, SystemExit) as error:  # SystemExit: an extension calling exit() at import

@@ -21,8 +21,14 @@ webuiapi = pytest.importorskip("webuiapi")
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
+def server(request, tmp_path_factory):
+    """The server on its default local worker, and with `--workers ray` (two actors on one box, a private Ray
+    that the server starts itself): the clients must not see a difference."""
+    workers = []
+    if request.param == "ray":
+        pytest.importorskip("ray")
+        workers = ["--workers", "ray", "--device-ids", "0,1"]
     data = tmp_path_factory.mktemp("data")
     from sdweb.testing.tiny import write_tiny
 
@@ -31,10 +37,10 @@ def server(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "GRADIO_TEMP_DIR": str(data / "gradio")}
     process = subprocess.Popen([sys.executable, "-m", "sdweb", "--nowebui", "--no-download-sd-model", "--data-dir", str(data), "--port",
-                                str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                str(port), *workers], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    wait_until_answers(f"{base}/internal/ping", process)
+    wait_until_answers(f"{base}/internal/ping", process, timeout=300 if workers else 120)
     yield base, port, data
     stop_process_group(process)
 
@@ -88,7 +94,9 @@ def test_webuiapi_progress_and_interrupt(server):
     assert progress["state"]["job_count"] == 4 and progress["progress"] > 0
     api.interrupt()
     thread.join(120)
-    assert len(outcome["r"].images) == 1
+    # as A1111, what was being made comes back; with two workers, one image from each
+    assert 1 <= len(outcome["r"].images) <= len(requests.get(f"http://127.0.0.1:{port}/sdweb/v1/workers",
+                                                                timeout=30).json())
     assert api.get_progress()["state"]["job_count"] == 0
 
 
@@ -150,3 +158,12 @@ def test_webuiapi_builtin_scripts(server):
     assert len(plot.images) == 3 and plot.info["index_of_first_image"] == 1
     assert plot.images[0].width == 2 * 64 and plot.images[0].height > 64, "X labels only"
     assert "X Type: Steps" in plot.images[0].info["parameters"]
+
+
+def test_the_jobs_ran_on_the_workers_the_server_was_started_with(server, request):
+    base, _, _ = server
+    workers = requests.get(f"{base}/sdweb/v1/workers", timeout=30).json()
+    finished = requests.get(f"{base}/sdweb/v1/queue", timeout=30).json()["finished"]
+    expected = ["ray-0", "ray-1"] if request.node.callspec.params["server"] == "ray" else ["local-0"]
+    assert [worker["id"] for worker in workers] == expected
+    assert finished and {job["worker"] for job in finished} <= set(expected)

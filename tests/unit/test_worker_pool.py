@@ -213,3 +213,22 @@ def test_workers_per_device(ids, device_id, cuda, expected):
 def test_workers_per_device_refuses_zero():
     with pytest.raises(UserError, match="--workers-per-device"):
         worker_device_ids(None, None, 1, per_device=0)
+
+
+def test_the_private_ray_cluster_gets_a_random_token_unless_the_user_chose_one():
+    from sdweb.generation.pool.setup import private_ray_auth
+
+    first, second = {}, {}
+    private_ray_auth(first)
+    private_ray_auth(second)
+    assert first["RAY_AUTH_MODE"] == "token" and len(first["RAY_AUTH_TOKEN"]) == 64
+    assert first["RAY_AUTH_TOKEN"] != second["RAY_AUTH_TOKEN"]
+    chosen = {"RAY_AUTH_TOKEN": "mine"}
+    private_ray_auth(chosen)
+    assert chosen == {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "mine"}
+    from_file = {"RAY_AUTH_TOKEN_PATH": "/secrets/ray"}
+    private_ray_auth(from_file)
+    assert "RAY_AUTH_TOKEN" not in from_file
+    disabled = {"RAY_AUTH_MODE": "disabled"}
+    private_ray_auth(disabled)
+    assert disabled == {"RAY_AUTH_MODE": "disabled"}  # the user's explicit choice stands

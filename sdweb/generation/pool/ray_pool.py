@@ -74,7 +74,9 @@ def start_ray(address: str | None, gpus: int) -> bool:
     if address is not None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
         return False
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if os.environ.get("RAY_AUTH_MODE") != "token":  # ray was imported before state.private_ray_auth could run
+        log.warning("The private Ray cluster starts without token auth: Ray was imported before sdweb could set "
+                    "RAY_AUTH_MODE=token. It binds 127.0.0.1 only.")
     ray.init(num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     return True
 

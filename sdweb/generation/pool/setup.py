@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from sdweb.core.errors import UserError
@@ -60,3 +62,14 @@ def _one_per_device(device_ids: str | None, device_id: str | None, cuda_count: i
     if cuda_count > 1:
         return [str(index) for index in range(cuda_count)]
     return [None]
+
+
+def private_ray_auth(environ: MutableMapping[str, str]) -> None:
+    """Token auth for the private one-box cluster of `--workers ray`. Ray reads RAY_AUTH_MODE and RAY_AUTH_TOKEN
+    when it is imported, so this must run before `import ray`; the token is random for each start unless the user
+    chose one (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH). Its processes inherit it; nothing is written to disk."""
+    environ.setdefault("RAY_AUTH_MODE", "token")
+    if environ["RAY_AUTH_MODE"] == "token" and not environ.get("RAY_AUTH_TOKEN") \
+            and not environ.get("RAY_AUTH_TOKEN_PATH"):
+        environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
