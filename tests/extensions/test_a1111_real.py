@@ -115,8 +115,8 @@ def test_pinned_trees_are_unmodified():
     for line in (PINNED / "SHA256SUMS").read_text(encoding="utf-8").splitlines():
         digest, relative = line.split("  ", 1)
         listed[relative] = digest
-    present = {path.relative_to(PINNED).as_posix() for path in PINNED.rglob("*")
-               if path.is_file() and path.name not in ("SHA256SUMS", "README.md") and "__pycache__" not in path.parts}
+    present = {path.relative_to(PINNED).as_posix() for name in EXTENSIONS for path in (PINNED / name).rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts}
     assert present == set(listed)
     for relative, digest in listed.items():
         assert hashlib.sha256((PINNED / relative).read_bytes()).hexdigest() == digest, relative
