@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import shutil
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +24,7 @@ from sdweb.extensions.pip_guard import protected_versions
 from sdweb.server import create_app
 from sdweb.state import build_app_state
 from sdweb.testing.client import local_client
+from sdweb.testing.git_repo import git_repo_from
 from sdweb.testing.pip_env import write_wheel
 from sdweb.testing.tiny import write_tiny
 from sdweb.ui.tabs.extensions_tables import installed_html
@@ -35,17 +35,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "a1111_extensions"
 EXTENSIONS = ("tagcomplete-like", "dynamic-prompts-like", "wildcards-like", "images-browser-like",
               "controlnet-like", "regional-prompter-like", "failing-install-like")
 SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 11, "negative_prompt": ""}
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_CONFIG_NOSYSTEM": "1"}
-
-
-def git_repo_from(fixture: Path, target: Path) -> str:
-    """A git repository with the fixture's files (one commit); its file:// URL."""
-    shutil.copytree(fixture, target, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**GIT_ENV, "PATH": "/usr/bin:/bin", "HOME": str(target)}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "pinned copy"]):
-        subprocess.run(["git", *args], cwd=target, env=env, check=True, capture_output=True)
-    return target.as_uri()
 
 
 @pytest.fixture(scope="module")

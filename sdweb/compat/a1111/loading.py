@@ -13,9 +13,15 @@ from types import ModuleType
 from typing import Any
 
 from sdweb.compat.a1111.adapter import A1111ScriptAdapter
+from sdweb.compat.a1111.internals import describe, model_internals
 from sdweb.compat.a1111.modules import scripts as a1111_scripts
 from sdweb.compat.a1111.modules.scripts import Script as A1111Script
-from sdweb.compat.a1111.scope import add_extension_root, prepare_module
+from sdweb.compat.a1111.scope import (
+    IncompatibleExtension,
+    add_extension_root,
+    model_internals_reason,
+    prepare_module,
+)
 from sdweb.compat.a1111.world import WORLD
 from sdweb.extensions.api import Script
 
@@ -92,8 +98,9 @@ def _run_load_callbacks(before: dict[str, int]) -> None:
 
 def load_extension(name: str, folder: Path, context: Any) -> list[Script]:
     """Import the extension's scripts in the A1111 scope and return its scripts as sdweb Scripts. Raises what the
-    extension raised (scope.reason_for tells an incompatible extension from a broken one); whatever it
-    registered with this layer is dropped then."""
+    extension raised (scope.reason_for tells an incompatible extension from a broken one), or
+    IncompatibleExtension naming the model internals its code reaches for (internals.py) whatever failed first;
+    whatever it registered with this layer is dropped then."""
     folder = Path(folder)
     add_extension_root(folder)
     before = {kind: len(callbacks) for kind, callbacks in WORLD.callbacks.items()}
@@ -110,9 +117,13 @@ def load_extension(name: str, folder: Path, context: Any) -> list[Script]:
                     script.filename = str(Path(inspect.getfile(cls)))
                 adapters += [A1111ScriptAdapter(txt2img, False), A1111ScriptAdapter(img2img, True)]
             _run_load_callbacks(before)
-    except BaseException:
+    except BaseException as error:
         for kind, callbacks in WORLD.callbacks.items():
             del callbacks[before.get(kind, 0):]
+        found = model_internals(folder) if isinstance(error, Exception) else {}
+        if found:
+            reason = model_internals_reason(describe(found))
+            raise IncompatibleExtension(reason, next(iter(found))) from error
         raise
     for adapter in adapters:
         runner = a1111_scripts.scripts_img2img if adapter.for_img2img else a1111_scripts.scripts_txt2img

@@ -80,19 +80,23 @@
     if (first) await openTab(first);
   };
   let loaded = false, ready = false, pending = null, currentTab = null;
+  const updated = (mutations) => {
+    run(handlers.update, mutations);
+    clearTimeout(pending);
+    pending = setTimeout(() => { showTitles(); run(handlers.afterUpdate); }, 200);
+    const tab = window.get_uiCurrentTab();
+    if (tab !== currentTab) { currentTab = tab; window.uiCurrentTab = tab; run(handlers.tab); }
+  };
   const observe = () => {
     new MutationObserver((mutations) => {
       if (!loaded && document.querySelector("#txt2img_prompt textarea")) {
         loaded = true;
+        // A1111 runs onUiUpdate callbacks in the same round as onUiLoaded ones; extensions that set up from
+        // onUiUpdate (tagcomplete) would otherwise wait for the next change of the page, after the user typed.
         openTabsOnce().catch((error) => console.error("A1111 page helpers: opening tabs failed", error))
-          .finally(() => { ready = true; run(handlers.loaded); });
+          .finally(() => { ready = true; run(handlers.loaded); updated([]); });
       }
-      if (!ready) return;
-      run(handlers.update, mutations);
-      clearTimeout(pending);
-      pending = setTimeout(() => { showTitles(); run(handlers.afterUpdate); }, 200);
-      const tab = window.get_uiCurrentTab();
-      if (tab !== currentTab) { currentTab = tab; window.uiCurrentTab = tab; run(handlers.tab); }
+      if (ready) updated(mutations);
     }).observe(document.body, {childList: true, subtree: true});
   };
   if (document.body) observe(); else document.addEventListener("DOMContentLoaded", observe);
