@@ -214,6 +214,7 @@ def test_inpaint_with_a_painted_mask(page, server, tmp_path):
     assert changed.mean() < 0.5, "only the area around the stroke may change"
 
 
+@pytest.mark.slow  # CI time: runs with ./run-tests.sh -m slow
 def test_send_to_img2img_carries_image_and_prompt(page, txt2img_png):
     page.get_by_role("tab", name="txt2img").first.click()
     page.locator("#txt2img_prompt textarea").fill("a (red:1.2) cat on a mat")

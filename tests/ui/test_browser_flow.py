@@ -19,7 +19,7 @@ from browser_kit import (
 
 from sdweb.testing.tiny_flow import TinyFlowFiles
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # CI time: 44 s with its server; runs with -m slow
 sync_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
