@@ -15,6 +15,7 @@ from PIL import Image
 
 from sdweb import __version__
 from sdweb.config.exposure import untrusted_exposure
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.paths import DataPaths
 from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
@@ -69,7 +70,7 @@ class SaveOptions:
 
 class GenerationService:
     def __init__(self, manager: ModelManager, settings: Settings, paths: DataPaths, plan: RuntimePlan,
-                 options: object, postprocess: PostprocessService | None = None) -> None:
+                 options: LaunchOptions, postprocess: PostprocessService | None = None) -> None:
         self.manager = manager
         self.settings = settings
         self.paths = paths
