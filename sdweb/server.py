@@ -19,6 +19,7 @@ from sdweb.api.auth import install_api_auth, ui_credentials
 from sdweb.api.body_limit import BodyLimitMiddleware
 from sdweb.api.hosts import install_host_check
 from sdweb.config.environment import apply_app_environment
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.log_filters import quiet_library_noise
 from sdweb.core.limits import MAX_REQUEST_BYTES
 from sdweb.models.first_run import start_first_run_download
@@ -33,11 +34,11 @@ RESTART_MARKER = Path("tmp") / "restart"
 GRACEFUL_SHUTDOWN_S = 1
 
 
-def bind_host(options: object) -> str:
+def bind_host(options: LaunchOptions) -> str:
     """--server-name, else 0.0.0.0 with --listen, else loopback only."""
-    if getattr(options, "server_name", None):
+    if options.server_name:
         return options.server_name
-    return "0.0.0.0" if getattr(options, "listen", False) else "127.0.0.1"
+    return "0.0.0.0" if options.listen else "127.0.0.1"
 
 
 def pick_port(host: str, requested: int | None, nowebui: bool) -> int:
@@ -84,9 +85,9 @@ class ServerControl:
             self.server.should_exit = True
 
 
-def add_cors(app: FastAPI, options: object) -> None:
-    origins = getattr(options, "cors_allow_origins", None)
-    regex = getattr(options, "cors_allow_origins_regex", None)
+def add_cors(app: FastAPI, options: LaunchOptions) -> None:
+    origins = options.cors_allow_origins
+    regex = options.cors_allow_origins_regex
     if origins or regex:
         app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in (origins or "").split(",") if o],
                            allow_origin_regex=regex, allow_credentials=True, allow_methods=["*"],
@@ -114,13 +115,13 @@ def create_app(state: AppState, control: ServerControl | None = None) -> FastAPI
         return {}
 
     # API routes first: a Gradio mount at "/" swallows every route registered after it.
-    if getattr(state.options, "api", False) or getattr(state.options, "nowebui", False):
+    if state.options.api or state.options.nowebui:
         from sdweb.api.a1111.app import mount_api
 
         mount_api(app, state, control or ServerControl())
     start_extensions(app, state)
     add_cors(app, state.options)  # added last, so it is outermost: a 401 still carries the CORS headers
-    if not getattr(state.options, "nowebui", False):
+    if not state.options.nowebui:
         from sdweb.ui.app import end_page_streams, mount_ui
 
         app = mount_ui(app, state, auth=list(ui_credentials(state.options).items()) or None)
@@ -158,30 +159,30 @@ def leave_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def run_server(options: object) -> int:
+def run_server(options: LaunchOptions) -> int:
     import uvicorn
 
-    logging.basicConfig(level=(getattr(options, "loglevel", None) or "INFO").upper(),
+    logging.basicConfig(level=(options.loglevel or "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_library_noise()
     state = build_app_state(options)
     apply_app_environment(state.paths.tmp_dir)
     start_first_run_download(state.registry, options, status=state.first_run)  # no checkpoint yet: A1111's SD 1.5
-    if getattr(options, "share", False) or getattr(options, "ngrok", None):
+    if options.share or options.ngrok:
         log.warning("--share / --ngrok tunnels are not supported (sdweb stays offline); serving locally only.")
     host = bind_host(options)
-    port = pick_port(host, getattr(options, "port", None), getattr(options, "nowebui", False))
+    port = pick_port(host, options.port, options.nowebui)
     control = ServerControl()
     app = create_app(state, control)
     selected = state.selected_checkpoint()
     log.info("sdweb %s: checkpoint %r; open http://%s:%d", __version__, selected.title if selected else None,
              "127.0.0.1" if host == "0.0.0.0" else host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            timeout_keep_alive=getattr(options, "timeout_keep_alive", 30),
+                            timeout_keep_alive=options.timeout_keep_alive,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                            ssl_keyfile=getattr(options, "tls_keyfile", None),
-                            ssl_certfile=getattr(options, "tls_certfile", None),
-                            root_path=f"/{options.subpath.strip('/')}" if getattr(options, "subpath", None) else "")
+                            ssl_keyfile=options.tls_keyfile,
+                            ssl_certfile=options.tls_certfile,
+                            root_path=f"/{options.subpath.strip('/')}" if options.subpath else "")
     serve(config, control)
     state.queue.shutdown()
     log.info("sdweb stopped.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.config.exposure import untrusted_exposure
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.paths import DataPaths, resolve_paths
 from sdweb.config.settings import Settings, frozen_keys_from_flags
 from sdweb.core.atomic import remove_stale_temp_files
@@ -73,7 +74,7 @@ class InterrogateJob:
 
 @dataclass
 class AppState:
-    options: object  # sdweb.cli.LaunchOptions
+    options: LaunchOptions
     paths: DataPaths
     settings: Settings
     registry: ModelRegistry
@@ -224,21 +225,21 @@ class DeviceRuntime:
     service: GenerationService
 
 
-def _device_runtimes(options: object, paths: DataPaths, settings: Settings, registry: ModelRegistry,
+def _device_runtimes(options: LaunchOptions, paths: DataPaths, settings: Settings, registry: ModelRegistry,
                      hardware: HardwareInfo) -> list[DeviceRuntime]:
-    device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
-                                   len(hardware.cuda_devices), int(getattr(options, "workers_per_device", 1) or 1))
+    device_ids = worker_device_ids(options.device_ids, options.device_id,
+                                   len(hardware.cuda_devices), options.workers_per_device or 1)
     runtimes: list[DeviceRuntime] = []
     files = CheckpointFiles(registry)  # the local workers share the head's models folder
     for index, device_id in enumerate(device_ids):
         device_options = options
-        if device_id != getattr(options, "device_id", None):
-            device_options = dataclasses.replace(options, device_id=device_id)  # type: ignore[type-var]
+        if device_id != options.device_id:
+            device_options = dataclasses.replace(options, device_id=device_id)
         plan = plan_runtime(device_options, hardware)
         log.info("Runtime%s: %s", f" (worker {index})" if len(device_ids) > 1 else "", plan.describe())
         manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
-                               allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
-                               vae_path=getattr(options, "vae_path", None))
+                               allow_unsafe_pickle=options.disable_safe_unpickle,
+                               vae_path=options.vae_path)
         service = GenerationService(manager, settings, paths, plan, device_options)
         worker = Worker(f"local-{index}", _bound_runner(service, runtimes), device=plan.device,
                         device_name=plan.device_name, loaded=manager.loaded_titles, checkpoints=files)
@@ -270,9 +271,9 @@ def _bound_runner(service: GenerationService, runtimes: list[DeviceRuntime]) -> 
     return run
 
 
-def _make_pool(options: object, runtimes: list[DeviceRuntime], settings: Settings,
+def _make_pool(options: LaunchOptions, runtimes: list[DeviceRuntime], settings: Settings,
                hardware: HardwareInfo) -> WorkerPool:
-    choice = parse_workers_flag(getattr(options, "workers", "local"))
+    choice = parse_workers_flag(options.workers)
     if choice.kind == "local":
         return LocalPool([runtime.worker for runtime in runtimes])
     if choice.address is None and "ray" not in sys.modules:
@@ -280,32 +281,32 @@ def _make_pool(options: object, runtimes: list[DeviceRuntime], settings: Setting
     try:
         from sdweb.generation.pool.ray_pool import RayPool
     except ImportError as error:
-        raise UserError(f"--workers {getattr(options, 'workers', '')}: {error}.", code="bad_flag",
+        raise UserError(f"--workers {options.workers}: {error}.", code="bad_flag",
                         hint=RAY_HINT) from error
     import torch
 
-    device_ids = worker_device_ids(getattr(options, "device_ids", None), getattr(options, "device_id", None),
-                                   len(hardware.cuda_devices), int(getattr(options, "workers_per_device", 1) or 1))
+    device_ids = worker_device_ids(options.device_ids, options.device_id,
+                                   len(hardware.cuda_devices), options.workers_per_device or 1)
     return RayPool(build_pool_worker, options, device_ids, settings.as_dict,
-                   retries=int(getattr(options, "worker_retries", 2) or 0), address=choice.address,
+                   retries=options.worker_retries, address=choice.address,
                    gpus=len(hardware.cuda_devices), threads=torch.get_num_threads())
 
 
-def build_pool_worker(options: object, device_id: str | None, worker_id: str) -> Worker:
+def build_pool_worker(options: LaunchOptions, device_id: str | None, worker_id: str) -> Worker:
     """A worker in its own process (a Ray actor): its own runtime plan, model manager and service. It reads
     nothing the head owns but the model folders: the head sends its settings with each job, and the worker
     returns images as PNG bytes without saving them (the head is the only writer)."""
     paths = resolve_paths(options)
     settings = Settings(paths.config_file)  # never read or written here: each job brings the head's values
-    registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
-                             extra_checkpoint=getattr(options, "ckpt", None))
+    registry = ModelRegistry(paths, no_hashing=options.no_hashing,
+                             extra_checkpoint=options.ckpt)
     registry.refresh_all()
-    if device_id != getattr(options, "device_id", None):
-        options = dataclasses.replace(options, device_id=device_id)  # type: ignore[type-var]
+    if device_id != options.device_id:
+        options = dataclasses.replace(options, device_id=device_id)
     plan = plan_runtime(options, probe_hardware())
     manager = ModelManager(registry, plan, cache_dir=paths.cache_dir,
-                           allow_unsafe_pickle=bool(getattr(options, "disable_safe_unpickle", False)),
-                           vae_path=getattr(options, "vae_path", None))
+                           allow_unsafe_pickle=options.disable_safe_unpickle,
+                           vae_path=options.vae_path)
     service = GenerationService(manager, settings, paths, plan, options)
     # the jobs' scripts and extension hooks (ControlNet units, SD upscale, X/Y/Z...) run where the job runs
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
@@ -344,15 +345,15 @@ def _checkpoint_entry(registry: ModelRegistry, title: str | None) -> CheckpointE
     return registry.find_checkpoint(title) if title else None
 
 
-def build_app_state(options: object) -> AppState:
+def build_app_state(options: LaunchOptions) -> AppState:
     paths = resolve_paths(options)
     paths.ensure_folders()
     threading.Thread(target=remove_stale_temp_files, args=(paths.outputs,), name="sdweb-tmp-cleanup",
                      daemon=True).start()
     settings = Settings.load(paths.config_file, frozen_keys=frozen_keys_from_flags(options),
                              exposure=untrusted_exposure(options))
-    registry = ModelRegistry(paths, no_hashing=bool(getattr(options, "no_hashing", False)),
-                             extra_checkpoint=getattr(options, "ckpt", None))
+    registry = ModelRegistry(paths, no_hashing=options.no_hashing,
+                             extra_checkpoint=options.ckpt)
     registry.refresh_all()
     hardware = probe_hardware()
     runtimes = _device_runtimes(options, paths, settings, registry, hardware)
@@ -361,9 +362,9 @@ def build_app_state(options: object) -> AppState:
     for runtime in runtimes:  # a damaged upscaler file is logged at start, as VAEs and LoRAs
         runtime.service.postprocess.upscalers.problems()
     queue = JobQueue(pool=_make_pool(options, runtimes, settings, hardware), receive=_receiver(service, registry),
-                     scheduler=Scheduler(str(getattr(options, "scheduling", None) or "affinity")),
+                     scheduler=Scheduler(options.scheduling),
                      splitter=BatchSplitter(service, lambda title: _checkpoint_entry(registry, title)),
-                     retries=int(getattr(options, "worker_retries", 2) or 0))
+                     retries=options.worker_retries)
     extensions = load_extensions(paths, settings, options, refresh_models=registry.refresh_all,
                                  services=service.script_services)
     for warning in settings.register_options(extensions.option_infos()):
@@ -383,7 +384,7 @@ def build_app_state(options: object) -> AppState:
 
 def _select_launch_checkpoint(state: AppState) -> None:
     """--ckpt: that file becomes the selected checkpoint for this run (in memory, as A1111 does)."""
-    ckpt = getattr(state.options, "ckpt", None)
+    ckpt = state.options.ckpt
     if not ckpt:
         return
     path = Path(ckpt).expanduser().resolve()

@@ -20,6 +20,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match, Mount
 
+from sdweb.config.launch_options import LaunchOptions
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -41,25 +43,25 @@ def parse_credentials(text: str | None) -> dict[str, str]:
     return pairs
 
 
-def gradio_credentials(options: object) -> dict[str, str]:
+def gradio_credentials(options: LaunchOptions) -> dict[str, str]:
     """--gradio-auth plus the entries of the --gradio-auth-path file."""
-    pairs = parse_credentials(getattr(options, "gradio_auth", None))
-    auth_path = getattr(options, "gradio_auth_path", None)
+    pairs = parse_credentials(options.gradio_auth)
+    auth_path = options.gradio_auth_path
     if auth_path:
         for line in Path(auth_path).read_text(encoding="utf-8").splitlines():
             pairs.update(parse_credentials(line))
     return pairs
 
 
-def api_credentials(options: object) -> dict[str, str]:
+def api_credentials(options: LaunchOptions) -> dict[str, str]:
     """The API's: --api-auth, else the page's (so --gradio-auth alone protects the API too)."""
-    return parse_credentials(getattr(options, "api_auth", None)) or gradio_credentials(options)
+    return parse_credentials(options.api_auth) or gradio_credentials(options)
 
 
-def ui_credentials(options: object) -> dict[str, str]:
+def ui_credentials(options: LaunchOptions) -> dict[str, str]:
     """The page's login: --gradio-auth, else --api-auth (so --api-auth alone does not leave the page's queue
     open: its Generate and Install buttons run jobs and code)."""
-    return gradio_credentials(options) or parse_credentials(getattr(options, "api_auth", None))
+    return gradio_credentials(options) or parse_credentials(options.api_auth)
 
 
 def check_basic_header(header: str | None, credentials: dict[str, str]) -> str | None:
@@ -133,7 +135,7 @@ def _is_ui_mount(route: BaseRoute) -> bool:
     return isinstance(route, Mount) and route.path == ""
 
 
-def install_api_auth(app: FastAPI, options: object) -> bool:
+def install_api_auth(app: FastAPI, options: LaunchOptions) -> bool:
     """Guard the app with the API credentials, once; False when no credentials are configured."""
     credentials = api_credentials(options)
     if not credentials or getattr(app.state, "sdweb_api_auth", False):

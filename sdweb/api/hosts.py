@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sdweb.config.launch_options import LaunchOptions
+
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -112,19 +114,19 @@ def machine_names() -> set[str]:
     return {name, f"{name.split('.')[0]}.local"} if name else set()
 
 
-def host_policy(options: object) -> HostPolicy:
-    server_name = (getattr(options, "server_name", None) or "").strip().lower()
-    bind = server_name or ("0.0.0.0" if getattr(options, "listen", False) else "127.0.0.1")
+def host_policy(options: LaunchOptions) -> HostPolicy:
+    server_name = (options.server_name or "").strip().lower()
+    bind = server_name or ("0.0.0.0" if options.listen else "127.0.0.1")
     exposed = bind in WILDCARD_BINDS or not is_loopback(host_name(bind))
-    allowed = [host_name(name) for name in split_list(getattr(options, "allowed_hosts", None))]
+    allowed = [host_name(name) for name in split_list(options.allowed_hosts)]
     names = {name for name in allowed if name != "*"}
     if server_name and server_name not in WILDCARD_BINDS:
         names.add(host_name(server_name))
     if exposed:
         names |= machine_names()
-    regex = getattr(options, "cors_allow_origins_regex", None)
+    regex = options.cors_allow_origins_regex
     return HostPolicy(names=frozenset(names), any_ip=exposed,
-                      origins=frozenset(split_list(getattr(options, "cors_allow_origins", None))),
+                      origins=frozenset(split_list(options.cors_allow_origins)),
                       origin_regex=re.compile(regex) if regex else None, off="*" in allowed)
 
 
@@ -199,7 +201,7 @@ async def _refuse_websocket(scope: Scope, receive: Receive, send: Send, problem:
     await send({"type": "websocket.close", "code": 1008, "reason": problem["code"]})
 
 
-def install_host_check(app: Any, options: object) -> HostPolicy:
+def install_host_check(app: Any, options: LaunchOptions) -> HostPolicy:
     """Add the check to `app` (call it last, so it runs before everything else) and say at start what it does."""
     policy = host_policy(options)
     if policy.off:

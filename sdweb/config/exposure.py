@@ -7,16 +7,18 @@ needs --enable-insecure-extension-access.
 
 from __future__ import annotations
 
+from sdweb.config.launch_options import LaunchOptions
+
 TRUST_FLAG = "--enable-insecure-extension-access"
-_EXPOSING_FLAGS = (("--listen", "listen"), ("--share", "share"), ("--ngrok", "ngrok"),
-                   ("--server-name", "server_name"))
 
 
-def untrusted_exposure(options: object) -> str | None:
+def untrusted_exposure(options: LaunchOptions) -> str | None:
     """The flags that expose the server (", "-joined) when it is exposed without TRUST_FLAG, else None."""
-    if getattr(options, "enable_insecure_extension_access", False):
+    if options.enable_insecure_extension_access:
         return None
-    active = [flag for flag, attr in _EXPOSING_FLAGS if getattr(options, attr, None)]
+    exposing = (("--listen", options.listen), ("--share", options.share), ("--ngrok", options.ngrok),
+                ("--server-name", options.server_name))
+    active = [flag for flag, value in exposing if value]
     return ", ".join(active) or None
 
 

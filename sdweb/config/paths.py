@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdweb.config.launch_options import LaunchOptions
+
 CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,48 +78,44 @@ def _or(value: str | None, fallback: Path) -> Path:
     return Path(value).expanduser().resolve() if value else fallback
 
 
-def resolve_paths(options: object) -> DataPaths:
-    """Build DataPaths from LaunchOptions (anything with A1111's flag attribute names)."""
-
-    def flag(name: str) -> str | None:
-        return getattr(options, name, None)
-
-    data = _or(flag("data_dir"), default_data_dir().resolve())
-    models = _or(flag("models_dir"), data / "models")
-    styles = tuple(Path(p).expanduser() for p in (flag("styles_file") or ())) or (data / "styles.csv",)
+def resolve_paths(options: LaunchOptions) -> DataPaths:
+    """Build DataPaths from the folder flags (A1111's defaults for those not given)."""
+    data = _or(options.data_dir, default_data_dir().resolve())
+    models = _or(options.models_dir, data / "models")
+    styles = tuple(Path(p).expanduser() for p in options.styles_file) or (data / "styles.csv",)
     return DataPaths(
         data_dir=data,
         models_dir=models,
         checkpoints=models / "Stable-diffusion",
-        extra_checkpoint_dir=_opt_path(flag("ckpt_dir")),
+        extra_checkpoint_dir=_opt_path(options.ckpt_dir),
         vae=models / "VAE",
-        extra_vae_dir=_opt_path(flag("vae_dir")),
+        extra_vae_dir=_opt_path(options.vae_dir),
         text_encoder=models / "text_encoder",
         text_encoder_more=(models / "clip", models / "text_encoders"),
-        extra_text_encoder_dir=_opt_path(flag("text_encoder_dir")),
+        extra_text_encoder_dir=_opt_path(options.text_encoder_dir),
         diffusion_models=(models / "diffusion_models", models / "unet"),
-        lora=_or(flag("lora_dir"), models / "Lora"),
-        lycoris=_or(flag("lyco_dir_backcompat"), models / "LyCORIS"),
-        embeddings=_or(flag("embeddings_dir"), data / "embeddings"),
-        hypernetworks=_or(flag("hypernetwork_dir"), models / "hypernetworks"),
-        esrgan=_or(flag("esrgan_models_path"), models / "ESRGAN"),
-        realesrgan=_or(flag("realesrgan_models_path"), models / "RealESRGAN"),
-        swinir=_or(flag("swinir_models_path"), models / "SwinIR"),
-        dat=_or(flag("dat_models_path"), models / "DAT"),
-        scunet=_or(flag("scunet_models_path"), models / "ScuNET"),
-        bsrgan=_or(flag("bsrgan_models_path"), models / "BSRGAN"),
-        ldsr=_or(flag("ldsr_models_path"), models / "LDSR"),
-        gfpgan=_or(flag("gfpgan_models_path"), models / "GFPGAN"),
-        codeformer=_or(flag("codeformer_models_path"), models / "Codeformer"),
+        lora=_or(options.lora_dir, models / "Lora"),
+        lycoris=_or(options.lyco_dir_backcompat, models / "LyCORIS"),
+        embeddings=_or(options.embeddings_dir, data / "embeddings"),
+        hypernetworks=_or(options.hypernetwork_dir, models / "hypernetworks"),
+        esrgan=_or(options.esrgan_models_path, models / "ESRGAN"),
+        realesrgan=_or(options.realesrgan_models_path, models / "RealESRGAN"),
+        swinir=_or(options.swinir_models_path, models / "SwinIR"),
+        dat=_or(options.dat_models_path, models / "DAT"),
+        scunet=_or(options.scunet_models_path, models / "ScuNET"),
+        bsrgan=_or(options.bsrgan_models_path, models / "BSRGAN"),
+        ldsr=_or(options.ldsr_models_path, models / "LDSR"),
+        gfpgan=_or(options.gfpgan_models_path, models / "GFPGAN"),
+        codeformer=_or(options.codeformer_models_path, models / "Codeformer"),
         controlnet=models / "ControlNet",
-        extra_controlnet_dir=_opt_path(flag("controlnet_dir")),
-        blip=_or(flag("clip_models_path"), models / "BLIP"),
+        extra_controlnet_dir=_opt_path(options.controlnet_dir),
+        blip=_or(options.clip_models_path, models / "BLIP"),
         vae_approx=models / "VAE-approx",
         vae_taesd=models / "VAE-taesd",
         outputs=data / "outputs",
         extensions=data / "extensions",
-        config_file=_or(flag("ui_settings_file"), data / "config.json"),
-        ui_config_file=_or(flag("ui_config_file"), data / "ui-config.json"),
+        config_file=_or(options.ui_settings_file, data / "config.json"),
+        ui_config_file=_or(options.ui_config_file, data / "ui-config.json"),
         styles_files=styles,
         params_file=data / "params.txt",
         cache_dir=data / "cache",

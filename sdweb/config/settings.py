@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.config.exposure import exposure_advice
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.options import OPTIONS_BY_KEY, OptionInfo, defaults
 from sdweb.core.atomic import atomic_write_text
 from sdweb.core.errors import SettingLockedError, SettingsError, WriteFailedError, write_failure_message
@@ -220,15 +221,15 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         return {}
 
 
-def frozen_keys_from_flags(options: object) -> set[str]:
+def frozen_keys_from_flags(options: LaunchOptions) -> set[str]:
     """Keys made read-only by --freeze-settings*, --hide-ui-dir-config."""
     keys: set[str] = set()
-    if getattr(options, "freeze_settings", False):
+    if options.freeze_settings:
         keys.update(OPTIONS_BY_KEY)
-    sections = {s.strip() for s in (getattr(options, "freeze_settings_in_sections", None) or "").split(",")}
+    sections = {s.strip() for s in (options.freeze_settings_in_sections or "").split(",")}
     keys.update(o.key for o in OPTIONS_BY_KEY.values() if o.section in sections)
-    specific = (getattr(options, "freeze_specific_settings", None) or "").split(",")
+    specific = (options.freeze_specific_settings or "").split(",")
     keys.update(k.strip() for k in specific if k.strip())
-    if getattr(options, "hide_ui_dir_config", False):
+    if options.hide_ui_dir_config:
         keys.update(o.key for o in OPTIONS_BY_KEY.values() if o.restricted)
     return keys

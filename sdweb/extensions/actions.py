@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.core.errors import NotFoundError, UserError
 from sdweb.extensions.attention import attention_file, clear_attention, mark_attention, read_attention
 from sdweb.extensions.installer import (
@@ -67,7 +68,7 @@ def _one_change_at_a_time(extensions_dir: Path) -> Iterator[None]:
 class ExtensionActions:
     extensions_dir: Path
     install_cache: Path  # where the loader records which install.py already ran
-    options: Any  # the frozen launch options (access rule, --skip-install)
+    options: LaunchOptions  # the frozen launch options (access rule, --skip-install)
     git: str = "git"
     python: str = sys.executable
     attention: Path | None = None  # where extensions needing attention are recorded (attention.py)
@@ -97,7 +98,7 @@ class ExtensionActions:
         require_extension_access(self.options)
         with _one_change_at_a_time(self.extensions_dir):
             result = install_from_url(url, branch, name, extensions_dir=self.extensions_dir,
-                                      run_install=not getattr(self.options, "skip_install", False),
+                                      run_install=not self.options.skip_install,
                                       python=self.python, progress=progress, git=self.git)
         if result.install_script_rc == 0:  # the next start need not run it again
             mark_install_script_done(result.name, result.path, self.install_cache)

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.core.errors import NotFoundError, UserError
 from sdweb.generation.control import CONTROL_MODES
 from sdweb.generation.hooks import ControlUnit, Processing, SamplingCall, StepInfo
@@ -179,7 +180,7 @@ class ExtensionContext:
     away with it when it is disabled)."""
 
     def __init__(self, name: str, path: Path, callbacks: Callbacks, options: list[OptionSpec],
-                 paths: Any, launch_options: Any, settings: Any,
+                 paths: Any, launch_options: LaunchOptions, settings: Any,
                  refresh_models: Callable[[], None] | None = None, services: Any = None) -> None:
         self.name = name
         self.path = path

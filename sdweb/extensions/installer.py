@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.exposure import exposure_advice, untrusted_exposure
 from sdweb.config.paths import CHECKOUT_ROOT
 from sdweb.core.atomic import make_temp_folder
@@ -133,7 +134,7 @@ class UpdateResult:
 
 
 # -- access rule ----------------------------------------------------------------------------------------------
-def exposure_refusal(options: object) -> str | None:
+def exposure_refusal(options: LaunchOptions) -> str | None:
     """A1111's rule: with --listen, --share, --ngrok or --server-name, extension changes need
     --enable-insecure-extension-access. Returns the message to show, or None when allowed."""
     flags = untrusted_exposure(options)
@@ -143,7 +144,7 @@ def exposure_refusal(options: object) -> str | None:
             f"other machines ({flags}): an extension runs code on this computer. {exposure_advice(flags)}")
 
 
-def require_extension_access(options: object) -> None:
+def require_extension_access(options: LaunchOptions) -> None:
     """Raise ExtensionAccessError (HTTP 403) when exposure_refusal refuses."""
     refusal = exposure_refusal(options)
     if refusal:

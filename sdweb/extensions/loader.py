@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.options import OptionInfo, make_option
 from sdweb.extensions.api import Callbacks, ExtensionContext, OptionSpec, Script
 from sdweb.extensions.attention import attention_file, mark_attention
@@ -100,13 +101,13 @@ def discover(user_dir: Path) -> list[Extension]:
     return found
 
 
-def apply_enabled(extensions: list[Extension], settings: Any, options: Any) -> None:
+def apply_enabled(extensions: list[Extension], settings: Any, options: LaunchOptions) -> None:
     """A1111's rules: `disabled_extensions`, `disable_all_extensions` (none/extra/all) and the two flags."""
     disabled = set(settings.get("disabled_extensions", []) or [])
     mode = str(settings.get("disable_all_extensions", "none"))
-    if getattr(options, "disable_all_extensions", False):
+    if options.disable_all_extensions:
         mode = "all"
-    elif getattr(options, "disable_extra_extensions", False) and mode == "none":
+    elif options.disable_extra_extensions and mode == "none":
         mode = "extra"
     for extension in extensions:
         off_by_mode = mode == "all" or (mode == "extra" and not extension.builtin)
@@ -238,7 +239,7 @@ def _load_one(extension: Extension, context: ExtensionContext, scripts: list[Loa
     extension.loaded = True
 
 
-def _builtin_scripts(paths: Any, settings: Any, options: Any, services: Any) -> list[LoadedScript]:
+def _builtin_scripts(paths: Any, settings: Any, options: LaunchOptions, services: Any) -> list[LoadedScript]:
     """A1111's own scripts (X/Y/Z plot, SD upscale, ...): always on, listed before the extensions' scripts."""
     scripts: list[LoadedScript] = []
     context = ExtensionContext(BUILTIN_SCRIPTS_OWNER, BUILTIN_SCRIPTS_DIR, Callbacks(), [], paths, options,
@@ -254,7 +255,7 @@ def _builtin_scripts(paths: Any, settings: Any, options: Any, services: Any) -> 
     return scripts
 
 
-def load_extensions(paths: Any, settings: Any, options: Any,
+def load_extensions(paths: Any, settings: Any, options: LaunchOptions,
                     refresh_models: Callable[[], None] | None = None, services: Any = None,
                     in_worker: bool = False) -> ExtensionSet:
     """`in_worker`: for a worker process (a Ray actor), which runs the scripts and hooks of the jobs it is given
@@ -276,7 +277,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
         context = ExtensionContext(extension.name, extension.path, own_callbacks, own_options, paths, options,
                                    settings, refresh_models, services)
         try:
-            if not in_worker and not getattr(options, "skip_install", False):
+            if not in_worker and not options.skip_install:
                 _install_step(extension, install_cache, attention)
             _load_one(extension, context, own_scripts)
         except (Exception, SystemExit) as error:  # SystemExit: an extension calling exit() at import
@@ -303,7 +304,7 @@ def load_extensions(paths: Any, settings: Any, options: Any,
     return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs, helpers)
 
 
-def _bind_a1111(extensions: list[Extension], paths: Any, settings: Any, options: Any, services: Any) -> Any:
+def _bind_a1111(extensions: list[Extension], paths: Any, settings: Any, options: LaunchOptions, services: Any) -> Any:
     """Mark the user's extensions written for A1111; when one is enabled, bind the compatibility layer to this
     app and return it (sdweb.compat.a1111), else None."""
     from sdweb.compat.a1111.detect import is_a1111_extension

@@ -14,12 +14,12 @@ from PIL import Image
 from sdweb.core.errors import UserError
 from sdweb.core.requests import Txt2ImgRequest
 from sdweb.engines import engine_for
+from sdweb.generation.batch_plan import BatchPlan
 from sdweb.generation.jobs import JobContext
 from sdweb.generation.prompting import PreparedPrompt, plan_conditioning
 from sdweb.generation.sampling import StepTracker, decode_latents
 from sdweb.generation.unet_model import UNetExtras, UNetStage
 from sdweb.generation.unet_sampling import NoiseSpec, UNetPass, encode_images, sample_pass, sampler_settings
-from sdweb.models.manager import LoadedModel
 from sdweb.postprocess.upscalers import UpscalerRegistry
 from sdweb.samplers.resolve import resolve_sampler
 from sdweb.samplers.run import SamplingPlan
@@ -90,12 +90,13 @@ def _hires_prompt(prepared: PreparedPrompt, request: Txt2ImgRequest) -> Prepared
     return replace(prepared, encode_text=text, encode_negative=negative)
 
 
-def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedPrompt, noise: NoiseSpec,
-                first_latents: torch.Tensor, settings: Mapping[str, Any], context: JobContext | None,
-                upscalers: UpscalerRegistry | None = None, on_step: Any = None,
-                params: dict[str, Any] | None = None) -> torch.Tensor:
+def second_pass(batch: BatchPlan, noise: NoiseSpec, first_latents: torch.Tensor, context: JobContext | None,
+                upscalers: UpscalerRegistry | None = None, on_step: Any = None) -> torch.Tensor:
     """A1111's hires pass: img2img of the upscaled first pass with fresh noise from the same seeds at the new
-    size, running exactly the hires step count."""
+    size, running exactly the hires step count. Its infotext entries go to the batch's prompt's extra_params."""
+    request, model, prepared, settings = batch.request, batch.model, batch.prepared, batch.settings
+    if not isinstance(request, Txt2ImgRequest):
+        raise TypeError(f"the hires pass runs for txt2img requests, not {type(request).__name__}")
     pipe = model.pipeline("img2img")
     hr_steps = request.hr_second_pass_steps or request.steps
     resolution = resolve_sampler(request.hr_sampler_name or request.sampler_name,
@@ -124,8 +125,8 @@ def second_pass(request: Txt2ImgRequest, model: LoadedModel, prepared: PreparedP
                    init_latent=init_latent, on_step=tracker,
                    schedule=engine_for(model.family).noise_schedule(model, settings, width, height, hr_steps))
     latents = sample_pass(job).latents
-    if params is not None:
-        params.update({key: value for key, value in job.params.items() if key not in params})
+    params = prepared.extra_params
+    params.update({key: value for key, value in job.params.items() if key not in params})
     return latents
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ from PIL import Image
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.engines import engine_for
+from sdweb.generation.batch_plan import BatchPlan
 from sdweb.generation.conditioning_plan import ConditioningPlan
 from sdweb.generation.control import control_notes
 from sdweb.generation.hires import second_pass
@@ -90,7 +91,7 @@ def _stages(model: LoadedModel, pipe: Any, prepared: PreparedPrompt, request: Ge
     return stages, switch_at
 
 
-def _init_latents(mode: str, inputs: Img2ImgInputs, pipe: Any, seeds: list[int]) -> torch.Tensor | None:
+def _init_latents(mode: str, inputs: Img2ImgInputs, pipe: Any, seeds: Sequence[int]) -> torch.Tensor | None:
     images = inputs.call_kwargs.get("image")
     if mode == "txt2img" or images is None:
         return None
@@ -99,7 +100,7 @@ def _init_latents(mode: str, inputs: Img2ImgInputs, pipe: Any, seeds: list[int])
     return inputs.latent_fill(latents) if inputs.latent_fill is not None else latents
 
 
-def _image_conditioning(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, seeds: list[int],
+def _image_conditioning(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, seeds: Sequence[int],
                         settings: Mapping[str, Any]) -> torch.Tensor | None:
     if not model.family.is_inpaint:
         return None
@@ -109,7 +110,7 @@ def _image_conditioning(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, se
                                    float(settings.get("inpainting_mask_weight", 1.0)))
 
 
-def _reference_latents(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, seeds: list[int]) -> torch.Tensor | None:
+def _reference_latents(inputs: Img2ImgInputs, model: LoadedModel, pipe: Any, seeds: Sequence[int]) -> torch.Tensor | None:
     """An editing model's reference: each init image's latents, the distribution's mode (as diffusers' Kontext)."""
     images = inputs.call_kwargs.get("image")
     if not model.family.features.edit or images is None:
@@ -138,11 +139,12 @@ class BatchExtras:
     upscalers: UpscalerRegistry | None = None  # model upscalers for the hires fix
 
 
-def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepared: PreparedPrompt,
-              resolution: Any, seeds: list[int], subseeds: list[int], settings: Mapping[str, Any],
-              plan: RuntimePlan, context: JobContext | None,
+def run_batch(batch: BatchPlan, plan: RuntimePlan, context: JobContext | None,
               extras: BatchExtras | None = None) -> BatchOutcome:
+    """Sample, (hires,) decode one batch on this worker's runtime plan; progress and previews go to `context`."""
     extras = extras or BatchExtras()
+    mode, request, model, prepared = batch.mode, batch.request, batch.model, batch.prepared
+    resolution, seeds, subseeds, settings = batch.resolution, batch.seeds, batch.subseeds, batch.settings
     engine = engine_for(model.family)
     pipe_mode = _pipeline_mode(mode, request, model)
     pipe = model.pipeline(pipe_mode)
@@ -195,8 +197,7 @@ def run_batch(mode: str, request: GenerationRequest, model: LoadedModel, prepare
         decoder = stages[job.final_stage]  # after a refiner switch: decode with the refiner's VAE
         if _wants_hires(request) and outcome.stopped is None:
             try:
-                latents = second_pass(request, model, prepared, noise, latents, settings, context,
-                                      extras.upscalers, _step_hook(extras), prepared.extra_params)
+                latents = second_pass(batch, noise, latents, context, extras.upscalers, _step_hook(extras))
             except BatchStopped as stop:
                 outcome.stopped, latents = stop.reason, stop.latents
         if plan.nan_check and has_nan_start(latents):

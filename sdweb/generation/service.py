@@ -15,11 +15,13 @@ from PIL import Image
 
 from sdweb import __version__
 from sdweb.config.exposure import untrusted_exposure
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.paths import DataPaths
 from sdweb.config.settings import Settings
 from sdweb.core.errors import UserError
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
 from sdweb.engines import engine_for
+from sdweb.generation.batch_plan import BatchPlan
 from sdweb.generation.hires import check_upscaler
 from sdweb.generation.hooks import NO_HOOKS, HookProvider, JobHooks, JobScope, Processing, ScriptImage
 from sdweb.generation.jobs import JobContext
@@ -69,7 +71,7 @@ class SaveOptions:
 
 class GenerationService:
     def __init__(self, manager: ModelManager, settings: Settings, paths: DataPaths, plan: RuntimePlan,
-                 options: object, postprocess: PostprocessService | None = None) -> None:
+                 options: LaunchOptions, postprocess: PostprocessService | None = None) -> None:
         self.manager = manager
         self.settings = settings
         self.paths = paths
@@ -212,8 +214,9 @@ class GenerationService:
                 apply_model_extras(self.manager, model, prepared, settings)
                 if extras.refiner is not None:
                     extras.refiner = self._refiner(request, model, settings, prepared)
-            outcome = self._run_batch_guarded(mode, request, model, prepared, resolution, batch_seeds,
-                                              batch_subseeds, settings, context, extras)
+            batch = BatchPlan(mode, request, model, prepared, resolution, tuple(batch_seeds), tuple(batch_subseeds),
+                              settings)
+            outcome = self._run_batch_guarded(batch, context, extras)
             if request.restore_faces:  # before the scripts' postprocess_image, as in A1111
                 restored = [self.postprocess.restore_faces_for_generation(image, settings)
                             for image in outcome.images]
@@ -222,8 +225,7 @@ class GenerationService:
                     prepared.extra_params["Face restoration"] = restored[0][1]
             outcome.images = [hooks.postprocess_image(p, image) for image in outcome.images]
             prepared.extra_params.update(p.extra_generation_params)
-            self._collect(result, outcome, request, model, prepared, resolution, batch_seeds, batch_subseeds,
-                          settings, writer, save, batch_index, extras)
+            self._collect(result, outcome, batch, writer, save, batch_index, extras)
             for note in [*prepared.notes, *outcome.notes, *p.notes]:
                 if note not in result.notes:
                     result.notes.append(note)
@@ -255,22 +257,19 @@ class GenerationService:
         prepared.extra_params.update(refiner_infotext(refiner, switch_at))
         return refiner, switch_at
 
-    def _run_batch_guarded(self, mode: str, request: GenerationRequest, model: LoadedModel,
-                           prepared: PreparedPrompt, resolution: Any, seeds: list[int], subseeds: list[int],
-                           settings: Mapping[str, Any], context: JobContext | None,
+    def _run_batch_guarded(self, batch: BatchPlan, context: JobContext | None,
                            extras: BatchExtras | None = None) -> BatchOutcome:
         """Out of memory: retried once in a lower-memory mode where one helps, else a clear UserError after the
         memory is freed; the server keeps serving (generation/oom.py)."""
-        return run_with_oom_retry(lambda: run_batch(mode, request, model, prepared, resolution, seeds, subseeds,
-                                                    settings, self.plan, context, extras=extras),
-                                  request, model, self.plan)
+        return run_with_oom_retry(lambda: run_batch(batch, self.plan, context, extras=extras),
+                                  batch.request, batch.model, self.plan)
 
-    def _collect(self, result: GenerationResult, outcome: BatchOutcome, request: GenerationRequest,
-                 model: LoadedModel, prepared: PreparedPrompt, resolution: Any, seeds: list[int],
-                 subseeds: list[int], settings: Mapping[str, Any], writer: OutputWriter, save: SaveOptions,
-                 batch_index: int, extras: BatchExtras) -> None:
+    def _collect(self, result: GenerationResult, outcome: BatchOutcome, batch: BatchPlan, writer: OutputWriter,
+                 save: SaveOptions, batch_index: int, extras: BatchExtras) -> None:
+        request, model, prepared, settings = batch.request, batch.model, batch.prepared, batch.settings
+        seeds, subseeds = batch.seeds, batch.subseeds
         for index, image in enumerate(outcome.images):
-            params = infotext_params(request, model, prepared, resolution, seeds[index], subseeds[index],
+            params = infotext_params(request, model, prepared, batch.resolution, seeds[index], subseeds[index],
                                      settings, __version__, self.plan.device)
             infotext = writer.format(prepared.prompt, prepared.negative_prompt, params)
             image.info["parameters"] = infotext

@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.paths import DataPaths
 from sdweb.core.errors import WriteFailedError, write_failure_message
 from sdweb.core.requests import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
@@ -79,7 +80,7 @@ class OutputWriter:
     """Saves a job's images, grids and params.txt. A failed save raises one of SAVE_ERRORS (a clear message
     naming the file); a failed params.txt is only logged."""
 
-    def __init__(self, paths: DataPaths, settings: Mapping[str, Any], options: object, mode: str,
+    def __init__(self, paths: DataPaths, settings: Mapping[str, Any], options: LaunchOptions, mode: str,
                  job_time: datetime, guard: OutputGuard | None = None) -> None:
         self.paths = paths
         self.settings = settings
@@ -135,8 +136,8 @@ class OutputWriter:
                     checkpoint: CheckpointEntry | None, prompt: str, seed: int, batch_index: int, index: int = 0
                     ) -> Path:
         context = self._context(request, checkpoint, prompt, seed, batch_index, index)
-        limit = int(getattr(self.options, "filenames_max_length", 128) or 128)
-        unix = bool(getattr(self.options, "unix_filenames_sanitization", False))
+        limit = self.options.filenames_max_length or 128
+        unix = self.options.unix_filenames_sanitization
 
         def path_of(outdir: Path, taken: Taken) -> Path:
             return build_image_path(outdir, context, self.settings, max_length=limit, unix_sanitization=unix,
@@ -159,7 +160,7 @@ class OutputWriter:
 
     def write_params(self, infotext: str) -> None:
         """params.txt (the last job's infotext); a failure to write it never fails the job."""
-        if getattr(self.options, "no_prompt_history", False):
+        if self.options.no_prompt_history:
             return
         try:
             self.guard.record(write_params_txt(self.paths.params_file, infotext))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.core.atomic import atomic_write_text
 from sdweb.models.registry import ModelRegistry
 
@@ -173,8 +174,8 @@ def download_model(spec: ModelDownload, folder: Path, *, endpoint: str | None = 
     return final
 
 
-def needs_first_run_download(registry: ModelRegistry, options: object) -> bool:
-    if getattr(options, "no_download_sd_model", False) or getattr(options, "ckpt", None):
+def needs_first_run_download(registry: ModelRegistry, options: LaunchOptions) -> bool:
+    if options.no_download_sd_model or options.ckpt:
         return False
     return all(entry.is_demo for entry in registry.checkpoints)
 
@@ -200,7 +201,7 @@ def _remember_failure(record: Path, spec: ModelDownload, error: str) -> None:
         log.warning("Cannot record the failed download in %s: %s", record, write_error)
 
 
-def start_first_run_download(registry: ModelRegistry, options: object, spec: ModelDownload = DEFAULT_MODEL,
+def start_first_run_download(registry: ModelRegistry, options: LaunchOptions, spec: ModelDownload = DEFAULT_MODEL,
                              *, endpoint: str | None = None, timeout: float = 10.0,
                              status: FirstRunStatus | None = None) -> threading.Thread | None:
     """Start the first-run download in a daemon thread when it applies (see the module doc); None otherwise,

@@ -15,10 +15,11 @@ import logging
 import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.runtime.compile import compile_pipeline, fuse_qkv, install_compile
 from sdweb.runtime.memory import module_bytes
 from sdweb.runtime.placement import place_model
@@ -39,36 +40,6 @@ OFFLOAD_MODES = ("none", "model", "sequential", "group")
 CPU_MODULES = ("sd", "interrogate", "gfpgan", "esrgan", "codeformer", "all")
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
-
-class DeviceOptions(Protocol):
-    """The LaunchOptions attributes the policy reads (sdweb.cli.LaunchOptions; runtime may not import cli)."""
-
-    use_cpu: tuple[str, ...]
-    device_id: str | None
-    no_half: bool
-    no_half_vae: bool
-    precision: str
-    upcast_sampling: bool
-    medvram: bool
-    medvram_sdxl: bool
-    lowvram: bool
-    lowvram_offload: str
-    lowram: bool
-    xformers: bool
-    force_enable_xformers: bool
-    opt_sdp_attention: bool
-    opt_sdp_no_mem_attention: bool
-    opt_split_attention: bool
-    opt_split_attention_v1: bool
-    opt_split_attention_invokeai: bool
-    opt_sub_quad_attention: bool
-    disable_opt_split_attention: bool
-    opt_channelslast: bool
-    compile: bool
-    opt_fused_qkv: bool
-    disable_nan_check: bool
-    use_ipex: bool
 
 
 # ----------------------------------------------------------------------------------------------------- hardware
@@ -263,7 +234,7 @@ class _Precision:
     upcast_sdxl_vae: bool
 
 
-def plan_runtime(options: DeviceOptions, hardware: HardwareInfo) -> RuntimePlan:
+def plan_runtime(options: LaunchOptions, hardware: HardwareInfo) -> RuntimePlan:
     """Turn flags and hardware into one frozen plan. Pure: no torch device queries, no logging."""
     reasons: list[str] = list(hardware.probe_errors)
     use_cpu = {name.lower() for name in options.use_cpu}
@@ -311,7 +282,7 @@ def plan_runtime(options: DeviceOptions, hardware: HardwareInfo) -> RuntimePlan:
     )
 
 
-def _best_device(options: DeviceOptions, hardware: HardwareInfo,
+def _best_device(options: LaunchOptions, hardware: HardwareInfo,
                  reasons: list[str]) -> tuple[str, str, CudaDevice | None]:
     """A1111's get_optimal_device: CUDA (honouring --device-id), then MPS, then CPU."""
     devices = hardware.cuda_devices
@@ -345,7 +316,7 @@ def _is_gtx16(cuda: CudaDevice | None) -> bool:
     return cuda is not None and cuda.capability == (7, 5) and "GTX 16" in cuda.name
 
 
-def _choose_precision(options: DeviceOptions, device: str, cuda: CudaDevice | None,
+def _choose_precision(options: LaunchOptions, device: str, cuda: CudaDevice | None,
                       hardware: HardwareInfo, reasons: list[str]) -> _Precision:
     full, half = torch.float32, torch.float16
     if device == "cpu":
@@ -387,7 +358,7 @@ def _choose_precision(options: DeviceOptions, device: str, cuda: CudaDevice | No
     return _Precision(half, half, half, vae, False, True, vae == half)
 
 
-def _cpu_precision(options: DeviceOptions, hardware: HardwareInfo, reasons: list[str]) -> _Precision:
+def _cpu_precision(options: LaunchOptions, hardware: HardwareInfo, reasons: list[str]) -> _Precision:
     full = torch.float32
     note = "cpu: fp32 everywhere (fp16 is slow or unsupported on the CPU)"
     if hardware.cpu_bf16:
@@ -400,7 +371,7 @@ def _cpu_precision(options: DeviceOptions, hardware: HardwareInfo, reasons: list
     return _Precision(full, full, full, full, False, False, False)
 
 
-def _choose_attention(options: DeviceOptions, device: str, cuda: CudaDevice | None,
+def _choose_attention(options: LaunchOptions, device: str, cuda: CudaDevice | None,
                       hardware: HardwareInfo, reasons: list[str]) -> str:
     """Flag priority: --disable-opt-split-attention, xformers, sdpa-no-mem, sdpa, split/sub-quad; default sdpa."""
     if options.disable_opt_split_attention:
@@ -425,7 +396,7 @@ def _choose_attention(options: DeviceOptions, device: str, cuda: CudaDevice | No
     return "sdpa"
 
 
-def _xformers_problem(options: DeviceOptions, device: str, cuda: CudaDevice | None,
+def _xformers_problem(options: LaunchOptions, device: str, cuda: CudaDevice | None,
                       hardware: HardwareInfo) -> str | None:
     if cuda is None or not device.startswith("cuda"):
         return f"not on CUDA (device {device})"
@@ -436,7 +407,7 @@ def _xformers_problem(options: DeviceOptions, device: str, cuda: CudaDevice | No
     return None
 
 
-def _choose_offload(options: DeviceOptions, device: str, reasons: list[str]) -> tuple[str, bool]:
+def _choose_offload(options: LaunchOptions, device: str, reasons: list[str]) -> tuple[str, bool]:
     flags = [name for name, on in (("--lowvram", options.lowvram), ("--medvram", options.medvram),
                                    ("--medvram-sdxl", options.medvram_sdxl)) if on]
     if not flags:
@@ -448,7 +419,7 @@ def _choose_offload(options: DeviceOptions, device: str, reasons: list[str]) -> 
     if options.lowvram:
         # diffusers' block-level group offload ("group", CUDA streams prefetch the next block) is closer to A1111's
         # per-block swapping; sequential offload (per layer) is the default until measured faster on every card.
-        if getattr(options, "lowvram_offload", "sequential") == "group":
+        if options.lowvram_offload == "group":
             reasons.append("--lowvram: block-level group offload with CUDA streams (--lowvram-offload group)")
             return "group", False
         reasons.append("--lowvram: sequential CPU offload (per layer; slow, lowest VRAM)")
@@ -460,7 +431,7 @@ def _choose_offload(options: DeviceOptions, device: str, reasons: list[str]) -> 
     return "model", True
 
 
-def _add_memory_suggestions(options: DeviceOptions, cuda: CudaDevice | None, reasons: list[str]) -> None:
+def _add_memory_suggestions(options: LaunchOptions, cuda: CudaDevice | None, reasons: list[str]) -> None:
     if cuda is None or options.lowvram or options.medvram:
         return
     size = f"{cuda.total_memory_bytes / GIB:.0f} GB GPU"
@@ -470,7 +441,7 @@ def _add_memory_suggestions(options: DeviceOptions, cuda: CudaDevice | None, rea
         reasons.append(f"{size}: consider --medvram-sdxl for SDXL models")
 
 
-def _choose_compile(options: DeviceOptions, offload: str, only_sdxl: bool, reasons: list[str]) -> bool:
+def _choose_compile(options: LaunchOptions, offload: str, only_sdxl: bool, reasons: list[str]) -> bool:
     if not options.compile:
         return False
     if offload != "none" and not only_sdxl:
@@ -485,7 +456,7 @@ def _choose_compile(options: DeviceOptions, offload: str, only_sdxl: bool, reaso
     return True
 
 
-def _choose_fused_qkv(options: DeviceOptions, attention: str, precision: _Precision, reasons: list[str]) -> bool:
+def _choose_fused_qkv(options: LaunchOptions, attention: str, precision: _Precision, reasons: list[str]) -> bool:
     if not options.opt_fused_qkv:
         return False
     if attention not in ("sdpa", "sdpa-no-mem"):
@@ -508,7 +479,7 @@ def _vae_tiling_threshold(device: str, cuda: CudaDevice | None, offload: str) ->
     return TILE_ABOVE_LARGE
 
 
-def _load_weights_to_device(options: DeviceOptions, device: str, offload: str, reasons: list[str]) -> bool:
+def _load_weights_to_device(options: LaunchOptions, device: str, offload: str, reasons: list[str]) -> bool:
     if not options.lowram:
         return False
     if device == "cpu" or offload != "none":

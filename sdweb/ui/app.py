@@ -137,7 +137,7 @@ def build_blocks(state: AppState) -> gr.Blocks:
             with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
                 merger, merger_values = build_merger_tab(state)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
-                settings_tab = build_settings_tab(state.settings, bool(getattr(state.options, "hide_ui_dir_config", False)))
+                settings_tab = build_settings_tab(state.settings, state.options.hide_ui_dir_config)
                 build_workers_panel(state)
             _render_extension_tabs(extension_tabs)
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.outputs.saved_log import save_to_log
 from sdweb.state import AppState
 from sdweb.ui.common import OutputPanel, user_error
@@ -31,10 +32,10 @@ def resolve_folder(data_dir: Path, value: str) -> Path:
     return path if path.is_absolute() else data_dir / path
 
 
-def open_folder_allowed(options: object) -> bool:
+def open_folder_allowed(options: LaunchOptions) -> bool:
     """A1111 shows 📂 only where the browser and the server are the same machine, and not when the folders
     are hidden (--hide-ui-dir-config)."""
-    return not getattr(options, "webui_is_non_local", False) and not getattr(options, "hide_ui_dir_config", False)
+    return not options.webui_is_non_local and not options.hide_ui_dir_config
 
 
 def open_in_file_manager(folder: Path) -> None:

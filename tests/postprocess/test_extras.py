@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 from pydantic import ValidationError
 
+from sdweb.cli import parse_options
 from sdweb.config.paths import resolve_paths
 from sdweb.core.errors import NotFoundError, UserError
 from sdweb.outputs.save import read_infotext
@@ -19,15 +20,9 @@ from sdweb.testing import tiny_postprocess as tiny
 SOURCE_INFOTEXT = "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler, Seed: 1, Size: 40x30"
 
 
-class _Options:
-    def __init__(self, data: Path, gfpgan: Path | None = None) -> None:
-        self.data_dir = str(data)
-        self.gfpgan_models_path = str(gfpgan) if gfpgan else None
-
-
 @pytest.fixture
 def service(tmp_path: Path, face_models: Path) -> PostprocessService:
-    paths = resolve_paths(_Options(tmp_path, face_models / "GFPGAN"))
+    paths = resolve_paths(parse_options(["--data-dir", str(tmp_path), "--gfpgan-models-path", str(face_models / "GFPGAN")], {}))
     tiny.save_state_dict(tiny.esrgan_state_dict(1, layout="old"), paths.esrgan / "4x-Tiny.pth")
     return PostprocessService(paths, {"samples_format": "png"})
 

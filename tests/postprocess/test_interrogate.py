@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sdweb.cli import parse_options
 from sdweb.config.paths import resolve_paths
 from sdweb.core.errors import InvalidModelFileError, NotFoundError
 from sdweb.postprocess.interrogate import CATEGORIES, Interrogator, find_model_folder
@@ -87,11 +88,8 @@ def test_a_folder_without_weights_is_a_user_error(models: Path, tmp_path: Path):
 
 
 def test_service_interrogate_models(models: Path, tmp_path: Path):
-    class Options:
-        data_dir = str(tmp_path)
-        clip_models_path = str(models / "BLIP")
-
-    service = PostprocessService(resolve_paths(Options()), {**QUICK})
+    options = parse_options(["--data-dir", str(tmp_path), "--clip-models-path", str(models / "BLIP")], {})
+    service = PostprocessService(resolve_paths(options), {**QUICK})
     service.interrogator.roots.append(models / "CLIP")
     assert service.interrogate(_image(), "clip")
     with pytest.raises(NotFoundError, match="DeepDanbooru"):

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
@@ -218,7 +217,7 @@ def _registry(root: Path):
 
 def test_first_run_download_is_tried_once_and_says_so(tmp_path, summary):
     registry = _registry(tmp_path / "data")
-    wanted = SimpleNamespace(no_download_sd_model=False, ckpt=None)
+    wanted = parse_options([], {})
     offline = ModelDownload(f"http://127.0.0.1:{free_port()}/v1-5.safetensors", "v1-5.safetensors", "0" * 64)
     first = start_first_run_download(registry, wanted, offline, timeout=1.0)  # start 1: offline, fails
     assert first is not None

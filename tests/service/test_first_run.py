@@ -9,10 +9,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from sdweb.cli import parse_options
 from sdweb.models.first_run import (
     DownloadError,
     FirstRunStatus,
@@ -121,7 +121,6 @@ def test_silent_server_times_out_instead_of_hanging(tmp_path):
 
 
 def _registry(root: Path) -> ModelRegistry:
-    from sdweb.cli import parse_options
     from sdweb.config.paths import resolve_paths
 
     paths = resolve_paths(parse_options(["--data-dir", str(root)], {}))
@@ -139,7 +138,7 @@ def test_first_run_downloads_in_the_background_then_the_file_is_the_checkpoint(t
     try:
         registry = _registry(tmp_path / "data")
         assert [entry.is_demo for entry in registry.checkpoints] == [True]
-        options = SimpleNamespace(no_download_sd_model=False, ckpt=None)
+        options = parse_options([], {})
         spec = ModelDownload(httpd.url, "v1-5-pruned-emaonly.safetensors",
                              hashlib.sha256(payload.read_bytes()).hexdigest())
         status = FirstRunStatus()
@@ -159,15 +158,14 @@ def test_first_run_downloads_in_the_background_then_the_file_is_the_checkpoint(t
 def test_first_run_download_is_skipped_when_not_wanted(tmp_path, caplog):
     registry = _registry(tmp_path / "data")
     spec = ModelDownload("http://127.0.0.1:9/x", "x.safetensors", "0" * 64)
-    assert start_first_run_download(registry, SimpleNamespace(no_download_sd_model=True, ckpt=None), spec) is None
-    assert start_first_run_download(registry, SimpleNamespace(no_download_sd_model=False, ckpt="m.ckpt"),
-                                    spec) is None
-    thread = start_first_run_download(registry, SimpleNamespace(no_download_sd_model=False, ckpt=None), spec,
+    assert start_first_run_download(registry, parse_options(["--no-download-sd-model"], {}), spec) is None
+    assert start_first_run_download(registry, parse_options(["--ckpt", "m.ckpt"], {}), spec) is None
+    thread = start_first_run_download(registry, parse_options([], {}), spec,
                                       timeout=1.0)
     thread.join(10)
     assert [entry.is_demo for entry in registry.checkpoints] == [True]
     assert "using the built-in demo model" in caplog.text and "not retried" in caplog.text
     status = FirstRunStatus()  # the next start: the failure is remembered, nothing is tried
-    assert start_first_run_download(registry, SimpleNamespace(no_download_sd_model=False, ckpt=None), spec,
+    assert start_first_run_download(registry, parse_options([], {}), spec,
                                     status=status) is None
     assert status.state == "failed" and "not retried" in status.describe()

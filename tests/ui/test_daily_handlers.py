@@ -85,12 +85,11 @@ def test_restart_hint_names_the_button_the_tab_shows(monkeypatch):
 
 
 def test_open_folder_only_where_browser_and_server_are_one_machine():
-    from types import SimpleNamespace
-
+    from sdweb.cli import parse_options
     from sdweb.ui.gallery_tools import folder_setting, open_folder_allowed
 
-    assert open_folder_allowed(SimpleNamespace(webui_is_non_local=False, hide_ui_dir_config=False))
-    assert not open_folder_allowed(SimpleNamespace(webui_is_non_local=True, hide_ui_dir_config=False))
-    assert not open_folder_allowed(SimpleNamespace(webui_is_non_local=False, hide_ui_dir_config=True))
+    assert open_folder_allowed(parse_options([], {}))
+    assert not open_folder_allowed(parse_options(["--listen"], {}))
+    assert not open_folder_allowed(parse_options(["--hide-ui-dir-config"], {}))
     assert folder_setting({"outdir_txt2img_samples": "outputs/txt2img-images"}, "txt2img") == "outputs/txt2img-images"
     assert folder_setting({"outdir_samples": "/pictures"}, "img2img") == "/pictures"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sdweb.cli import parse_options
 from sdweb.config.exposure import untrusted_exposure
 from sdweb.config.options import OPTIONS, make_option
 from sdweb.config.settings import Settings
@@ -23,16 +24,11 @@ LOCKED = sorted(o.key for o in OPTIONS if o.key.startswith("outdir_")) + [
     "directories_filename_pattern", "samples_filename_pattern", "disabled_extensions", "disable_all_extensions"]
 
 
-class Flags:
-    def __init__(self, **values):
-        self.__dict__.update(values)
-
-
 def test_exposure_needs_a_flag_and_no_trust():
-    assert untrusted_exposure(Flags()) is None
-    assert untrusted_exposure(Flags(listen=True)) == "--listen"
-    assert untrusted_exposure(Flags(share=True, server_name="0.0.0.0")) == "--share, --server-name"
-    assert untrusted_exposure(Flags(listen=True, enable_insecure_extension_access=True)) is None
+    assert untrusted_exposure(parse_options([], {})) is None
+    assert untrusted_exposure(parse_options(["--listen"], {})) == "--listen"
+    assert untrusted_exposure(parse_options(["--share", "--server-name", "0.0.0.0"], {})) == "--share, --server-name"
+    assert untrusted_exposure(parse_options(["--listen", "--enable-insecure-extension-access"], {})) is None
 
 
 @pytest.mark.parametrize("key", LOCKED)

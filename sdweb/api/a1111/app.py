@@ -33,7 +33,7 @@ def mount_api(app: FastAPI, state: AppState, control: StopControl | None = None,
     default: backends.default_backends(state) (the extension layer's scripts, the app's postprocessing)."""
     backends = backends or default_backends(state)
     install_error_handlers(app)
-    install_request_log(app, bool(getattr(state.options, "api_log", False)))
+    install_request_log(app, state.options.api_log)
     install_api_auth(app, state.options)
     install_openapi(app)
     router = APIRouter(prefix="/sdapi/v1")
@@ -41,7 +41,7 @@ def mount_api(app: FastAPI, state: AppState, control: StopControl | None = None,
     add_generation_routes(router, state, backends)
     add_system_routes(router, state, backends)
     add_postprocess_routes(router, state, backends)
-    if getattr(state.options, "api_server_stop", False) and control is not None:
+    if state.options.api_server_stop and control is not None:
         add_server_routes(router, control)
     app.include_router(router)
     app.include_router(extension_router(state))  # /sdweb/v1/extensions: install, update, remove, list

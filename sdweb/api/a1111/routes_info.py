@@ -22,6 +22,7 @@ from sdweb.api.a1111.schemas_info import (
 )
 from sdweb.api.a1111.seams import ApiBackends
 from sdweb.cli import options_as_dict
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.generation.service import SaveOptions
 from sdweb.models.registry import CheckpointEntry, read_safetensors_metadata
 from sdweb.runtime.memory import memory_stats
@@ -32,7 +33,7 @@ SECRET_FLAGS = ("gradio_auth", "api_auth", "ngrok", "ngrok_options", "tls_keyfil
 _SECRET_NAME = re.compile(r"(auth|token|passw|secret|api_?key|credential)", re.IGNORECASE)
 
 
-def redacted_flags(options: object) -> dict[str, Any]:
+def redacted_flags(options: LaunchOptions) -> dict[str, Any]:
     """Every flag as /cmd-flags shows it, with passwords and tokens hidden."""
     values = options_as_dict(options)
     for key in values:

@@ -108,8 +108,7 @@ def setup(context: ExtensionContext) -> None:
     folders = [Path(paths.controlnet)] + ([Path(paths.extra_controlnet_dir)] if paths.extra_controlnet_dir else [])
     models = ControlNetModels(folders, Path(paths.cache_dir) / "configs",
                               cache_size=int(context.setting("control_net_model_cache_size", 2)),
-                              allow_unsafe_pickle=bool(getattr(context.launch_options, "disable_safe_unpickle",
-                                                               False)))
+                              allow_unsafe_pickle=context.launch_options.disable_safe_unpickle)
     context.add_script(ControlNet(context, models))
     context.add_script(ControlNetM2M())
     context.on_app_started(lambda app: _mount_routes(app, context, models))

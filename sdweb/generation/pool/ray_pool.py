@@ -22,6 +22,7 @@ from typing import Any
 
 import ray
 
+from sdweb.config.launch_options import LaunchOptions
 from sdweb.generation.job_state import EventSink
 from sdweb.generation.pool.messages import ProgressEvent, WorkerInfo, WorkItem, WorkResult
 from sdweb.generation.pool.worker import Worker
@@ -37,7 +38,7 @@ class RayWorkerActor:
     """The actor: a Worker in its own process. Threaded (max_concurrency) so interrupt and skip are answered
     while a job runs."""
 
-    def __init__(self, make_worker: MakeWorker, options: Any, device_id: str | None, worker_id: str,
+    def __init__(self, make_worker: MakeWorker, options: LaunchOptions, device_id: str | None, worker_id: str,
                  threads: int) -> None:
         import torch
 
@@ -82,7 +83,7 @@ def start_ray(address: str | None, gpus: int) -> bool:
 
 
 class RayPool:
-    def __init__(self, make_worker: MakeWorker, options: Any, device_ids: list[str | None],
+    def __init__(self, make_worker: MakeWorker, options: LaunchOptions, device_ids: list[str | None],
                  settings: SettingsSnapshot, retries: int = 2, address: str | None = None, gpus: int = 0,
                  threads: int = 1) -> None:
         self._settings = settings

@@ -206,7 +206,7 @@ def _face_controls() -> dict[str, Any]:
 # -- the tab -----------------------------------------------------------------------------------------------------
 def build_extras_tab(state: AppState) -> ExtrasTab:
     registry = state.service.postprocess.upscalers
-    allow_dirs = not bool(getattr(state.options, "hide_ui_dir_config", False))
+    allow_dirs = not state.options.hide_ui_dir_config
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
             inputs, tabs, sub_tabs = _input_tabs(allow_dirs)

@@ -162,7 +162,7 @@ def run_batch_folder(state: AppState, values: dict[str, Any], images: dict[str, 
     """One job per image of the input folder, run in order; the results are shown together. With an output
     folder each result is named after its input (A1111); unreadable files are listed in the status. The folders
     are refused with --hide-ui-dir-config, and limited to the data folder on a server reachable from others."""
-    if getattr(state.options, "hide_ui_dir_config", False):
+    if state.options.hide_ui_dir_config:
         raise gr.Error(BATCH_DISABLED)
     folders = _batch_folders(state, images)
     folder = batch_items(folders["batch_input"], folders["batch_masks"])
@@ -237,7 +237,7 @@ def build_img2img_tab(state: AppState) -> Img2ImgTab:
     mode = gr.State("img2img")
     with gr.Row(equal_height=False, elem_id=f"{TAB}_settings_row"):
         with gr.Column(scale=1, variant="panel", elem_id=f"{TAB}_settings"):
-            images, tabs, sub_tabs = _image_inputs(not getattr(state.options, "hide_ui_dir_config", False))
+            images, tabs, sub_tabs = _image_inputs(not state.options.hide_ui_dir_config)
             with gr.Row():
                 interrogate = gr.Button("Interrogate CLIP", size="sm", elem_id="interrogate", scale=0,
                                         min_width=160)
