@@ -1,7 +1,8 @@
 """Which waiting job a free worker takes: strict FIFO, or model affinity (few checkpoint loads, bounded wait).
 
 Affinity, when a worker frees up:
-1. the queue head has waited longer than `max_wait_s`, or was passed over `max_passes` times: take it;
+1. the queue head has waited longer than `max_wait_s`, or was passed over `max_passes` times for each other
+   worker (each of them taking its own checkpoint's job once is the normal case): take it;
 2. the oldest job whose checkpoint this worker holds (or that needs none);
 3. the oldest job whose checkpoint no worker holds (this worker loads it);
 4. the oldest job whose checkpoint has more jobs waiting than workers holding it, all of them busy
@@ -53,7 +54,8 @@ class Scheduler:
         if self.mode == "fifo" or head.checkpoint is None:
             return self._taken(head, head)
         now = time.time() if now is None else now
-        if now - head.created_at > self.max_wait_s or self._passes.get(head.id, 0) >= self.max_passes:
+        passes_allowed = self.max_passes * max(1, len(workers) - 1)
+        if now - head.created_at > self.max_wait_s or self._passes.get(head.id, 0) >= passes_allowed:
             return self._taken(head, head)
         chosen = self._choose(pending, worker, workers)
         return self._taken(head, chosen) if chosen is not None else None
