@@ -101,11 +101,23 @@ def test_affinity_takes_a_head_that_waited_too_long():
     mine = Job(id="mine", kind="txt2img", request=None, checkpoint="a")
     me = WorkerView("w0", held={"a"})
     other = WorkerView("w1", held={"b"}, busy=True)
-    assert scheduler.pick([old, mine], me, [me, other], now=old.created_at + 1) is mine
-    assert scheduler.pick([old, mine], me, [me, other], now=old.created_at + 6) is old
+    assert scheduler.pick([old, mine], me, [me, other], now=old.created_at + 1) is mine  # old at the head from +1
+    assert scheduler.pick([old, mine], me, [me, other], now=old.created_at + 5.5) is mine
+    assert scheduler.pick([old, mine], me, [me, other], now=old.created_at + 6.5) is old
     other.busy = False  # b's holder is free: it will take b; a worker holding nothing waits for it
     stranger = WorkerView("w2")
     assert scheduler.pick([old], stranger, [me, other, stranger], now=old.created_at + 1) is None
+
+
+def test_a_deep_backlog_keeps_affinity_the_wait_counts_at_the_head():
+    """80 jobs submitted at once are all older than max_wait_s long before the last runs: that age alone must not
+    turn affinity into FIFO (seen with four Ray workers: 55 loads for 80 jobs over 4 checkpoints)."""
+    scheduler = Scheduler("affinity", max_wait_s=5)
+    jobs = [Job(id=str(index), kind="txt2img", request=None, checkpoint="ab"[index % 2]) for index in range(6)]
+    me = WorkerView("w0", held={"a"})
+    other = WorkerView("w1", held={"b"}, busy=True)
+    late = jobs[0].created_at + 60
+    assert scheduler.pick(jobs, me, [me, other], now=late) is jobs[0 if jobs[0].checkpoint == "a" else 1]
 
 
 def test_interrupt_and_skip_reach_every_running_job():

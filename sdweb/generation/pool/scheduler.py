@@ -1,7 +1,8 @@
 """Which waiting job a free worker takes: strict FIFO, or model affinity (few checkpoint loads, bounded wait).
 
 Affinity, when a worker frees up:
-1. the queue head has waited longer than `max_wait_s`, or was passed over `max_passes` times for each other
+1. the queue head has waited longer than `max_wait_s` at the head of the queue (a deep backlog makes every job
+   old, so the age since submission would turn affinity into FIFO), or was passed over `max_passes` times for each other
    worker (each of them taking its own checkpoint's job once is the normal case): take it;
 2. the oldest job whose checkpoint this worker holds (or that needs none);
 3. the oldest job whose checkpoint no worker holds (this worker loads it);
@@ -38,6 +39,7 @@ class Scheduler:
     max_wait_s: float = 30.0
     max_passes: int = 8
     _passes: dict[str, int] = field(default_factory=dict)
+    _head_since: dict[str, float] = field(default_factory=dict)  # when a job was first seen at the head
 
     def __post_init__(self) -> None:
         if self.mode not in SCHEDULING_MODES:
@@ -54,8 +56,9 @@ class Scheduler:
         if self.mode == "fifo" or head.checkpoint is None:
             return self._taken(head, head)
         now = time.time() if now is None else now
+        at_head_since = self._head_since.setdefault(head.id, now)
         passes_allowed = self.max_passes * max(1, len(workers) - 1)
-        if now - head.created_at > self.max_wait_s or self._passes.get(head.id, 0) >= passes_allowed:
+        if now - at_head_since > self.max_wait_s or self._passes.get(head.id, 0) >= passes_allowed:
             return self._taken(head, head)
         chosen = self._choose(pending, worker, workers)
         return self._taken(head, chosen) if chosen is not None else None
@@ -81,12 +84,14 @@ class Scheduler:
     def _taken(self, head: Job, job: Job) -> Job:
         if job is head:
             self._passes.pop(head.id, None)
+            self._head_since.pop(head.id, None)
         else:
             self._passes[head.id] = self._passes.get(head.id, 0) + 1
         return job
 
     def forget(self, job_id: str) -> None:
         self._passes.pop(job_id, None)
+        self._head_since.pop(job_id, None)
 
 
 def _may_take(job: Job, worker: WorkerView, workers: Sequence[WorkerView]) -> bool:
