@@ -113,11 +113,12 @@ def test_a_deep_backlog_keeps_affinity_the_wait_counts_at_the_head():
     """80 jobs submitted at once are all older than max_wait_s long before the last runs: that age alone must not
     turn affinity into FIFO (seen with four Ray workers: 55 loads for 80 jobs over 4 checkpoints)."""
     scheduler = Scheduler("affinity", max_wait_s=5)
-    jobs = [Job(id=str(index), kind="txt2img", request=None, checkpoint="ab"[index % 2]) for index in range(6)]
+    jobs = [Job(id=str(index), kind="txt2img", request=None, checkpoint="ba"[index % 2]) for index in range(6)]
     me = WorkerView("w0", held={"a"})
-    other = WorkerView("w1", held={"b"}, busy=True)
+    other = WorkerView("w1", held={"b"}, busy=True)  # the head's checkpoint: its holder will take it
     late = jobs[0].created_at + 60
-    assert scheduler.pick(jobs, me, [me, other], now=late) is jobs[0 if jobs[0].checkpoint == "a" else 1]
+    assert scheduler.pick(jobs, me, [me, other], now=late) is jobs[1]
+    assert scheduler.pick(jobs, me, [me, other], now=late + 6) is jobs[0]  # at the head for 6 s > 5: taken
 
 
 def test_interrupt_and_skip_reach_every_running_job():
