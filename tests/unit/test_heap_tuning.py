@@ -15,8 +15,7 @@ import pytest
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
 SCRIPT = """
-import resource, sys
-import torch
+import ctypes, resource, sys
 
 if sys.argv[1] == "direct":
     from sdweb.runtime.memory import keep_large_blocks_in_heap
@@ -26,9 +25,15 @@ elif sys.argv[1] == "app":
     from sdweb.state import build_app_state
     build_app_state(parse_options(["--data-dir", sys.argv[2], "--no-hashing"], {})).queue.shutdown()
 
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
 def use_64_mib():
-    block = torch.empty(64 << 20, dtype=torch.uint8)
-    block.fill_(1)  # touch every page
+    block = libc.malloc(64 << 20)
+    ctypes.memset(block, 1, 64 << 20)  # touch every page
+    libc.free(block)
 
 use_64_mib()  # the first use faults its pages in either way
 faults = []
