@@ -38,6 +38,7 @@ from sdweb.models.merge import MergePlan, run_merge
 from sdweb.models.registry import CheckpointEntry, ModelRegistry
 from sdweb.models.vae import checked_vae_setting
 from sdweb.prompts.prompt_limits import check_request_prompts
+from sdweb.runtime.memory import keep_large_blocks_in_heap
 from sdweb.runtime.policy import HardwareInfo, RuntimePlan, plan_runtime, probe_hardware
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,7 @@ def _checkpoint_entry(registry: ModelRegistry, title: str | None) -> CheckpointE
 
 
 def build_app_state(options: LaunchOptions) -> AppState:
+    keep_large_blocks_in_heap()  # before the queue's threads start: they share the main heap
     paths = resolve_paths(options)
     paths.ensure_folders()
     threading.Thread(target=remove_stale_temp_files, args=(paths.outputs,), name="sdweb-tmp-cleanup",
