@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gradio
 import pytest
+from extension_world import listing, txt2img
 
 from sdweb.cli import parse_options
 from sdweb.extensions.actions import ExtensionActions
@@ -34,7 +35,6 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the g
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "a1111_extensions"
 EXTENSIONS = ("tagcomplete-like", "dynamic-prompts-like", "wildcards-like", "images-browser-like",
               "controlnet-like", "regional-prompter-like", "failing-install-like")
-SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 11, "negative_prompt": ""}
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +63,6 @@ def world(tmp_path_factory):
                    "before": before}
         finally:
             state.queue.shutdown()
-
-
-def listing(world) -> dict[str, dict]:
-    return {item["name"]: item for item in world["api"].get("/sdweb/v1/extensions").json()}
-
-
-def txt2img(world, prompt: str, **fields) -> dict:
-    response = world["api"].post("/sdapi/v1/txt2img", json={**SMALL, "prompt": prompt, **fields})
-    assert response.status_code == 200, response.text
-    import json
-
-    return json.loads(response.json()["info"])
 
 
 def test_every_extension_installs_through_the_install_route(world):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from extension_world import listing, txt2img
 
 from sdweb.cli import parse_options
 from sdweb.extensions.actions import ExtensionActions
@@ -36,7 +36,6 @@ PINNED = Path(__file__).resolve().parents[1] / "data" / "a1111_real"
 TAGCOMPLETE, DYNAMIC, CONTROLNET, REGIONAL = ("a1111-sd-webui-tagcomplete", "sd-dynamic-prompts",
                                               "sd-webui-controlnet", "sd-webui-regional-prompter")
 EXTENSIONS = (TAGCOMPLETE, DYNAMIC, CONTROLNET, REGIONAL)
-SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 11, "negative_prompt": ""}
 HAS_DYNAMICPROMPTS = importlib.util.find_spec("dynamicprompts") is not None
 needs_dynamicprompts = pytest.mark.skipif(
     not HAS_DYNAMICPROMPTS, reason="sd-dynamic-prompts needs the dynamicprompts package (pip install -e '.[dev]'; "
@@ -97,16 +96,6 @@ def world(tmp_path_factory):
                    "before": before}
         finally:
             state.queue.shutdown()
-
-
-def listing(world) -> dict[str, dict]:
-    return {item["name"]: item for item in world["api"].get("/sdweb/v1/extensions").json()}
-
-
-def txt2img(world, prompt: str, **fields) -> dict:
-    response = world["api"].post("/sdapi/v1/txt2img", json={**SMALL, "prompt": prompt, **fields})
-    assert response.status_code == 200, response.text
-    return json.loads(response.json()["info"])
 
 
 def test_pinned_trees_are_unmodified():

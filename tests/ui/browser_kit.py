@@ -95,6 +95,23 @@ def screenshot_on_failure(request) -> None:
                                                    full_page=True, timeout=120_000)
 
 
+@pytest.fixture(scope="module", name="page")
+def page_without_outside_requests(server):
+    """`page` for a module that imports this: the page of the module's `server`; the module fails if the page
+    requested anything outside this machine."""
+    outside: list[str] = []
+    with browser_page(server[0], outside) as opened:
+        yield opened
+    assert not outside, outside
+
+
+@pytest.fixture(autouse=True)
+def screenshot_each_failed_test(request):
+    """Autouse in a module that imports it: a screenshot of `page` when a test fails."""
+    yield
+    screenshot_on_failure(request)
+
+
 def set_number(page, elem_id: str, value: str) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(value)

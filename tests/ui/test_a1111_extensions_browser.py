@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from browser_kit import CHROMIUM, JOB_TIMEOUT_S, browser_page, running_server, screenshot_on_failure
+from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
+    CHROMIUM,
+    JOB_TIMEOUT_S,
+    page_without_outside_requests,
+    running_server,
+    screenshot_each_failed_test,
+)
 
 pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -28,20 +34,6 @@ def server(tmp_path_factory):
         shutil.copytree(FIXTURES / name, root / "data" / "extensions" / name)
     with running_server(root) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    outside: list[str] = []
-    with browser_page(server[0], outside) as page:
-        yield page
-    assert not outside, outside
-
-
-@pytest.fixture(autouse=True)
-def _screenshot(request):
-    yield
-    screenshot_on_failure(request)
 
 
 def test_tag_list_appears_while_typing(page):

@@ -12,7 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_kit import CHROMIUM, browser_page, running_server, screenshot_on_failure
+from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
+    CHROMIUM,
+    page_without_outside_requests,
+    running_server,
+    screenshot_each_failed_test,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -33,20 +38,6 @@ def server(tmp_path_factory):
     (extensions / "a1111-sd-webui-tagcomplete" / "tags" / "danbooru.csv").write_text(TAGS, encoding="utf-8")
     with running_server(root, ("--skip-install",)) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    outside: list[str] = []
-    with browser_page(server[0], outside) as page:
-        yield page
-    assert not outside, outside
-
-
-@pytest.fixture(autouse=True)
-def _screenshot(request):
-    yield
-    screenshot_on_failure(request)
 
 
 def test_real_tagcomplete_lists_tags_while_typing(page):
