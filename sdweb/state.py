@@ -297,6 +297,7 @@ def build_pool_worker(options: LaunchOptions, device_id: str | None, worker_id: 
     """A worker in its own process (a Ray actor): its own runtime plan, model manager and service. It reads
     nothing the head owns but the model folders: the head sends its settings with each job, and the worker
     returns images as PNG bytes without saving them (the head is the only writer)."""
+    keep_large_blocks_in_heap()  # this process samples: the same heap settings as the head's (build_app_state)
     paths = resolve_paths(options)
     settings = Settings(paths.config_file)  # never read or written here: each job brings the head's values
     registry = ModelRegistry(paths, no_hashing=options.no_hashing,

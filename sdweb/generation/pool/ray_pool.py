@@ -75,9 +75,10 @@ def start_ray(address: str | None, gpus: int) -> bool:
     if address is not None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
         return False
-    if os.environ.get("RAY_AUTH_MODE") != "token":  # ray was imported before state.private_ray_auth could run
-        log.warning("The private Ray cluster starts without token auth: Ray was imported before sdweb could set "
-                    "RAY_AUTH_MODE=token. It binds 127.0.0.1 only.")
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode != "token":  # the user chose another mode, or ray was imported before state.private_ray_auth ran
+        log.warning("The private Ray cluster starts without token auth (RAY_AUTH_MODE=%s). It binds 127.0.0.1 only.",
+                    mode or "unset: Ray was imported before sdweb could set it")
     ray.init(num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     return True
 
