@@ -1,6 +1,6 @@
 """`python -m sdweb.bench`: the performance benchmarks in one command; prints a table and writes JSON.
 
-    python -m sdweb.bench [--only overhead,startup,coldstart,memory,switching,gpu,opts] [--repeats 5] [--out bench/results/bench.json]
+    python -m sdweb.bench [--only overhead,startup,coldstart,memory,switching,gpu,opts,lora_compile] [--repeats 5] [--out bench/results/bench.json]
 
 Sections: overhead (our service vs the bare diffusers call: tiny SD1 and a full-size random SD 1.5 on CPU),
 startup (process start -> page, API, first image), coldstart (whole processes: sdweb's app state + load + one
@@ -110,8 +110,13 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], SectionR
 
         return run_opts(args.repeats, size=args.opts_size, steps=args.opts_steps)
 
+    def lora_compile() -> SectionResult:
+        from sdweb.bench.lora_compile import run_lora_compile
+
+        return run_lora_compile(size=args.opts_size)
+
     return {"overhead": overhead, "startup": startup, "coldstart": coldstart, "memory": memory,
-            "switching": switching, "gpu": gpu, "opts": opts}
+            "switching": switching, "gpu": gpu, "opts": opts, "lora_compile": lora_compile}
 
 
 def run_sections(names: Sequence[str], runners: dict[str, Callable[[], SectionResult]]) -> list[SectionResult]:

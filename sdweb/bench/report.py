@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("overhead", "startup", "coldstart", "memory", "switching", "gpu", "opts")
+SECTIONS = ("overhead", "startup", "coldstart", "memory", "switching", "gpu", "opts", "lora_compile")
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,10 @@ import torch
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.families import Family
 from sdweb.models.loader import read_metadata, read_state_dict
+from sdweb.models.lora_slot import CompiledLoraSlot, LoraLayers, take_layers
 from sdweb.models.registry import ModelRegistry, NamedModelFile
 from sdweb.prompts.parser import LoraCall
+from sdweb.runtime.compile import compiled_forward
 
 __all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_fits", "lora_module_count"]
 
@@ -70,6 +72,7 @@ class LoadedAdapter:
     components: tuple[str, ...]  # pipeline components holding its layers: "unet", "text_encoder", ...
     layers: int  # LoRA layers injected
     expected: int  # layers the file has weights for
+    slot_layers: LoraLayers | None = None  # its layers of a compiled UNet, kept out of the UNet (lora_slot)
 
 
 @dataclass
@@ -162,18 +165,24 @@ def _adapters_present(pipe: Any) -> set[str]:
 
 
 class LoraCache:
-    """The LoRA adapters injected into one loaded model's pipeline, least recently used first."""
+    """The LoRA adapters injected into one loaded model's pipeline, least recently used first. When the UNet is
+    compiled, their UNet layers go through one fixed slot instead (lora_slot), so LoRA changes do not recompile."""
 
     def __init__(self, keep: int = ADAPTERS_KEPT) -> None:
         self.keep = keep
         self.adapters: OrderedDict[Path, LoadedAdapter] = OrderedDict()
         self.enabled = False
+        self.slot: CompiledLoraSlot | None = None  # set on first use when the UNet is compiled
+        self.unet_changes = 0  # times the UNet's module structure changed (a compiled UNet compiles again)
+        self.unet_change_reason = ""
 
     # -- one job --------------------------------------------------------------------------------------
     def apply(self, pipe: Any, family: Family, registry: ModelRegistry, calls: Sequence[LoraCall], *,
               allow_unsafe_pickle: bool = False) -> AppliedLoras:
         """Make exactly the LoRAs of `calls` active with their weights (none: all off)."""
         applied = AppliedLoras()
+        if self.slot is None and not self.adapters and compiled_forward(getattr(pipe, "unet", None)) is not None:
+            self.slot = CompiledLoraSlot()
         wanted: OrderedDict[Path, tuple[LoadedAdapter, float, float, str]] = OrderedDict()
         for call in calls:
             file = registry.find_lora(call.name)
@@ -211,22 +220,55 @@ class LoraCache:
         """Remove every adapter: the modules are the original ones again."""
         if self.adapters and pipe is not None:
             pipe.unload_lora_weights()
+            self._unet_changed("the LoRAs were unloaded")
         self.adapters.clear()
         self.enabled = False
+        if self.slot is not None:
+            self.slot.forget()
 
     # -- internals ------------------------------------------------------------------------------------
     def _activate(self, pipe: Any, wanted: list[tuple[LoadedAdapter, float, float, str]]) -> None:
         if not wanted:
             self.deactivate(pipe)
             return
-        names = [loaded.adapter for loaded, _, _, _ in wanted]
-        weights = [{component: te if component.startswith("text_encoder") else unet
-                    for component in loaded.components} for loaded, te, unet, _ in wanted]
         pipe.enable_lora()
-        pipe.set_adapters(names, adapter_weights=weights)
+        if self.slot is not None:
+            self._activate_with_slot(pipe, wanted)
+        else:
+            names = [loaded.adapter for loaded, _, _, _ in wanted]
+            weights = [{component: te if component.startswith("text_encoder") else unet
+                        for component in loaded.components} for loaded, te, unet, _ in wanted]
+            pipe.set_adapters(names, adapter_weights=weights)
         self.enabled = True
         for loaded, _, _, _ in wanted:
             self.adapters.move_to_end(loaded.file.path)
+
+    def _activate_with_slot(self, pipe: Any, wanted: list[tuple[LoadedAdapter, float, float, str]]) -> None:
+        """Text encoders activate their adapters by name (not compiled); the UNet gets its slot filled. Each
+        component is set on its own: a pipeline-wide set_adapters would put the text encoders' adapter names in
+        the UNet's active list, which a compiled UNet guards on."""
+        from diffusers.utils.peft_utils import set_adapter_layers, set_weights_and_activate_adapters
+
+        for component in getattr(pipe, "_lora_loadable_modules", ()):
+            module = getattr(pipe, component, None)
+            if component == "unet" or not isinstance(module, torch.nn.Module):
+                continue
+            entries = [(loaded.adapter, te) for loaded, te, _, _ in wanted if component in loaded.components]
+            if entries:
+                set_weights_and_activate_adapters(module, [name for name, _ in entries], [w for _, w in entries])
+            else:
+                set_adapter_layers(module, enabled=False)
+        unet_loras = [(loaded.slot_layers, unet) for loaded, _, unet, _ in wanted if loaded.slot_layers is not None]
+        if unet_loras:
+            grew = self.slot.fill(pipe.unet, unet_loras)
+            if grew is not None:
+                self._unet_changed(f"LoRA slot built for {grew}")
+        else:
+            set_adapter_layers(pipe.unet, enabled=False)
+
+    def _unet_changed(self, reason: str) -> None:
+        self.unet_changes += 1
+        self.unet_change_reason = reason
 
     def _trim(self, pipe: Any, active: set[Path]) -> None:
         idle = [path for path in self.adapters if path not in active]
@@ -236,6 +278,8 @@ class LoraCache:
     def _delete(self, pipe: Any, path: Path) -> None:
         loaded = self.adapters.pop(path)
         _discard(pipe, loaded.adapter)
+        if "unet" in loaded.components:
+            self._unet_changed("a LoRA was removed")
 
     def _ensure_loaded(self, pipe: Any, family: Family, file: NamedModelFile, registry: ModelRegistry,
                        allow_unsafe_pickle: bool) -> LoadedAdapter:
@@ -245,6 +289,15 @@ class LoraCache:
         if current is not None:  # the file changed on disk since it was loaded
             self._delete(pipe, file.path)
         loaded = _load_adapter(pipe, family, file, registry, allow_unsafe_pickle)
+        if self.slot is not None and "unet" in loaded.components:
+            try:
+                loaded.slot_layers = take_layers(pipe.unet, loaded.adapter, file.path.name)
+            except InvalidModelFileError:
+                _discard(pipe, loaded.adapter)
+                raise
+            loaded.components = tuple(component for component in loaded.components if component != "unet")
+        elif "unet" in loaded.components:
+            self._unet_changed("a LoRA was loaded")
         self.adapters[file.path] = loaded
         return loaded
 

@@ -322,13 +322,13 @@ class ModelManager:
             pipe = loaded.base_pipeline
             if calls and unfuse_qkv(getattr(pipe, "unet", None)):  # the fused processor would bypass LoRA layers on to_q/k/v
                 log.info("Fused QKV projections of %s undone while LoRAs are loaded", loaded.entry.title)
-            before = set(loaded.loras.adapters)
+            before = loaded.loras.unet_changes
             try:
                 return loaded.loras.apply(pipe, loaded.family, self.registry, calls,
                                           allow_unsafe_pickle=self.allow_unsafe_pickle)
             finally:
-                if set(loaded.loras.adapters) != before:
-                    note_structure_change(pipe)  # compiled graphs recompile for the new modules: time them
+                if loaded.loras.unet_changes != before:  # a compiled UNet recompiles for the new modules: time it
+                    note_structure_change(pipe, loaded.loras.unet_change_reason)
 
     def deactivate_loras(self, loaded: LoadedModel) -> None:
         with self._lock:
@@ -342,10 +342,10 @@ class ModelManager:
         """Remove every LoRA adapter from every loaded model (after a LoRA refresh, to free memory)."""
         with self._lock:
             for loaded in self._loaded.values():
-                had_adapters = bool(loaded.loras.adapters)
+                before = loaded.loras.unet_changes
                 loaded.loras.unload_all(loaded.base_pipeline)
-                if had_adapters:
-                    note_structure_change(loaded.base_pipeline)
+                if loaded.loras.unet_changes != before:
+                    note_structure_change(loaded.base_pipeline, loaded.loras.unet_change_reason)
                 if self.plan.fused_qkv:
                     fuse_qkv(loaded.base_pipeline.unet)  # no LoRA layers left: fusing is safe again
 

@@ -8,7 +8,9 @@ compiled graph (no C++ compiler, an unsupported op) logs one warning, puts the e
 redoes the call eagerly, so generation never breaks. Deleting the instance attribute restores the class's own
 forward, so "undo" is exact. peft (LoRA) replaces submodules of the UNet; dynamo's guards see the change and
 recompile, which ``structure_changed`` makes visible: the next call of each shape is timed again and logged as
-a warning, as is every compile after a module's first (a new size). Compiled artefacts go to the data folder's
+a warning, as is every compile after a module's first (a new size). LoRAs in a compiled UNet go through one
+fixed slot (models.lora_slot), so only the first LoRA, or one needing more layers or rank than the slot has,
+changes the structure; switching LoRAs and their weights does not recompile. Compiled artefacts go to the data folder's
 ``cache/torch-compile`` (``use_compile_cache``), so the next start reuses them; dynamo's recompile limit raises
 instead of silently running eagerly, which ``_give_up`` turns into one warning.
 
@@ -68,6 +70,7 @@ class CompiledForward:
             return self.eager(sample, *args, **kwargs)
         key = _shape_key(sample)
         first = key not in self.seen
+        graphs_before = _graphs_compiled()
         started = time.perf_counter()
         try:
             out = self.compiled(sample, *args, **kwargs)
@@ -87,8 +90,11 @@ class CompiledForward:
             if not earlier:
                 log.info("compiled %s for %s in %.1f s", self.label, shape, seconds)
             else:
-                log.warning("recompiled %s for %s in %.1f s (%s); with --compile every new size and every "
-                            "LoRA change compiles again", self.label, shape, seconds, reason)
+                log.warning("recompiled %s for %s in %.1f s (%s); with --compile every new size compiles "
+                            "again", self.label, shape, seconds, reason)
+        elif _graphs_compiled() != graphs_before:  # dynamo saw a guard change we were not told about
+            log.warning("recompiled %s for %s in %.1f s (a guard changed, e.g. LoRAs switched on or off: each "
+                        "state compiles once)", self.label, "x".join(map(str, key)), time.perf_counter() - started)
         return out
 
     def structure_changed(self, reason: str = "the LoRA set changed") -> None:
@@ -108,6 +114,13 @@ class CompiledForward:
                 member.failed = reason
                 uninstall_compile(member.module)
         log.warning("torch.compile failed in the %s (%s); running the %s eagerly", self.label, reason, labels)
+
+
+def _graphs_compiled() -> int:
+    """Graphs dynamo has compiled in this process (any module; calls of one pipeline do not overlap)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def _shape_key(sample: object) -> tuple[int, ...]:
@@ -163,12 +176,12 @@ def compile_pipeline(pipe: Any, compiler: Callable[..., Any] | None = None) -> l
     return done
 
 
-def note_structure_change(pipe: Any) -> None:
-    """Call after LoRA adapters are injected into or removed from the UNet: its next call of each shape is
+def note_structure_change(pipe: Any, reason: str = "the LoRA set changed") -> None:
+    """Call after LoRA layers are injected into or removed from the UNet: its next call of each shape is
     timed (and logged) as the recompile it is."""
     wrapper = compiled_forward(getattr(pipe, "unet", None))
     if wrapper is not None:
-        wrapper.structure_changed()
+        wrapper.structure_changed(reason)
 
 
 # ----------------------------------------------------------------------------------------------------- fused QKV
