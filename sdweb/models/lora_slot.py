@@ -18,6 +18,7 @@ never recompiling. DoRA layers and LoRA biases cannot be packed and are refused 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,9 @@ def take_layers(model: torch.nn.Module, adapter: str, file_name: str) -> LoraLay
         down, up = module.lora_A[adapter], module.lora_B[adapter]
         packable &= not module.use_dora.get(adapter, False) and getattr(up, "bias", None) is None
         layers[name] = (down.weight.detach().clone(), up.weight.detach().clone(), float(module.scaling[adapter]))
-    delete_adapter_layers(model, adapter)
+    with warnings.catch_warnings():  # "Adapter x was active which is now deleted": the slot stays active
+        warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
+        delete_adapter_layers(model, adapter)
     if not packable:
         raise InvalidModelFileError(
             f"{file_name} is a DoRA LoRA (or has LoRA biases), which --compile cannot swap in without recompiling.",

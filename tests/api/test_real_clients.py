@@ -45,6 +45,7 @@ def server(request, tmp_path_factory):
     stop_process_group(process)
 
 
+@pytest.mark.slow  # CI time (30 min for everything); ./run-tests.sh -m slow runs it
 def test_course_style_script(server, tmp_path):
     base, _, _ = server
     payload = {"prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "seed": 42, **SMALL}

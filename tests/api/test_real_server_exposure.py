@@ -52,6 +52,7 @@ def test_https_and_basic_auth(server):
     assert PASSWORD not in flags.text and flags.json()["api_auth"] == "<hidden>"
 
 
+@pytest.mark.slow  # CI time (30 min for everything); ./run-tests.sh -m slow runs it
 def test_webuiapi_over_https_with_credentials(server):
     _, port, cert = server
     api = webuiapi.WebUIApi(host="127.0.0.1", port=port, use_https=True, sampler="Euler a", steps=2)

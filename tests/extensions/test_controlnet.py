@@ -167,6 +167,7 @@ def test_api_defaults_equal_the_ui_values(state, is_img2img):
     assert len(from_ui) == 3 * 14  # three units (the default count), UI_FIELDS each
 
 
+@pytest.mark.slow  # CI time (30 min for everything); ./run-tests.sh -m slow runs it
 def test_api_job_does_not_import_gradio(tmp_path):
     """The first API image of a fresh process builds no Gradio UI for the always-on scripts."""
     import subprocess

@@ -104,6 +104,7 @@ def test_visibility_blends_with_the_input_and_is_deterministic(faces: FaceRestor
     assert faces.restore(scene, "GFPGAN", visibility=0.0) is scene
 
 
+@pytest.mark.slow  # CI time (30 min for everything); ./run-tests.sh -m slow runs it
 def test_codeformer_runs_and_changes_only_the_face_region(faces: FaceRestoration):
     scene = _scene()
     restored = faces.restore(scene, "CodeFormer", visibility=1.0, codeformer_weight=0.5)

@@ -1,7 +1,7 @@
 """Load on a real server process: txt2img jobs from 10 threads over HTTP while another thread polls
 /sdapi/v1/progress. All complete, one file per job on disk with its own prompt token in the infotext, the
 queue runs them first-in first-out (its own submission/start/finish times, read back through a probe route),
-and the server's RSS before/after is reported. 20 jobs in the default run, 50 with -m slow."""
+and the server's RSS before/after is reported. 12 jobs in the default run, 50 with -m slow."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def _run_load(server, jobs: int, summary) -> None:
 
 
 def test_load_fast(server, summary):
-    _run_load(server, 20, summary)
+    _run_load(server, 12, summary)
 
 
 @pytest.mark.slow

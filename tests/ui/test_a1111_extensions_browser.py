@@ -18,7 +18,7 @@ from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
     screenshot_each_failed_test,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # CI time (30 min for everything); ./run-tests.sh -m slow runs it
 sync_api = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)

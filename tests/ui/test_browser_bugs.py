@@ -11,14 +11,14 @@ import time
 
 import pytest
 import requests
-from browser_kit import (
+from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
     CHROMIUM,
     JOB_TIMEOUT_S,
-    browser_page,
     close_toasts,
     generate_small,
+    page_without_outside_requests,
     running_server,
-    screenshot_on_failure,
+    screenshot_each_failed_test,
     set_number,
     wait_for_info,
     wait_for_text,
@@ -38,18 +38,6 @@ expect.set_options(timeout=30_000)  # two shared CPU cores: the page answers slo
 def server(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("bugs")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    with browser_page(server[0], []) as opened:
-        yield opened
-
-
-@pytest.fixture(autouse=True)
-def _screenshot_on_failure(request):
-    yield
-    screenshot_on_failure(request)
 
 
 def _tab(page, name: str) -> None:

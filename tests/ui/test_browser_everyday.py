@@ -14,15 +14,15 @@ import zipfile
 
 import pytest
 import requests
-from browser_kit import (
+from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
     CHROMIUM,
     JOB_TIMEOUT_S,
-    browser_page,
     choose,
     close_toasts,
     generate_small,
+    page_without_outside_requests,
     running_server,
-    screenshot_on_failure,
+    screenshot_each_failed_test,
     set_number,
     wait_for_info,
     wait_for_text,
@@ -42,23 +42,6 @@ expect.set_options(timeout=30_000)  # two shared CPU cores: the page answers slo
 def server(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("everyday")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def outside_requests() -> list[str]:
-    return []
-
-
-@pytest.fixture(scope="module")
-def page(server, outside_requests):
-    with browser_page(server[0], outside_requests) as opened:
-        yield opened
-
-
-@pytest.fixture(autouse=True)
-def _screenshot_on_failure(request):
-    yield
-    screenshot_on_failure(request)
 
 
 def _tab(page, name: str) -> None:
@@ -297,7 +280,3 @@ def test_settings_search_and_every_section_in_view(page):
     expect(page.locator("#setting_live_previews_enable")).to_be_hidden()
     page.locator("#settings_search textarea, #settings_search input").first.fill("")
     close_toasts(page)
-
-
-def test_no_request_left_the_machine(outside_requests):
-    assert outside_requests == []

@@ -7,13 +7,13 @@ Needs Debian's chromium (/usr/bin/chromium) and the playwright package; never `p
 
 import pytest
 import requests
-from browser_kit import (
+from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
     CHROMIUM,
-    browser_page,
     choose,
     generate_small,
+    page_without_outside_requests,
     running_server,
-    screenshot_on_failure,
+    screenshot_each_failed_test,
     wait_for_info,
 )
 
@@ -33,18 +33,6 @@ def server(tmp_path_factory):
     TinyFlowFiles(root / "data").paths("flux-dev")
     with running_server(root) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    with browser_page(server[0], []) as opened:
-        yield opened
-
-
-@pytest.fixture(autouse=True)
-def _screenshot_on_failure(request):
-    yield
-    screenshot_on_failure(request)
 
 
 def _title(url: str, stem: str) -> str:

@@ -5,11 +5,11 @@ Needs Debian's chromium (/usr/bin/chromium) and the playwright package; never `p
 """
 
 import pytest
-from browser_kit import (
+from browser_kit import (  # noqa: F401 (the page and screenshot fixtures)
     CHROMIUM,
-    browser_page,
+    page_without_outside_requests,
     running_server,
-    screenshot_on_failure,
+    screenshot_each_failed_test,
     set_number,
     wait_for_info,
     wait_for_text,
@@ -27,18 +27,6 @@ expect.set_options(timeout=30_000)
 def server(tmp_path_factory):
     with running_server(tmp_path_factory.mktemp("workers"), ("--device-ids", "0,1")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    with browser_page(server[0], []) as opened:
-        yield opened
-
-
-@pytest.fixture(autouse=True)
-def _screenshot_on_failure(request):
-    yield
-    screenshot_on_failure(request)
 
 
 def test_queue_shows_a_split_batch_running_on_both_workers_then_done(page):

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from sdweb.testing.tiny import write_tiny
 
 SCRIPT = """
@@ -34,6 +36,7 @@ print("JOB", loaded("gradio", "fastapi"))
 """
 
 
+@pytest.mark.slow  # CI time (30 min for everything); ./run-tests.sh -m slow runs it
 def test_the_app_state_and_the_first_job_import_neither_gradio_nor_fastapi(tmp_path):
     write_tiny("sd1", tmp_path / "data" / "models" / "Stable-diffusion" / "tiny.safetensors", seed=1)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
