@@ -23,7 +23,7 @@ from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 from sdweb.models.vae import choose_vae, read_vae_file
 from sdweb.prompts.parser import LoraCall
 from sdweb.runtime.compile import fuse_qkv, note_structure_change, unfuse_qkv, use_compile_cache
-from sdweb.runtime.memory import free_memory, model_cache_budget, module_bytes
+from sdweb.runtime.memory import free_memory, large_blocks_mapped, model_cache_budget, module_bytes
 from sdweb.runtime.policy import RuntimePlan, apply_plan_to_pipeline, apply_plan_to_vae, park_module
 
 log = logging.getLogger(__name__)
@@ -235,16 +235,18 @@ class ModelManager:
         started = time.perf_counter()
         family = check_checkpoint(entry.path, allow_unsafe_pickle=self.allow_unsafe_pickle)
         modules = choose_modules(family, entry.path, chosen, [m.path for m in self.registry.modules])
-        result = load_checkpoint(
-            entry.path,
-            dtype=self.plan.unet_dtype,
-            prediction_type=prediction_type,
-            config_cache_dir=self.cache_dir / "configs",
-            allow_unsafe_pickle=self.allow_unsafe_pickle,
-            modules=modules,
-        )
-        is_large = result.family.native_size >= 1024  # SDXL-size models: the --medvram-sdxl rules apply
-        apply_plan_to_pipeline(result.pipeline, self.plan, is_sdxl=is_large, denoiser_dtypes=result.family.dtypes)
+        with large_blocks_mapped():
+            result = load_checkpoint(
+                entry.path,
+                dtype=self.plan.unet_dtype,
+                prediction_type=prediction_type,
+                config_cache_dir=self.cache_dir / "configs",
+                allow_unsafe_pickle=self.allow_unsafe_pickle,
+                modules=modules,
+            )
+            is_large = result.family.native_size >= 1024  # SDXL-size models: the --medvram-sdxl rules apply
+            apply_plan_to_pipeline(result.pipeline, self.plan, is_sdxl=is_large,
+                                   denoiser_dtypes=result.family.dtypes)
         # after the load: the background hasher reads the file while it loads, and this waits for its result
         entry = self.registry.ensure_sha256(entry)
         seconds = time.perf_counter() - started

@@ -51,6 +51,8 @@ __all__ = [
     "tiny_config_dir",
     "tiny_file_content",
     "write_tiny",
+    "write_wide_lora",
+    "WIDE_LORA_TARGETS",
 ]
 
 # The flow kinds live in sdweb.testing.tiny_flow (imported when used: it imports this module).
@@ -73,6 +75,7 @@ LORA_UNET_TARGETS = (
     ),
     "up_blocks.1.attentions.0.proj_in",  # a 1x1 conv in SD1
 )
+WIDE_LORA_TARGETS = ("down_blocks.0.resnets.0.conv1", "up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q")
 LORA_TE_TARGETS = (
     "self_attn.q_proj",
     "self_attn.k_proj",
@@ -341,6 +344,26 @@ def write_tiny(kind: str, out_path: str | Path, *, seed: int = 0, fmt: str = "sa
 
         return write_flow_tiny(kind, out_path, seed)
     return save_tiny_file(tiny_file_content(kind, seed), out_path, fmt)
+
+
+def write_wide_lora(out_path: str | Path, rank: int, seed: int = 5) -> Path:
+    """A kohya LoRA for the tiny SD1 of the given rank on layers the "lora" kind leaves alone: a 3x3 conv
+    (`WIDE_LORA_TARGETS[0]`, LoCon style) and an attention Linear (`WIDE_LORA_TARGETS[1]`)."""
+    generator = torch.Generator().manual_seed(_component_seed(seed, "wide-lora"))
+    modules = dict(build_tiny_pipeline("sd1", 1).unet.named_modules())
+    tensors: dict[str, torch.Tensor] = {}
+    for name in WIDE_LORA_TARGETS:
+        module, key = modules[name], "lora_unet_" + name.replace(".", "_")
+        if isinstance(module, torch.nn.Conv2d):
+            down = torch.randn(rank, module.in_channels, *module.kernel_size, generator=generator) * 0.2
+            up = torch.randn(module.out_channels, rank, 1, 1, generator=generator) * 0.2
+        else:
+            down = torch.randn(rank, module.in_features, generator=generator) * 0.2
+            up = torch.randn(module.out_features, rank, generator=generator) * 0.2
+        tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
+                    f"{key}.alpha": torch.tensor(rank / 2.0)}
+    metadata = {"ss_base_model_version": "sd_v1", "ss_network_dim": str(rank), "ss_network_alpha": str(rank / 2)}
+    return save_tiny_file(TinyFile(tensors, metadata, tensors), out_path)
 
 
 def ensure_demo_checkpoint(cache_dir: Path) -> Path:

@@ -19,8 +19,7 @@ from sdweb.generation.service import SaveOptions
 from sdweb.models.lora_slot import MIN_SLOT_RANK
 from sdweb.runtime.compile import compiled_forward
 from sdweb.state import build_app_state
-from sdweb.testing.tiny import write_tiny
-from tests.unit.test_lora_slot import wide_lora
+from sdweb.testing.tiny import write_tiny, write_wide_lora
 
 NO_SAVE = SaveOptions(save_samples=False, save_grid=False)
 SMALL = {"width": 64, "height": 64, "steps": 2, "sampler_name": "Euler", "seed": 3, "cfg_scale": 5.0}
@@ -31,7 +30,7 @@ def _make_state(data, flags):
     write_tiny("sd1", data / "models" / "Stable-diffusion" / "tiny-sd1.safetensors", seed=1)
     write_tiny("lora", data / "models" / "Lora" / "lora_a.safetensors", seed=1)
     write_tiny("lora", data / "models" / "Lora" / "lora_b.safetensors", seed=2)
-    wide_lora(data / "models" / "Lora" / "wide.safetensors", rank=MIN_SLOT_RANK + 8)
+    write_wide_lora(data / "models" / "Lora" / "wide.safetensors", rank=MIN_SLOT_RANK + 8)
     return build_app_state(parse_options(["--data-dir", str(data), "--no-hashing", *flags], {}))
 
 

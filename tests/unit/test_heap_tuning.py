@@ -20,6 +20,15 @@ import ctypes, resource, sys
 if sys.argv[1] == "direct":
     from sdweb.runtime.memory import keep_large_blocks_in_heap
     assert keep_large_blocks_in_heap()
+elif sys.argv[1] in ("loading", "after-load"):
+    from sdweb.runtime.memory import keep_large_blocks_in_heap, large_blocks_mapped
+    assert keep_large_blocks_in_heap()
+    load = large_blocks_mapped()
+    load.__enter__()
+    if sys.argv[1] == "after-load":
+        with large_blocks_mapped():  # a nested load ends first; the heap mode comes back with the last
+            pass
+        load.__exit__(None, None, None)
 elif sys.argv[1] == "app":
     from sdweb.cli import parse_options
     from sdweb.state import build_app_state
@@ -61,3 +70,11 @@ def test_a_large_block_freed_and_allocated_again_reuses_its_pages(tmp_path):
     assert _second_use_faults(tmp_path, "default") > pages // 2  # glibc's default: mmap'd afresh, every page faults
     assert _second_use_faults(tmp_path, "direct") < pages // 20
     assert _second_use_faults(tmp_path, "app") < pages // 20  # build_app_state sets it
+
+
+def test_a_model_load_maps_large_blocks_and_sampling_keeps_them_in_the_heap(tmp_path):
+    """During a load (large_blocks_mapped) glibc mmaps large blocks again, so read buffers leave the heap when
+    freed (the load's peak stays near the weights); when the last load ends the heap keeps them again."""
+    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+    assert _second_use_faults(tmp_path, "loading") > pages // 2
+    assert _second_use_faults(tmp_path, "after-load") < pages // 20

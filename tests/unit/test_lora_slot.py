@@ -5,33 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from sdweb.core.errors import InvalidModelFileError
 from sdweb.models.lora_slot import MIN_SLOT_RANK, SLOT_ADAPTER, CompiledLoraSlot, take_layers
-from sdweb.testing.tiny import build_tiny_pipeline, write_tiny
-
-CONV_3X3 = "down_blocks.0.resnets.0.conv1"
-EXTRA_LINEAR = "up_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
-
-
-def wide_lora(path, rank: int, seed: int = 5):
-    """A kohya LoRA of the given rank on a 3x3 conv and a Linear the tiny LoRAs do not touch."""
-    generator = torch.Generator().manual_seed(seed)
-    unet = dict(build_tiny_pipeline("sd1", 1).unet.named_modules())
-    tensors = {}
-    for name in (CONV_3X3, EXTRA_LINEAR):
-        module, key = unet[name], "lora_unet_" + name.replace(".", "_")
-        if isinstance(module, torch.nn.Conv2d):
-            down = torch.randn(rank, module.in_channels, *module.kernel_size, generator=generator) * 0.2
-            up = torch.randn(module.out_channels, rank, 1, 1, generator=generator) * 0.2
-        else:
-            down = torch.randn(rank, module.in_features, generator=generator) * 0.2
-            up = torch.randn(module.out_features, rank, generator=generator) * 0.2
-        tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
-                    f"{key}.alpha": torch.tensor(rank / 2.0)}
-    save_file(tensors, str(path), metadata={"ss_base_model_version": "sd_v1", "ss_network_dim": str(rank)})
-    return path
+from sdweb.testing.tiny import WIDE_LORA_TARGETS, build_tiny_pipeline, write_tiny, write_wide_lora
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +17,7 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("slot")
     return {"a": write_tiny("lora", folder / "a.safetensors", seed=1),
             "b": write_tiny("lora", folder / "b.safetensors", seed=2),
-            "wide": wide_lora(folder / "wide.safetensors", rank=MIN_SLOT_RANK + 8)}
+            "wide": write_wide_lora(folder / "wide.safetensors", rank=MIN_SLOT_RANK + 8)}
 
 
 def _unet_inputs():
@@ -94,7 +72,7 @@ def test_the_slot_grows_for_new_layers_and_rank_once(files):
     targets = slot.targets
     reason = slot.fill(pipe.unet, [(layers["a"], 0.8), (layers["wide"], 0.6)])
     assert reason == "a LoRA for 2 more layers"
-    assert slot.targets == targets | {CONV_3X3, EXTRA_LINEAR} and slot.rank == 2 * MIN_SLOT_RANK
+    assert slot.targets == targets | set(WIDE_LORA_TARGETS) and slot.rank == 2 * MIN_SLOT_RANK
     torch.testing.assert_close(_unet_out(pipe.unet), _reference(files, {"a": 0.8, "wide": 0.6}),
                                rtol=1e-4, atol=1e-5)
     assert slot.fill(pipe.unet, [(layers["wide"], 1.0), (layers["b"], 1.0)]) is None  # fits now
