@@ -58,6 +58,8 @@ class ExtensionSet:
     options: list[OptionSpec]
     # page helpers that loaded extensions' javascript expects (A1111's gradioApp, onUiLoaded, opts), or None
     page_helpers: Callable[[], str] | None = None
+    # flags loaded A1111 extensions added (preload.py) with their values, for /cmd-flags; None: no such extension
+    extension_flags: Callable[[], dict[str, Any]] | None = None
 
     def javascript_files(self) -> list[str]:
         """The page's extension javascript, one text per file (each gets its own <script>, as A1111 does, so
@@ -301,7 +303,8 @@ def load_extensions(paths: Any, settings: Any, options: LaunchOptions,
     helpers = a1111.page_javascript if a1111 is not None and a1111_loaded else None
     if a1111 is not None and a1111_loaded:  # their javascript reads their files through A1111's file= route
         callbacks.app_started.append(a1111.file_route(Path(paths.data_dir), a1111_loaded))
-    return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs, helpers)
+    flags = a1111.extension_flags if a1111 is not None and a1111_loaded else None
+    return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs, helpers, flags)
 
 
 def _bind_a1111(extensions: list[Extension], paths: Any, settings: Any, options: LaunchOptions, services: Any) -> Any:

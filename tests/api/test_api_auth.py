@@ -2,7 +2,6 @@
 /internal/ping, CORS preflights and the Gradio UI (its own login) are left alone; cmd-flags hides secrets."""
 
 import base64
-import dataclasses
 import logging
 
 import pytest
@@ -110,16 +109,13 @@ def test_basic_header_parsing(header, problem):
 def test_cmd_flags_hide_every_secret_also_extension_ones(tmp_path):
     options = parse_options(["--data-dir", str(tmp_path), "--api-auth", "bob:s3cret", "--gradio-auth", "a:pw1",
                              "--ngrok", "tok123", "--tls-keyfile", "/k.pem", "--tls-certfile", "/c.pem"], {})
-    fields = [(f.name, f.type, f) for f in dataclasses.fields(options)]
-    extended = dataclasses.make_dataclass("Extended", [*[(n, t, dataclasses.field(default=None)) for n, t, _ in fields],
-                                                       ("civitai_api_key", str, dataclasses.field(default="k9")),
-                                                       ("hf_token", str, dataclasses.field(default="hf_x"))])
-    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
-    flags = redacted_flags(extended(**values))
+    from_extensions = {"civitai_api_key": "k9", "hf_token": "hf_x", "my_ext_size": 3, "port": 1}  # preload.py flags
+    flags = redacted_flags(options, from_extensions)
     text = repr(flags)
     for secret in ("s3cret", "pw1", "tok123", "k9", "hf_x"):
         assert secret not in text
-    assert flags["tls_certfile"] == "/c.pem" and flags["api_auth"] == "<hidden>"
+    assert flags["tls_certfile"] == "/c.pem" and flags["api_auth"] == "<hidden>" and flags["civitai_api_key"] == "<hidden>"
+    assert flags["my_ext_size"] == 3 and flags["port"] == options.port  # sdweb's own flag wins over a namesake
 
 
 def test_api_log_writes_one_line_per_request(tmp_path, caplog):

@@ -223,6 +223,8 @@ def test_cmd_opts_paths_and_a1111_only_options(world):
     assert shared.cmd_opts.ui_settings_file == str(data_paths.config_file)
     assert shared.cmd_opts.image_browser_tmp_db is False  # images-browser-like's preload.py
     assert shared.cmd_opts.no_such_flag_anywhere is None
+    flags = world["api"].get("/sdapi/v1/cmd-flags").json()  # A1111 lists extensions' flags there too
+    assert flags["image_browser_tmp_db"] is False and "no_such_flag_anywhere" not in flags
     assert paths.script_path == str(world["data"]) == shared.script_path
     assert Options().temp_dir == "" and Options().extra_networks_hidden_models == "When searched"
 

@@ -33,9 +33,11 @@ SECRET_FLAGS = ("gradio_auth", "api_auth", "ngrok", "ngrok_options", "tls_keyfil
 _SECRET_NAME = re.compile(r"(auth|token|passw|secret|api_?key|credential)", re.IGNORECASE)
 
 
-def redacted_flags(options: LaunchOptions) -> dict[str, Any]:
-    """Every flag as /cmd-flags shows it, with passwords and tokens hidden."""
+def redacted_flags(options: LaunchOptions, extension_flags: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every flag as /cmd-flags shows it (sdweb's, then those A1111 extensions added), with passwords and tokens
+    hidden."""
     values = options_as_dict(options)
+    values |= {key: value for key, value in (extension_flags or {}).items() if key not in values}
     for key in values:
         if values[key] and (key in SECRET_FLAGS or _SECRET_NAME.search(key)):
             values[key] = "<hidden>"
@@ -75,7 +77,8 @@ def _current_checkpoint(state: AppState) -> CheckpointEntry | None:
 def add_info_routes(router: APIRouter, state: AppState) -> None:
     @router.get("/cmd-flags", response_model=dict[str, Any])
     def cmd_flags() -> dict[str, Any]:
-        return redacted_flags(state.options)
+        flags = state.extensions.extension_flags if state.extensions is not None else None
+        return redacted_flags(state.options, flags() if flags is not None else None)
 
     @router.get("/options", response_model=dict[str, Any])
     def get_options() -> dict[str, Any]:

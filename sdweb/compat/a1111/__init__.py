@@ -23,6 +23,14 @@ def bind(paths: Any, settings: Any, launch_options: Any, services: Any) -> None:
     bind_world(paths, settings, launch_options, services)
 
 
+def extension_flags() -> dict[str, Any]:
+    """The command-line flags A1111 extensions' preload.py added, with their defaults (as `shared.cmd_opts` reads
+    them; A1111's /cmd-flags lists them too)."""
+    from sdweb.compat.a1111.world import WORLD
+
+    return dict(WORLD.preload_defaults)
+
+
 def is_a1111_extension(folder: Path) -> bool:
     from sdweb.compat.a1111.detect import is_a1111_extension as detect
 
