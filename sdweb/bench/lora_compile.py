@@ -19,17 +19,12 @@ JOBS = ("a cat", "a cat <lora:lora_a:1>", "a cat <lora:lora_b:0.5>", "a cat <lor
 TITLE = "tiny-sd1.safetensors"
 
 
-def _graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
 def run_lora_compile(*, size: int = 64, steps: int = 8) -> SectionResult:
     import numpy as np
 
     from sdweb.core.requests import Txt2ImgRequest
     from sdweb.generation.service import SaveOptions
+    from sdweb.runtime.compile import graphs_compiled
     from sdweb.testing.tiny import write_tiny
 
     result = SectionResult("lora_compile", details={"size": size, "steps": steps, "jobs": list(JOBS)})
@@ -54,7 +49,7 @@ def run_lora_compile(*, size: int = 64, steps: int = 8) -> SectionResult:
                     started = time.perf_counter()
                     images[name] = np.asarray(state.service.txt2img(request, None, no_save).images[0], dtype=np.int16)
                     timings[name].append(time.perf_counter() - started)
-                graphs.append(_graphs())
+                graphs.append(graphs_compiled())
                 diffs.append(int(np.abs(images["compile"] - images["eager"]).max()))
         finally:
             for state in states.values():

@@ -70,7 +70,7 @@ class CompiledForward:
             return self.eager(sample, *args, **kwargs)
         key = _shape_key(sample)
         first = key not in self.seen
-        graphs_before = _graphs_compiled()
+        graphs_before = graphs_compiled()
         started = time.perf_counter()
         try:
             out = self.compiled(sample, *args, **kwargs)
@@ -92,7 +92,7 @@ class CompiledForward:
             else:
                 log.warning("recompiled %s for %s in %.1f s (%s); with --compile every new size compiles "
                             "again", self.label, shape, seconds, reason)
-        elif _graphs_compiled() != graphs_before:  # dynamo saw a guard change we were not told about
+        elif graphs_compiled() != graphs_before:  # dynamo saw a guard change we were not told about
             log.warning("recompiled %s for %s in %.1f s (a guard changed, e.g. LoRAs switched on or off: each "
                         "state compiles once)", self.label, "x".join(map(str, key)), time.perf_counter() - started)
         return out
@@ -116,7 +116,7 @@ class CompiledForward:
         log.warning("torch.compile failed in the %s (%s); running the %s eagerly", self.label, reason, labels)
 
 
-def _graphs_compiled() -> int:
+def graphs_compiled() -> int:
     """Graphs dynamo has compiled in this process (any module; calls of one pipeline do not overlap)."""
     from torch._dynamo.utils import counters
 
