@@ -36,7 +36,7 @@ from sdweb.models.loader import read_metadata, read_state_dict
 from sdweb.models.lora_slot import CompiledLoraSlot, LoraLayers, take_layers
 from sdweb.models.registry import ModelRegistry, NamedModelFile
 from sdweb.prompts.parser import LoraCall
-from sdweb.runtime.compile import compiled_forward
+from sdweb.runtime.compile import compiled_forward, note_structure_change
 
 __all__ = ["ADAPTERS_KEPT", "AppliedLoras", "LoraCache", "lora_base_of", "lora_fits", "lora_module_count"]
 
@@ -166,15 +166,15 @@ def _adapters_present(pipe: Any) -> set[str]:
 
 class LoraCache:
     """The LoRA adapters injected into one loaded model's pipeline, least recently used first. When the UNet is
-    compiled, their UNet layers go through one fixed slot instead (lora_slot), so LoRA changes do not recompile."""
+    compiled, their UNet layers go through one fixed slot instead (lora_slot), so LoRA changes do not recompile;
+    what does change the UNet's modules is told to its compiled forward (note_structure_change), which times and
+    logs the recompile."""
 
     def __init__(self, keep: int = ADAPTERS_KEPT) -> None:
         self.keep = keep
         self.adapters: OrderedDict[Path, LoadedAdapter] = OrderedDict()
         self.enabled = False
         self.slot: CompiledLoraSlot | None = None  # set on first use when the UNet is compiled
-        self.unet_changes = 0  # times the UNet's module structure changed (a compiled UNet compiles again)
-        self.unet_change_reason = ""
 
     # -- one job --------------------------------------------------------------------------------------
     def apply(self, pipe: Any, family: Family, registry: ModelRegistry, calls: Sequence[LoraCall], *,
@@ -220,7 +220,7 @@ class LoraCache:
         """Remove every adapter: the modules are the original ones again."""
         if self.adapters and pipe is not None:
             pipe.unload_lora_weights()
-            self._unet_changed("the LoRAs were unloaded")
+            note_structure_change(pipe, "the LoRAs were unloaded")
         self.adapters.clear()
         self.enabled = False
         if self.slot is not None:
@@ -262,13 +262,9 @@ class LoraCache:
         if unet_loras:
             grew = self.slot.fill(pipe.unet, unet_loras)
             if grew is not None:
-                self._unet_changed(f"LoRA slot built for {grew}")
+                note_structure_change(pipe, f"LoRA slot built for {grew}")
         else:
             set_adapter_layers(pipe.unet, enabled=False)
-
-    def _unet_changed(self, reason: str) -> None:
-        self.unet_changes += 1
-        self.unet_change_reason = reason
 
     def _trim(self, pipe: Any, active: set[Path]) -> None:
         idle = [path for path in self.adapters if path not in active]
@@ -279,7 +275,7 @@ class LoraCache:
         loaded = self.adapters.pop(path)
         _discard(pipe, loaded.adapter)
         if "unet" in loaded.components:
-            self._unet_changed("a LoRA was removed")
+            note_structure_change(pipe, "a LoRA was removed")
 
     def _ensure_loaded(self, pipe: Any, family: Family, file: NamedModelFile, registry: ModelRegistry,
                        allow_unsafe_pickle: bool) -> LoadedAdapter:
@@ -297,7 +293,7 @@ class LoraCache:
                 raise
             loaded.components = tuple(component for component in loaded.components if component != "unet")
         elif "unet" in loaded.components:
-            self._unet_changed("a LoRA was loaded")
+            note_structure_change(pipe, "a LoRA was loaded")
         self.adapters[file.path] = loaded
         return loaded
 

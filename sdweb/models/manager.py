@@ -22,7 +22,7 @@ from sdweb.models.modules import choose_modules
 from sdweb.models.registry import CheckpointEntry, ModelRegistry, NamedModelFile
 from sdweb.models.vae import choose_vae, read_vae_file
 from sdweb.prompts.parser import LoraCall
-from sdweb.runtime.compile import fuse_qkv, note_structure_change, unfuse_qkv, use_compile_cache
+from sdweb.runtime.compile import fuse_qkv, unfuse_qkv, use_compile_cache
 from sdweb.runtime.memory import free_memory, large_blocks_mapped, model_cache_budget, module_bytes
 from sdweb.runtime.policy import RuntimePlan, apply_plan_to_pipeline, apply_plan_to_vae, park_module
 
@@ -324,13 +324,8 @@ class ModelManager:
             pipe = loaded.base_pipeline
             if calls and unfuse_qkv(getattr(pipe, "unet", None)):  # the fused processor would bypass LoRA layers on to_q/k/v
                 log.info("Fused QKV projections of %s undone while LoRAs are loaded", loaded.entry.title)
-            before = loaded.loras.unet_changes
-            try:
-                return loaded.loras.apply(pipe, loaded.family, self.registry, calls,
-                                          allow_unsafe_pickle=self.allow_unsafe_pickle)
-            finally:
-                if loaded.loras.unet_changes != before:  # a compiled UNet recompiles for the new modules: time it
-                    note_structure_change(pipe, loaded.loras.unet_change_reason)
+            return loaded.loras.apply(pipe, loaded.family, self.registry, calls,
+                                      allow_unsafe_pickle=self.allow_unsafe_pickle)
 
     def deactivate_loras(self, loaded: LoadedModel) -> None:
         with self._lock:
@@ -344,10 +339,7 @@ class ModelManager:
         """Remove every LoRA adapter from every loaded model (after a LoRA refresh, to free memory)."""
         with self._lock:
             for loaded in self._loaded.values():
-                before = loaded.loras.unet_changes
                 loaded.loras.unload_all(loaded.base_pipeline)
-                if loaded.loras.unet_changes != before:
-                    note_structure_change(loaded.base_pipeline, loaded.loras.unet_change_reason)
                 if self.plan.fused_qkv:
                     fuse_qkv(loaded.base_pipeline.unet)  # no LoRA layers left: fusing is safe again
 
