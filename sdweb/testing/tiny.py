@@ -186,12 +186,13 @@ def _controlnet_file(seed: int) -> TinyFile:
     return TinyFile(tensors, {"format": "pt"}, tensors)
 
 
-def _lora_pair(module: torch.nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _lora_pair(module: torch.nn.Module, generator: torch.Generator,
+               rank: int = LORA_RANK) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(module, torch.nn.Conv2d):
-        down_shape = (LORA_RANK, module.in_channels, *module.kernel_size)
-        up_shape: tuple[int, ...] = (module.out_channels, LORA_RANK, 1, 1)
+        down_shape = (rank, module.in_channels, *module.kernel_size)
+        up_shape: tuple[int, ...] = (module.out_channels, rank, 1, 1)
     else:
-        down_shape, up_shape = (LORA_RANK, module.in_features), (module.out_features, LORA_RANK)
+        down_shape, up_shape = (rank, module.in_features), (module.out_features, rank)
     down = torch.randn(down_shape, generator=generator) * 0.2
     up = torch.randn(up_shape, generator=generator) * 0.2
     return down, up
@@ -353,13 +354,8 @@ def write_wide_lora(out_path: str | Path, rank: int, seed: int = 5) -> Path:
     modules = dict(build_tiny_pipeline("sd1", 1).unet.named_modules())
     tensors: dict[str, torch.Tensor] = {}
     for name in WIDE_LORA_TARGETS:
-        module, key = modules[name], "lora_unet_" + name.replace(".", "_")
-        if isinstance(module, torch.nn.Conv2d):
-            down = torch.randn(rank, module.in_channels, *module.kernel_size, generator=generator) * 0.2
-            up = torch.randn(module.out_channels, rank, 1, 1, generator=generator) * 0.2
-        else:
-            down = torch.randn(rank, module.in_features, generator=generator) * 0.2
-            up = torch.randn(module.out_features, rank, generator=generator) * 0.2
+        key = "lora_unet_" + name.replace(".", "_")
+        down, up = _lora_pair(modules[name], generator, rank)
         tensors |= {f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up,
                     f"{key}.alpha": torch.tensor(rank / 2.0)}
     metadata = {"ss_base_model_version": "sd_v1", "ss_network_dim": str(rank), "ss_network_alpha": str(rank / 2)}
