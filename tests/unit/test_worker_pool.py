@@ -1,6 +1,7 @@
 """Several workers behind one queue: messages, flags, FIFO and affinity scheduling, interrupt and skip."""
 
 import pickle
+import random
 import threading
 import time
 
@@ -44,9 +45,11 @@ def _pool(count, **device_args):
     return LocalPool(workers), devices
 
 
-def _submit_interleaved(queue, jobs, checkpoints):
-    return [queue.submit("txt2img", index, checkpoint=checkpoints[index % len(checkpoints)])
-            for index in range(jobs)]
+def _submit_mixed(queue, jobs, checkpoints):
+    """Jobs over the checkpoints in a fixed shuffled order: a plain rotation would let four FIFO workers in lockstep
+    each keep one checkpoint (4 loads, as affinity), so FIFO's thrashing would depend on timing."""
+    order = random.Random(7)
+    return [queue.submit("txt2img", index, checkpoint=order.choice(checkpoints)) for index in range(jobs)]
 
 
 def test_twenty_jobs_over_four_workers_all_finish_once_in_fifo_start_order():
@@ -77,13 +80,15 @@ def test_affinity_loads_each_checkpoint_about_once_fifo_thrashes():
     for mode in ("affinity", "fifo"):
         pool, devices = _pool(4, steps=2, step_s=0.003, load_s=0.02)
         queue = JobQueue(pool=pool, scheduler=Scheduler(mode))
-        jobs = _submit_interleaved(queue, 80, ["a", "b", "c", "d"])
+        jobs = _submit_mixed(queue, 80, ["a", "b", "c", "d"])
         for job in jobs:
             job.wait(60)
         queue.shutdown()
         loads[mode] = sum(device.loads for device in devices)
-    assert loads["affinity"] <= 8
-    assert loads["affinity"] < loads["fifo"]
+    # 4 checkpoints loaded once each, and a few more once a checkpoint's last jobs are done and its worker helps
+    # with another's backlog (6-7 here); about 3 in 4 FIFO jobs find another checkpoint loaded (54-70 here)
+    assert loads["affinity"] <= 10, loads
+    assert loads["fifo"] > 3 * loads["affinity"], loads
 
 
 def test_one_popular_checkpoint_still_uses_every_worker():
