@@ -38,6 +38,7 @@ _OPTION_FLAGS: tuple[tuple[dataclasses.Field, Flag], ...] = tuple(
     (field, flag) for field in dataclasses.fields(LaunchOptions) if (flag := field_flag(field)) is not None
 )
 FLAGS: tuple[Flag, ...] = tuple(flag for _field, flag in _OPTION_FLAGS) + NOOP_FLAGS
+_DATA_DIR_FLAG = next(flag.name for field, flag in _OPTION_FLAGS if field.name == "data_dir")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,12 +113,31 @@ def combined_argv(argv: Sequence[str], environ: dict[str, str] | None = None) ->
     return list(argv) + shlex.split(env.get("COMMANDLINE_ARGS", ""))
 
 
+def _split_extension_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(sdweb's arguments, installed A1111 extensions' flags with their values). The extensions folder is read
+    only when an argument is not one of sdweb's flags; their flags go before sdweb's parser sees them, so an
+    extension's flag is never taken for an abbreviation of one of sdweb's."""
+    own_names = {flag.name for flag in FLAGS} | {"-h", "--help"}
+    if all(not arg.startswith("--") or arg.split("=", 1)[0] in own_names for arg in args):
+        return args, []
+    from sdweb.config.paths import data_dir_from, extensions_dir
+    from sdweb.extensions.preload_flags import declared_flags, split_extension_args
+
+    finder = _Parser(add_help=False, allow_abbrev=False)
+    finder.add_argument(_DATA_DIR_FLAG)
+    found, _ = finder.parse_known_args(args)
+    return split_extension_args(args, declared_flags(extensions_dir(data_dir_from(found.data_dir))))
+
+
 def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) -> LaunchOptions:
-    """Parse flags (with $COMMANDLINE_ARGS appended) into LaunchOptions; CommandLineError on bad input."""
+    """Parse flags (with $COMMANDLINE_ARGS appended) into LaunchOptions; CommandLineError on bad input. Flags
+    that installed A1111 extensions declare in preload.py are kept in `extension_args` for their own parsers."""
     parser = build_parser()
-    namespace, unknown = parser.parse_known_args(combined_argv(argv, environ))
+    args, extension_args = _split_extension_args(combined_argv(argv, environ))
+    namespace, unknown = parser.parse_known_args(args)
     if unknown:
         raise CommandLineError("unknown command-line flags:\n" + _suggest(unknown)
+                               + "\nNeither sdweb nor an installed extension's preload.py declares them."
                                + "\nRun `python -m sdweb --help` for the list.")
     values = {field.name: getattr(namespace, field.name) for field, _flag in _OPTION_FLAGS}
     for field, _flag in _OPTION_FLAGS:
@@ -128,12 +148,14 @@ def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) ->
     non_local = bool(values["share"] or values["listen"] or values["ngrok"] or values["server_name"])
     values["webui_is_non_local"] = non_local
     values["disable_extension_access"] = non_local and not values["enable_insecure_extension_access"]
-    return LaunchOptions(**values)
+    return LaunchOptions(**values, extension_args=tuple(extension_args))
 
 
 def options_as_dict(options: LaunchOptions) -> dict[str, Any]:
-    """Plain JSON-able dict of every flag (for /sdapi/v1/cmd-flags)."""
-    return {field.name: _jsonable(getattr(options, field.name)) for field in dataclasses.fields(options)}
+    """Plain JSON-able dict of every flag (for /sdapi/v1/cmd-flags). The extensions' raw arguments are left out:
+    their parsed values are listed under the extensions' own names (and may hold a key)."""
+    return {field.name: _jsonable(getattr(options, field.name)) for field in dataclasses.fields(options)
+            if field.name != "extension_args"}
 
 
 def _jsonable(value: Any) -> Any:

@@ -216,6 +216,9 @@ class LaunchOptions:
     # Derived by sdweb.cli.parse_options from the flags above (no flag of their own)
     webui_is_non_local: bool = False
     disable_extension_access: bool = False
+    # Flags that installed A1111 extensions' preload.py declare, with their values, as given: parsed by each
+    # extension's own parser when its preload runs
+    extension_args: tuple[str, ...] = ()
 
 
 def field_flag(field: dataclasses.Field) -> Flag | None:

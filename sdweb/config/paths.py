@@ -78,9 +78,18 @@ def _or(value: str | None, fallback: Path) -> Path:
     return Path(value).expanduser().resolve() if value else fallback
 
 
+def data_dir_from(flag_value: str | None) -> Path:
+    """The data dir `--data-dir` names, or the default."""
+    return _or(flag_value, default_data_dir().resolve())
+
+
+def extensions_dir(data_dir: Path) -> Path:
+    return data_dir / "extensions"
+
+
 def resolve_paths(options: LaunchOptions) -> DataPaths:
     """Build DataPaths from the folder flags (A1111's defaults for those not given)."""
-    data = _or(options.data_dir, default_data_dir().resolve())
+    data = data_dir_from(options.data_dir)
     models = _or(options.models_dir, data / "models")
     styles = tuple(Path(p).expanduser() for p in options.styles_file) or (data / "styles.csv",)
     return DataPaths(
@@ -113,7 +122,7 @@ def resolve_paths(options: LaunchOptions) -> DataPaths:
         vae_approx=models / "VAE-approx",
         vae_taesd=models / "VAE-taesd",
         outputs=data / "outputs",
-        extensions=data / "extensions",
+        extensions=extensions_dir(data),
         config_file=_or(options.ui_settings_file, data / "config.json"),
         ui_config_file=_or(options.ui_config_file, data / "ui-config.json"),
         styles_files=styles,

@@ -57,7 +57,9 @@ def world(tmp_path_factory):
                          for name, url in urls.items()}
         finally:
             state.queue.shutdown()
-        state = build_app_state(parse_options(["--data-dir", str(data), "--api"], {}))  # the restart
+        # the restart, with images-browser-like's own flag in COMMANDLINE_ARGS as an A1111 user has it
+        restart = parse_options(["--data-dir", str(data)], {"COMMANDLINE_ARGS": "--api --image-browser-tmp-db"})
+        state = build_app_state(restart)
         try:
             yield {"state": state, "api": local_client(create_app(state)), "installed": installed, "data": data,
                    "before": before}
@@ -213,7 +215,7 @@ def test_a1111_names_stay_inside_the_extensions_scope(world):
 
 def test_cmd_opts_paths_and_a1111_only_options(world):
     """What real extensions read at import: folder flags resolved (A1111 never leaves them None), a flag their
-    preload.py adds (images-browser's) at its default, script_path the data folder (never sdweb's checkout),
+    preload.py adds (images-browser's) as COMMANDLINE_ARGS gave it, script_path the data folder (never sdweb's checkout),
     settings A1111 has and sdweb does not at A1111's defaults."""
     from sdweb.compat.a1111.modules import paths, shared
     from sdweb.compat.a1111.modules.options import Options
@@ -221,10 +223,10 @@ def test_cmd_opts_paths_and_a1111_only_options(world):
     data_paths = world["state"].paths
     assert shared.cmd_opts.lora_dir == str(data_paths.lora)
     assert shared.cmd_opts.ui_settings_file == str(data_paths.config_file)
-    assert shared.cmd_opts.image_browser_tmp_db is False  # images-browser-like's preload.py
+    assert shared.cmd_opts.image_browser_tmp_db is True  # images-browser-like's preload.py, set at the restart
     assert shared.cmd_opts.no_such_flag_anywhere is None
     flags = world["api"].get("/sdapi/v1/cmd-flags").json()  # A1111 lists extensions' flags there too
-    assert flags["image_browser_tmp_db"] is False and "no_such_flag_anywhere" not in flags
+    assert flags["image_browser_tmp_db"] is True and "no_such_flag_anywhere" not in flags
     assert paths.script_path == str(world["data"]) == shared.script_path
     assert Options().temp_dir == "" and Options().extra_networks_hidden_models == "When searched"
 

@@ -30,15 +30,15 @@ def test_options_are_frozen():
 
 @pytest.mark.parametrize(("typo", "suggestion"), [("--medvarm", "--medvram"), ("--lisen", "--listen"),
                                                   ("--no-half-vea", "--no-half-vae")])
-def test_unknown_flag_lists_close_matches(typo, suggestion):
+def test_unknown_flag_lists_close_matches(typo, suggestion, tmp_path):
     with pytest.raises(CommandLineError) as error:
-        parse_options([typo], {})
+        parse_options([typo, "--data-dir", str(tmp_path)], {})
     assert typo in str(error.value) and suggestion in str(error.value)
 
 
-def test_unknown_flag_from_environment_is_reported_too():
+def test_unknown_flag_from_environment_is_reported_too(tmp_path):
     with pytest.raises(CommandLineError, match="--not-a-flag"):
-        parse_options([], {"COMMANDLINE_ARGS": "--not-a-flag"})
+        parse_options(["--data-dir", str(tmp_path)], {"COMMANDLINE_ARGS": "--not-a-flag"})
 
 
 def test_bad_value_is_an_error_naming_the_flag():

@@ -24,11 +24,11 @@ def bind(paths: Any, settings: Any, launch_options: Any, services: Any) -> None:
 
 
 def extension_flags() -> dict[str, Any]:
-    """The command-line flags A1111 extensions' preload.py added, with their defaults (as `shared.cmd_opts` reads
-    them; A1111's /cmd-flags lists them too)."""
+    """The command-line flags A1111 extensions' preload.py added, with the values given or their defaults (as
+    `shared.cmd_opts` reads them; A1111's /cmd-flags lists them too)."""
     from sdweb.compat.a1111.world import WORLD
 
-    return dict(WORLD.preload_defaults)
+    return dict(WORLD.preload_values)
 
 
 def is_a1111_extension(folder: Path) -> bool:

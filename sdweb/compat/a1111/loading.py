@@ -56,22 +56,40 @@ def _import_script(path: Path, unique: str, folder: Path) -> ModuleType:
     return module
 
 
+class _PreloadParser(argparse.ArgumentParser):
+    """The parser an extension's preload(parser) fills: exact flag names only (sdweb accepted exactly those), and
+    a bad value raises instead of exiting the process."""
+
+    def __init__(self) -> None:
+        super().__init__(add_help=False, allow_abbrev=False)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(message)
+
+
 def _run_preload(folder: Path, unique: str) -> None:
     """A1111 calls `preload(parser)` of an extension's preload.py before anything loads, so that its command-line
-    flags exist; sdweb's command line does not take them, so their defaults become `cmd_opts` values."""
+    flags exist. sdweb kept the arguments naming them (LaunchOptions.extension_args); they are parsed here with
+    that parser, and the values (or the defaults) become `cmd_opts` values."""
     path = folder / "preload.py"
     if not path.is_file():
         return
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = _PreloadParser()
     try:
         preload = getattr(_import_script(path, unique, folder), "preload", None)
         if callable(preload):
             preload(parser)
     except Exception:  # A1111 reports a broken preload.py and goes on; so does this layer
         log.exception("preload.py of %s failed; its command-line flags read as None", folder.name)
-    for action in parser._actions:  # argparse has no public list of its arguments
-        if action.dest and action.dest != "help":
-            WORLD.preload_defaults.setdefault(action.dest, action.default)
+    given = tuple(getattr(WORLD.launch_options, "extension_args", ()))
+    try:
+        values = vars(parser.parse_known_args(given)[0])
+    except ValueError as error:
+        log.warning("%s: %s in COMMANDLINE_ARGS; its flags keep their defaults", folder.name, error)
+        values = {action.dest: action.default for action in parser._actions}  # no public list of arguments
+    for dest, value in values.items():
+        if dest != "help":
+            WORLD.preload_values.setdefault(dest, value)
 
 
 def _script_classes(modules: list[ModuleType]) -> list[type[A1111Script]]:

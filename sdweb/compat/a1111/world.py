@@ -36,7 +36,7 @@ class World:
     extension_options: dict[str, Any] = field(default_factory=dict)  # key -> OptionInfo (modules.shared)
     option_values: dict[str, Any] = field(default_factory=dict)  # values set by extensions at run time
     onchange: dict[str, list[Any]] = field(default_factory=dict)
-    preload_defaults: dict[str, Any] = field(default_factory=dict)  # flags extensions' preload.py add
+    preload_values: dict[str, Any] = field(default_factory=dict)  # extensions' preload.py flags: given or default
     ui_tab_ids: list[str] = field(default_factory=list)  # elem_ids of the tabs A1111 extensions added
     callbacks: dict[str, list[Any]] = field(default_factory=dict)  # script_callbacks this layer calls itself
     loaded_model: Any = None  # sdweb LoadedModel of the last job (shared.sd_model)
@@ -49,7 +49,7 @@ class World:
         self.extension_options.clear()
         self.option_values.clear()
         self.onchange.clear()
-        self.preload_defaults.clear()
+        self.preload_values.clear()
         self.ui_tab_ids.clear()
         self.callbacks.clear()
         self.loading, self.loaded_model, self.job = None, None, None

@@ -34,8 +34,8 @@ FOLDER_FLAGS = {"data_dir": "data_dir", "models_dir": "models_dir", "embeddings_
 
 class CommandLineOptions:
     """`shared.cmd_opts`: sdweb's launch options under A1111's flag names, folder flags resolved as A1111 resolves
-    them (FOLDER_FLAGS); flags an extension's preload.py adds read as that flag's default (preload.py), flags
-    sdweb does not know at all as None."""
+    them (FOLDER_FLAGS); flags an extension's preload.py adds read as given in the command line or at their
+    defaults (preload.py), flags sdweb does not know at all as None."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -45,8 +45,8 @@ class CommandLineOptions:
             return str(getattr(WORLD.paths, FOLDER_FLAGS[name]))
         if name == "styles_file" and not value and WORLD.paths is not None:
             return [str(path) for path in WORLD.paths.styles_files]
-        if value is None and name in WORLD.preload_defaults:
-            return WORLD.preload_defaults[name]
+        if value is None and name in WORLD.preload_values:
+            return WORLD.preload_values[name]
         return value
 
 
