@@ -24,15 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.bench.report import Row, SectionResult, median
+from sdweb.config.environment import child_environment
 
 PROMPT, NEGATIVE, CFG, SEED = "a photo of a cat", "blurry", 7.0, 1
 GOAL_RATIO = 1.0
 MARKER = "COLDSTART "
-
-
-def _child_env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_TEMP_DIR": str(tmp / "gradio")}
 
 
 def _sdweb_child(file: Path, size: int, steps: int, data: Path, hashing: bool) -> dict[str, float]:
@@ -90,7 +86,7 @@ def run_once(kind: str, file: Path, size: int, steps: int) -> dict[str, Any]:
         command = [sys.executable, "-m", "sdweb.bench.coldstart", kind, str(file), "--size", str(size),
                    "--steps", str(steps), "--data-dir", str(Path(tmp) / "data")]
         started = time.perf_counter()
-        process = subprocess.Popen(command, env=_child_env(Path(tmp)), stdout=subprocess.PIPE,
+        process = subprocess.Popen(command, env=child_environment(Path(tmp)), stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, text=True)
         assert process.stdout is not None
         output = process.stdout.read()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.bench.report import Row, SectionResult, median
+from sdweb.config.environment import child_environment
 
 PEAK_GOAL, SETTLED_GOAL = 1.15, 1.05
 MARKER = "MEMORY "
@@ -147,9 +148,8 @@ def child(kind: str, file: Path) -> dict[str, int]:
 
 def run_once(kind: str, file: Path) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="sdweb-mem-") as tmp:
-        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-               "GRADIO_TEMP_DIR": str(Path(tmp) / "gradio")}
-        done = subprocess.run([sys.executable, "-m", "sdweb.bench.memory", kind, str(file)], env=env,
+        done = subprocess.run([sys.executable, "-m", "sdweb.bench.memory", kind, str(file)],
+                              env=child_environment(Path(tmp)),
                               capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"memory {kind} child exited with {done.returncode}: {done.stderr[-800:]}")

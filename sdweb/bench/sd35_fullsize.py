@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from sdweb.config.environment import child_environment
 
 TRANSFORMER = {"sample_size": 128, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 24,
                "attention_head_dim": 64, "num_attention_heads": 24, "joint_attention_dim": 4096,
@@ -189,7 +190,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "sdweb.bench.sd35_fullsize", "--out", str(root), "--step", "write"],
                        check=True)
     result: dict[str, Any] = {"file_gb": round(checkpoint.stat().st_size / 1e9, 2), "size": SIZE, "steps": STEPS}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = child_environment(root)
     for step in ("load", "speed"):  # each in a fresh process: the peak RSS is the load's alone
         done = subprocess.run([sys.executable, "-m", "sdweb.bench.sd35_fullsize", "--out", str(root), "--step", step,
                                "--repeats", str(args.repeats)], check=True, capture_output=True, text=True, env=env)

@@ -10,7 +10,6 @@ includes the load); and the "Loaded <title> in X s" log line. Reference, interle
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sdweb.bench.report import Row, SectionResult, median
+from sdweb.config.environment import child_environment
 from sdweb.testing.server import free_port, stop_process_group
 
 PAGE_GOAL_SECONDS = 10.0
@@ -40,11 +40,6 @@ def _wait_ok(url: str, deadline: float, data: bytes | None = None) -> bool:
     return False
 
 
-def _env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-            "GRADIO_TEMP_DIR": str(tmp / "gradio")}
-
-
 def start_once(timeout: float = 180.0) -> dict[str, Any]:
     """One fresh start; seconds from Popen to each milestone (None: not reached before the timeout)."""
     with tempfile.TemporaryDirectory(prefix="sdweb-start-") as tmp:
@@ -52,7 +47,7 @@ def start_once(timeout: float = 180.0) -> dict[str, Any]:
         base = f"http://127.0.0.1:{port}"
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, "-m", "sdweb", "--no-download-sd-model", "--data-dir", tmp, "--port", str(port), "--api"],
-                                   env=_env(Path(tmp)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env=child_environment(Path(tmp)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         marks: dict[str, float | None] = {"runtime_log": None, "serving_log": None, "page": None, "api": None,
                                           "first_image": None, "loaded_log": None}
@@ -90,7 +85,7 @@ def start_once(timeout: float = 180.0) -> dict[str, Any]:
 
 def import_floor_once() -> float:
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", IMPORT_FLOOR], check=True, env=_env(Path(tempfile.gettempdir())),
+    subprocess.run([sys.executable, "-c", IMPORT_FLOOR], check=True, env=child_environment(Path(tempfile.gettempdir())),
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - started
 

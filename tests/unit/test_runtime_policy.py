@@ -4,6 +4,7 @@ runtime.memory. GPU checks carry @pytest.mark.gpu and run only where CUDA is pre
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -470,6 +471,16 @@ def test_startup_environment_turns_on_the_mps_cpu_fallback_on_macos_only(platfor
     defaults = startup_environment(platform)
     assert defaults.get("PYTORCH_ENABLE_MPS_FALLBACK") == fallback
     assert defaults["HF_HUB_OFFLINE"] == "1" and defaults["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_child_processes_run_offline_whatever_this_one_has(monkeypatch, tmp_path):
+    from sdweb.config.environment import child_environment
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")
+    env = child_environment(tmp_path)
+    assert env["HF_HUB_OFFLINE"] == "1" and env["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert env["GRADIO_TEMP_DIR"] == str(tmp_path / "gradio") and env["PATH"] == os.environ["PATH"]
 
 
 @pytest.mark.parametrize("value, said", [("1", "run on the CPU"), ("0", "fail: PYTORCH_ENABLE_MPS_FALLBACK")])
