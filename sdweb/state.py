@@ -25,7 +25,13 @@ from sdweb.generation.pool.local import LocalPool, WorkerPool
 from sdweb.generation.pool.messages import WorkResult
 from sdweb.generation.pool.presence import CheckpointFiles, checkpoint_file, require_on_a_worker
 from sdweb.generation.pool.scheduler import Scheduler
-from sdweb.generation.pool.setup import RAY_HINT, parse_workers_flag, private_ray_auth, worker_device_ids
+from sdweb.generation.pool.setup import (
+    RAY_HINT,
+    PoolChoice,
+    parse_workers_flag,
+    private_ray_auth,
+    worker_device_ids,
+)
 from sdweb.generation.pool.worker import Worker
 from sdweb.generation.received import NO_SAVE, pack_result, save_received
 from sdweb.generation.service import GenerationService, SaveOptions
@@ -227,9 +233,13 @@ class DeviceRuntime:
 
 
 def _device_runtimes(options: LaunchOptions, paths: DataPaths, settings: Settings, registry: ModelRegistry,
-                     hardware: HardwareInfo) -> list[DeviceRuntime]:
-    device_ids = worker_device_ids(options.device_ids, options.device_id,
-                                   len(hardware.cuda_devices), options.workers_per_device or 1)
+                     hardware: HardwareInfo, choice: PoolChoice) -> list[DeviceRuntime]:
+    """One runtime per local worker; with Ray workers only the head's own (it saves images and splits batches,
+    the actors load the models)."""
+    device_ids = [options.device_id]
+    if choice.kind == "local":
+        device_ids = worker_device_ids(options.device_ids, options.device_id,
+                                       len(hardware.cuda_devices), options.workers_per_device or 1)
     runtimes: list[DeviceRuntime] = []
     files = CheckpointFiles(registry)  # the local workers share the head's models folder
     for index, device_id in enumerate(device_ids):
@@ -272,9 +282,8 @@ def _bound_runner(service: GenerationService, runtimes: list[DeviceRuntime]) -> 
     return run
 
 
-def _make_pool(options: LaunchOptions, runtimes: list[DeviceRuntime], settings: Settings,
+def _make_pool(choice: PoolChoice, options: LaunchOptions, runtimes: list[DeviceRuntime], settings: Settings,
                hardware: HardwareInfo) -> WorkerPool:
-    choice = parse_workers_flag(options.workers)
     if choice.kind == "local":
         return LocalPool([runtime.worker for runtime in runtimes])
     if choice.address is None and "ray" not in sys.modules:
@@ -359,12 +368,13 @@ def build_app_state(options: LaunchOptions) -> AppState:
                              extra_checkpoint=options.ckpt)
     registry.refresh_all()
     hardware = probe_hardware()
-    runtimes = _device_runtimes(options, paths, settings, registry, hardware)
+    choice = parse_workers_flag(options.workers)
+    runtimes = _device_runtimes(options, paths, settings, registry, hardware, choice)
     primary = runtimes[0]
     service, manager = primary.service, primary.manager
     for runtime in runtimes:  # a damaged upscaler file is logged at start, as VAEs and LoRAs
         runtime.service.postprocess.upscalers.problems()
-    queue = JobQueue(pool=_make_pool(options, runtimes, settings, hardware), receive=_receiver(service, registry),
+    queue = JobQueue(pool=_make_pool(choice, options, runtimes, settings, hardware), receive=_receiver(service, registry),
                      scheduler=Scheduler(options.scheduling),
                      splitter=BatchSplitter(service, lambda title: _checkpoint_entry(registry, title)),
                      retries=options.worker_retries)

@@ -45,6 +45,7 @@ def test_actors_report_as_workers(ray_state):
     assert len({info.extra["pid"] for info in infos}) == 2
     for info in infos:  # each actor reports the files of its own models folder (matched by hash at submit)
         assert {file.name for file in info.checkpoints} == {"alpha.safetensors", "beta.safetensors"}
+    assert len(ray_state.runtimes) == 1  # the head's own (saves, splits); the actors hold the models
 
 
 def test_same_seed_gives_byte_identical_png_on_local_and_ray(ray_state, data):
