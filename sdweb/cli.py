@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sdweb.config import forge_flags
 from sdweb.config.launch_options import GROUP_ORDER, NOOPS, Flag, LaunchOptions, field_flag, value_type
 
 __all__ = ["FLAGS", "NOOP_FLAGS", "CommandLineError", "Flag", "LaunchOptions", "build_parser", "combined_argv",
@@ -29,7 +30,8 @@ NOOP_FLAGS: tuple[Flag, ...] = tuple(
         ("--max-batch-count", True), ("--always-batch-cond-uncond", False), ("--unload-gfpgan", False),
         ("--deepdanbooru", False), ("--show-negative-prompt", False), ("--gradio-img2img-tool", True),
         ("--gradio-inpaint-tool", True), ("--gradio-queue", False), ("--add-stop-route", False),
-        ("--ngrok-region", True), ("--enable-console-prompts", False),
+        ("--ngrok-region", True), ("--enable-console-prompts", False), ("--skip-version-check", False),
+        ("--tests", True), ("--no-tests", False), ("--directml", True),
     )
 )
 
@@ -39,6 +41,7 @@ _OPTION_FLAGS: tuple[tuple[dataclasses.Field, Flag], ...] = tuple(
 )
 FLAGS: tuple[Flag, ...] = tuple(flag for _field, flag in _OPTION_FLAGS) + NOOP_FLAGS
 _DATA_DIR_FLAG = next(flag.name for field, flag in _OPTION_FLAGS if field.name == "data_dir")
+_DEFAULTS = dataclasses.asdict(LaunchOptions())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -143,6 +146,10 @@ def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) ->
     for field, _flag in _OPTION_FLAGS:
         if value_type(field.type) is tuple:
             values[field.name] = tuple(values[field.name] or ())
+    conflict = forge_flags.conflicts(values)
+    if conflict:
+        raise CommandLineError(conflict)
+    forge_flags.apply_equivalents(values, _DEFAULTS)
     if values["precision"] == "half" and (values["no_half"] or values["no_half_vae"]):
         raise CommandLineError("--precision half cannot be combined with --no-half or --no-half-vae.")
     non_local = bool(values["share"] or values["listen"] or values["ngrok"] or values["server_name"])
@@ -169,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as error:
         print(f"sdweb: {error}", file=sys.stderr)
         return 2
+    if options.cuda_malloc:
+        forge_flags.cuda_malloc_environment(os.environ)
     from sdweb.server import leave_now, run_server  # imported late: --help and flag errors stay fast
 
     leave_now(run_server(options))

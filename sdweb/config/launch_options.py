@@ -17,9 +17,13 @@ DEVICE = "VRAM, precision and device"
 PATHS = "Models and paths"
 UI = "UI behaviour, security and extensions"
 LAUNCHER = "Launcher (accepted, handled by webui.sh / webui.bat)"
+FORGE = ("Forge's flags (accepted: each does what the sdweb flag in its help does, or its lack of effect is said in "
+         "the Runtime line at start)")
+CONTROLNET = "sd-webui-controlnet's flags (ControlNet is built in; --controlnet-dir is under paths)"
+NO_EFFECT = "no effect in sdweb (the Runtime line at start says why)"
 NOOPS = "Accepted for compatibility (no effect)"
 
-GROUP_ORDER = (NETWORK, API, DEVICE, PATHS, UI, LAUNCHER, NOOPS)
+GROUP_ORDER = (NETWORK, API, DEVICE, PATHS, UI, FORGE, CONTROLNET, LAUNCHER, NOOPS)
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,52 @@ class LaunchOptions:
     loglevel: str | None = flag(None, UI, "log level: DEBUG INFO WARNING ERROR CRITICAL")
     log_startup: bool = flag(False, UI, "log start-up timings")
     dump_sysinfo: bool = flag(False, UI, "write system information to a file and exit")
+
+    # Forge's flags: sdweb.config.forge_flags says what each does here
+    gpu_device_id: int | None = flag(None, FORGE, "as --device-id")
+    all_in_fp32: bool = flag(False, FORGE, "as --no-half --no-half-vae")
+    all_in_fp16: bool = flag(False, FORGE, "as --precision half")
+    unet_in_bf16: bool = flag(False, FORGE, NO_EFFECT)
+    unet_in_fp16: bool = flag(False, FORGE, NO_EFFECT)
+    unet_in_fp8_e4m3fn: bool = flag(False, FORGE, NO_EFFECT)
+    unet_in_fp8_e5m2: bool = flag(False, FORGE, NO_EFFECT)
+    vae_in_fp16: bool = flag(False, FORGE, NO_EFFECT)
+    vae_in_fp32: bool = flag(False, FORGE, "as --no-half-vae")
+    vae_in_bf16: bool = flag(False, FORGE, NO_EFFECT)
+    vae_in_cpu: bool = flag(False, FORGE, NO_EFFECT)
+    clip_in_fp8_e4m3fn: bool = flag(False, FORGE, NO_EFFECT)
+    clip_in_fp8_e5m2: bool = flag(False, FORGE, NO_EFFECT)
+    clip_in_fp16: bool = flag(False, FORGE, NO_EFFECT)
+    clip_in_fp32: bool = flag(False, FORGE, NO_EFFECT)
+    attention_split: bool = flag(False, FORGE, "as --opt-split-attention")
+    attention_quad: bool = flag(False, FORGE, "as --opt-sub-quad-attention")
+    attention_pytorch: bool = flag(False, FORGE, "as --opt-sdp-attention")
+    force_upcast_attention: bool = flag(False, FORGE, NO_EFFECT)
+    disable_attention_upcast: bool = flag(False, FORGE, NO_EFFECT)
+    disable_xformers: bool = flag(False, FORGE, NO_EFFECT)
+    disable_ipex_hijack: bool = flag(False, FORGE, NO_EFFECT)
+    always_gpu: bool = flag(False, FORGE, NO_EFFECT)
+    always_high_vram: bool = flag(False, FORGE, NO_EFFECT)
+    always_normal_vram: bool = flag(False, FORGE, NO_EFFECT)
+    always_low_vram: bool = flag(False, FORGE, "as --medvram")
+    always_no_vram: bool = flag(False, FORGE, "as --lowvram")
+    always_cpu: bool = flag(False, FORGE, "as --use-cpu all")
+    always_offload_from_vram: bool = flag(False, FORGE, "as --medvram")
+    pytorch_deterministic: bool = flag(False, FORGE, NO_EFFECT)
+    cuda_malloc: bool = flag(False, FORGE, "PyTorch's cudaMallocAsync allocator (PYTORCH_CUDA_ALLOC_CONF)")
+    cuda_stream: bool = flag(False, FORGE, NO_EFFECT)
+    pin_shared_memory: bool = flag(False, FORGE, NO_EFFECT)
+    forge_ref_a1111_home: str | None = flag(None, FORGE,
+        "an A1111 checkout: its checkpoints, VAEs and ControlNet models are listed too")
+    controlnet_preprocessor_models_dir: str | None = flag(None, FORGE, NO_EFFECT)
+
+    # sd-webui-controlnet's flags (its models folder flag, --controlnet-dir, is under paths)
+    controlnet_annotator_models_path: str | None = flag(None, CONTROLNET, NO_EFFECT)
+    no_half_controlnet: bool = flag(False, CONTROLNET, NO_EFFECT)
+    controlnet_preprocessor_cache_size: int = flag(16, CONTROLNET, NO_EFFECT)
+    controlnet_loglevel: str = flag("INFO", CONTROLNET, NO_EFFECT,
+                                    choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+    controlnet_tracemalloc: bool = flag(False, CONTROLNET, NO_EFFECT)
 
     # Launcher (accepted, handled by webui.sh / webui.bat)
     skip_python_version_check: bool = flag(False, LAUNCHER)

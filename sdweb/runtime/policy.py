@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from sdweb.config import forge_flags
 from sdweb.config.launch_options import LaunchOptions
 from sdweb.runtime.compile import compile_pipeline, fuse_qkv, install_compile
 from sdweb.runtime.memory import module_bytes
@@ -236,7 +237,7 @@ class _Precision:
 
 def plan_runtime(options: LaunchOptions, hardware: HardwareInfo) -> RuntimePlan:
     """Turn flags and hardware into one frozen plan. Pure: no torch device queries, no logging."""
-    reasons: list[str] = list(hardware.probe_errors)
+    reasons: list[str] = list(hardware.probe_errors) + forge_flags.no_effect_notes(options)
     use_cpu = {name.lower() for name in options.use_cpu}
     unknown = sorted(use_cpu - set(CPU_MODULES))
     if unknown:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sdweb.cli import FLAGS, NOOP_FLAGS, parse_options
+from sdweb.config.forge_flags import EXCLUSIVE
 from sdweb.config.launch_options import LaunchOptions, field_flag, value_type
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sdweb"
@@ -38,8 +39,12 @@ def test_parser_defaults_are_the_fields_defaults():
 
 
 def _argv_setting_every_flag() -> list[str]:
+    """Every flag, but only the first of each group of Forge flags Forge refuses together."""
     argv = []
+    refused_together = {name for group in EXCLUSIVE for name in group[1:]}
     for field in OPTION_FIELDS:
+        if field.name in refused_together:
+            continue
         flag, kind = field_flag(field), value_type(field.type)
         if kind is bool:
             argv.append(flag.name)
