@@ -77,18 +77,24 @@ def image_position_ids(height: int, width: int, device: torch.device, dtype: tor
     return ids.reshape(height * width, 3).to(device=device, dtype=dtype)
 
 
-class FluxAdapter:
+class _Adapter:
+    """A transformer and its dtype, looked up once per job (diffusers' ``dtype`` walks every module)."""
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+        self.dtype = transformer.dtype
+
+
+class FluxAdapter(_Adapter):
     """FluxTransformer2DModel: 2x2-packed tokens, sigma as the timestep, CLIP pooled vector, distilled guidance;
     for Flux.1 Kontext the reference image's tokens after the image's (their output is dropped)."""
 
     patch = 2
 
-    def __init__(self, transformer: Any) -> None:
-        self.transformer = transformer
 
     def _inputs(self, x: torch.Tensor, cond: FlowConditioning) -> dict[str, Any]:
         height, width = x.shape[-2:]
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         return {
             "hidden_states": pack_latents(x, self.patch).to(dtype),
             "encoder_hidden_states": cond.embeds.to(x.device, dtype),
@@ -98,7 +104,7 @@ class FluxAdapter:
 
     def _add_reference(self, inputs: dict[str, Any], reference: torch.Tensor) -> None:
         """Kontext: the reference image's packed latents follow the image tokens, their rope ids' first axis 1."""
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         height, width = reference.shape[-2:]
         ids = image_position_ids(height // self.patch, width // self.patch, reference.device, dtype)
         ids[:, 0] = 1
@@ -113,12 +119,12 @@ class FluxAdapter:
         if reference is not None:
             self._add_reference(inputs, reference.to(x.device))
         if cond.pooled is not None:
-            inputs["pooled_projections"] = cond.pooled.to(x.device, self.transformer.dtype)
+            inputs["pooled_projections"] = cond.pooled.to(x.device, self.dtype)
         if self.transformer.config.get("guidance_embeds", False):
             if guidance is None:
                 raise ValueError("this Flux transformer needs a distilled guidance value")
             inputs["guidance"] = guidance.to(x.device, torch.float32)
-        out = self.transformer(timestep=sigma.to(self.transformer.dtype), return_dict=False, **inputs)[0]
+        out = self.transformer(timestep=sigma.to(self.dtype), return_dict=False, **inputs)[0]
         return unpack_latents(out[:, :tokens].to(x.dtype), *x.shape[-2:], self.patch)
 
 
@@ -138,61 +144,55 @@ class ChromaAdapter(FluxAdapter):
         if cond.mask is not None:
             image_tokens = inputs["hidden_states"].shape[1]
             visible = torch.ones(x.shape[0], image_tokens, dtype=torch.bool, device=x.device)
-            inputs["attention_mask"] = torch.cat([cond.mask.to(x.device), visible], dim=1).to(self.transformer.dtype)
-        out = self.transformer(timestep=sigma.to(self.transformer.dtype), return_dict=False, **inputs)[0]
+            inputs["attention_mask"] = torch.cat([cond.mask.to(x.device), visible], dim=1).to(self.dtype)
+        out = self.transformer(timestep=sigma.to(self.dtype), return_dict=False, **inputs)[0]
         return unpack_latents(out.to(x.dtype), *x.shape[-2:], self.patch)
 
 
-class SD3Adapter:
+class SD3Adapter(_Adapter):
     """SD3Transformer2DModel: unpacked latents (it patches itself), timestep = 1000 * sigma, pooled CLIP L+G."""
 
     patch = 1
 
-    def __init__(self, transformer: Any) -> None:
-        self.transformer = transformer
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
         _no_reference(reference, self.transformer)
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         out = self.transformer(hidden_states=x.to(dtype), timestep=(sigma * 1000).to(dtype),
                                encoder_hidden_states=cond.embeds.to(x.device, dtype),
                                pooled_projections=cond.pooled.to(x.device, dtype), return_dict=False)[0]
         return out.to(x.dtype)
 
 
-class ZImageAdapter:
+class ZImageAdapter(_Adapter):
     """ZImageTransformer2DModel: a list of (C, 1, H, W) latents (it patches 2x2 itself), timestep 1 - sigma, a
     list of unpadded caption features; it predicts the negative velocity."""
 
     patch = 1
 
-    def __init__(self, transformer: Any) -> None:
-        self.transformer = transformer
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
         _no_reference(reference, self.transformer)
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         latents = list(x.to(dtype).unsqueeze(2).unbind(0))
         captions = list(cond.embeds.to(x.device, dtype).unbind(0))
         out = self.transformer(latents, (1 - sigma).float(), captions, return_dict=False)[0]
         return -torch.stack([frame.float() for frame in out]).squeeze(2).to(x.dtype)
 
 
-class QwenImageAdapter:
+class QwenImageAdapter(_Adapter):
     """QwenImageTransformer2DModel: 2x2-packed tokens with their grid sizes (`img_shapes`, for its RoPE), sigma as
     the timestep, no pooled vector; for Qwen-Image-Edit the reference image's tokens after the image's, its grid
     listed second (their output is dropped)."""
 
     patch = 2
 
-    def __init__(self, transformer: Any) -> None:
-        self.transformer = transformer
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         height, width = x.shape[-2:]
         tokens = pack_latents(x, self.patch).to(dtype)
         grids = [(1, height // self.patch, width // self.patch)]
@@ -217,20 +217,18 @@ def _grid_ids(height: int, width: int, device: torch.device) -> torch.Tensor:
     return torch.stack([zeros, rows, columns, zeros], dim=1)
 
 
-class Flux2Adapter:
+class Flux2Adapter(_Adapter):
     """Flux2Transformer2DModel (Flux.2 Klein): the latents are already 2 x 2 patches (128 channels, see
     generation.latent_codec), one token each; 4-axis rope ids (text tokens by position on the last axis); sigma as
     the timestep; a guidance value only for transformers with a guidance embedder (Flux.2 Dev's kind)."""
 
     patch = 1
 
-    def __init__(self, transformer: Any) -> None:
-        self.transformer = transformer
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
         _no_reference(reference, self.transformer)
-        dtype = self.transformer.dtype
+        dtype = self.dtype
         height, width = x.shape[-2:]
         text_ids = torch.zeros(cond.length, 4, dtype=torch.long, device=x.device)
         text_ids[:, 3] = torch.arange(cond.length, device=x.device)
