@@ -5,21 +5,22 @@ inpaint changing what they should, and each wrong setup a 4xx naming the file an
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from flow_api_kit import (
+    check_reproducible_and_pasted_back,
+    flow_api,
+    image_of,
+    pixels,
+    png_b64,
+    select,
+)
 from PIL import Image
 
-from sdweb.api.a1111.app import mount_api
-from sdweb.cli import parse_options
-from sdweb.state import build_app_state
 from sdweb.testing.tiny import write_tiny
-from sdweb.testing.tiny_flow import TinyFlowFiles, write_flux_lora
+from sdweb.testing.tiny_flow import write_flux_lora
 
 KINDS = ("flux-dev", "flux-schnell", "chroma", "sd35-medium", "flux-gguf", "diffusers-flux", "diffusers-sd1",
          "flux-ae", "clip-l", "clip-g", "t5xxl")
@@ -38,136 +39,90 @@ CHECKPOINTS = {
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    files = TinyFlowFiles(tmp_path_factory.mktemp("flow-api"))
-    files.paths(*KINDS)
-    write_flux_lora(files.root / "models/Lora/flux-kohya.safetensors", "kohya")
-    write_flux_lora(files.root / "models/Lora/flux-peft.safetensors", "peft")
-    write_tiny("lora", files.root / "models/Lora/sd1-lora.safetensors")
-    state = build_app_state(parse_options(["--data-dir", str(files.root), "--api"], {}))
-    app = FastAPI()
-    mount_api(app, state)
-    with TestClient(app) as client:
-        yield client, state, files
-    state.queue.shutdown()
+    def loras(root):
+        write_flux_lora(root / "models/Lora/flux-kohya.safetensors", "kohya")
+        write_flux_lora(root / "models/Lora/flux-peft.safetensors", "peft")
+        write_tiny("lora", root / "models/Lora/sd1-lora.safetensors")
 
-
-def _image(b64: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
-
-
-def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _pixels(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.int16)
-
-
-def _select(client, stem: str, modules: list[str] | None = None) -> str:
-    titles = {item["model_name"]: item["title"] for item in client.get("/sdapi/v1/sd-models").json()}
-    assert stem in titles, f"{stem} not listed: {sorted(titles)}"
-    response = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": titles[stem],
-                                                      "forge_additional_modules": modules or []})
-    assert response.status_code == 200, response.text
-    return titles[stem]
+    with flow_api(tmp_path_factory.mktemp("flow-api"), KINDS, loras) as context:
+        yield context
 
 
 def _txt2img(client, **fields):
-    response = client.post("/sdapi/v1/txt2img", json={"prompt": "a red (cat:1.2)", "seed": 11, **SMALL, **fields})
-    return response
+    return client.post("/sdapi/v1/txt2img", json={"prompt": "a red (cat:1.2)", "seed": 11, **SMALL, **fields})
 
 
 @pytest.mark.parametrize("stem", list(CHECKPOINTS))
 def test_each_flow_checkpoint_generates_reproducibly_and_pastes_back(api, stem):
-    client, _, _ = api
-    _select(client, stem)
-    first = _txt2img(client)
-    assert first.status_code == 200, first.text
-    image = _image(first.json()["images"][0])
-    assert image.size == (96, 64)
-    infotext = image.info["parameters"]
-    assert f"Model: {stem}" in infotext
-    for number, module in enumerate(CHECKPOINTS[stem], start=1):
-        assert f"Module {number}: {module}" in infotext
-    again = _txt2img(client)
-    assert np.array_equal(_pixels(_image(again.json()["images"][0])), _pixels(image))
-    other_seed = _txt2img(client, seed=12)
-    assert not np.array_equal(_pixels(_image(other_seed.json()["images"][0])), _pixels(image))
-
-    pasted = client.post("/sdapi/v1/txt2img", json={"infotext": infotext})
-    assert pasted.status_code == 200, pasted.text
-    assert json.loads(pasted.json()["info"])["infotexts"][0] == infotext
-    assert np.array_equal(_pixels(_image(pasted.json()["images"][0])), _pixels(image))
+    check_reproducible_and_pasted_back(api[0], stem, CHECKPOINTS[stem], _txt2img)
 
 
 def test_flux_dev_distilled_guidance_is_a_field_and_in_the_infotext(api):
     client, _, _ = api
-    _select(client, "flux1-dev-tiny")
+    select(client, "flux1-dev-tiny")
     low = _txt2img(client, distilled_cfg_scale=1.5)
     high = _txt2img(client, distilled_cfg_scale=6.0)
-    low_image, high_image = _image(low.json()["images"][0]), _image(high.json()["images"][0])
+    low_image, high_image = image_of(low.json()["images"][0]), image_of(high.json()["images"][0])
     assert "Distilled CFG Scale: 1.5" in low_image.info["parameters"]
-    assert not np.array_equal(_pixels(low_image), _pixels(high_image))
+    assert not np.array_equal(pixels(low_image), pixels(high_image))
     fields = client.post("/sdapi/v1/png-info", json={"image": high.json()["images"][0]}).json()["parameters"]
     assert fields["Distilled CFG Scale"] == "6.0"
 
 
 def test_negative_prompt_only_with_cfg_above_one_as_forge(api):
     client, _, _ = api
-    _select(client, "chroma-tiny")
-    plain = _pixels(_image(_txt2img(client, cfg_scale=1.0).json()["images"][0]))
+    select(client, "chroma-tiny")
+    plain = pixels(image_of(_txt2img(client, cfg_scale=1.0).json()["images"][0]))
     ignored = _txt2img(client, cfg_scale=1.0, negative_prompt="blurry")
-    assert np.array_equal(_pixels(_image(ignored.json()["images"][0])), plain)
+    assert np.array_equal(pixels(image_of(ignored.json()["images"][0])), plain)
     assert any("negative prompt is not used" in note for note in json.loads(ignored.json()["info"])["notes"])
     guided = _txt2img(client, cfg_scale=3.0, negative_prompt="blurry")
-    assert not np.array_equal(_pixels(_image(guided.json()["images"][0])), plain)
+    assert not np.array_equal(pixels(image_of(guided.json()["images"][0])), plain)
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "Euler a", "Heun", "DPM2", "DPM2 a", "LMS", "DPM++ 2M"])
 def test_flow_samplers_run(api, sampler):
     client, _, _ = api
-    _select(client, "flux1-schnell-tiny")
+    select(client, "flux1-schnell-tiny")
     response = _txt2img(client, sampler_name=sampler, scheduler="Automatic")
     assert response.status_code == 200, response.text
-    pixels = _pixels(_image(response.json()["images"][0]))
-    assert pixels.std() > 0
+    picture = pixels(image_of(response.json()["images"][0]))
+    assert picture.std() > 0
 
 
 def test_img2img_and_inpaint_change_what_they_should(api):
     client, _, _ = api
-    _select(client, "flux1-schnell-tiny")
-    init = _image(_txt2img(client).json()["images"][0])
-    body = {"init_images": [_b64(init)], "prompt": "a blue cat", "seed": 5, "denoising_strength": 0.6, **SMALL}
+    select(client, "flux1-schnell-tiny")
+    init = image_of(_txt2img(client).json()["images"][0])
+    body = {"init_images": [png_b64(init)], "prompt": "a blue cat", "seed": 5, "denoising_strength": 0.6, **SMALL}
     changed = client.post("/sdapi/v1/img2img", json=body)
     assert changed.status_code == 200, changed.text
-    changed_pixels = _pixels(_image(changed.json()["images"][0]))
+    changed_pixels = pixels(image_of(changed.json()["images"][0]))
     assert changed_pixels.shape == (64, 96, 3)
-    assert not np.array_equal(changed_pixels, _pixels(init))
+    assert not np.array_equal(changed_pixels, pixels(init))
 
     mask = Image.new("L", init.size, 0)
     mask.paste(255, (48, 0, 96, 64))  # the right half
-    inpaint = client.post("/sdapi/v1/img2img", json={**body, "mask": _b64(mask), "mask_blur": 0,
+    inpaint = client.post("/sdapi/v1/img2img", json={**body, "mask": png_b64(mask), "mask_blur": 0,
                                                       "inpainting_fill": 1})
     assert inpaint.status_code == 200, inpaint.text
-    result = _pixels(_image(inpaint.json()["images"][0]))
-    assert np.array_equal(result[:, :36], _pixels(init)[:, :36]), "outside the mask the picture is kept"
-    assert not np.array_equal(result[:, 60:], _pixels(init)[:, 60:]), "inside the mask it is repainted"
+    result = pixels(image_of(inpaint.json()["images"][0]))
+    assert np.array_equal(result[:, :36], pixels(init)[:, :36]), "outside the mask the picture is kept"
+    assert not np.array_equal(result[:, 60:], pixels(init)[:, 60:]), "inside the mask it is repainted"
 
 
 def test_hires_fix_on_flux(api):
     client, _, _ = api
-    _select(client, "flux1-schnell-tiny")
+    select(client, "flux1-schnell-tiny")
     response = _txt2img(client, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
                         hr_second_pass_steps=2)
     assert response.status_code == 200, response.text
-    assert _image(response.json()["images"][0]).size == (144, 96)
+    assert image_of(response.json()["images"][0]).size == (144, 96)
 
 
 def test_what_a_flow_model_cannot_do_is_refused_by_name(api):
     client, _, _ = api
-    _select(client, "flux1-schnell-tiny")
+    select(client, "flux1-schnell-tiny")
     ddim = _txt2img(client, sampler_name="DDIM")
     assert 400 <= ddim.status_code < 500 and "DDIM" in ddim.text and "Euler" in ddim.text
     odd = _txt2img(client, width=104)
@@ -177,7 +132,7 @@ def test_what_a_flow_model_cannot_do_is_refused_by_name(api):
 
 def test_missing_and_wrong_encoders_are_4xx_naming_the_fix(api, tmp_path):
     client, state, files = api
-    _select(client, "chroma-tiny")
+    select(client, "chroma-tiny")
     wrong = client.post("/sdapi/v1/options", json={"forge_additional_modules": ["ae.safetensors",
                                                                                 "clip_g.safetensors"]})
     assert wrong.status_code == 200, wrong.text  # the files exist; what they fit is checked when loading
@@ -210,14 +165,14 @@ def test_sd_modules_route_lists_the_module_files(api):
 @pytest.mark.parametrize("lora", ["flux-kohya", "flux-peft"])
 def test_flux_lora_changes_the_image_and_another_familys_is_refused(api, lora):
     client, _, _ = api
-    _select(client, "flux1-dev-tiny")
-    plain = _pixels(_image(_txt2img(client).json()["images"][0]))
+    select(client, "flux1-dev-tiny")
+    plain = pixels(image_of(_txt2img(client).json()["images"][0]))
     with_lora = _txt2img(client, prompt=f"a red (cat:1.2) <lora:{lora}:1>")
     assert with_lora.status_code == 200, with_lora.text
-    image = _image(with_lora.json()["images"][0])
-    assert not np.array_equal(_pixels(image), plain)
+    image = image_of(with_lora.json()["images"][0])
+    assert not np.array_equal(pixels(image), plain)
     assert f"<lora:{lora}:1>" in image.info["parameters"]
-    assert np.array_equal(_pixels(_image(_txt2img(client).json()["images"][0])), plain), "off again without the tag"
+    assert np.array_equal(pixels(image_of(_txt2img(client).json()["images"][0])), plain), "off again without the tag"
     wrong = _txt2img(client, prompt="a cat <lora:sd1-lora:1>")
     assert 400 <= wrong.status_code < 500 and "sd1-lora.safetensors" in wrong.text and "SD 1.x" in wrong.text
     assert _txt2img(client).status_code == 200
@@ -238,7 +193,7 @@ def test_truncated_gguf_is_a_4xx_naming_the_file(api):
     finally:
         broken.unlink()
         state.registry.refresh_checkpoints()
-    _select(client, "flux1-dev-tiny")
+    select(client, "flux1-dev-tiny")
     assert _txt2img(client).status_code == 200
 
 
@@ -246,13 +201,13 @@ def test_xyz_plot_over_distilled_cfg_scale(api):
     from sdweb.builtin_scripts.common.xyz_axes import a1111_labels
 
     client, _, _ = api
-    _select(client, "flux1-dev-tiny")
+    select(client, "flux1-dev-tiny")
     axis = a1111_labels(False).index("Distilled CFG Scale")
     args = [axis, "1.5, 6", [], 0, "", [], 0, "", [], True, True, False, False, False, False, False, 0, False]
     response = _txt2img(client, script_name="x/y/z plot", script_args=args)
     assert response.status_code == 200, response.text
-    images = [_image(b64) for b64 in response.json()["images"]]
+    images = [image_of(b64) for b64 in response.json()["images"]]
     assert len(images) == 3  # the grid, then each cell
     assert "Distilled CFG Scale: 1.5" in images[1].info["parameters"]
     assert "Distilled CFG Scale: 6.0" in images[2].info["parameters"]
-    assert not np.array_equal(_pixels(images[1]), _pixels(images[2]))
+    assert not np.array_equal(pixels(images[1]), pixels(images[2]))

@@ -11,15 +11,18 @@ import json
 import numpy as np
 import pytest
 import torch
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from test_families_2026 import _b64, _generated, _image, _pixels, _select
+from flow_api_kit import (
+    check_reproducible_and_pasted_back,
+    flow_api,
+    generated,
+    image_of,
+    pixels,
+    png_b64,
+    select,
+)
 
-from sdweb.api.a1111.app import mount_api
-from sdweb.cli import parse_options
 from sdweb.generation.unet_sampling import noise_spec
-from sdweb.state import build_app_state
-from sdweb.testing.tiny_flow import TinyFlowFiles, write_klein_lora
+from sdweb.testing.tiny_flow import write_klein_lora
 
 KINDS = ("flux2-klein", "flux2-klein-base", "qwen3-4b-klein", "flux2-vae", "flux-ae", "qwen3-4b")
 # 4 steps: Simple then picks the pipeline's linspace(1, 1/4, 4) exactly
@@ -30,17 +33,12 @@ MODULES = ["flux2-vae", "qwen_3_4b_klein"]  # what Automatic adds, in slot order
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    files = TinyFlowFiles(tmp_path_factory.mktemp("flux2-klein"))
-    files.paths(*KINDS)
-    write_klein_lora(files.root / "models/Lora/klein-peft.safetensors", "peft")
-    write_klein_lora(files.root / "models/Lora/klein-comfy.safetensors", "comfy")
-    state = build_app_state(parse_options(["--data-dir", str(files.root), "--api"], {}))
-    app = FastAPI()
-    mount_api(app, state)
-    with TestClient(app) as client:
-        assert client.post("/sdapi/v1/options", json={"sd_checkpoints_limit": 2}).status_code == 200
-        yield client, state
-    state.queue.shutdown()
+    def loras(root):
+        write_klein_lora(root / "models/Lora/klein-peft.safetensors", "peft")
+        write_klein_lora(root / "models/Lora/klein-comfy.safetensors", "comfy")
+
+    with flow_api(tmp_path_factory.mktemp("flux2-klein"), KINDS, loras, {"sd_checkpoints_limit": 2}) as context:
+        yield context[:2]
 
 
 def _txt2img(client, **fields):
@@ -49,19 +47,7 @@ def _txt2img(client, **fields):
 
 @pytest.mark.parametrize("stem", [DISTILLED, BASE])
 def test_each_checkpoint_generates_reproducibly_and_pastes_back(api, stem):
-    client, _ = api
-    _select(client, stem)
-    image = _generated(_txt2img(client))
-    assert image.size == (96, 64)
-    infotext = image.info["parameters"]
-    assert f"Model: {stem}" in infotext
-    for number, module in enumerate(MODULES, start=1):
-        assert f"Module {number}: {module}" in infotext
-    assert np.array_equal(_pixels(_generated(_txt2img(client))), _pixels(image))
-    assert not np.array_equal(_pixels(_generated(_txt2img(client, seed=12))), _pixels(image))
-    pasted = client.post("/sdapi/v1/txt2img", json={"infotext": infotext})
-    assert json.loads(pasted.json()["info"])["infotexts"][0] == infotext
-    assert np.array_equal(_pixels(_generated(pasted)), _pixels(image))
+    check_reproducible_and_pasted_back(api[0], stem, MODULES, _txt2img)
 
 
 @pytest.mark.parametrize(("stem", "cfg"), [(DISTILLED, 1.0), (BASE, 4.0)])
@@ -70,43 +56,43 @@ def test_txt2img_is_flux2_klein_pipelines_image_for_the_same_noise(api, stem, cf
     encoding (padded to 512, hidden states 9 / 18 / 27), empirical-mu schedule, CFG against the empty prompt,
     batch-norm latent statistics and decode give the image the API gave."""
     client, state = api
-    title = _select(client, stem)
-    ours = _pixels(_generated(_txt2img(client, cfg_scale=cfg)))
+    title = select(client, stem)
+    ours = pixels(generated(_txt2img(client, cfg_scale=cfg)))
     pipe = state.manager.get(title).base_pipeline
     noise = noise_spec([11], [11], 0.0, None, state.settings.as_dict()).rng((128, 4, 6), "cpu").next()
     with torch.no_grad():
         theirs = pipe(prompt="a red cat", guidance_scale=cfg, height=64, width=96, num_inference_steps=4,
                       latents=noise).images[0]
-    assert np.abs(ours - _pixels(theirs)).max() <= 1
+    assert np.abs(ours - pixels(theirs)).max() <= 1
 
 
 def test_img2img_hires_fix_and_batch(api):
     client, _ = api
-    _select(client, DISTILLED)
-    init = _generated(_txt2img(client))
-    body = {"init_images": [_b64(init)], "prompt": "a blue cat", "seed": 5, "denoising_strength": 0.6, **SMALL}
-    changed = _pixels(_generated(client.post("/sdapi/v1/img2img", json=body)))
-    assert changed.shape == (64, 96, 3) and not np.array_equal(changed, _pixels(init))
+    select(client, DISTILLED)
+    init = generated(_txt2img(client))
+    body = {"init_images": [png_b64(init)], "prompt": "a blue cat", "seed": 5, "denoising_strength": 0.6, **SMALL}
+    changed = pixels(generated(client.post("/sdapi/v1/img2img", json=body)))
+    assert changed.shape == (64, 96, 3) and not np.array_equal(changed, pixels(init))
     hires = _txt2img(client, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
                      hr_second_pass_steps=2)
-    assert _generated(hires).size == (144, 96)
+    assert generated(hires).size == (144, 96)
     batch = _txt2img(client, batch_size=2)
     assert batch.status_code == 200, batch.text
-    first, second = (_pixels(_image(data)) for data in batch.json()["images"][:2])
+    first, second = (pixels(image_of(data)) for data in batch.json()["images"][:2])
     assert json.loads(batch.json()["info"])["all_seeds"] == [11, 12]
-    assert np.abs(first - _pixels(init)).max() <= 1, "the batch's first image is seed 11's"
-    assert np.abs(second - _pixels(_generated(_txt2img(client, seed=12)))).max() <= 1
+    assert np.abs(first - pixels(init)).max() <= 1, "the batch's first image is seed 11's"
+    assert np.abs(second - pixels(generated(_txt2img(client, seed=12)))).max() <= 1
 
 
 @pytest.mark.parametrize("lora", ["klein-peft", "klein-comfy"])
 def test_lora_changes_the_image(api, lora):
     client, _ = api
-    _select(client, DISTILLED)
-    plain = _pixels(_generated(_txt2img(client)))
-    image = _generated(_txt2img(client, prompt=f"a red cat <lora:{lora}:1>"))
-    assert not np.array_equal(_pixels(image), plain)
+    select(client, DISTILLED)
+    plain = pixels(generated(_txt2img(client)))
+    image = generated(_txt2img(client, prompt=f"a red cat <lora:{lora}:1>"))
+    assert not np.array_equal(pixels(image), plain)
     assert f"<lora:{lora}:1>" in image.info["parameters"]
-    assert np.array_equal(_pixels(_generated(_txt2img(client))), plain), "off again without the tag"
+    assert np.array_equal(pixels(generated(_txt2img(client))), plain), "off again without the tag"
 
 
 def test_wrong_vae_or_text_encoder_is_a_4xx_naming_the_file_and_the_fix(api):
@@ -114,9 +100,9 @@ def test_wrong_vae_or_text_encoder_is_a_4xx_naming_the_file_and_the_fix(api):
     for modules, named, fix in ((["ae.safetensors", "qwen_3_4b_klein.safetensors"], "ae.safetensors",
                                  "flux2-vae.safetensors"),
                                 (["flux2-vae.safetensors", "qwen_3_4b.safetensors"], "qwen_3_4b.safetensors", "Qwen3")):
-        _select(client, DISTILLED, modules)
+        select(client, DISTILLED, modules)
         response = _txt2img(client)
         assert 400 <= response.status_code < 500, response.text
         assert named in response.text and fix in response.text, response.text
-    _select(client, DISTILLED)
+    select(client, DISTILLED)
     assert _txt2img(client).status_code == 200, "the next request works"
