@@ -17,10 +17,10 @@ DEVICE = "VRAM, precision and device"
 PATHS = "Models and paths"
 UI = "UI behaviour, security and extensions"
 LAUNCHER = "Launcher (accepted, handled by webui.sh / webui.bat)"
-FORGE = ("Forge's flags (accepted: each does what the sdweb flag in its help does, or its lack of effect is said in "
-         "the Runtime line at start)")
+FORGE = ("Forge's flags (accepted: each does what the sdweb flag in its help does; one with no effect here is named "
+         "with the reason in the Runtime line at start)")
 CONTROLNET = "sd-webui-controlnet's flags (ControlNet is built in; --controlnet-dir is under paths)"
-NO_EFFECT = "no effect in sdweb (the Runtime line at start says why)"
+NO_EFFECT = "no effect here"
 NOOPS = "Accepted for compatibility (no effect)"
 
 GROUP_ORDER = (NETWORK, API, DEVICE, PATHS, UI, FORGE, CONTROLNET, LAUNCHER, NOOPS)
