@@ -22,9 +22,12 @@ def declared_flags(extensions_dir: Path) -> dict[str, str]:
     """Flag name -> the extension folder whose preload.py declares it (hidden folders skipped; the first folder
     by name wins a flag two extensions declare)."""
     found: dict[str, str] = {}
-    if not extensions_dir.is_dir():
+    try:
+        folders = sorted(extensions_dir.iterdir()) if extensions_dir.is_dir() else []
+    except OSError as error:
+        log.warning("Cannot list %s: %s", extensions_dir, error)
         return found
-    for folder in sorted(extensions_dir.iterdir()):
+    for folder in folders:
         preload = folder / "preload.py"
         if folder.name.startswith(".") or not preload.is_file():
             continue

@@ -46,6 +46,17 @@ def test_declared_flags_are_read_without_running_preload(data):
         "--civitai-retries": "civitai-helper", "--lora": "short-flag"}  # broken's syntax error: no flags
 
 
+def test_an_unreadable_extensions_folder_declares_nothing(tmp_path, monkeypatch):
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr("pathlib.Path.iterdir", refuse)
+    (tmp_path / "extensions").mkdir()
+    assert declared_flags(tmp_path / "extensions") == {}
+    with pytest.raises(CommandLineError, match="--civitai-api-key"):
+        parse_options(["--data-dir", str(tmp_path), "--civitai-api-key", "k"], {})
+
+
 def test_extension_flags_in_commandline_args_are_kept_for_the_extension(data):
     env = {"COMMANDLINE_ARGS": "--api --civitai-api-key abc123 --civitai-verbose --civitai-retries=-3 --medvram"}
     options = parse_options(["--data-dir", str(data)], env)
