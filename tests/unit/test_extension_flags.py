@@ -5,11 +5,13 @@ import logging
 import textwrap
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sdweb.cli import CommandLineError, options_as_dict, parse_options
 from sdweb.compat.a1111.loading import _run_preload
 from sdweb.compat.a1111.world import WORLD
-from sdweb.extensions.preload_flags import declared_flags
+from sdweb.extensions.preload_flags import declared_flags, split_extension_args
 
 CIVITAI_PRELOAD = """
     def preload(parser):
@@ -55,6 +57,26 @@ def test_an_unreadable_extensions_folder_declares_nothing(tmp_path, monkeypatch)
     assert declared_flags(tmp_path / "extensions") == {}
     with pytest.raises(CommandLineError, match="--civitai-api-key"):
         parse_options(["--data-dir", str(tmp_path), "--civitai-api-key", "k"], {})
+
+
+DECLARED = {"--ext-a": "a", "--ext-b": "b"}
+ARGUMENTS = st.lists(st.sampled_from(["--api", "--port", "7000", "--ext-a", "--ext-b=2", "value", "-3", "--ext-b"]))
+
+
+def _in_order(part, whole):
+    remaining = iter(whole)
+    return all(arg in remaining for arg in part)  # each found after the one before
+
+
+@given(ARGUMENTS)
+def test_splitting_keeps_every_argument_once_in_order(args):
+    own, theirs = split_extension_args(args, DECLARED)
+    assert sorted(own + theirs) == sorted(args)
+    assert _in_order(own, args) and _in_order(theirs, args)
+    assert not any(arg.split("=")[0] in DECLARED for arg in own)
+    for index, arg in enumerate(args):  # a value goes with the flag before it
+        if not arg.startswith("--") and index and args[index - 1].split("=")[0] in DECLARED:
+            assert arg in theirs
 
 
 def test_extension_flags_in_commandline_args_are_kept_for_the_extension(data):
