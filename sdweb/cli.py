@@ -176,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as error:
         print(f"sdweb: {error}", file=sys.stderr)
         return 2
-    if options.cuda_malloc:
-        forge_flags.cuda_malloc_environment(os.environ)
+    forge_flags.prepare_environment(options, os.environ)
     from sdweb.server import leave_now, run_server  # imported late: --help and flag errors stay fast
 
     leave_now(run_server(options))

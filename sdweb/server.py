@@ -18,6 +18,7 @@ from sdweb import __version__
 from sdweb.api.auth import install_api_auth, ui_credentials
 from sdweb.api.body_limit import BodyLimitMiddleware
 from sdweb.api.hosts import install_host_check
+from sdweb.config import forge_flags
 from sdweb.config.environment import apply_app_environment
 from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.log_filters import quiet_library_noise
@@ -165,6 +166,7 @@ def run_server(options: LaunchOptions) -> int:
     logging.basicConfig(level=(options.loglevel or "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_library_noise()
+    forge_flags.apply_torch_settings(options)
     state = build_app_state(options)
     apply_app_environment(state.paths.tmp_dir)
     start_first_run_download(state.registry, options, status=state.first_run)  # no checkpoint yet: A1111's SD 1.5

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sdweb.config import forge_flags
 from sdweb.config.exposure import untrusted_exposure
 from sdweb.config.launch_options import LaunchOptions
 from sdweb.config.paths import DataPaths, resolve_paths
@@ -307,6 +308,7 @@ def build_pool_worker(options: LaunchOptions, device_id: str | None, worker_id: 
     nothing the head owns but the model folders: the head sends its settings with each job, and the worker
     returns images as PNG bytes without saving them (the head is the only writer)."""
     keep_large_blocks_in_heap()  # this process samples: the same heap settings as the head's (build_app_state)
+    forge_flags.apply_torch_settings(options)  # and the same torch settings as the head's (run_server)
     paths = resolve_paths(options)
     settings = Settings(paths.config_file)  # never read or written here: each job brings the head's values
     registry = ModelRegistry(paths, no_hashing=options.no_hashing,

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 # Forge flag (LaunchOptions field) -> sdweb fields it sets, where the user left those at their defaults
-# (--gpu-device-id, --forge-ref-a1111-home and --cuda-malloc carry values: apply_equivalents and
-# cuda_malloc_environment)
+# (--gpu-device-id and --forge-ref-a1111-home carry values: apply_equivalents; --cuda-malloc and
+# --pytorch-deterministic act on the process: prepare_environment, apply_torch_settings)
 EQUIVALENTS: dict[str, dict[str, Any]] = {
     "all_in_fp32": {"no_half": True, "no_half_vae": True},
     "all_in_fp16": {"precision": "half"},
@@ -48,7 +48,6 @@ NO_EFFECT: dict[str, str] = {
     "always_gpu": _STAYS_ON_GPU,
     "always_high_vram": _STAYS_ON_GPU,
     "always_normal_vram": _STAYS_ON_GPU,
-    "pytorch_deterministic": "torch's deterministic algorithms are not switched on",
     "cuda_stream": "Forge's offload internals; --lowvram-offload group prefetches with CUDA streams",
     "pin_shared_memory": "Forge's offload internals",
     "controlnet_preprocessor_models_dir": _NO_WEIGHTS,
@@ -116,8 +115,21 @@ def no_effect_notes(options: Any) -> list[str]:
             if _is_set(field, getattr(options, field))]
 
 
-def cuda_malloc_environment(environ: MutableMapping[str, str]) -> None:
-    """--cuda-malloc: PyTorch's asynchronous CUDA allocator, as Forge sets it (before torch is imported)."""
+def prepare_environment(options: Any, environ: MutableMapping[str, str]) -> None:
+    """Before torch is imported: --cuda-malloc picks PyTorch's asynchronous CUDA allocator (added to
+    PYTORCH_CUDA_ALLOC_CONF, as Forge does; a backend the user chose stays); --pytorch-deterministic gives cuBLAS
+    the fixed workspace its deterministic mode needs."""
     current = environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    if "backend:" not in current:
+    if options.cuda_malloc and "backend:" not in current:
         environ["PYTORCH_CUDA_ALLOC_CONF"] = ",".join(part for part in (current, "backend:cudaMallocAsync") if part)
+    if options.pytorch_deterministic:
+        environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def apply_torch_settings(options: Any) -> None:
+    """--pytorch-deterministic: torch's deterministic algorithms for the whole process; an op without one warns
+    instead of failing (as Forge)."""
+    if options.pytorch_deterministic:
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -235,7 +235,7 @@ class LaunchOptions:
     always_no_vram: bool = flag(False, FORGE, "as --lowvram")
     always_cpu: bool = flag(False, FORGE, "as --use-cpu all")
     always_offload_from_vram: bool = flag(False, FORGE, "as --medvram")
-    pytorch_deterministic: bool = flag(False, FORGE, NO_EFFECT)
+    pytorch_deterministic: bool = flag(False, FORGE, "torch's deterministic algorithms (warnings where an op has none)")
     cuda_malloc: bool = flag(False, FORGE, "PyTorch's cudaMallocAsync allocator (PYTORCH_CUDA_ALLOC_CONF)")
     cuda_stream: bool = flag(False, FORGE, NO_EFFECT)
     pin_shared_memory: bool = flag(False, FORGE, NO_EFFECT)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from sdweb.cli import CommandLineError, parse_options
 from sdweb.config import forge_flags
@@ -17,7 +18,7 @@ GIB = 1 << 30
 RTX3060 = HardwareInfo(cuda_devices=tuple(
     CudaDevice(name=f"NVIDIA GeForce RTX 3060 #{index}", total_memory_bytes=12 * GIB, capability=(8, 6),
                supports_bf16=True) for index in range(2)))
-CARRY_VALUES = {"gpu_device_id", "forge_ref_a1111_home", "cuda_malloc"}
+HANDLED_APART = {"gpu_device_id", "forge_ref_a1111_home", "cuda_malloc", "pytorch_deterministic"}
 
 
 def _parse(args, tmp_path):
@@ -29,7 +30,7 @@ def test_each_forge_and_controlnet_flag_has_one_meaning():
               if (flag := field_flag(field)) is not None and flag.group in (FORGE, CONTROLNET)]
     assert len(fields) == 40  # Forge 35 (its --directml is an accepted no-op flag) and sd-webui-controlnet 5
     for name in fields:
-        meanings = [name in forge_flags.EQUIVALENTS, name in forge_flags.NO_EFFECT, name in CARRY_VALUES]
+        meanings = [name in forge_flags.EQUIVALENTS, name in forge_flags.NO_EFFECT, name in HANDLED_APART]
         assert meanings.count(True) == 1, name
     named = set(forge_flags.EQUIVALENTS) | set(forge_flags.NO_EFFECT) | {n for g in forge_flags.EXCLUSIVE for n in g}
     assert named <= set(fields)
@@ -94,10 +95,28 @@ def test_an_a1111_home_lends_its_model_folders(tmp_path):
     ("expandable_segments:True", "expandable_segments:True,backend:cudaMallocAsync"),
     ("backend:native", "backend:native"),  # the user's own backend stays
 ])
-def test_cuda_malloc_picks_the_async_allocator(before, after):
+def test_cuda_malloc_picks_the_async_allocator(tmp_path, before, after):
     environ = {} if before is None else {"PYTORCH_CUDA_ALLOC_CONF": before}
-    forge_flags.cuda_malloc_environment(environ)
-    assert environ["PYTORCH_CUDA_ALLOC_CONF"] == after
+    forge_flags.prepare_environment(_parse("--cuda-malloc", tmp_path), environ)
+    assert environ == {"PYTORCH_CUDA_ALLOC_CONF": after}
+    untouched = {} if before is None else {"PYTORCH_CUDA_ALLOC_CONF": before}
+    forge_flags.prepare_environment(_parse("", tmp_path), untouched)
+    assert untouched == ({} if before is None else {"PYTORCH_CUDA_ALLOC_CONF": before})
+
+
+def test_pytorch_deterministic_switches_torch_to_deterministic_algorithms(tmp_path):
+    options = _parse("--pytorch-deterministic", tmp_path)
+    environ = {}
+    forge_flags.prepare_environment(options, environ)
+    assert environ == {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        forge_flags.apply_torch_settings(options)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    forge_flags.apply_torch_settings(_parse("", tmp_path))
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_flags_are_parsed_before_torch_is_imported(tmp_path):
