@@ -24,7 +24,8 @@ EQUIVALENTS: dict[str, dict[str, Any]] = {
     "always_cpu": {"use_cpu": ("all",)},
 }
 
-_STAYS_ON_GPU = "models stay on the GPU unless --medvram or --lowvram is given"
+_STAYS_ON_GPU = ("models stay on the GPU unless --medvram or --lowvram is given or a model is larger than the GPU "
+                 "(then it is placed by size)")
 _AS_STORED = "fp8 weights are used as the file stores them (fp8 or GGUF files); no conversion at load"
 _NO_WEIGHTS = "the built-in ControlNet preprocessors need no weights"
 
