@@ -120,7 +120,7 @@ def _split_extension_args(args: list[str]) -> tuple[list[str], list[str]]:
     """(sdweb's arguments, installed A1111 extensions' flags with their values). The extensions folder is read
     only when an argument is not one of sdweb's flags; their flags go before sdweb's parser sees them, so an
     extension's flag is never taken for an abbreviation of one of sdweb's."""
-    own_names = {flag.name for flag in FLAGS} | {"-h", "--help"}
+    own_names = {flag.name for flag in FLAGS} | {"--help"}
     if all(not arg.startswith("--") or arg.split("=", 1)[0] in own_names for arg in args):
         return args, []
     from sdweb.config.paths import data_dir_from, extensions_dir
