@@ -24,6 +24,7 @@ from sdweb.extensions.api import Callbacks, ExtensionContext, OptionSpec, Script
 from sdweb.extensions.attention import attention_file, mark_attention
 from sdweb.extensions.installer import cleanup_leftovers
 from sdweb.extensions.installer import run_install_script as run_extension_install_script
+from sdweb.extensions.preload_flags import declared_flags
 from sdweb.extensions.scripts import LoadedScript, ScriptRunner
 
 log = logging.getLogger(__name__)
@@ -299,12 +300,24 @@ def load_extensions(paths: Any, settings: Any, options: LaunchOptions,
         scripts.extend(own_scripts)
     loaded = [ext.name for ext in extensions if ext.loaded]
     log.info("Extensions loaded: %s", ", ".join(loaded) or "none")
+    if options.extension_args and not in_worker:
+        _warn_unused_extension_flags(options.extension_args, Path(paths.extensions), set(loaded))
     a1111_loaded = [ext.path for ext in extensions if ext.loaded and ext.api == "A1111"]
     helpers = a1111.page_javascript if a1111 is not None and a1111_loaded else None
     if a1111 is not None and a1111_loaded:  # their javascript reads their files through A1111's file= route
         callbacks.app_started.append(a1111.file_route(Path(paths.data_dir), a1111_loaded))
     flags = a1111.extension_flags if a1111 is not None and a1111_loaded else None
     return ExtensionSet(extensions, ScriptRunner(scripts, callbacks), callbacks, option_specs, helpers, flags)
+
+
+def _warn_unused_extension_flags(args: tuple[str, ...], folder: Path, loaded: set[str]) -> None:
+    """A flag given for an extension that did not load (disabled, or failed) does nothing: say so at start."""
+    declared = declared_flags(folder)
+    for name in dict.fromkeys(arg.split("=", 1)[0] for arg in args if arg.startswith("-")):
+        owner = declared.get(name)
+        if owner is not None and owner not in loaded:
+            log.warning("%s is a flag of the extension %s, which is not loaded (disabled or failed): it has no "
+                        "effect", name, owner)
 
 
 def _bind_a1111(extensions: list[Extension], paths: Any, settings: Any, options: LaunchOptions, services: Any) -> Any:

@@ -130,3 +130,16 @@ def test_a_bad_value_keeps_the_defaults_and_says_which_extension(data, monkeypat
         values = _preload_values(data, monkeypatch, ["--civitai-retries", "many"])
     assert values["civitai_retries"] == 2
     assert "civitai-helper" in caplog.text and "many" in caplog.text
+
+
+def test_a_flag_of_a_disabled_extension_is_said_to_do_nothing(data, caplog):
+    from sdweb.state import build_app_state
+
+    (data / "config.json").write_text('{"disabled_extensions": ["civitai-helper"]}', encoding="utf-8")
+    options = parse_options(["--data-dir", str(data), "--civitai-api-key", "k", "--lora", "x"], {})
+    with caplog.at_level(logging.WARNING):
+        state = build_app_state(options)
+    state.queue.shutdown()
+    said = [record.getMessage() for record in caplog.records if "is a flag of the extension" in record.getMessage()]
+    assert said == ["--civitai-api-key is a flag of the extension civitai-helper, which is not loaded (disabled or "
+                    "failed): it has no effect"]  # short-flag's --lora: its extension loaded
