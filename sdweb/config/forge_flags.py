@@ -71,9 +71,10 @@ EXCLUSIVE: tuple[tuple[str, ...], ...] = (
     ("always_gpu", "always_high_vram", "always_normal_vram", "always_low_vram", "always_no_vram", "always_cpu"),
 )
 
-# (sdweb's folder flag, the folder under an A1111 checkout) for --forge-ref-a1111-home
+# (sdweb's folder flag, the folder under an A1111 checkout) for --forge-ref-a1111-home: Forge's list
 A1111_HOME_FOLDERS = (("ckpt_dir", "models/Stable-diffusion"), ("vae_dir", "models/VAE"),
-                      ("controlnet_dir", "models/ControlNet"))
+                      ("hypernetwork_dir", "models/hypernetworks"), ("embeddings_dir", "embeddings"),
+                      ("lora_dir", "models/Lora"), ("controlnet_dir", "models/ControlNet"))
 
 
 def flag_name(field: str) -> str:
@@ -102,9 +103,10 @@ def apply_equivalents(values: dict[str, Any], defaults: dict[str, Any]) -> None:
     if values.get("gpu_device_id") is not None:
         wanted["device_id"] = str(values["gpu_device_id"])
     home = values.get("forge_ref_a1111_home")
-    if home:
+    if home:  # as Forge: each of the checkout's folders that exists
         for target, folder in A1111_HOME_FOLDERS:
-            wanted[target] = str(Path(home).expanduser() / folder)
+            if (Path(home).expanduser() / folder).is_dir():
+                wanted[target] = str(Path(home).expanduser() / folder)
     for target, value in wanted.items():
         if values[target] == defaults[target]:
             values[target] = value

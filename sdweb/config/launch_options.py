@@ -240,7 +240,8 @@ class LaunchOptions:
     cuda_stream: bool = flag(False, FORGE, NO_EFFECT)
     pin_shared_memory: bool = flag(False, FORGE, NO_EFFECT)
     forge_ref_a1111_home: str | None = flag(None, FORGE,
-        "an A1111 checkout: its checkpoints, VAEs and ControlNet models are listed too")
+        "an A1111 checkout: its model, VAE, LoRA, embedding, hypernetwork and ControlNet folders are used where "
+        "the folder flags are not given")
     controlnet_preprocessor_models_dir: str | None = flag(None, FORGE, NO_EFFECT)
 
     # sd-webui-controlnet's flags (its models folder flag, --controlnet-dir, is under paths)

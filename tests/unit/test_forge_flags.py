@@ -83,11 +83,15 @@ def test_valued_flags_that_do_nothing_are_named_only_when_changed(tmp_path):
 
 def test_an_a1111_home_lends_its_model_folders(tmp_path):
     home = tmp_path / "stable-diffusion-webui"
+    for folder in ("models/Stable-diffusion", "models/Lora", "embeddings", "models/VAE"):
+        (home / folder).mkdir(parents=True)
     options = _parse(f"--forge-ref-a1111-home {home} --vae-dir {tmp_path / 'mine'}", tmp_path / "data")
     paths = resolve_paths(options)
     assert paths.extra_checkpoint_dir == (home / "models" / "Stable-diffusion").resolve()
-    assert paths.extra_controlnet_dir == (home / "models" / "ControlNet").resolve()
+    assert paths.lora == (home / "models" / "Lora").resolve() and paths.embeddings == (home / "embeddings").resolve()
     assert paths.extra_vae_dir == (tmp_path / "mine").resolve()  # given: kept
+    assert paths.extra_controlnet_dir is None  # the checkout has no models/ControlNet: not set, as in Forge
+    assert paths.hypernetworks == (tmp_path / "data" / "models" / "hypernetworks").resolve()
 
 
 @pytest.mark.parametrize("before, after", [
