@@ -1,12 +1,11 @@
 """The /sdapi/v1 contract on the demo model through create_app (--nowebui): every route answers, A1111's
 shapes and quirks, override_settings, grids, errors and faults, and the shared FIFO queue."""
 
-import base64
-import io
 import json
 import threading
 
 import pytest
+from api_kit import image_of, png_b64
 from PIL import Image
 
 from sdweb.cli import parse_options
@@ -39,16 +38,6 @@ def api(tmp_path_factory):
     with local_client(create_app(state)) as client:
         yield client, state, data
     state.queue.shutdown()
-
-
-def _png(b64: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
-
-
-def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_every_route_answers(api):
@@ -91,10 +80,10 @@ def test_extras_on_the_real_app_upscale_2x_through_the_queue(api):
     client, state, data = api
     source = Image.linear_gradient("L").resize((40, 24)).convert("RGB")
     response = client.post("/sdapi/v1/extra-single-image", json={
-        "image": "data:image/png;base64," + _b64(source), "upscaling_resize": 2, "upscaler_1": "Lanczos"})
+        "image": "data:image/png;base64," + png_b64(source), "upscaling_resize": 2, "upscaler_1": "Lanczos"})
     assert response.status_code == 200, response.text
     body = response.json()
-    result = _png(body["image"])
+    result = image_of(body["image"])
     assert result.size == (80, 48)
     assert result.info.get("postprocessing", "").startswith("Postprocess upscale by: 2")  # the PNG keeps it
     assert "Postprocess upscale by: 2" in body["html_info"] and "Postprocess upscaler: Lanczos" in body["html_info"]
@@ -102,16 +91,16 @@ def test_extras_on_the_real_app_upscale_2x_through_the_queue(api):
     assert finished and finished[-1].status == "done", "extras run as a job of the shared queue"
     assert not list((data / "outputs").rglob("extras-images/*")), "API extras are not saved (as in A1111)"
     batch = client.post("/sdapi/v1/extra-batch-images", json={
-        "imageList": [{"data": _b64(source), "name": "a"}, {"data": _b64(source.resize((10, 10))), "name": "b"}],
+        "imageList": [{"data": png_b64(source), "name": "a"}, {"data": png_b64(source.resize((10, 10))), "name": "b"}],
         "resize_mode": 1, "upscaling_resize_w": 30, "upscaling_resize_h": 20, "upscaler_1": "Nearest"})
-    assert [_png(image).size for image in batch.json()["images"]] == [(30, 20), (30, 20)]
+    assert [image_of(image).size for image in batch.json()["images"]] == [(30, 20), (30, 20)]
     upscalers = [item["name"] for item in client.get("/sdapi/v1/upscalers").json()]
     assert upscalers[:3] == ["None", "Lanczos", "Nearest"]
 
 
 def test_extras_user_errors_are_4xx(api):
     client, _, _ = api
-    image = _b64(Image.new("RGB", (16, 16)))
+    image = png_b64(Image.new("RGB", (16, 16)))
     unknown = client.post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "No such model"})
     assert unknown.status_code == 404 and "No such model" in unknown.json()["detail"]
     assert "Lanczos" in unknown.json()["detail"] + unknown.json().get("hint", ""), "the error lists the upscalers"
@@ -161,7 +150,7 @@ def test_info_keys_grid_first_and_send_images(api):
     info = json.loads(body["info"])
     assert set(info) >= INFO_KEYS
     assert len(body["images"]) == 3 and info["index_of_first_image"] == 1
-    assert len(info["infotexts"]) == 3 and _png(body["images"][0]).size == (128, 64), "the grid comes first"
+    assert len(info["infotexts"]) == 3 and image_of(body["images"][0]).size == (128, 64), "the grid comes first"
     quiet = client.post("/sdapi/v1/txt2img", json={"send_images": False, **SMALL}).json()
     assert quiet["images"] == [] and set(json.loads(quiet["info"])) >= INFO_KEYS
 
@@ -272,7 +261,7 @@ def test_progress_reports_a_job_the_ui_submitted(api):
             if progress["state"]["sampling_step"] > 0:
                 break
         assert progress["state"]["job"] == job.id and progress["state"]["job_count"] == 2
-        assert progress["current_image"] is None or _png(progress["current_image"]).size[0] > 0
+        assert progress["current_image"] is None or image_of(progress["current_image"]).size[0] > 0
         assert client.get("/sdapi/v1/progress?skip_current_image=true").json()["current_image"] is None
     finally:
         client.post("/sdapi/v1/interrupt")

@@ -1,23 +1,17 @@
 """A1111's built-in scripts through POST /sdapi/v1/txt2img|img2img `script_name` / `script_args` with A1111's
 argument lists, on the built-in demo model (through the real service and queue)."""
 
-import base64
-import io
 import json
 import time
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from api_kit import api_app, image_of, png_b64
 from PIL import Image
 
-from sdweb.api.a1111.app import mount_api
-from sdweb.cli import parse_options
 from sdweb.core.requests import Txt2ImgRequest
 from sdweb.generation.service import SaveOptions
 from sdweb.outputs.save import read_infotext
-from sdweb.state import build_app_state
 
 SMALL = {"width": 64, "height": 64, "steps": 1, "sampler_name": "Euler", "seed": 11, "prompt": "a cat"}
 CELL = 64
@@ -36,29 +30,15 @@ def xyz_args(x_type, x_values, y_type=0, y_values="", z_type=0, z_values="", **o
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    state = build_app_state(parse_options(["--data-dir", str(data), "--api"], {}))
-    app = FastAPI()
-    mount_api(app, state)
-    with TestClient(app) as client:
+    with api_app(data) as (client, state):
         yield client, state, data
-    state.queue.shutdown()
-
-
-def _png(b64: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
-
-
-def _b64(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _post(client, route, payload):
     response = client.post(f"/sdapi/v1/{route}", json=payload)
     assert response.status_code == 200, response.text
     body = response.json()
-    return [_png(image) for image in body["images"]], json.loads(body["info"])
+    return [image_of(image) for image in body["images"]], json.loads(body["info"])
 
 
 def _dark(region: Image.Image) -> bool:
@@ -207,14 +187,14 @@ def test_prompts_from_file_with_a1111_line_options(api):
 def test_sd_upscale_a1111_args_return_the_upscaled_image(api):
     client, _, _ = api
     init = Image.new("RGB", (32, 32), (200, 40, 40))
-    payload = {**SMALL, "init_images": [_b64(init)], "denoising_strength": 0.3, "script_name": "sd upscale"}
+    payload = {**SMALL, "init_images": [png_b64(init)], "denoising_strength": 0.3, "script_name": "sd upscale"}
     images, info = _post(client, "img2img", {**payload, "script_args": ["", 8, "Lanczos", 2.0]})
     assert len(images) == 1 and images[0].size == (64, 64)
     assert "SD upscale overlap: 8, SD upscale upscaler: Lanczos" in info["infotexts"][0]
     assert images[0].info["parameters"] == info["infotexts"][0], "the PNG carries its infotext"
     by_index, info = _post(client, "img2img", {**payload, "script_args": ["", 16, 1, 2.0]})  # 1 = Lanczos
     assert by_index[0].size == (64, 64) and "SD upscale upscaler: Lanczos" in info["infotexts"][0]
-    bigger = {**payload, "init_images": [_b64(init.resize((64, 64)))], "batch_size": 9}
+    bigger = {**payload, "init_images": [png_b64(init.resize((64, 64)))], "batch_size": 9}
     tiled, _ = _post(client, "img2img", {**bigger, "script_args": ["", 16, "Lanczos", 2.0]})  # 3x3 tiles
     assert tiled[0].size == (128, 128)
     bad = client.post("/sdapi/v1/img2img", json={**payload, "script_args": ["", 8, "No Such", 2.0]})
@@ -224,7 +204,7 @@ def test_sd_upscale_a1111_args_return_the_upscaled_image(api):
 def test_loopback(api):
     client, _, _ = api
     init = Image.new("RGB", (64, 64), (20, 120, 220))
-    images, info = _post(client, "img2img", {**SMALL, "init_images": [_b64(init)], "denoising_strength": 0.75,
+    images, info = _post(client, "img2img", {**SMALL, "init_images": [png_b64(init)], "denoising_strength": 0.75,
                                               "script_name": "Loopback", "script_args": [2, 0.5, "Linear", "None"]})
     assert [image.size for image in images] == [(128, 64), (64, 64), (64, 64)]
     assert info["index_of_first_image"] == 1
@@ -235,7 +215,7 @@ def test_loopback(api):
 def test_outpainting_mk2_grows_the_image_and_keeps_the_original_side(api):
     client, _, _ = api
     init = Image.new("RGB", (64, 64), (10, 200, 30))
-    images, _ = _post(client, "img2img", {**SMALL, "init_images": [_b64(init)], "denoising_strength": 0.8,
+    images, _ = _post(client, "img2img", {**SMALL, "init_images": [png_b64(init)], "denoising_strength": 0.8,
                                           "script_name": "Outpainting mk2",
                                           "script_args": ["", 64, 4, ["right"], 1.0, 0.05]})
     assert len(images) == 1 and images[0].size == (128, 64)
@@ -247,7 +227,7 @@ def test_outpainting_mk2_grows_the_image_and_keeps_the_original_side(api):
 def test_poor_mans_outpainting_through_the_api(api):
     client, _, _ = api
     init = Image.new("RGB", (64, 64), (10, 200, 30))
-    images, info = _post(client, "img2img", {**SMALL, "init_images": [_b64(init)],
+    images, info = _post(client, "img2img", {**SMALL, "init_images": [png_b64(init)],
                                              "script_name": "poor man's outpainting",
                                              "script_args": [32, 4, 1, ["left", "up"]]})
     assert images[0].size == (128, 128) and "Script: Poor man's outpainting" in info["infotexts"][0]

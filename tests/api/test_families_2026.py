@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flow_api_kit import (
+from api_kit import (
     check_reproducible_and_pasted_back,
     flow_api,
     image_of,

@@ -1,19 +1,12 @@
 """/sdapi/v1 generation routes on the built-in demo model, through the real service and queue."""
 
-import base64
-import io
 import json
 import threading
 import time
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from api_kit import api_app, image_of, png_b64
 from PIL import Image
-
-from sdweb.api.a1111.app import mount_api
-from sdweb.cli import parse_options
-from sdweb.state import build_app_state
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 
@@ -21,24 +14,8 @@ SMALL = {"width": 64, "height": 64, "steps": 2}
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    state = build_app_state(parse_options(["--data-dir", str(data), "--api"], {}))
-    app = FastAPI()
-    mount_api(app, state)
-    with TestClient(app) as client:
+    with api_app(data) as (client, state):
         yield client, state, data
-    state.queue.shutdown()
-
-
-def _png(b64: str) -> Image.Image:
-    assert not b64.startswith("data:")
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
-
-
-def _b64(image: Image.Image, prefix: bool = False) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    text = base64.b64encode(buffer.getvalue()).decode()
-    return ("data:image/png;base64," + text) if prefix else text
 
 
 def test_txt2img_like_a1111(api):
@@ -48,7 +25,7 @@ def test_txt2img_like_a1111(api):
     assert response.status_code == 200, response.text
     body = response.json()
     assert len(body["images"]) == 2
-    image = _png(body["images"][0])
+    image = image_of(body["images"][0])
     assert image.size == (64, 64)
     assert "Negative prompt: blurry" in image.info["parameters"]
     assert "Sampler: Euler," in image.info["parameters"]  # the API's default sampler_index
@@ -62,7 +39,7 @@ def test_same_seed_same_image_and_saving(api):
     client, _, data = api
     first = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "seed": 3, "save_images": True, **SMALL}).json()
     second = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "seed": 3, **SMALL}).json()
-    assert _png(first["images"][0]).tobytes() == _png(second["images"][0]).tobytes()
+    assert image_of(first["images"][0]).tobytes() == image_of(second["images"][0]).tobytes()
     saved = list((data / "outputs" / "txt2img-images").rglob("*-3.png"))
     assert len(saved) == 1
 
@@ -96,12 +73,12 @@ def test_img2img_with_mask_and_data_prefix(api):
     init = Image.new("RGB", (64, 64), (200, 30, 30))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
-    response = client.post("/sdapi/v1/img2img", json={"init_images": [_b64(init, prefix=True)],
-                                                      "mask": _b64(mask), "denoising_strength": 0.5, **SMALL})
+    response = client.post("/sdapi/v1/img2img", json={"init_images": [png_b64(init, prefix=True)],
+                                                      "mask": png_b64(mask), "denoising_strength": 0.5, **SMALL})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["parameters"]["init_images"] is None
-    result = _png(body["images"][0]).convert("RGB")
+    result = image_of(body["images"][0]).convert("RGB")
     assert result.getpixel((2, 2)) == (200, 30, 30), "unmasked pixels stay as they were"
     assert client.post("/sdapi/v1/img2img", json={**SMALL}).status_code == 404
     bad = client.post("/sdapi/v1/img2img", json={"init_images": ["not an image"], **SMALL})

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from flow_api_kit import (
+from api_kit import (
     check_reproducible_and_pasted_back,
     flow_api,
     generated,

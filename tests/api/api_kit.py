@@ -1,6 +1,6 @@
-"""What the flow-family API modules share: the app over tiny random-weight files, choosing a checkpoint, images out
-of responses, and the check every family passes (same seed same image, another seed another, the infotext pasted
-back giving the image again)."""
+"""What the API test modules share: the API app over a data folder (for the flow families, over tiny random-weight
+files), choosing a checkpoint, images in and out of responses, and the check every flow family passes (same seed
+same image, another seed another, the infotext pasted back giving the image again)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ from sdweb.testing.tiny_flow import TinyFlowFiles
 
 
 @contextlib.contextmanager
+def api_app(data: Path, *flags: str) -> Iterator[tuple[TestClient, Any]]:
+    """/sdapi/v1 over the data folder `data` (started with --api and `flags`), and its app state."""
+    state = build_app_state(parse_options(["--data-dir", str(data), "--api", *flags], {}))
+    app = FastAPI()
+    mount_api(app, state)
+    try:
+        with TestClient(app) as client:
+            yield client, state
+    finally:
+        state.queue.shutdown()
+
+
+@contextlib.contextmanager
 def flow_api(root: Path, kinds: Sequence[str], write_more: Callable[[Path], None] = lambda root: None,
              options: dict[str, Any] | None = None) -> Iterator[tuple[TestClient, Any, TinyFlowFiles]]:
     """The API over a data folder holding the tiny files `kinds` (and what `write_more` adds), with `options`
@@ -31,19 +44,15 @@ def flow_api(root: Path, kinds: Sequence[str], write_more: Callable[[Path], None
     files = TinyFlowFiles(root)
     files.paths(*kinds)
     write_more(files.root)
-    state = build_app_state(parse_options(["--data-dir", str(files.root), "--api"], {}))
-    app = FastAPI()
-    mount_api(app, state)
-    try:
-        with TestClient(app) as client:
-            if options:
-                assert client.post("/sdapi/v1/options", json=options).status_code == 200
-            yield client, state, files
-    finally:
-        state.queue.shutdown()
+    with api_app(files.root) as (client, state):
+        if options:
+            assert client.post("/sdapi/v1/options", json=options).status_code == 200
+        yield client, state, files
 
 
 def image_of(b64: str) -> Image.Image:
+    """An image the API returned: plain base64 (A1111 sends no data: prefix)."""
+    assert not b64.startswith("data:")
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
 
@@ -52,10 +61,12 @@ def generated(response) -> Image.Image:
     return image_of(response.json()["images"][0])
 
 
-def png_b64(image: Image.Image) -> str:
+def png_b64(image: Image.Image, prefix: bool = False) -> str:
+    """`image` as a request sends it: base64 PNG, with the data: URL prefix browsers send if `prefix`."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    text = base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + text if prefix else text
 
 
 def pixels(image: Image.Image) -> np.ndarray:
