@@ -6,7 +6,9 @@ an explicit --data-dir, and the launcher test runs a throw-away copy of the laun
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,15 @@ def _leaves_the_users_files_alone():
         _touched.clear()
         pytest.fail("this test read the checkout's own user files (use a data folder of its own): "
                     + ", ".join(found[:5]), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def no_network() -> Iterator[None]:
+    """A module's tests fail on any socket connect (loopback included): for code that must work offline."""
+    def refuse(_sock: socket.socket, address: object) -> None:
+        raise OSError(f"network access attempted: {address!r}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket.socket, "connect_ex", refuse)
+        yield

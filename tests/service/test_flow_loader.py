@@ -8,8 +8,6 @@ Any socket connect fails the module: loading must never reach the network.
 from __future__ import annotations
 
 import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,15 +32,7 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_network() -> Iterator[None]:
-    def refuse(_sock: socket.socket, address: object) -> None:
-        raise OSError(f"network access attempted: {address!r}")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket.socket, "connect_ex", refuse)
-        yield
+pytestmark = pytest.mark.usefixtures("no_network")  # loading never reaches the network
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import socket
 import struct
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,7 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsiz
 V_YAML = 'model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n    parameterization: "v"\n'
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_network() -> Iterator[None]:
-    def refuse(_sock: socket.socket, address: object) -> None:
-        raise OSError(f"network access attempted: {address!r}")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket.socket, "connect_ex", refuse)
-        yield
+pytestmark = pytest.mark.usefixtures("no_network")  # loading never reaches the network
 
 
 class Workspace:

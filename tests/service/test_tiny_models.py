@@ -12,7 +12,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import hashlib
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import diffusers
@@ -44,15 +43,7 @@ SEED = DEMO_SEED  # so the SD1 file written here must equal the demo checkpoint 
 GENERATION_KINDS = ("sd1", "sd1-inpaint", "sd2-v", "sdxl")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_network() -> Iterator[None]:
-    def refuse(_sock: socket.socket, address: object) -> None:
-        raise OSError(f"network access attempted: {address!r}")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket.socket, "connect_ex", refuse)
-        yield
+pytestmark = pytest.mark.usefixtures("no_network")  # loading never reaches the network
 
 
 class Workspace:
