@@ -151,7 +151,8 @@ def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) ->
         raise CommandLineError(conflict)
     forge_flags.apply_equivalents(values, _DEFAULTS)
     if values["precision"] == "half" and (values["no_half"] or values["no_half_vae"]):
-        raise CommandLineError("--precision half cannot be combined with --no-half or --no-half-vae.")
+        given = "--all-in-fp16 (--precision half)" if values["all_in_fp16"] else "--precision half"
+        raise CommandLineError(f"{given} cannot be combined with --no-half or --no-half-vae.")
     non_local = bool(values["share"] or values["listen"] or values["ngrok"] or values["server_name"])
     values["webui_is_non_local"] = non_local
     values["disable_extension_access"] = non_local and not values["enable_insecure_extension_access"]

@@ -68,6 +68,8 @@ def test_equivalents_leave_the_users_own_flags_alone(tmp_path, args, field, valu
 
 
 def test_flags_forge_refuses_together_are_refused(tmp_path):
+    with pytest.raises(CommandLineError, match=r"^--all-in-fp16 \(--precision half\) cannot be combined with"):
+        _parse("--all-in-fp16 --no-half-vae", tmp_path)
     with pytest.raises(CommandLineError, match="--always-gpu cannot be combined with --always-no-vram"):
         _parse("--always-gpu --always-no-vram", tmp_path)
     with pytest.raises(CommandLineError, match="--unet-in-fp16 cannot be combined with --unet-in-fp8-e4m3fn"):
