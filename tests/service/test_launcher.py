@@ -1,4 +1,5 @@
-"""webui.sh end to end: root refusal, COMMANDLINE_ARGS honoured, the restart loop.
+"""webui.sh end to end: root refusal, COMMANDLINE_ARGS honoured (Forge's and an extension's flags among them), the
+restart loop.
 
 Each test runs a throw-away copy of the launcher files (webui.sh, pyproject.toml), so the user's own
 webui-user.sh in this checkout (say with COMMANDLINE_ARGS="--api") never changes what is tested, and nothing
@@ -68,7 +69,13 @@ def test_refuses_root_without_f(tmp_path):
 def test_commandline_args_and_restart_loop(tmp_path):
     port = free_port()
     data_dir = tmp_path / "data"
-    args = f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install --api-server-stop"
+    # a Forge user's flags and an installed A1111 extension's own flag start it as they start Forge / A1111
+    extension = data_dir / "extensions" / "civitai-helper"
+    extension.mkdir(parents=True)
+    (extension / "preload.py").write_text(
+        'def preload(parser):\n    parser.add_argument("--civitai-api-key", type=str, default=None)\n')
+    args = (f"--port {port} --api --nowebui --data-dir {data_dir} --skip-install --api-server-stop "
+            "--cuda-malloc --cuda-stream --always-offload-from-vram --civitai-api-key k3y")
     log_file = tmp_path / "launcher.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(["bash", str(launcher_copy(tmp_path) / "webui.sh"), "-f"],
@@ -77,6 +84,8 @@ def test_commandline_args_and_restart_loop(tmp_path):
     try:
         flags = _get_json(f"http://127.0.0.1:{port}/sdapi/v1/cmd-flags")
         assert flags["port"] == port and flags["api"] is True and flags["data_dir"] == str(data_dir)
+        assert flags["medvram"] is True and flags["cuda_malloc"] is True  # Forge's offload flag is --medvram
+        assert flags["civitai_api_key"] == "<hidden>"  # the extension's parser read it; a key is not shown
         assert _get_json(f"http://127.0.0.1:{port}/internal/ping") == {}
         # "Apply and restart": the marker file, then the app exits; the launcher starts it again.
         (tmp_path / "restart-marker").write_text("")
