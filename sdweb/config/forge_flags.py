@@ -10,7 +10,8 @@ from typing import Any
 
 # Forge flag (LaunchOptions field) -> sdweb fields it sets, where the user left those at their defaults
 # (--gpu-device-id and --forge-ref-a1111-home carry values: apply_equivalents; --cuda-malloc and
-# --pytorch-deterministic act on the process: prepare_environment, apply_torch_settings)
+# --pytorch-deterministic act on the process: prepare_environment, apply_torch_settings; --unet-in-bf16 and
+# --vae-in-bf16 depend on the GPU: the runtime policy applies them)
 EQUIVALENTS: dict[str, dict[str, Any]] = {
     "all_in_fp32": {"no_half": True, "no_half_vae": True},
     "all_in_fp16": {"precision": "half"},
@@ -31,12 +32,10 @@ _NO_WEIGHTS = "the built-in ControlNet preprocessors need no weights"
 
 # Flag -> why it does nothing in sdweb
 NO_EFFECT: dict[str, str] = {
-    "unet_in_bf16": "UNets keep A1111's fp16 on CUDA; bf16 is chosen where a model needs it (Flux-type transformers)",
     "unet_in_fp16": "fp16 is already the UNet's dtype on CUDA (fp32 on the CPU)",
     "unet_in_fp8_e4m3fn": _AS_STORED,
     "unet_in_fp8_e5m2": _AS_STORED,
     "vae_in_fp16": "the VAE is fp16 on CUDA unless --no-half-vae",
-    "vae_in_bf16": "the VAE is fp16 on CUDA, fp32 with --no-half-vae",
     "vae_in_cpu": "the VAE runs on the model's device (--use-cpu sd runs everything on the CPU)",
     "clip_in_fp8_e4m3fn": _AS_STORED,
     "clip_in_fp8_e5m2": _AS_STORED,

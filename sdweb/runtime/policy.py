@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import os
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -250,7 +250,7 @@ def plan_runtime(options: LaunchOptions, hardware: HardwareInfo) -> RuntimePlan:
         reasons.append(f"--use-cpu {'all' if 'all' in use_cpu else 'sd'}: Stable Diffusion runs on the CPU")
     else:
         device, device_name = best, best_name
-    precision = _choose_precision(options, device, cuda, hardware, reasons)
+    precision = _with_forge_bf16(options, _choose_precision(options, device, cuda, hardware, reasons), cuda, reasons)
     offload, only_sdxl = _choose_offload(options, device, reasons)
     _add_memory_suggestions(options, cuda, reasons)
     if options.opt_channelslast:
@@ -357,6 +357,25 @@ def _choose_precision(options: LaunchOptions, device: str, cuda: CudaDevice | No
     # bf16 would avoid fp16 overflow on Ampere+ (cuda.supports_bf16) but A1111 has no bf16 UNet mode: keep fp16.
     reasons.append(f"{device}: fp16 weights under autocast (A1111's default)")
     return _Precision(half, half, half, vae, False, True, vae == half)
+
+
+def _with_forge_bf16(options: LaunchOptions, precision: _Precision, cuda: CudaDevice | None,
+                     reasons: list[str]) -> _Precision:
+    """Forge's --unet-in-bf16 / --vae-in-bf16: bf16 where the plan chose fp16, on a GPU that has bf16 (no fp16
+    overflow; the SDXL VAE then needs no fp32 upcast). --no-half and --precision full keep their fp32."""
+    if not (options.unet_in_bf16 or options.vae_in_bf16):
+        return precision
+    if cuda is None or not cuda.supports_bf16:
+        reasons.append("--unet-in-bf16 / --vae-in-bf16 ignored: they need a CUDA GPU with bf16 (Ampere or newer)")
+        return precision
+    bf16, half = torch.bfloat16, torch.float16
+    if options.unet_in_bf16 and precision.unet == half and precision.unet_compute == half:
+        precision = replace(precision, unet=bf16, unet_compute=bf16)
+        reasons.append("--unet-in-bf16: UNet weights and compute in bf16")
+    if options.vae_in_bf16 and precision.vae == half:
+        precision = replace(precision, vae=bf16, upcast_sdxl_vae=False)
+        reasons.append("--vae-in-bf16: VAE in bf16 (no fp16 overflow: the SDXL VAE is not upcast to fp32)")
+    return precision
 
 
 def _cpu_precision(options: LaunchOptions, hardware: HardwareInfo, reasons: list[str]) -> _Precision:

@@ -18,7 +18,8 @@ GIB = 1 << 30
 RTX3060 = HardwareInfo(cuda_devices=tuple(
     CudaDevice(name=f"NVIDIA GeForce RTX 3060 #{index}", total_memory_bytes=12 * GIB, capability=(8, 6),
                supports_bf16=True) for index in range(2)))
-HANDLED_APART = {"gpu_device_id", "forge_ref_a1111_home", "cuda_malloc", "pytorch_deterministic"}
+HANDLED_APART = {"gpu_device_id", "forge_ref_a1111_home", "cuda_malloc", "pytorch_deterministic", "unet_in_bf16",
+                 "vae_in_bf16"}
 
 
 def _parse(args, tmp_path):
@@ -131,3 +132,28 @@ def test_flags_are_parsed_before_torch_is_imported(tmp_path):
             f"parse_options(['--cuda-malloc', '--data-dir', {str(tmp_path)!r}], {{}}); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+GTX1080 = HardwareInfo(cuda_devices=(CudaDevice(name="NVIDIA GeForce GTX 1080", total_memory_bytes=8 * GIB,
+                                                capability=(6, 1), supports_bf16=False),))
+
+
+@pytest.mark.parametrize("args, unet, vae, upcast", [
+    ("--unet-in-bf16 --vae-in-bf16", torch.bfloat16, torch.bfloat16, False),
+    ("--unet-in-bf16", torch.bfloat16, torch.float16, True),
+    ("--vae-in-bf16", torch.float16, torch.bfloat16, False),
+    ("--unet-in-bf16 --no-half", torch.float32, torch.float32, False),  # the user's fp32 wins
+    ("", torch.float16, torch.float16, True),
+])
+def test_bf16_flags_on_a_gpu_with_bf16(tmp_path, args, unet, vae, upcast):
+    plan = plan_runtime(_parse(args, tmp_path), RTX3060)
+    assert (plan.unet_dtype, plan.unet_compute_dtype, plan.vae_dtype) == (unet, unet, vae)
+    assert plan.upcast_sdxl_vae is upcast
+    assert plan.vae_dtype_for(is_sdxl=True, force_upcast=True) == (torch.float32 if upcast else vae)
+
+
+def test_bf16_flags_are_said_to_be_ignored_without_bf16(tmp_path):
+    for hardware in (GTX1080, HardwareInfo()):
+        plan = plan_runtime(_parse("--unet-in-bf16 --vae-in-bf16", tmp_path), hardware)
+        assert torch.bfloat16 not in (plan.unet_dtype, plan.vae_dtype)
+        assert any("--unet-in-bf16 / --vae-in-bf16 ignored" in reason for reason in plan.reasons)
