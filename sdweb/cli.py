@@ -41,7 +41,6 @@ _OPTION_FLAGS: tuple[tuple[dataclasses.Field, Flag], ...] = tuple(
 )
 FLAGS: tuple[Flag, ...] = tuple(flag for _field, flag in _OPTION_FLAGS) + NOOP_FLAGS
 _DATA_DIR_FLAG = next(flag.name for field, flag in _OPTION_FLAGS if field.name == "data_dir")
-_DEFAULTS = dataclasses.asdict(LaunchOptions())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,7 +148,7 @@ def parse_options(argv: Sequence[str], environ: dict[str, str] | None = None) ->
     conflict = forge_flags.conflicts(values)
     if conflict:
         raise CommandLineError(conflict)
-    forge_flags.apply_equivalents(values, _DEFAULTS)
+    forge_flags.apply_equivalents(values)
     if values["precision"] == "half" and (values["no_half"] or values["no_half_vae"]):
         given = "--all-in-fp16 (--precision half)" if values["all_in_fp16"] else "--precision half"
         raise CommandLineError(f"{given} cannot be combined with --no-half or --no-half-vae.")

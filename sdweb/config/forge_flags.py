@@ -4,9 +4,16 @@ the runtime plan's Runtime line at start)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
+
+from sdweb.config.launch_options import LaunchOptions, field_flag
+
+_FIELDS = [field for field in dataclasses.fields(LaunchOptions) if field_flag(field) is not None]
+FLAG_NAMES = {field.name: field_flag(field).name for field in _FIELDS}
+DEFAULTS = {field.name: getattr(LaunchOptions(), field.name) for field in _FIELDS}
 
 # Forge flag (LaunchOptions field) -> sdweb fields it sets, where the user left those at their defaults
 # (--gpu-device-id and --forge-ref-a1111-home carry values: apply_equivalents; --cuda-malloc and
@@ -57,7 +64,6 @@ NO_EFFECT: dict[str, str] = {
     "controlnet_tracemalloc": "no memory tracing",
     "controlnet_loglevel": "sdweb's --loglevel sets the log level",
 }
-_DEFAULT_VALUED = {"controlnet_preprocessor_cache_size": 16, "controlnet_loglevel": "INFO"}  # not a switch
 
 # Forge refuses these together (argparse groups); so does sdweb
 EXCLUSIVE: tuple[tuple[str, ...], ...] = (
@@ -76,24 +82,16 @@ A1111_HOME_FOLDERS = (("ckpt_dir", "models/Stable-diffusion"), ("vae_dir", "mode
                       ("lora_dir", "models/Lora"), ("controlnet_dir", "models/ControlNet"))
 
 
-def flag_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-def _is_set(field: str, value: Any) -> bool:
-    return value != _DEFAULT_VALUED[field] if field in _DEFAULT_VALUED else bool(value)
-
-
 def conflicts(values: dict[str, Any]) -> str | None:
     """The first pair of Forge flags given together that Forge refuses, as a message; None when there is none."""
     for group in EXCLUSIVE:
-        given = [flag_name(field) for field in group if values.get(field)]
+        given = [FLAG_NAMES[field] for field in group if values.get(field)]
         if len(given) > 1:
             return f"{given[0]} cannot be combined with {given[1]} (as in Forge: choose one)."
     return None
 
 
-def apply_equivalents(values: dict[str, Any], defaults: dict[str, Any]) -> None:
+def apply_equivalents(values: dict[str, Any]) -> None:
     """Set the sdweb fields the given Forge flags stand for, in place, leaving any the user set alone."""
     wanted: dict[str, Any] = {}
     for field, settings in EQUIVALENTS.items():
@@ -104,17 +102,18 @@ def apply_equivalents(values: dict[str, Any], defaults: dict[str, Any]) -> None:
     home = values.get("forge_ref_a1111_home")
     if home:  # as Forge: each of the checkout's folders that exists
         for target, folder in A1111_HOME_FOLDERS:
-            if (Path(home).expanduser() / folder).is_dir():
-                wanted[target] = str(Path(home).expanduser() / folder)
+            path = Path(home).expanduser() / folder
+            if path.is_dir():
+                wanted[target] = str(path)
     for target, value in wanted.items():
-        if values[target] == defaults[target]:
+        if values[target] == DEFAULTS[target]:
             values[target] = value
 
 
 def no_effect_notes(options: Any) -> list[str]:
-    """One line per given flag that does nothing in sdweb, saying why."""
-    return [f"{flag_name(field)}: no effect in sdweb ({why})" for field, why in NO_EFFECT.items()
-            if _is_set(field, getattr(options, field))]
+    """One line per flag given (not at its default) that does nothing in sdweb, saying why."""
+    return [f"{FLAG_NAMES[field]}: no effect in sdweb ({why})" for field, why in NO_EFFECT.items()
+            if getattr(options, field) != DEFAULTS[field]]
 
 
 def prepare_environment(options: Any, environ: MutableMapping[str, str]) -> None:
