@@ -91,7 +91,6 @@ class FluxAdapter(_Adapter):
 
     patch = 2
 
-
     def _inputs(self, x: torch.Tensor, cond: FlowConditioning) -> dict[str, Any]:
         height, width = x.shape[-2:]
         dtype = self.dtype
@@ -154,7 +153,6 @@ class SD3Adapter(_Adapter):
 
     patch = 1
 
-
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
         _no_reference(reference, self.transformer)
@@ -170,7 +168,6 @@ class ZImageAdapter(_Adapter):
     list of unpadded caption features; it predicts the negative velocity."""
 
     patch = 1
-
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
@@ -188,7 +185,6 @@ class QwenImageAdapter(_Adapter):
     listed second (their output is dropped)."""
 
     patch = 2
-
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
@@ -223,7 +219,6 @@ class Flux2Adapter(_Adapter):
     the timestep; a guidance value only for transformers with a guidance embedder (Flux.2 Dev's kind)."""
 
     patch = 1
-
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: FlowConditioning, guidance: torch.Tensor | None,
                  reference: torch.Tensor | None = None) -> torch.Tensor:
